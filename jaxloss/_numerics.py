@@ -1,0 +1,132 @@
+"""Numerically safe primitives shared by every loss.
+
+The rules they implement: compute in at least float32, stay in log space,
+``stop_gradient`` the maximum before an exponential, and use the double-where
+pattern around every ``log``, ``sqrt``, division or power that can meet zero,
+so that the branch ``jnp.where`` does not select cannot leak ``inf``/``nan``
+into gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def compute_dtype(*arrays: Any) -> jnp.dtype:
+    """The dtype losses compute and return in: at least float32.
+
+    float16/bfloat16 (and integer or bool) inputs give float32; float64 inputs
+    (under ``jax_enable_x64``) keep float64.
+    """
+    dtype = jnp.dtype(jnp.float32)
+    for x in arrays:
+        if x is None:
+            continue
+        x_dtype = jnp.result_type(x)
+        if jnp.issubdtype(x_dtype, jnp.floating):
+            dtype = jnp.promote_types(dtype, x_dtype)
+    return dtype
+
+
+def cast(dtype: jnp.dtype, *arrays: Any) -> tuple[Any, ...]:
+    """Casts every non-``None`` array to ``dtype``."""
+    return tuple(None if x is None else jnp.asarray(x).astype(dtype) for x in arrays)
+
+
+def mask_inputs(where: jax.Array | None, x: jax.Array, safe_value: float = 0.0) -> jax.Array:
+    """First half of the double-where: replaces masked inputs by a safe value.
+
+    ``where`` must already be broadcastable to ``x`` (callers expand the class
+    axis for per-example losses). Masked positions then contribute exactly 0 to
+    every gradient, even when their inputs are ``inf`` or ``nan``.
+    """
+    if where is None:
+        return x
+    return jnp.where(where, x, jnp.asarray(safe_value, x.dtype))
+
+
+def expand_where(where: jax.Array | None, axis: int) -> jax.Array | None:
+    """Adds back the reduced ``axis`` to a per-example mask so it masks inputs."""
+    if where is None:
+        return None
+    return jnp.expand_dims(where, axis)
+
+
+def safe_div(numerator: jax.Array, denominator: jax.Array, fill: float = 0.0) -> jax.Array:
+    """``numerator / denominator``, and ``fill`` with zero gradient where it is 0."""
+    nonzero = denominator != 0
+    safe = jnp.where(nonzero, denominator, jnp.ones_like(denominator))
+    return jnp.where(nonzero, numerator / safe, jnp.asarray(fill, numerator.dtype))
+
+
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    """``sqrt(x)`` for ``x >= 0`` with gradient 0 (not ``inf``) at 0."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, jnp.ones_like(x))), jnp.zeros_like(x))
+
+
+def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
+    """Euclidean norm along ``axis`` with gradient 0 at the zero vector."""
+    return safe_sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))
+
+
+def safe_log(x: jax.Array) -> jax.Array:
+    """``log(x)`` for ``x > 0``; 0 with zero gradient where ``x <= 0``.
+
+    Only for terms that are multiplied by a factor that is 0 where ``x`` is 0
+    (``x log x``); use ``xlogy`` semantics.
+    """
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, jnp.ones_like(x))), jnp.zeros_like(x))
+
+
+def xlogx(x: jax.Array) -> jax.Array:
+    """``x * log(x)`` with the limit 0 at ``x = 0`` and finite gradient there."""
+    return x * safe_log(x)
+
+
+def safe_pow(base: jax.Array, exponent: Any) -> jax.Array:
+    """``base ** exponent`` for ``base >= 0`` with finite gradients at ``base = 0``.
+
+    At ``base = 0`` the value is ``0 ** exponent`` (1 for exponent 0, else 0)
+    and the gradient w.r.t. ``base`` is taken as 0, the convention of the focal
+    losses for ``gamma < 1``.
+    """
+    exponent = jnp.asarray(exponent, base.dtype)
+    positive = base > 0
+    safe_base = jnp.where(positive, base, jnp.ones_like(base))
+    at_zero = jnp.where(exponent == 0, jnp.ones_like(base), jnp.zeros_like(base))
+    return jnp.where(positive, safe_base ** exponent, at_zero)
+
+
+def log1mexp(x: jax.Array) -> jax.Array:
+    """``log(1 - exp(x))`` for ``x <= 0``, accurate near 0 and for large ``-x``."""
+    # Maechler (2012): use log(-expm1(x)) for x > -log 2, log1p(-exp(x)) below.
+    x = jnp.minimum(x, -jnp.finfo(x.dtype).tiny)
+    return jnp.where(x > -0.6931471805599453,
+                     jnp.log(-jnp.expm1(x)),
+                     jnp.log1p(-jnp.exp(x)))
+
+
+def take_class(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
+    """``values[..., labels, ...]`` along ``axis``; NaN where a label is out of range.
+
+    ``labels`` has the shape of ``values`` without ``axis``. Labels outside
+    ``[0, C)`` never wrap or clamp: they give NaN (contract section 1).
+    """
+    num_classes = values.shape[axis]
+    valid = (labels >= 0) & (labels < num_classes)
+    safe_labels = jnp.where(valid, labels, 0)
+    taken = jnp.take_along_axis(values, jnp.expand_dims(safe_labels, axis), axis=axis)
+    taken = jnp.squeeze(taken, axis)
+    return jnp.where(valid, taken, jnp.asarray(jnp.nan, values.dtype))
+
+
+def one_hot(labels: jax.Array, num_classes: int, axis: int, dtype: jnp.dtype) -> jax.Array:
+    """One-hot along ``axis``; an out-of-range label gives a row of NaN."""
+    valid = (labels >= 0) & (labels < num_classes)
+    encoded = jax.nn.one_hot(jnp.where(valid, labels, 0), num_classes, dtype=dtype, axis=axis)
+    return jnp.where(jnp.expand_dims(valid, axis), encoded, jnp.asarray(jnp.nan, dtype))

@@ -1,0 +1,565 @@
+"""Regression losses: elementwise, ``(predictions, targets)`` of equal shape.
+
+Every loss here returns elementwise values (the shape of ``predictions``)
+before reduction, accepts the common ``reduction``/``weights``/``where``
+keywords, computes in at least float32 and stays finite, value and gradient,
+at zero residual.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _numerics, _registry
+from jaxloss._reduction import reduce_values
+
+Array = jax.Array
+
+
+
+def _pair(fn: str, predictions: Any, targets: Any, where: Any) -> tuple[Array, Array, Any]:
+    (p, t), where = _checks.elementwise_inputs(fn, where, [("predictions", predictions)], [("targets", targets)])
+    return p, t, where
+
+
+@_registry.builtin(aliases=("mse", "mean_squared_error"), tags=("regression",))
+def squared_error(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
+                  where: Any = None) -> Array:
+    r"""Squared error (the summand of MSE).
+
+    .. math::
+
+        \ell = (\hat y - y)^2
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.squared_error(jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0])))
+      2.5
+
+    References:
+      Gauss, "Theoria motus corporum coelestium", 1809 (least squares);
+      optax ``squared_error``, https://optax.readthedocs.io/en/latest/api/losses.html
+    """
+    p, t, where = _pair("squared_error", predictions, targets, where)
+    return reduce_values(jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="squared_error")
+
+
+@_registry.builtin(tags=("regression",))
+def l2_loss(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
+            where: Any = None) -> Array:
+    r"""Half squared error, as in optax ``l2_loss``.
+
+    .. math::
+
+        \ell = \tfrac12 (\hat y - y)^2
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.l2_loss(jnp.array([2.0]), jnp.array([0.0])))
+      2.0
+
+    References:
+      optax ``l2_loss``, https://optax.readthedocs.io/en/latest/api/losses.html
+    """
+    p, t, where = _pair("l2_loss", predictions, targets, where)
+    return reduce_values(0.5 * jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="l2_loss")
+
+
+@_registry.builtin(aliases=("mae", "mean_absolute_error", "l1_loss"), tags=("regression",))
+def absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
+                   where: Any = None) -> Array:
+    r"""Absolute error (the summand of MAE, torch ``l1_loss``).
+
+    .. math::
+
+        \ell = |\hat y - y|
+
+    The gradient at zero residual is 0 (the subgradient JAX uses for ``abs``).
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.absolute_error(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0])))
+      2.0
+
+    References:
+      Laplace, "Mémoire sur la probabilité des causes par les événements",
+      1774 (least absolute deviations); torch ``l1_loss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.L1Loss.html
+    """
+    p, t, where = _pair("absolute_error", predictions, targets, where)
+    return reduce_values(jnp.abs(p - t), reduction=reduction, weights=weights, where=where, fn="absolute_error")
+
+
+@_registry.builtin(aliases=("huber",), tags=("regression",))
+def huber_loss(predictions: Any, targets: Any, *, delta: Any = 1.0, reduction: str = "mean",
+               weights: Any = None, where: Any = None) -> Array:
+    r"""Huber loss: quadratic for small residuals, linear beyond ``delta``.
+
+    .. math::
+
+        \ell = \begin{cases} \tfrac12 r^2 & |r| \le \delta \\
+               \delta (|r| - \tfrac12 \delta) & |r| > \delta \end{cases},
+        \qquad r = \hat y - y
+
+    Equals optax ``huber_loss``, Keras ``Huber`` and torch ``huber_loss``.
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      delta: the threshold between the quadratic and linear parts, ``>= 0``
+        (Python float, or a traced array).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``delta < 0``, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.huber_loss(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0]), reduction="none")
+      Array([0.125, 2.5  ], dtype=float32)
+
+    References:
+      Huber, "Robust Estimation of a Location Parameter", Annals of
+      Mathematical Statistics, 1964, https://doi.org/10.1214/aoms/1177703732
+    """
+    _checks.in_range("huber_loss", "delta", delta, low=0.0)
+    p, t, where = _pair("huber_loss", predictions, targets, where)
+    delta = jnp.asarray(delta, p.dtype)
+    abs_r = jnp.abs(p - t)
+    # min(|r|, delta) splits |r| into a quadratic and a linear part; the value is
+    # 0.5 q^2 + delta (|r| - q), smooth at |r| = delta.
+    quadratic = jnp.minimum(abs_r, delta)
+    values = 0.5 * jnp.square(quadratic) + delta * (abs_r - quadratic)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="huber_loss")
+
+
+@_registry.builtin(tags=("regression",))
+def smooth_l1_loss(predictions: Any, targets: Any, *, beta: Any = 1.0, reduction: str = "mean",
+                   weights: Any = None, where: Any = None) -> Array:
+    r"""Smooth L1 loss with torch semantics (Huber divided by ``beta``).
+
+    .. math::
+
+        \ell = \begin{cases} \tfrac{1}{2\beta} r^2 & |r| < \beta \\
+               |r| - \tfrac12 \beta & |r| \ge \beta \end{cases}
+
+    ``beta = 0`` gives the absolute error (no division by zero).
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      beta: the threshold, ``>= 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``beta < 0``, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), beta=1.0, reduction="none")
+      Array([0.125, 2.5  ], dtype=float32)
+
+    References:
+      Girshick, "Fast R-CNN", ICCV 2015, https://arxiv.org/abs/1504.08083;
+      torch ``smooth_l1_loss``, https://pytorch.org/docs/stable/generated/torch.nn.SmoothL1Loss.html
+    """
+    _checks.in_range("smooth_l1_loss", "beta", beta, low=0.0)
+    p, t, where = _pair("smooth_l1_loss", predictions, targets, where)
+    beta = jnp.asarray(beta, p.dtype)
+    abs_r = jnp.abs(p - t)
+    quadratic = 0.5 * _numerics.safe_div(jnp.square(abs_r), beta)
+    values = jnp.where(abs_r < beta, quadratic, abs_r - 0.5 * beta)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="smooth_l1_loss")
+
+
+@_registry.builtin(aliases=("log_cosh", "logcosh"), tags=("regression",))
+def log_cosh(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
+             where: Any = None) -> Array:
+    r"""Logarithm of the hyperbolic cosine of the residual.
+
+    .. math::
+
+        \ell = \log\cosh(r) = r + \operatorname{softplus}(-2r) - \log 2
+
+    The right-hand side is exact for every ``r`` and never overflows (``cosh``
+    does beyond ``|r| > 89`` in float32).
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.log_cosh(jnp.array([1.0]), jnp.array([0.0]))), 6)
+      0.433781
+
+    References:
+      Chen et al., "Log Hyperbolic Cosine Loss Improves Variational
+      Auto-Encoder", 2019, https://openreview.net/forum?id=rkglvsC9Ym;
+      optax ``log_cosh``, Keras ``LogCosh``.
+    """
+    p, t, where = _pair("log_cosh", predictions, targets, where)
+    r = p - t
+    values = r + jax.nn.softplus(-2.0 * r) - math.log(2.0)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="log_cosh")
+
+
+@_registry.builtin(aliases=("mape", "mean_absolute_percentage_error"), tags=("regression",))
+def absolute_percentage_error(predictions: Any, targets: Any, *, epsilon: Any = 1e-7,
+                              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Absolute percentage error, in percent (Keras MAPE).
+
+    .. math::
+
+        \ell = 100 \, \frac{|y - \hat y|}{\max(|y|, \epsilon)}
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      epsilon: lower bound on ``|targets|`` in the denominator, ``> 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values (percent) for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``epsilon <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.absolute_percentage_error(jnp.array([110.0]), jnp.array([100.0])))
+      10.0
+
+    References:
+      Keras ``MeanAbsolutePercentageError``,
+      https://keras.io/api/losses/regression_losses/
+    """
+    _checks.in_range("absolute_percentage_error", "epsilon", epsilon, low=0.0, low_open=True)
+    p, t, where = _pair("absolute_percentage_error", predictions, targets, where)
+    values = 100.0 * jnp.abs(t - p) / jnp.maximum(jnp.abs(t), jnp.asarray(epsilon, p.dtype))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="absolute_percentage_error")
+
+
+@_registry.builtin(aliases=("msle", "mean_squared_logarithmic_error"), tags=("regression",))
+def squared_log_error(predictions: Any, targets: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
+                      weights: Any = None, where: Any = None) -> Array:
+    r"""Squared logarithmic error (Keras MSLE).
+
+    .. math::
+
+        \ell = \big(\log(1 + \max(\hat y, \epsilon)) - \log(1 + \max(y, \epsilon))\big)^2
+
+    Args:
+      predictions: ``[...]`` float predictions (negative values are clipped
+        to ``epsilon``).
+      targets: ``[...]`` real targets, same shape.
+      epsilon: the clipping floor, ``> 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``epsilon <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> x = jnp.array([jnp.e - 1.0])
+      >>> round(float(jaxloss.squared_log_error(x, jnp.array([0.0]))), 5)
+      1.0
+
+    References:
+      Keras ``MeanSquaredLogarithmicError``,
+      https://keras.io/api/losses/regression_losses/
+    """
+    _checks.in_range("squared_log_error", "epsilon", epsilon, low=0.0, low_open=True)
+    p, t, where = _pair("squared_log_error", predictions, targets, where)
+    eps = jnp.asarray(epsilon, p.dtype)
+    values = jnp.square(jnp.log1p(jnp.maximum(p, eps)) - jnp.log1p(jnp.maximum(t, eps)))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="squared_log_error")
+
+
+@_registry.builtin(aliases=("pinball_loss",), tags=("regression",))
+def quantile_loss(predictions: Any, targets: Any, *, quantile: Any = 0.5, reduction: str = "mean",
+                  weights: Any = None, where: Any = None) -> Array:
+    r"""Quantile (pinball) loss, minimised by the ``quantile``-th conditional quantile.
+
+    .. math::
+
+        \ell = \max(q\, r, (q - 1)\, r), \qquad r = y - \hat y
+
+    Args:
+      predictions: ``[...]`` float predictions.
+      targets: ``[...]`` real targets, same shape.
+      quantile: ``q`` in ``[0, 1]``; a scalar or an array broadcastable to
+        ``[...]`` (several quantiles at once).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``quantile`` outside ``[0, 1]`` or not
+        broadcastable, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.quantile_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), quantile=0.9,
+      ...                       reduction="none")
+      Array([0.9, 0.1], dtype=float32)
+
+    References:
+      Koenker and Bassett, "Regression Quantiles", Econometrica, 1978,
+      https://doi.org/10.2307/1913643
+    """
+    _checks.in_range("quantile_loss", "quantile", quantile, low=0.0, high=1.0)
+    p, t, where = _pair("quantile_loss", predictions, targets, where)
+    q = _checks.broadcastable("quantile_loss", "quantile", jnp.asarray(quantile, p.dtype), p.shape, "predictions")
+    r = t - p
+    values = jnp.maximum(q * r, (q - 1.0) * r)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="quantile_loss")
+
+
+@_registry.builtin(aliases=("poisson",), tags=("regression",))
+def poisson_loss(predictions: Any, targets: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
+                 weights: Any = None, where: Any = None) -> Array:
+    r"""Poisson loss on predicted rates (Keras ``Poisson``).
+
+    .. math::
+
+        \ell = \hat y - y \log(\hat y + \epsilon)
+
+    Args:
+      predictions: ``[...]`` predicted rates ``>= 0`` (the log argument is
+        floored at ``epsilon`` so a negative rate cannot produce NaN).
+      targets: ``[...]`` observed counts, same shape.
+      epsilon: added inside the logarithm, ``> 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``epsilon <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.poisson_loss(jnp.array([1.0]), jnp.array([2.0]))), 5)
+      1.0
+
+    References:
+      Keras ``Poisson``, https://keras.io/api/losses/probabilistic_losses/;
+      Cameron and Trivedi, "Regression Analysis of Count Data", 1998.
+    """
+    _checks.in_range("poisson_loss", "epsilon", epsilon, low=0.0, low_open=True)
+    p, t, where = _pair("poisson_loss", predictions, targets, where)
+    eps = jnp.asarray(epsilon, p.dtype)
+    # Floor the log argument at epsilon: Keras gives NaN for predictions < -eps.
+    values = p - t * jnp.log(jnp.maximum(p + eps, eps))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="poisson_loss")
+
+
+@_registry.builtin(tags=("regression",))
+def poisson_nll_loss(predictions: Any, targets: Any, *, log_input: bool = True, full: bool = False,
+                     epsilon: Any = 1e-8, reduction: str = "mean", weights: Any = None,
+                     where: Any = None) -> Array:
+    r"""Poisson negative log-likelihood with torch semantics.
+
+    .. math::
+
+        \ell = \begin{cases} e^{\hat y} - y \hat y & \text{log\_input} \\
+               \hat y - y \log(\hat y + \epsilon) & \text{otherwise} \end{cases}
+        \; + \; [\text{full}]\,[y > 1]\,\big(y \log y - y + \tfrac12 \log(2\pi y)\big)
+
+    Args:
+      predictions: ``[...]`` log-rates (``log_input=True``) or rates.
+      targets: ``[...]`` observed counts, same shape.
+      log_input: whether ``predictions`` are log-rates.
+      full: add the Stirling approximation of ``log(y!)``.
+      epsilon: added inside the logarithm when ``log_input=False``, ``> 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``epsilon <= 0``, non-bool flags, or an
+        unknown ``reduction``.
+      TypeError: non-float ``predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.poisson_nll_loss(jnp.array([0.0]), jnp.array([3.0])))
+      1.0
+
+    References:
+      torch ``poisson_nll_loss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.PoissonNLLLoss.html
+    """
+    fn = "poisson_nll_loss"
+    _checks.choice(fn, "log_input", log_input, (True, False))
+    _checks.choice(fn, "full", full, (True, False))
+    _checks.in_range(fn, "epsilon", epsilon, low=0.0, low_open=True)
+    p, t, where = _pair(fn, predictions, targets, where)
+    if log_input:
+        values = jnp.exp(p) - t * p
+    else:
+        values = p - t * jnp.log(jnp.maximum(p + jnp.asarray(epsilon, p.dtype), jnp.asarray(epsilon, p.dtype)))
+    if full:
+        big = t > 1
+        safe_t = jnp.where(big, t, jnp.ones_like(t))
+        stirling = safe_t * jnp.log(safe_t) - safe_t + 0.5 * jnp.log(2.0 * math.pi * safe_t)
+        values = values + jnp.where(big, stirling, jnp.zeros_like(stirling))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("regression",))
+def gaussian_nll_loss(predictions: Any, targets: Any, variance: Any, *, full: bool = False,
+                      epsilon: Any = 1e-6, reduction: str = "mean", weights: Any = None,
+                      where: Any = None) -> Array:
+    r"""Gaussian negative log-likelihood with a predicted variance (torch semantics).
+
+    .. math::
+
+        \ell = \tfrac12 \Big(\log \max(\sigma^2, \epsilon)
+               + \frac{(\hat y - y)^2}{\max(\sigma^2, \epsilon)}\Big)
+               + [\text{full}]\, \tfrac12 \log 2\pi
+
+    As in torch, the clamp at ``epsilon`` changes the value but not the
+    gradient path: the gradient w.r.t. ``variance`` is that of the formula at
+    the clamped value (a straight-through clamp).
+
+    Args:
+      predictions: ``[...]`` predicted means.
+      targets: ``[...]`` targets, same shape.
+      variance: ``[...]`` predicted variances ``>= 0``, same shape (broadcast
+        it explicitly, e.g. ``jnp.broadcast_to``, for a shared variance).
+      full: add the constant ``0.5 log(2 pi)``.
+      epsilon: the variance floor, ``> 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``epsilon <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``predictions`` or ``variance``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.gaussian_nll_loss(jnp.array([2.0]), jnp.array([0.0]), jnp.array([1.0])))
+      2.0
+
+    References:
+      Nix and Weigend, "Estimating the mean and variance of the target
+      probability distribution", ICNN 1994, https://doi.org/10.1109/ICNN.1994.374138;
+      torch ``gaussian_nll_loss``.
+    """
+    fn = "gaussian_nll_loss"
+    _checks.choice(fn, "full", full, (True, False))
+    _checks.in_range(fn, "epsilon", epsilon, low=0.0, low_open=True)
+    (p, v, t), where = _checks.elementwise_inputs(
+        fn, where, [("predictions", predictions), ("variance", variance)], [("targets", targets)],
+        safe_values=[0.0, 1.0, 0.0])
+    # torch clamps under no_grad: value at the clamped variance, gradient as if unclamped.
+    v = v + jax.lax.stop_gradient(jnp.maximum(v, jnp.asarray(epsilon, v.dtype)) - v)
+    values = 0.5 * (jnp.log(v) + jnp.square(p - t) / v)
+    if full:
+        values = values + 0.5 * math.log(2.0 * math.pi)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)

@@ -1,0 +1,462 @@
+"""``check_loss``: verifies that any loss, built-in or user-written, keeps the contract.
+
+Each check has a short name; ``check_loss`` runs them all (or those in
+``only``) and reports every failure in plain words:
+
+========== ==================================================================
+call       the loss runs on the example and gives finite float values
+reduction  ``"sum"``/``"mean"``/weights agree with ``"none"``; unknown
+           reductions raise ``ValueError``
+jit        ``jax.jit`` gives the same numbers as eager execution
+trace      float hyper-parameters can be traced arrays; one trace per shape
+vmap       ``jax.vmap`` over a new leading axis equals calling per slice
+grad       gradients match finite differences in float64
+edge       value and gradient stay finite at the contract's edge cases
+           (zeros, identical inputs, logits of 1e4, probabilities 0 and 1,
+           bfloat16 logits of 60)
+where      masking the last example equals slicing it off, even when its
+           inputs are NaN, and its gradient is exactly 0
+all_masked an all-``False`` mask gives 0 with finite, zero gradients
+dtype      bfloat16/float16 inputs give float32 results and input-dtype
+           gradients
+shapes     mismatched shapes and wrong dtypes raise ``ValueError``/``TypeError``
+           instead of broadcasting silently
+========== ==================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.test_util import check_grads
+
+CHECKS = ("call", "reduction", "jit", "trace", "vmap", "grad", "edge", "where",
+          "all_masked", "dtype", "shapes")
+
+_LARGE_NAMES = ("logits", "scores")
+_PROBABILITY_NAMES = ("probabilities",)
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """What ``check_loss`` found: checks passed, failed (with reasons), skipped."""
+
+    name: str
+    passed: list[str] = dataclasses.field(default_factory=list)
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        lines = [f"check_loss({self.name}): {len(self.passed)} passed, {len(self.failures)} failed, "
+                 f"{len(self.skipped)} skipped"]
+        lines += [f"  FAILED {k}: {v}" for k, v in self.failures.items()]
+        lines += [f"  skipped {k}: {v}" for k, v in self.skipped.items()]
+        return "\n".join(lines)
+
+
+class _CheckFailed(Exception):
+    pass
+
+
+def _float_positions(args: tuple[Any, ...]) -> list[int]:
+    return [i for i, a in enumerate(args) if np.issubdtype(np.asarray(a).dtype, np.floating)]
+
+
+def _array_positions(args: tuple[Any, ...]) -> list[int]:
+    return [i for i, a in enumerate(args) if np.ndim(a) > 0]
+
+
+def _param_names(fn: Callable[..., Any], n: int) -> list[str]:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        names = [p.name for p in params]
+    except (TypeError, ValueError):
+        names = []
+    return (names + [f"arg{i}" for i in range(len(names), n)])[:n]
+
+
+def _max_diff(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    both_nan = np.isnan(a) & np.isnan(b)
+    d = np.where(both_nan, 0.0, np.abs(a - b))
+    return float(np.max(d)) if d.size else 0.0
+
+
+def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def _all_finite(tree: Any) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(x, np.float64)))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def check_loss(
+    fn: Callable[..., Any],
+    *example_args: Any,
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] = (),
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    grad_tolerance: float = 1e-4,
+    raise_on_failure: bool = True,
+    **kwargs: Any,
+) -> CheckReport:
+    """Checks a loss for the jaxloss contract and reports failures in plain words.
+
+    The loss must take its data arrays positionally, keyword-only
+    hyper-parameters, and ``reduction``/``weights``/``where`` keywords (as
+    every jaxloss loss and every :func:`jaxloss.make_loss` loss does). The
+    example arrays should be small (a batch of 3 to 8), float64 or float32
+    for float inputs, with the batch on axis 0. Inputs are recognised by
+    parameter name for the edge cases: ``logits``/``scores`` are pushed to
+    magnitude 1e4, ``probabilities`` to exactly 0 and 1.
+
+    Args:
+      fn: the loss function.
+      *example_args: example data arrays (NumPy or JAX), passed positionally.
+      only: run only these checks (names in :data:`CHECKS`).
+      skip: skip these checks.
+      rtol, atol: tolerances for the equality checks (float32).
+      grad_tolerance: tolerance of the float64 finite-difference check.
+      raise_on_failure: raise ``AssertionError`` with the report if any check
+        fails (default); else just return the report.
+      **kwargs: keyword hyper-parameters passed to every call of ``fn``.
+
+    Returns:
+      A :class:`CheckReport`.
+
+    Raises:
+      AssertionError: some check failed and ``raise_on_failure`` is true.
+      ValueError: an unknown check name in ``only`` or ``skip``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> import jaxloss
+      >>> from jaxloss.testing import check_loss
+      >>> @jaxloss.make_loss
+      ... def sqrt_error(predictions, targets):
+      ...     return jnp.sqrt(jnp.abs(predictions - targets))  # NaN gradient at 0
+      >>> x = np.linspace(-1.0, 1.0, 6)
+      >>> report = check_loss(sqrt_error, x, x[::-1], only=["edge"], raise_on_failure=False)
+      >>> print(report.failures["edge"][:60])
+      gradient is not finite at identical inputs (zero distance) (
+
+    References:
+      Bradbury et al., "JAX: composable transformations of Python+NumPy
+      programs", 2018 (``jax.test_util.check_grads``), https://github.com/jax-ml/jax
+    """
+    selected = list(CHECKS if only is None else only)
+    skip = list(skip)
+    for c in selected + skip:
+        if c not in CHECKS:
+            raise ValueError(f"jaxloss.testing.check_loss: check names must be in {CHECKS}, got {c!r}")
+    name = getattr(fn, "__name__", repr(fn))
+    report = CheckReport(name=name)
+    args = tuple(example_args)
+    ctx = _Context(fn, args, kwargs, rtol, atol, grad_tolerance)
+    for check in selected:
+        if check in skip:
+            report.skipped[check] = "skipped by the caller"
+            continue
+        try:
+            note = getattr(ctx, "check_" + check)()
+        except _CheckFailed as e:
+            report.failures[check] = str(e)
+        except Exception as e:  # pylint: disable=broad-except
+            report.failures[check] = f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        else:
+            if note:
+                report.skipped[check] = note
+            else:
+                report.passed.append(check)
+    if raise_on_failure and report.failures:
+        raise AssertionError(str(report))
+    return report
+
+
+class _Context:
+    """Holds the example and runs each check."""
+
+    def __init__(self, fn, args, kwargs, rtol, atol, grad_tolerance):
+        self.fn = fn
+        self.args = tuple(np.asarray(a) if not isinstance(a, jax.Array) else np.asarray(a) for a in args)
+        self.kwargs = kwargs
+        self.rtol, self.atol, self.grad_tolerance = rtol, atol, grad_tolerance
+        self.names = _param_names(fn, len(args))
+        self.float_pos = _float_positions(self.args)
+        self.f32_args = tuple(a.astype(np.float32) if i in self.float_pos else a
+                              for i, a in enumerate(self.args))
+
+    # ---------------------------------------------------------------- helpers
+    def call(self, args, **extra):
+        return self.fn(*args, **{**self.kwargs, **extra})
+
+    def grad_fn(self, args, reduction="mean", **extra):
+        """Gradient of the reduced loss w.r.t. every float positional input."""
+        pos = [i for i in self.float_pos]
+
+        def f(*float_args):
+            full = list(args)
+            for i, a in zip(pos, float_args):
+                full[i] = a
+            return self.call(tuple(full), reduction=reduction, **extra)
+
+        return jax.grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
+
+    def unreduced_shape(self):
+        return np.shape(self.call(self.f32_args, reduction="none"))
+
+    def fail(self, msg):
+        raise _CheckFailed(msg)
+
+    # ----------------------------------------------------------------- checks
+    def check_call(self):
+        out = self.call(self.f32_args)
+        if jnp.ndim(out) != 0:
+            self.fail(f"reduction='mean' returned shape {jnp.shape(out)}, expected a scalar")
+        if jnp.result_type(out) != jnp.float32:
+            self.fail(f"float32 inputs gave a {jnp.result_type(out)} result, expected float32")
+        none = self.call(self.f32_args, reduction="none")
+        if not _all_finite(none):
+            self.fail("unreduced values are not finite on the example inputs")
+
+    def check_reduction(self):
+        none = np.asarray(self.call(self.f32_args, reduction="none"), np.float64)
+        total = self.call(self.f32_args, reduction="sum")
+        mean = self.call(self.f32_args, reduction="mean")
+        if not _close(total, none.sum(), self.rtol * 10, self.atol * max(1, none.size)):
+            self.fail(f"reduction='sum' gave {float(total)}, but the sum of reduction='none' is {none.sum()}")
+        if not _close(mean, none.mean() if none.size else 0.0, self.rtol * 10, self.atol):
+            self.fail(f"reduction='mean' gave {float(mean)}, but the mean of reduction='none' is {none.mean()}")
+        rng = np.random.default_rng(0)
+        w = rng.uniform(0.5, 2.0, none.shape).astype(np.float32)
+        none_w = np.asarray(self.call(self.f32_args, reduction="none", weights=w), np.float64)
+        if not _close(none_w, w * none, self.rtol * 10, self.atol):
+            self.fail(f"reduction='none' with weights is not weights * values (max diff {_max_diff(none_w, w * none):.3g})")
+        mean_w = self.call(self.f32_args, reduction="mean", weights=w)
+        expect = (w * none).sum() / w.sum()
+        if not _close(mean_w, expect, self.rtol * 10, self.atol):
+            self.fail(f"weighted reduction='mean' gave {float(mean_w)}, expected sum(w*l)/sum(w) = {expect}")
+        try:
+            self.call(self.f32_args, reduction="average")
+        except ValueError:
+            pass
+        else:
+            self.fail("reduction='average' did not raise ValueError")
+
+    def check_jit(self):
+        for reduction in ("none", "mean"):
+            eager = self.call(self.f32_args, reduction=reduction)
+            jitted = jax.jit(lambda *a, r=reduction: self.call(a, reduction=r))(*self.f32_args)
+            if not _close(eager, jitted, self.rtol, self.atol):
+                self.fail(f"jax.jit disagrees with eager execution for reduction={reduction!r} "
+                          f"(max abs diff {_max_diff(eager, jitted):.3g})")
+        g_eager = self.grad_fn(self.f32_args)
+        g_jit = jax.jit(lambda *a: self.grad_fn(a))(*self.f32_args)
+        for a, b in zip(g_eager, g_jit):
+            if not _close(a, b, self.rtol * 10, self.atol * 10):
+                self.fail(f"gradient under jax.jit disagrees with eager (max abs diff {_max_diff(a, b):.3g})")
+
+    def check_trace(self):
+        try:
+            defaults = {p.name: p.default for p in inspect.signature(self.fn).parameters.values()
+                        if p.kind == p.KEYWORD_ONLY and isinstance(p.default, float)}
+        except (TypeError, ValueError):
+            defaults = {}
+        float_kw = {k: v for k, v in {**defaults, **self.kwargs}.items() if isinstance(v, float)}
+        traces = []
+
+        def traced(args, hp):
+            traces.append(1)
+            return self.fn(*args, **{**self.kwargs, **hp})
+
+        jitted = jax.jit(traced)
+        first = jitted(self.f32_args, float_kw)
+        other = tuple(np.roll(a, 1, axis=0) if np.ndim(a) else a for a in self.f32_args)
+        jitted(other, {k: v * 1.1 for k, v in float_kw.items()})
+        if len(traces) != 1:
+            self.fail(f"the loss was traced {len(traces)} times for two calls with the same shapes")
+        eager = self.call(self.f32_args)
+        if not _close(first, eager, self.rtol, self.atol):
+            self.fail("traced float hyper-parameters give a different value than Python floats "
+                      f"({float(first)} vs {float(eager)})")
+        return None if float_kw else "no float hyper-parameters to trace (retrace count checked)"
+
+    def check_vmap(self):
+        other = tuple(np.roll(a, 1, axis=0) if np.ndim(a) else a for a in self.f32_args)
+        stacked = tuple(np.stack([a, b]) for a, b in zip(self.f32_args, other))
+        for reduction in ("none", "mean"):
+            mapped = jax.vmap(lambda *a, r=reduction: self.call(a, reduction=r))(*stacked)
+            each = np.stack([np.asarray(self.call(self.f32_args, reduction=reduction)),
+                             np.asarray(self.call(other, reduction=reduction))])
+            if not _close(mapped, each, self.rtol * 10, self.atol * 10):
+                self.fail(f"jax.vmap disagrees with per-slice calls for reduction={reduction!r} "
+                          f"(max abs diff {_max_diff(mapped, each):.3g})")
+
+    def check_grad(self):
+        with jax.enable_x64(True):
+            args64 = tuple(jnp.asarray(a, jnp.float64) if i in self.float_pos else jnp.asarray(a)
+                           for i, a in enumerate(self.args))
+            out = self.call(args64)
+            if jnp.result_type(out) != jnp.float64:
+                self.fail(f"float64 inputs under jax_enable_x64 gave a {jnp.result_type(out)} result")
+            pos = self.float_pos
+            if not pos:
+                return "no float inputs to differentiate"
+
+            def f(*float_args):
+                full = list(args64)
+                for i, a in zip(pos, float_args):
+                    full[i] = a
+                return self.call(tuple(full))
+
+            try:
+                check_grads(f, tuple(args64[i] for i in pos), order=1, modes=("rev",),
+                            atol=self.grad_tolerance, rtol=self.grad_tolerance, eps=1e-6)
+            except AssertionError as e:
+                first = [ln for ln in str(e).splitlines() if ln.strip()][:3]
+                self.fail("gradients do not match finite differences in float64: " + " | ".join(first))
+
+    def _edge_cases(self):
+        cases = []
+        fp = self.float_pos
+        zeros = tuple(np.zeros_like(a) if i in fp else a for i, a in enumerate(self.f32_args))
+        cases.append(("all float inputs zero (zero vectors)", zeros))
+        same = [i for i in fp if np.shape(self.f32_args[i]) == np.shape(self.f32_args[fp[0]])] if fp else []
+        if len(same) >= 2:
+            first = self.f32_args[same[0]]
+            ident = tuple(first if i in same else a for i, a in enumerate(self.f32_args))
+            cases.append(("identical inputs (zero distance)", ident))
+        large = [i for i in fp if self.names[i] in _LARGE_NAMES]
+        if large:
+            big = tuple(np.where(a >= 0, 1e4, -1e4).astype(np.float32) if i in large else a
+                        for i, a in enumerate(self.f32_args))
+            cases.append(("logits of magnitude 1e4 (float32)", big))
+            b16 = tuple(jnp.asarray(np.asarray(b) * 60.0 / 1e4, jnp.bfloat16) if i in large else
+                        (jnp.asarray(a, jnp.bfloat16) if i in fp else a) for i, (a, b) in enumerate(zip(self.f32_args, big)))
+            cases.append(("logits of magnitude 60 (bfloat16)", b16))
+        probs = [i for i in fp if self.names[i] in _PROBABILITY_NAMES]
+        if probs:
+            exact = tuple((np.arange(a.size).reshape(a.shape) % 2).astype(np.float32) if i in probs else a
+                          for i, a in enumerate(self.f32_args))
+            cases.append(("probabilities exactly 0 and 1", exact))
+        return cases
+
+    def check_edge(self):
+        for label, case in self._edge_cases():
+            value = self.call(case)
+            if not _all_finite(value):
+                self.fail(f"value is not finite at {label} (got {float(value)})")
+            none = self.call(case, reduction="none")
+            if not _all_finite(none):
+                self.fail(f"unreduced values are not finite at {label}")
+            grads = self.grad_fn(case)
+            if not _all_finite(grads):
+                self.fail(f"gradient is not finite at {label} (NaN or inf in d loss / d input)")
+
+    def _mask_and_slice(self):
+        shape = self.unreduced_shape()
+        if len(shape) == 0 or shape[0] < 2:
+            return None
+        n = shape[0]
+        arrays = [i for i in _array_positions(self.f32_args)]
+        if any(np.shape(self.f32_args[i])[0] != n for i in arrays):
+            return None
+        where = np.ones(shape, bool)
+        where[-1] = False
+        sliced = tuple(a[:-1] if i in arrays else a for i, a in enumerate(self.f32_args))
+        poisoned = tuple(np.concatenate([a[:-1], np.full_like(a[-1:], np.nan)]) if i in self.float_pos and i in arrays
+                         else a for i, a in enumerate(self.f32_args))
+        return where, sliced, poisoned
+
+    def check_where(self):
+        setup = self._mask_and_slice()
+        if setup is None:
+            return "the unreduced loss has no batch axis 0 shared by all inputs; where-vs-slicing not applicable"
+        where, sliced, poisoned = setup
+        for reduction in ("sum", "mean"):
+            masked = self.call(self.f32_args, reduction=reduction, where=where)
+            expect = self.call(sliced, reduction=reduction)
+            if not _close(masked, expect, self.rtol * 10, self.atol * 10):
+                self.fail(f"where masking the last example gives {float(masked)} with reduction={reduction!r}, "
+                          f"but slicing it off gives {float(expect)}")
+            nan_masked = self.call(poisoned, reduction=reduction, where=where)
+            if not _close(nan_masked, expect, self.rtol * 10, self.atol * 10):
+                self.fail(f"NaN inputs at a masked position leak into the value ({float(nan_masked)} "
+                          f"instead of {float(expect)}, reduction={reduction!r})")
+        grads = self.grad_fn(poisoned, where=where)
+        if not _all_finite(grads):
+            self.fail("NaN inputs at a masked position leak NaN into the gradients (missing double-where)")
+        for i, g in zip(self.float_pos, grads):
+            if np.ndim(g) and np.shape(g)[0] == where.shape[0] and np.any(np.asarray(g)[-1] != 0):
+                self.fail(f"masked position has a non-zero gradient w.r.t. {self.names[i]}")
+
+    def check_all_masked(self):
+        shape = self.unreduced_shape()
+        where = np.zeros(shape, bool)
+        for reduction in ("sum", "mean"):
+            value = self.call(self.f32_args, reduction=reduction, where=where)
+            if not float(value) == 0.0:
+                self.fail(f"all-masked input gives {float(value)} for reduction={reduction!r}, expected 0")
+            grads = self.grad_fn(self.f32_args, reduction=reduction, where=where)
+            if not _all_finite(grads):
+                self.fail(f"all-masked input has non-finite gradients for reduction={reduction!r}")
+            if any(np.any(np.asarray(g) != 0) for g in grads):
+                self.fail(f"all-masked input has non-zero gradients for reduction={reduction!r}")
+
+    def check_dtype(self):
+        if not self.float_pos:
+            return "no float inputs"
+        for low in (jnp.bfloat16, jnp.float16):
+            args = tuple(jnp.asarray(a, low) if i in self.float_pos else a for i, a in enumerate(self.f32_args))
+            for reduction in ("none", "mean"):
+                out = self.call(args, reduction=reduction)
+                if jnp.result_type(out) != jnp.float32:
+                    self.fail(f"{jnp.dtype(low).name} inputs gave a {jnp.result_type(out)} result "
+                              f"for reduction={reduction!r}, expected float32")
+            grads = self.grad_fn(args)
+            for i, g in zip(self.float_pos, grads):
+                if jnp.result_type(g) != jnp.dtype(low):
+                    self.fail(f"gradient w.r.t. {self.names[i]} is {jnp.result_type(g)}, "
+                              f"expected the input's {jnp.dtype(low).name}")
+
+    def check_shapes(self):
+        arrays = _array_positions(self.f32_args)
+        notes = []
+        if len(arrays) >= 2:
+            for i in arrays:
+                bad = list(self.f32_args)
+                bad[i] = bad[i][..., None]
+                try:
+                    self.call(tuple(bad))
+                except (ValueError, TypeError) as e:
+                    if "jaxloss" not in str(e) and self.names[i] not in str(e):
+                        notes.append(f"the error for {self.names[i]} names neither the function nor the argument")
+                else:
+                    self.fail(f"{self.names[i]} with an extra trailing axis {np.shape(bad[i])} was silently "
+                              "broadcast instead of raising ValueError")
+        if self.float_pos:
+            i = self.float_pos[0]
+            bad = list(self.f32_args)
+            bad[i] = np.asarray(bad[i]).astype(np.int32)
+            try:
+                self.call(tuple(bad))
+            except TypeError:
+                pass
+            else:
+                self.fail(f"an integer {self.names[i]} did not raise TypeError")
+        if notes:
+            self.fail("; ".join(notes))
