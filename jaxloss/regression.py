@@ -235,7 +235,7 @@ def smooth_l1_loss(predictions: Any, targets: Any, *, beta: Any = 1.0, reduction
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="smooth_l1_loss")
 
 
-@_registry.builtin(aliases=("log_cosh", "logcosh"), tags=("regression",))
+@_registry.builtin(aliases=("logcosh",), tags=("regression",))
 def log_cosh(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
              where: Any = None) -> Array:
     r"""Logarithm of the hyperbolic cosine of the residual.
