@@ -170,3 +170,766 @@ def cosine_distance(predictions: Any, targets: Any, *, axis: int = -1, epsilon: 
     fn = "cosine_distance"
     values, where = _cosine(fn, predictions, targets, axis, epsilon, where)
     return reduce_values(1.0 - values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# ------------------------------------------------------- per-example helpers
+_NORMALIZE_EPSILON = 1e-12  # lower bound of the squared norm (Keras ``l2_normalize``)
+
+
+def _l2_normalize(x: Array) -> Array:
+    """``x / max(|x|, 1e-6)`` along the last axis: the zero vector stays 0, finite gradient."""
+    return _numerics.safe_div(x, _unit_norm(x, -1, _NORMALIZE_EPSILON))
+
+
+def _vector_inputs(fn: str, vectors: list[tuple[str, Any]], labels: tuple[str, Any] | None,
+                   where: Any) -> tuple[list[Array], Array | None, Any]:
+    """Validates ``[..., D]`` float vectors of one shape and optional real ``labels [...]``.
+
+    Returns the vectors and labels cast to the compute dtype, with masked
+    examples replaced by zeros (the first half of the double-where), and
+    ``where`` broadcast to the per-example shape ``[...]``.
+    """
+    xs = [_checks.floating(fn, n, x) for n, x in vectors]
+    _checks.same_shape(fn, *zip([n for n, _ in vectors], xs))
+    _checks.rank_at_least(fn, vectors[0][0], xs[0], 1, "[..., features]")
+    out_shape = xs[0].shape[:-1]
+    dtype = _numerics.compute_dtype(*xs)
+    xs = [x.astype(dtype) for x in xs]
+    y = None
+    if labels is not None:
+        y = _checks.real(fn, labels[0], labels[1])
+        _checks.shape(fn, labels[0], y, out_shape, f"{out_shape} (the {vectors[0][0]} shape without features)")
+        y = y.astype(dtype)
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), out_shape,
+                                      "the unreduced loss shape")
+        xs = [_numerics.mask_inputs(where[..., None], x) for x in xs]
+        if y is not None:
+            y = _numerics.mask_inputs(where, y, 1.0)
+    return xs, y, where
+
+
+def _p_norm(diff: Array, p: Any) -> Array:
+    """``||diff||_p`` along the last axis with finite gradients at 0 (any ``p > 0``, or inf)."""
+    if _checks.is_concrete(p):
+        p_value = float(p)
+        if p_value == 2.0:
+            return _numerics.safe_norm(diff, axis=-1)
+        if p_value == 1.0:
+            return jnp.sum(jnp.abs(diff), axis=-1)
+        if p_value == float("inf"):
+            return jnp.max(jnp.abs(diff), axis=-1)
+    p = jnp.asarray(p, diff.dtype)
+    total = jnp.sum(_numerics.safe_pow(jnp.abs(diff), p), axis=-1)
+    return _numerics.safe_pow(total, 1.0 / p)
+
+
+# --------------------------------------------------------- pairwise losses
+@_registry.builtin(tags=("embedding",), labels="sign")
+def cosine_embedding_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 0.0, reduction: str = "mean",
+                          weights: Any = None, where: Any = None) -> Array:
+    r"""Cosine embedding loss (torch ``cosine_embedding_loss``).
+
+    .. math::
+
+        \ell = \begin{cases} 1 - \cos(x_1, x_2) & y = 1 \\
+                             \max(0, \cos(x_1, x_2) - m) & y = -1 \end{cases},
+        \qquad \cos(x_1, x_2) = \frac{\langle x_1, x_2 \rangle}
+        {\sqrt{(\|x_1\|^2 + 10^{-12})(\|x_2\|^2 + 10^{-12})}}
+
+    As in torch, a label other than ``+1`` or ``-1`` contributes 0
+    (``jaxloss.checked`` reports it).
+
+    Args:
+      x1: ``[..., D]`` float vectors.
+      x2: ``[..., D]`` float vectors, same shape.
+      labels: ``[...]`` real labels in ``{-1, +1}`` (``+1``: similar pair).
+      margin: the cosine below which dissimilar pairs cost nothing, in ``[-1, 1]``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``labels`` is not ``[...]``, ``margin``
+        outside ``[-1, 1]``, or an unknown ``reduction``.
+      TypeError: non-float ``x1``/``x2``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x1 = jnp.array([[1.0, 0.0], [1.0, 0.0]])
+      >>> x2 = jnp.array([[0.0, 1.0], [3.0, 0.0]])
+      >>> embedding.cosine_embedding_loss(x1, x2, jnp.array([1.0, -1.0]), reduction="none")
+      Array([1., 1.], dtype=float32)
+
+    References:
+      torch ``CosineEmbeddingLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.CosineEmbeddingLoss.html
+    """
+    fn = "cosine_embedding_loss"
+    _checks.in_range(fn, "margin", margin, low=-1.0, high=1.0)
+    (a, b), y, where = _vector_inputs(fn, [("x1", x1), ("x2", x2)], ("labels", labels), where)
+    tiny = jnp.asarray(1e-12, a.dtype)
+    dot = jnp.sum(a * b, axis=-1)
+    norms = jnp.sqrt((jnp.sum(a * a, axis=-1) + tiny) * (jnp.sum(b * b, axis=-1) + tiny))
+    cos = dot / norms
+    zero = jnp.zeros_like(cos)
+    values = (jnp.where(y == 1, 1.0 - cos, zero)
+              + jnp.where(y == -1, jnp.maximum(cos - jnp.asarray(margin, cos.dtype), 0.0), zero))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",), labels="sign")
+def hinge_embedding_loss(distances: Any, labels: Any, *, margin: Any = 1.0, reduction: str = "mean",
+                         weights: Any = None, where: Any = None) -> Array:
+    r"""Hinge embedding loss on distances (torch ``hinge_embedding_loss``).
+
+    .. math::
+
+        \ell = \begin{cases} x & y = 1 \\ \max(0, m - x) & y = -1 \end{cases}
+
+    As in torch, a label that is neither ``+1`` nor ``-1`` gets both terms,
+    ``x + max(0, m - x)`` (``jaxloss.checked`` reports it).
+
+    Args:
+      distances: ``[...]`` float distances (e.g. an L1 or L2 distance of a pair).
+      labels: ``[...]`` real labels in ``{-1, +1}`` (``+1``: similar pair), same shape.
+      margin: the distance beyond which dissimilar pairs cost nothing.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, or an unknown ``reduction``.
+      TypeError: non-float ``distances``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> d = jnp.array([0.5, 0.25, 2.0])
+      >>> embedding.hinge_embedding_loss(d, jnp.array([1.0, -1.0, -1.0]), reduction="none")
+      Array([0.5 , 0.75, 0.  ], dtype=float32)
+
+    References:
+      torch ``HingeEmbeddingLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.HingeEmbeddingLoss.html
+    """
+    fn = "hinge_embedding_loss"
+    _checks.in_range(fn, "margin", margin)
+    (x, y), where = _checks.elementwise_inputs(fn, where, [("distances", distances)], [("labels", labels)],
+                                               safe_values=[0.0, 1.0])
+    zero = jnp.zeros_like(x)
+    values = (jnp.where(y != 1, jnp.maximum(jnp.asarray(margin, x.dtype) - x, 0.0), zero)
+              + jnp.where(y != -1, x, zero))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",))
+def triplet_margin_loss(anchors: Any, positives: Any, negatives: Any, *, margin: Any = 1.0, p: Any = 2.0,
+                        epsilon: Any = 1e-6, swap: bool = False, reduction: str = "mean",
+                        weights: Any = None, where: Any = None) -> Array:
+    r"""Triplet margin loss (torch ``triplet_margin_loss``).
+
+    .. math::
+
+        \ell = \max\bigl(0, d(a, p) - d(a, n) + m\bigr), \qquad
+        d(x, y) = \|x - y + \epsilon\|_p
+
+    With ``swap=True`` the negative distance is
+    :math:`\min(d(a, n), d(p, n))` (the distance swap of Balntas et al.).
+    As in torch ``pairwise_distance``, ``epsilon`` is added to the difference
+    before the norm; the norm has a finite gradient at 0 even for
+    ``epsilon = 0``.
+
+    Args:
+      anchors: ``[..., D]`` float embeddings.
+      positives: ``[..., D]`` float embeddings of the anchors' class.
+      negatives: ``[..., D]`` float embeddings of other classes.
+      margin: the margin :math:`m`, ``>= 0``.
+      p: the norm degree, ``> 0`` (``float("inf")`` for the max norm).
+      epsilon: added to every difference, ``>= 0``.
+      swap: use the distance swap (a Python bool).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-triplet values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``margin < 0``, ``p <= 0``, ``epsilon < 0``,
+        ``swap`` not a bool, or an unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> a = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> pos = jnp.array([[3.0, 4.0], [1.0, 0.0]])
+      >>> neg = jnp.array([[1.0, 0.0], [0.0, 5.0]])
+      >>> embedding.triplet_margin_loss(a, pos, neg, epsilon=0.0, reduction="none")
+      Array([5., 0.], dtype=float32)
+
+    References:
+      Schroff, Kalenichenko and Philbin, "FaceNet: A Unified Embedding for Face
+      Recognition and Clustering", CVPR 2015, https://arxiv.org/abs/1503.03832;
+      Balntas et al., "Learning local feature descriptors with triplets and
+      shallow convolutional neural networks", BMVC 2016; torch
+      ``TripletMarginLoss``, https://pytorch.org/docs/stable/generated/torch.nn.TripletMarginLoss.html
+    """
+    fn = "triplet_margin_loss"
+    _checks.in_range(fn, "margin", margin, low=0.0)
+    _checks.in_range(fn, "p", p, low=0.0, low_open=True)
+    _checks.in_range(fn, "epsilon", epsilon, low=0.0)
+    _checks.choice(fn, "swap", swap, (True, False))
+    (a, pos, neg), _, where = _vector_inputs(
+        fn, [("anchors", anchors), ("positives", positives), ("negatives", negatives)], None, where)
+    eps = jnp.asarray(epsilon, a.dtype)
+    d_pos = _p_norm(a - pos + eps, p)
+    d_neg = _p_norm(a - neg + eps, p)
+    if swap:
+        d_neg = jnp.minimum(d_neg, _p_norm(pos - neg + eps, p))
+    values = jnp.maximum(d_pos - d_neg + jnp.asarray(margin, a.dtype), 0.0)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",), labels="binary")
+def contrastive_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 1.0, reduction: str = "mean",
+                     weights: Any = None, where: Any = None) -> Array:
+    r"""Contrastive (siamese) loss on Euclidean distances (Hadsell et al. 2006).
+
+    .. math::
+
+        \ell = \tfrac12 \bigl(y\, d^2 + (1 - y) \max(0, m - d)^2\bigr),
+        \qquad d = \|x_1 - x_2\|_2
+
+    ``y = 1`` marks a similar pair (pulled together), ``y = 0`` a dissimilar
+    one (pushed beyond the margin). The distance's square root has a finite
+    gradient at 0, so identical pairs are finite.
+
+    Args:
+      x1: ``[..., D]`` float embeddings.
+      x2: ``[..., D]`` float embeddings, same shape.
+      labels: ``[...]`` real labels in ``{0, 1}`` (soft labels in ``[0, 1]``
+        interpolate).
+      margin: the margin :math:`m`, ``>= 0``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-pair values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``labels`` is not ``[...]``, ``margin < 0``,
+        or an unknown ``reduction``.
+      TypeError: non-float ``x1``/``x2``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x1 = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> x2 = jnp.array([[3.0, 4.0], [0.5, 0.0]])
+      >>> embedding.contrastive_loss(x1, x2, jnp.array([1.0, 0.0]), reduction="none")
+      Array([12.5  ,  0.125], dtype=float32)
+
+    References:
+      Hadsell, Chopra and LeCun, "Dimensionality Reduction by Learning an
+      Invariant Mapping", CVPR 2006, https://doi.org/10.1109/CVPR.2006.100
+    """
+    fn = "contrastive_loss"
+    _checks.in_range(fn, "margin", margin, low=0.0)
+    (a, b), y, where = _vector_inputs(fn, [("x1", x1), ("x2", x2)], ("labels", labels), where)
+    squared = jnp.sum(jnp.square(a - b), axis=-1)
+    hinge = jnp.maximum(jnp.asarray(margin, a.dtype) - _numerics.safe_sqrt(squared), 0.0)
+    values = 0.5 * (y * squared + (1.0 - y) * jnp.square(hinge))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# ------------------------------------------------------ batch-global helpers
+def _gather(x: Array, axis_name: Any) -> Array:
+    """The global batch: ``x`` of every device along axis 0 (``x`` itself if ``axis_name`` is None)."""
+    if axis_name is None:
+        return x
+    return jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
+
+
+def _batch_inputs(fn: str, vectors: list[tuple[str, Any]], labels: Any, where: Any,
+                  axis_name: Any) -> tuple[list[Array], Array | None, Any, Array, Array]:
+    """Validates ``[B, D]`` vectors (one shape) and integer ``labels [B]`` of a batch-global loss.
+
+    Returns the vectors in the compute dtype and the labels, with masked
+    examples replaced by zeros, ``where`` as ``[B]``, the validity of every
+    candidate of the global batch ``[B_global]``, and the ``[B, B_global]``
+    mask of each anchor's own position in the global batch.
+    """
+    xs = [_checks.floating(fn, n, x) for n, x in vectors]
+    for (n, _), x in zip(vectors, xs):
+        _checks.shape(fn, n, x, (None, None), "[batch, features]")
+    _checks.same_shape(fn, *zip([n for n, _ in vectors], xs))
+    batch = xs[0].shape[0]
+    dtype = _numerics.compute_dtype(*xs)
+    xs = [x.astype(dtype) for x in xs]
+    y = None
+    if labels is not None:
+        y = _checks.integer(fn, "labels", labels)
+        _checks.shape(fn, "labels", y, (batch,), f"[batch] = ({batch},)")
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), (batch,),
+                                      "the unreduced loss shape")
+        xs = [_numerics.mask_inputs(where[:, None], x) for x in xs]
+        if y is not None:
+            y = _numerics.mask_inputs(where, y, 0)
+    valid = jnp.ones((batch,), bool) if where is None else where
+    valid_global = _gather(valid, axis_name)
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * batch
+    own = (jnp.arange(valid_global.shape[0])[None, :] == (offset + jnp.arange(batch))[:, None])
+    return xs, y, where, valid_global, own
+
+
+def _masked_logsumexp(x: Array, mask: Array) -> tuple[Array, Array]:
+    """``logsumexp`` over the last axis of the entries where ``mask``; also whether any.
+
+    The maximum is shifted out (``stop_gradient``) and masked entries never
+    reach ``exp``; a row with no entry gives 0 with zero gradient.
+    """
+    some = jnp.any(mask, axis=-1)
+    low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
+    shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True))
+    shift = jnp.where(some[..., None], shift, jnp.zeros_like(shift))
+    exps = jnp.where(mask, jnp.exp(jnp.where(mask, x - shift, jnp.zeros_like(x))), jnp.zeros_like(x))
+    total = jnp.sum(exps, axis=-1)
+    lse = jnp.log(jnp.where(some, total, jnp.ones_like(total))) + shift[..., 0]
+    return jnp.where(some, lse, jnp.zeros_like(lse)), some
+
+
+def _and(where: Any, mask: Array) -> Array:
+    return mask if where is None else (mask & where)
+
+
+# ------------------------------------------------------- batch-global losses
+@_registry.builtin(tags=("embedding",))
+def batch_hard_triplet_loss(embeddings: Any, labels: Any, *, margin: Any = 0.2, soft: bool = False,
+                            axis_name: Any = None, reduction: str = "mean", weights: Any = None,
+                            where: Any = None) -> Array:
+    r"""Batch-hard triplet loss (Hermans, Beyer and Leibe 2017).
+
+    For every anchor :math:`i`, the hardest positive (the farthest example of
+    its class) and the hardest negative (the closest example of another class)
+    of the batch:
+
+    .. math::
+
+        \ell_i = \max\Bigl(0,\ m + \max_{j \in P(i)} d_{ij} - \min_{k \in N(i)} d_{ik}\Bigr),
+        \qquad d_{ij} = \|x_i - x_j\|_2
+
+    or, with ``soft=True``, the soft margin
+    :math:`\log(1 + \exp(\max_j d_{ij} - \min_k d_{ik}))` (``margin`` unused).
+    Distances are Euclidean on the raw embeddings with a square root that has
+    a finite gradient at 0. An anchor with no positive or no negative in the
+    batch has no triplet: its value is 0 and it leaves the ``"mean"``
+    denominator (a single-class batch gives 0 with zero gradients).
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings.
+      labels: ``[B]`` integer class labels.
+      margin: the margin :math:`m`, ``>= 0``.
+      soft: use the soft margin (a Python bool).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        embeddings of every device are gathered so positives and negatives are
+        mined from the global batch, and ``"mean"`` is the global mean.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-anchor weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes an example as an anchor and as
+        a candidate positive or negative (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``labels`` not ``[B]``,
+        ``margin < 0``, ``soft`` not a bool, or an unknown ``reduction``.
+      TypeError: non-float ``embeddings`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x = jnp.array([[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 2.0]])
+      >>> embedding.batch_hard_triplet_loss(x, jnp.array([0, 0, 1, 1]), margin=0.5, reduction="none")
+      Array([0.      , 0.      , 0.5     , 0.263932], dtype=float32)
+
+    References:
+      Hermans, Beyer and Leibe, "In Defense of the Triplet Loss for Person
+      Re-Identification", 2017, https://arxiv.org/abs/1703.07737
+    """
+    fn = "batch_hard_triplet_loss"
+    _checks.in_range(fn, "margin", margin, low=0.0)
+    _checks.choice(fn, "soft", soft, (True, False))
+    (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
+    squared = (jnp.sum(x * x, axis=-1)[:, None] + jnp.sum(x_all * x_all, axis=-1)[None, :]
+               - 2.0 * x @ x_all.T)
+    dist = _numerics.safe_sqrt(jnp.maximum(squared, 0.0))
+    same = y[:, None] == y_all[None, :]
+    positive = same & ~own & valid[None, :]
+    negative = ~same & valid[None, :]
+    has_pos, has_neg = jnp.any(positive, axis=-1), jnp.any(negative, axis=-1)
+    hardest_pos = jnp.max(jnp.where(positive, dist, jnp.zeros_like(dist)), axis=-1)
+    big = jnp.asarray(jnp.finfo(dist.dtype).max, dist.dtype)
+    hardest_neg = jnp.min(jnp.where(negative, dist, big), axis=-1)
+    hardest_neg = jnp.where(has_neg, hardest_neg, jnp.zeros_like(hardest_neg))
+    gap = hardest_pos - hardest_neg
+    if soft:
+        values = jax.nn.softplus(gap)
+    else:
+        values = jnp.maximum(gap + jnp.asarray(margin, gap.dtype), 0.0)
+    where = _and(where, has_pos & has_neg)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def ntxent_loss(embeddings: Any, labels: Any, *, temperature: Any = 0.07, axis_name: Any = None,
+                reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Normalised temperature-scaled cross entropy (NT-Xent), optax ``ntxent`` semantics.
+
+    With :math:`s_{ij} = \cos(x_i, x_j) / \tau`, every positive pair
+    :math:`(i, j)`, :math:`j \ne i` of the same label, is classified against
+    the negatives of :math:`i` (the examples of other labels):
+
+    .. math::
+
+        \ell_{ij} = -\log \frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k \in N(i)} e^{s_{ik}}},
+        \qquad \ell_i = \sum_{j \in P(i)} \ell_{ij}
+
+    The unreduced value of anchor :math:`i` is the *sum* over its positive
+    pairs and ``"mean"`` divides by the number of positive pairs
+    (:math:`\sum_i w_i |P(i)|`), so ``"mean"`` is optax's mean over all
+    positive pairs for any labels. With one positive per anchor (two views per
+    label, SimCLR) it is the plain mean over anchors. Anchors without a
+    positive contribute nothing.
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings (compared after L2
+        normalisation).
+      labels: ``[B]`` integer labels; equal labels mark positive pairs (the
+        views of one image).
+      temperature: :math:`\tau > 0`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        embeddings of every device act as candidates and ``"mean"`` is the
+        global mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-anchor weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes an example as an anchor and as
+        a candidate (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor sums for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``labels`` not ``[B]``,
+        ``temperature <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``embeddings`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+      >>> round(float(embedding.ntxent_loss(x, jnp.array([0, 0, 1, 1]), temperature=1.0)), 6)
+      0.551445
+
+    References:
+      Chen, Kornblith, Norouzi and Hinton, "A Simple Framework for Contrastive
+      Learning of Visual Representations", ICML 2020, https://arxiv.org/abs/2002.05709;
+      optax ``ntxent``, https://optax.readthedocs.io/en/latest/api/losses.html
+    """
+    fn = "ntxent_loss"
+    _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
+    (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    x = _l2_normalize(x)
+    x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
+    sim = (x @ x_all.T) / jnp.asarray(temperature, x.dtype)
+    same = y[:, None] == y_all[None, :]
+    positive = same & ~own & valid[None, :]
+    negative = ~same & valid[None, :]
+    lse_neg, has_neg = _masked_logsumexp(sim, negative)
+    # -log(e^s / (e^s + sum_neg e)) = softplus(lse_neg - s); 0 when there is no negative.
+    pair = jax.nn.softplus(lse_neg[:, None] - sim)
+    pair = jnp.where(positive & has_neg[:, None], pair, jnp.zeros_like(pair))
+    values = jnp.sum(pair, axis=-1)
+    count = jnp.sum(positive, axis=-1).astype(values.dtype)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn,
+                         normalizer=count, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def supervised_contrastive_loss(embeddings: Any, labels: Any, *, temperature: Any = 0.1,
+                                axis_name: Any = None, reduction: str = "mean", weights: Any = None,
+                                where: Any = None) -> Array:
+    r"""Supervised contrastive loss (SupCon, Khosla et al. 2020, the ``L_out`` form).
+
+    With :math:`s_{ij} = \cos(x_i, x_j) / \tau`, :math:`P(i)` the other
+    examples of :math:`i`'s label and :math:`A(i)` all other examples:
+
+    .. math::
+
+        \ell_i = -\frac{1}{|P(i)|} \sum_{j \in P(i)}
+                 \log \frac{e^{s_{ij}}}{\sum_{k \in A(i)} e^{s_{ik}}}
+
+    pytorch-metric-learning ``SupConLoss`` semantics: an anchor without a
+    positive has value 0 and leaves the ``"mean"`` denominator
+    (``AvgNonZeroReducer``), and a batch without any negative pair (a single
+    label) gives 0 with zero gradients.
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings (compared after L2 normalisation).
+      labels: ``[B]`` integer class labels.
+      temperature: :math:`\tau > 0`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        embeddings of every device act as candidates and ``"mean"`` is the
+        global mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-anchor weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes an example as an anchor and as
+        a candidate (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``labels`` not ``[B]``,
+        ``temperature <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``embeddings`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+      >>> round(float(embedding.supervised_contrastive_loss(x, jnp.array([0, 0, 1, 1]), temperature=1.0)), 6)
+      0.551445
+
+    References:
+      Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020,
+      https://arxiv.org/abs/2004.11362; pytorch-metric-learning ``SupConLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#supconloss
+    """
+    fn = "supervised_contrastive_loss"
+    _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
+    (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    x = _l2_normalize(x)
+    x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
+    sim = (x @ x_all.T) / jnp.asarray(temperature, x.dtype)
+    same = y[:, None] == y_all[None, :]
+    others = ~own & valid[None, :]
+    positive = same & others
+    lse, _ = _masked_logsumexp(sim, others)
+    log_prob = jnp.where(positive, sim - lse[:, None], jnp.zeros_like(sim))
+    count = jnp.sum(positive, axis=-1)
+    values = -_numerics.safe_div(jnp.sum(log_prob, axis=-1), count.astype(sim.dtype))
+    # Any negative pair in the (global) batch: two valid examples with different labels.
+    int_max = jnp.iinfo(y_all.dtype).max
+    lowest = jnp.min(jnp.where(valid, y_all, int_max))
+    highest = jnp.max(jnp.where(valid, y_all, -int_max))
+    any_negative = jnp.any(valid) & (lowest != highest)
+    where = _and(where, (count > 0) & any_negative)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+def _pair_logits(fn: str, queries: Any, keys: Any, names: tuple[str, str], where: Any,
+                 axis_name: Any) -> tuple[Array, Array, Array, Array, Any]:
+    """Normalised ``[B, D]`` queries and keys, the gathered keys, the valid keys and own-index mask."""
+    (q, k), _, where, valid, own = _batch_inputs(fn, [(names[0], queries), (names[1], keys)], None, where,
+                                                 axis_name)
+    q, k = _l2_normalize(q), _l2_normalize(k)
+    return q, k, valid, own, where
+
+
+def _cross_entropy_own(logits: Array, own: Array, valid: Array) -> Array:
+    """Per row, ``-log softmax`` of the row's own (paired) column over the valid columns."""
+    lse, _ = _masked_logsumexp(logits, valid[None, :] | own)
+    return lse - jnp.sum(jnp.where(own, logits, jnp.zeros_like(logits)), axis=-1)
+
+
+@_registry.builtin(tags=("embedding",))
+def info_nce_loss(queries: Any, keys: Any, *, temperature: Any = 0.07, axis_name: Any = None,
+                  reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""InfoNCE: each query classifies its own key among all keys of the batch.
+
+    .. math::
+
+        \ell_i = -\log \frac{\exp(\cos(q_i, k_i) / \tau)}
+                            {\sum_j \exp(\cos(q_i, k_j) / \tau)}
+
+    The other keys of the batch (of every device, with ``axis_name``) are the
+    negatives (in-batch negatives, as in MoCo without a queue and CPC).
+
+    Args:
+      queries: ``[B, D]`` float embeddings (compared after L2 normalisation).
+      keys: ``[B, D]`` float embeddings; ``keys[i]`` is the positive of ``queries[i]``.
+      temperature: :math:`\tau > 0`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        keys of every device act as negatives and ``"mean"`` is the global
+        mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-query weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes a pair as a query and its key
+        as a negative (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-query values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: inputs not ``[B, D]`` of one shape, ``temperature <= 0``, or
+        an unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> embedding.info_nce_loss(q, q, temperature=1.0, reduction="none").round(6)
+      Array([0.313262, 0.313262], dtype=float32)
+
+    References:
+      van den Oord, Li and Vinyals, "Representation Learning with Contrastive
+      Predictive Coding", 2018, https://arxiv.org/abs/1807.03748;
+      He et al., "Momentum Contrast for Unsupervised Visual Representation
+      Learning", CVPR 2020, https://arxiv.org/abs/1911.05722
+    """
+    fn = "info_nce_loss"
+    _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
+    q, k, valid, own, where = _pair_logits(fn, queries, keys, ("queries", "keys"), where, axis_name)
+    logits = (q @ _gather(k, axis_name).T) / jnp.asarray(temperature, q.dtype)
+    values = _cross_entropy_own(logits, own, valid)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def clip_loss(image_embeddings: Any, text_embeddings: Any, *, temperature: Any = 0.07, axis_name: Any = None,
+              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Symmetric CLIP contrastive loss over image-text pairs.
+
+    With :math:`z_{ij} = \cos(u_i, v_j) / \tau` for images :math:`u` and texts
+    :math:`v`, the mean of the image-to-text and the text-to-image cross
+    entropies of pair :math:`i`:
+
+    .. math::
+
+        \ell_i = \tfrac12 \Bigl(-\log \frac{e^{z_{ii}}}{\sum_j e^{z_{ij}}}
+                 - \log \frac{e^{z_{ii}}}{\sum_j e^{z_{ji}}}\Bigr)
+
+    so the ``"mean"`` is CLIP's ``(CE(logits) + CE(logits.T)) / 2``.
+    ``temperature`` may be a traced (learned) value, e.g. ``1 / exp(t)``.
+
+    Args:
+      image_embeddings: ``[B, D]`` float embeddings (L2-normalised inside).
+      text_embeddings: ``[B, D]`` float embeddings; row ``i`` is paired with image ``i``.
+      temperature: :math:`\tau > 0`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): every
+        device's pairs act as negatives and ``"mean"`` is the global mean,
+        equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-pair weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes a pair from the batch entirely
+        (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-pair values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: inputs not ``[B, D]`` of one shape, ``temperature <= 0``, or
+        an unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> u = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> round(float(embedding.clip_loss(u, u, temperature=1.0)), 6)
+      0.313262
+
+    References:
+      Radford et al., "Learning Transferable Visual Models From Natural
+      Language Supervision", ICML 2021, https://arxiv.org/abs/2103.00020
+    """
+    fn = "clip_loss"
+    _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
+    u, v, valid, own, where = _pair_logits(fn, image_embeddings, text_embeddings,
+                                           ("image_embeddings", "text_embeddings"), where, axis_name)
+    inv_t = 1.0 / jnp.asarray(temperature, u.dtype)
+    image_to_text = _cross_entropy_own((u @ _gather(v, axis_name).T) * inv_t, own, valid)
+    text_to_image = _cross_entropy_own((v @ _gather(u, axis_name).T) * inv_t, own, valid)
+    values = 0.5 * (image_to_text + text_to_image)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def siglip_loss(image_embeddings: Any, text_embeddings: Any, *, logit_scale: Any, logit_bias: Any,
+                axis_name: Any = None, reduction: str = "mean", weights: Any = None,
+                where: Any = None) -> Array:
+    r"""Sigmoid image-text loss (SigLIP, Zhai et al. 2023).
+
+    Every image-text pair of the batch is an independent binary problem:
+
+    .. math::
+
+        \ell_i = -\sum_j \log \sigma\bigl(z_{ij} (t \langle \hat u_i, \hat v_j \rangle + b)\bigr),
+        \qquad z_{ij} = \begin{cases} +1 & i = j \\ -1 & i \ne j \end{cases}
+
+    with L2-normalised :math:`\hat u, \hat v`, :math:`t` = ``logit_scale``
+    and :math:`b` = ``logit_bias`` (the paper learns :math:`t = e^{t'}`,
+    initialised at :math:`t = 10, b = -10`; pass ``jnp.exp(t_prime)``).
+    ``"mean"`` averages over images, big_vision's normalisation.
+
+    Args:
+      image_embeddings: ``[B, D]`` float embeddings (L2-normalised inside).
+      text_embeddings: ``[B, D]`` float embeddings; row ``i`` is paired with image ``i``.
+      logit_scale: the multiplier :math:`t` of the cosine (scalar, may be traced).
+      logit_bias: the bias :math:`b` (scalar, may be traced).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        texts of every device act as negatives and ``"mean"`` is the global
+        mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-image weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes a pair from the batch entirely
+        (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-image values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: inputs not ``[B, D]`` of one shape, non-scalar
+        ``logit_scale``/``logit_bias``, or an unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> u = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> embedding.siglip_loss(u, u, logit_scale=10.0, logit_bias=-5.0, reduction="none").round(6)
+      Array([0.013431, 0.013431], dtype=float32)
+
+    References:
+      Zhai, Mustafa, Kolesnikov and Beyer, "Sigmoid Loss for Language Image
+      Pre-Training", ICCV 2023, https://arxiv.org/abs/2303.15343; big_vision,
+      https://github.com/google-research/big_vision
+    """
+    fn = "siglip_loss"
+    _checks.in_range(fn, "logit_scale", logit_scale)
+    _checks.in_range(fn, "logit_bias", logit_bias)
+    u, v, valid, own, where = _pair_logits(fn, image_embeddings, text_embeddings,
+                                           ("image_embeddings", "text_embeddings"), where, axis_name)
+    scale = jnp.asarray(logit_scale, u.dtype)
+    bias = jnp.asarray(logit_bias, u.dtype)
+    _checks.shape(fn, "logit_scale", scale, (), "() (a scalar)")
+    _checks.shape(fn, "logit_bias", bias, (), "() (a scalar)")
+    logits = scale * (u @ _gather(v, axis_name).T) + bias
+    signs = jnp.where(own, 1.0, -1.0).astype(logits.dtype)
+    terms = jnp.where(valid[None, :] | own, jax.nn.log_sigmoid(signs * logits), jnp.zeros_like(logits))
+    values = -jnp.sum(terms, axis=-1)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
