@@ -933,3 +933,226 @@ def siglip_loss(image_embeddings: Any, text_embeddings: Any, *, logit_scale: Any
     terms = jnp.where(valid[None, :] | own, jax.nn.log_sigmoid(signs * logits), jnp.zeros_like(logits))
     values = -jnp.sum(terms, axis=-1)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+# ------------------------------------------------------- class-center losses
+def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, scale: Any, where: Any,
+                    target_logit: Any) -> tuple[Array, Any]:
+    """Cross entropy of ``scale * cos`` with the target class's cosine replaced by ``target_logit(cos)``."""
+    _checks.in_range(fn, "scale", scale, low=0.0, low_open=True)
+    e = _checks.floating(fn, "embeddings", embeddings)
+    w = _checks.floating(fn, "class_centers", class_centers)
+    _checks.rank_at_least(fn, "embeddings", e, 1, "[..., features]")
+    _checks.shape(fn, "class_centers", w, (None, e.shape[-1]), f"[num_classes, {e.shape[-1]}]")
+    y = _checks.integer(fn, "labels", labels)
+    out_shape = e.shape[:-1]
+    _checks.shape(fn, "labels", y, out_shape, f"{out_shape} (the embeddings shape without features)")
+    dtype = _numerics.compute_dtype(e, w)
+    e, w = e.astype(dtype), w.astype(dtype)
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), out_shape,
+                                      "the unreduced loss shape")
+        e = _numerics.mask_inputs(where[..., None], e)
+        y = _numerics.mask_inputs(where, y, 0)
+    num_classes = w.shape[0]
+    cos = jnp.clip(_l2_normalize(e) @ _l2_normalize(w).T, -1.0, 1.0)       # [..., C]
+    valid = (y >= 0) & (y < num_classes)
+    target = jax.nn.one_hot(jnp.where(valid, y, 0), num_classes, dtype=bool)
+    cos_target = jnp.sum(jnp.where(target, cos, jnp.zeros_like(cos)), axis=-1)
+    modified = target_logit(cos_target)
+    scale = jnp.asarray(scale, dtype)
+    logits = scale * jnp.where(target, modified[..., None], cos)
+    values = jax.nn.logsumexp(logits, axis=-1) - scale * modified
+    values = jnp.where(valid, values, jnp.asarray(jnp.nan, dtype))
+    return values, where
+
+
+@_registry.builtin(tags=("embedding",))
+def arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any = 64.0, margin: Any = 0.5,
+                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""ArcFace: softmax cross entropy with an additive angular margin (Deng et al. 2019).
+
+    With :math:`\cos\theta_c` the cosine between the embedding and the center
+    of class :math:`c` (both L2-normalised) and :math:`y` the label:
+
+    .. math::
+
+        \ell = -\log \frac{e^{s \cos(\theta_y + m)}}
+                          {e^{s \cos(\theta_y + m)} + \sum_{c \ne y} e^{s \cos\theta_c}}
+
+    pytorch-metric-learning ``ArcFaceLoss`` semantics (no "easy margin" or
+    threshold), except that ``margin`` is in radians (pytorch-metric-learning
+    takes degrees: its default 28.6 is 0.5 rad). :math:`\cos(\theta + m)` is
+    evaluated as :math:`\cos\theta\cos m - \sin\theta \sin m` with a square
+    root that has a finite gradient at :math:`\cos\theta = \pm 1`. A label
+    outside ``[0, C)`` gives NaN at that position.
+
+    Args:
+      embeddings: ``[..., D]`` float embeddings.
+      class_centers: ``[C, D]`` float class centers (the learned weight matrix).
+      labels: ``[...]`` integer class labels.
+      scale: the logit scale :math:`s > 0`.
+      margin: the angular margin :math:`m` in radians.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``class_centers`` not ``[C, D]``, ``labels`` not ``[...]``,
+        ``scale <= 0``, or an unknown ``reduction``.
+      TypeError: non-float embeddings or centers, non-integer labels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> x = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+      >>> embedding.arcface_loss(x, centers, jnp.array([0, 1]), scale=4.0, margin=0.5,
+      ...                        reduction="none").round(4)
+      Array([0.0294, 1.8697], dtype=float32)
+
+    References:
+      Deng, Guo, Xue and Zafeiriou, "ArcFace: Additive Angular Margin Loss for
+      Deep Face Recognition", CVPR 2019, https://arxiv.org/abs/1801.07698;
+      pytorch-metric-learning ``ArcFaceLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#arcfaceloss
+    """
+    fn = "arcface_loss"
+    _checks.in_range(fn, "margin", margin)
+
+    def target_logit(cos: Array) -> Array:
+        m = jnp.asarray(margin, cos.dtype)
+        sin = _numerics.safe_sqrt(jnp.maximum(1.0 - cos * cos, 0.0))
+        return cos * jnp.cos(m) - sin * jnp.sin(m)
+
+    values, where = _margin_softmax(fn, embeddings, class_centers, labels, scale, where, target_logit)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",))
+def cosface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any = 64.0, margin: Any = 0.35,
+                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""CosFace: softmax cross entropy with an additive cosine margin (Wang et al. 2018).
+
+    .. math::
+
+        \ell = -\log \frac{e^{s (\cos\theta_y - m)}}
+                          {e^{s (\cos\theta_y - m)} + \sum_{c \ne y} e^{s \cos\theta_c}}
+
+    with :math:`\cos\theta_c` the cosine between the L2-normalised embedding
+    and class center :math:`c`; pytorch-metric-learning ``CosFaceLoss``
+    semantics. A label outside ``[0, C)`` gives NaN at that position.
+
+    Args:
+      embeddings: ``[..., D]`` float embeddings.
+      class_centers: ``[C, D]`` float class centers (the learned weight matrix).
+      labels: ``[...]`` integer class labels.
+      scale: the logit scale :math:`s > 0`.
+      margin: the cosine margin :math:`m`.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``class_centers`` not ``[C, D]``, ``labels`` not ``[...]``,
+        ``scale <= 0``, or an unknown ``reduction``.
+      TypeError: non-float embeddings or centers, non-integer labels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> x = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+      >>> embedding.cosface_loss(x, centers, jnp.array([0, 1]), scale=4.0, margin=0.25,
+      ...                        reduction="none").round(4)
+      Array([0.0486, 1.3133], dtype=float32)
+
+    References:
+      Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
+      Recognition", CVPR 2018, https://arxiv.org/abs/1801.09414;
+      pytorch-metric-learning ``CosFaceLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#cosfaceloss
+    """
+    fn = "cosface_loss"
+    _checks.in_range(fn, "margin", margin)
+    values, where = _margin_softmax(fn, embeddings, class_centers, labels, scale, where,
+                                    lambda cos: cos - jnp.asarray(margin, cos.dtype))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",))
+def circle_loss(embeddings: Any, labels: Any, *, gamma: Any = 80.0, margin: Any = 0.4, axis_name: Any = None,
+                reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Circle loss on pairs of the batch, Keras 3 ``keras.losses.Circle`` semantics.
+
+    With cosine distances :math:`d_{ij} = \max(0, 1 - \cos(x_i, x_j))`,
+    positives :math:`P(i)` (same label, :math:`j \ne i`) and negatives
+    :math:`N(i)`:
+
+    .. math::
+
+        \ell_i = \operatorname{softplus}\Bigl(
+          \log\sum_{j \in P(i)} e^{-\gamma\, [m + d_{ij}]_+ (m - d_{ij})}
+          + \log\sum_{k \in N(i)} e^{\gamma\, [1 + m - d_{ik}]_+ (1 - m - d_{ik})}\Bigr)
+
+    An anchor without a positive or without a negative has value 0 and leaves
+    the ``"mean"`` denominator (Keras masks losses that are 0).
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings (compared after L2 normalisation).
+      labels: ``[B]`` integer class labels.
+      gamma: the scale :math:`\gamma > 0`.
+      margin: the relaxation :math:`m`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        embeddings of every device act as candidates and ``"mean"`` is the
+        global mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-anchor weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes an example as an anchor and as
+        a candidate (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``labels`` not ``[B]``,
+        ``gamma <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``embeddings`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.2], [0.0, 1.0], [0.2, 1.0]])
+      >>> round(float(embedding.circle_loss(x, jnp.array([0, 0, 1, 1]), gamma=8.0)), 4)
+      0.2373
+
+    References:
+      Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity
+      Optimization", CVPR 2020, https://arxiv.org/abs/2002.10857;
+      Keras ``Circle``, https://keras.io/api/losses/
+    """
+    fn = "circle_loss"
+    _checks.in_range(fn, "gamma", gamma, low=0.0, low_open=True)
+    _checks.in_range(fn, "margin", margin)
+    (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    x = _l2_normalize(x)
+    x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
+    dist = jnp.maximum(1.0 - x @ x_all.T, 0.0)
+    same = y[:, None] == y_all[None, :]
+    positive = same & ~own & valid[None, :]
+    negative = ~same & valid[None, :]
+    gamma = jnp.asarray(gamma, x.dtype)
+    m = jnp.asarray(margin, x.dtype)
+    pos_logits = -gamma * jnp.maximum(m + dist, 0.0) * (m - dist)
+    neg_logits = gamma * jnp.maximum(1.0 + m - dist, 0.0) * (1.0 - m - dist)
+    lse_pos, has_pos = _masked_logsumexp(pos_logits, positive)
+    lse_neg, has_neg = _masked_logsumexp(neg_logits, negative)
+    values = jax.nn.softplus(lse_pos + lse_neg)
+    where = _and(where, has_pos & has_neg)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
