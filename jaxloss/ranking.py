@@ -709,7 +709,7 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, reduct
     t = jnp.asarray(temperature, s.dtype)
     # Smoothed 1-based ranks: 1 + sum over other valid items of sigma((s_j - s_i) / T).
     step = jax.nn.sigmoid((s[..., None, :] - s[..., :, None]) / t)
-    others = ~jnp.eye(n, dtype=bool)
+    others = jnp.broadcast_to(~jnp.eye(n, dtype=bool), step.shape)
     if valid is not None:
         others = others & valid[..., :, None] & valid[..., None, :]
     ranks = 1.0 + jnp.sum(jnp.where(others, step, jnp.zeros_like(step)), axis=-1)
@@ -720,7 +720,7 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, reduct
     invalid = jnp.zeros(s.shape, jnp.int32) if valid is None else (~valid).astype(jnp.int32)
     _, _, ideal_gains = jax.lax.sort((invalid, -gains, gains), dimension=s.ndim - 1, num_keys=2)
     positions = jnp.arange(n, dtype=s.dtype)
-    discounts = inv_log2 / jnp.log(positions + 2.0)
+    discounts = jnp.broadcast_to(inv_log2 / jnp.log(positions + 2.0), s.shape)
     ideal_valid = None if valid is None else jnp.sort(invalid, axis=-1) == 0
     idcg = _masked_sum(ideal_gains * discounts, ideal_valid)
     # rax replaces an ideal DCG of 0 by 1 (double-where: no gradient through it).
