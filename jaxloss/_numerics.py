@@ -130,3 +130,11 @@ def one_hot(labels: jax.Array, num_classes: int, axis: int, dtype: jnp.dtype) ->
     valid = (labels >= 0) & (labels < num_classes)
     encoded = jax.nn.one_hot(jnp.where(valid, labels, 0), num_classes, dtype=dtype, axis=axis)
     return jnp.where(jnp.expand_dims(valid, axis), encoded, jnp.asarray(jnp.nan, dtype))
+
+
+def class_weight_of(class_weights: jax.Array, labels: jax.Array) -> jax.Array:
+    """``class_weights[labels]`` for a ``[C]`` vector; NaN where a label is out of range."""
+    num_classes = class_weights.shape[0]
+    valid = (labels >= 0) & (labels < num_classes)
+    taken = jnp.take(class_weights, jnp.where(valid, labels, 0), axis=0)
+    return jnp.where(valid, taken, jnp.asarray(jnp.nan, class_weights.dtype))

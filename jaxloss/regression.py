@@ -21,6 +21,16 @@ Array = jax.Array
 
 
 
+def _abs(x: Array) -> Array:
+    """``|x|`` with the subgradient 0 at ``x = 0``, as torch ``l1_loss``.
+
+    ``jnp.abs`` differentiates to 1 at 0, so a perfect prediction would still be
+    pushed; ``sign`` has a zero derivative, so ``x * sign(x)`` has derivative
+    ``sign(x)``.
+    """
+    return x * jnp.sign(x)
+
+
 def _pair(fn: str, predictions: Any, targets: Any, where: Any) -> tuple[Array, Array, Any]:
     (p, t), where = _checks.elementwise_inputs(fn, where, [("predictions", predictions)], [("targets", targets)])
     return p, t, where
@@ -108,7 +118,7 @@ def absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean", w
 
         \ell = |\hat y - y|
 
-    The gradient at zero residual is 0 (the subgradient JAX uses for ``abs``).
+    The gradient at zero residual is 0 (torch's subgradient; ``jnp.abs`` gives 1).
 
     Args:
       predictions: ``[...]`` float predictions.
@@ -136,7 +146,7 @@ def absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean", w
       https://pytorch.org/docs/stable/generated/torch.nn.L1Loss.html
     """
     p, t, where = _pair("absolute_error", predictions, targets, where)
-    return reduce_values(jnp.abs(p - t), reduction=reduction, weights=weights, where=where, fn="absolute_error")
+    return reduce_values(_abs(p - t), reduction=reduction, weights=weights, where=where, fn="absolute_error")
 
 
 @_registry.builtin(aliases=("huber",), tags=("regression",))
@@ -181,7 +191,7 @@ def huber_loss(predictions: Any, targets: Any, *, delta: Any = 1.0, reduction: s
     _checks.in_range("huber_loss", "delta", delta, low=0.0)
     p, t, where = _pair("huber_loss", predictions, targets, where)
     delta = jnp.asarray(delta, p.dtype)
-    abs_r = jnp.abs(p - t)
+    abs_r = _abs(p - t)
     # min(|r|, delta) splits |r| into a quadratic and a linear part; the value is
     # 0.5 q^2 + delta (|r| - q), smooth at |r| = delta.
     quadratic = jnp.minimum(abs_r, delta)
@@ -229,7 +239,7 @@ def smooth_l1_loss(predictions: Any, targets: Any, *, beta: Any = 1.0, reduction
     _checks.in_range("smooth_l1_loss", "beta", beta, low=0.0)
     p, t, where = _pair("smooth_l1_loss", predictions, targets, where)
     beta = jnp.asarray(beta, p.dtype)
-    abs_r = jnp.abs(p - t)
+    abs_r = _abs(p - t)
     quadratic = 0.5 * _numerics.safe_div(jnp.square(abs_r), beta)
     values = jnp.where(abs_r < beta, quadratic, abs_r - 0.5 * beta)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="smooth_l1_loss")
@@ -314,7 +324,7 @@ def absolute_percentage_error(predictions: Any, targets: Any, *, epsilon: Any = 
     """
     _checks.in_range("absolute_percentage_error", "epsilon", epsilon, low=0.0, low_open=True)
     p, t, where = _pair("absolute_percentage_error", predictions, targets, where)
-    values = 100.0 * jnp.abs(t - p) / jnp.maximum(jnp.abs(t), jnp.asarray(epsilon, p.dtype))
+    values = 100.0 * _abs(t - p) / jnp.maximum(jnp.abs(t), jnp.asarray(epsilon, p.dtype))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="absolute_percentage_error")
 
 

@@ -1,0 +1,1088 @@
+"""Classification losses: binary, multi-class and multi-label, margins and divergences.
+
+Conventions: ``logits``/``scores`` are ``[..., num_classes]`` along ``axis``;
+integer ``labels`` are ``[...]`` class indices (out-of-range labels give NaN,
+``ignore_index`` masks), distribution ``labels`` have the shape of the logits;
+binary losses are elementwise. Every loss accepts ``reduction``, ``weights``
+and ``where`` (see :func:`jaxloss.reduce`); for per-example losses ``where``
+and ``weights`` broadcast to ``[...]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _numerics, _registry
+from jaxloss._reduction import reduce_values
+
+Array = jax.Array
+
+
+# ----------------------------------------------------------------- helpers
+def _per_example_inputs(fn: str, where: Any, logits_name: str, logits: Any, labels_name: str, labels: Any,
+                        axis: int, *, integer_labels: bool) -> tuple[Array, Array, Any, int]:
+    """Validates ``[..., C]`` scores and their labels; masks both; returns the axis >= 0.
+
+    Integer labels must have the scores' shape without ``axis``; distribution
+    labels the scores' shape. Masked inputs become 0 (scores, soft labels) or
+    class 0 (integer labels), the first half of the double-where.
+    """
+    logits = _checks.floating(fn, logits_name, logits)
+    _checks.rank_at_least(fn, logits_name, logits, 1, "a class axis")
+    ax = _checks.normalize_axis(fn, axis, logits.ndim)
+    dtype = _numerics.compute_dtype(logits)
+    example_shape = logits.shape[:ax] + logits.shape[ax + 1:]
+    if integer_labels:
+        labels = _checks.integer(fn, labels_name, labels)
+        _checks.shape(fn, labels_name, labels, example_shape,
+                      f"{example_shape} ({logits_name} {logits.shape} without axis {axis})")
+    else:
+        labels = _checks.real(fn, labels_name, labels)
+        _checks.same_shape(fn, (logits_name, logits), (labels_name, labels))
+        labels = labels.astype(dtype)
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), example_shape,
+                                      "the per-example shape")
+    logits = _numerics.mask_inputs(_numerics.expand_where(where, ax), logits.astype(dtype))
+    if integer_labels:
+        labels = jnp.where(where, labels, 0) if where is not None else labels
+    else:
+        labels = _numerics.mask_inputs(_numerics.expand_where(where, ax), labels)
+    return logits, labels, where, ax
+
+
+def _class_vector(fn: str, name: str, value: Any, num_classes: int, dtype: Any) -> Array:
+    """A ``[C]`` class-weight vector (or scalar broadcast to ``[C]``), checked >= 0."""
+    _checks.in_range(fn, name, value, low=0.0)
+    value = _checks.floating(fn, name, jnp.asarray(value, dtype) if not hasattr(value, "dtype") else value)
+    if value.ndim > 1 or (value.ndim == 1 and value.shape[0] != num_classes):
+        _checks._fail(ValueError, _checks.message(fn, name, f"must be a scalar or have shape ({num_classes},)",
+                                                  f"shape {value.shape}"))
+    return jnp.broadcast_to(value.astype(dtype), (num_classes,))
+
+
+def _along(vector: Array, axis: int, ndim: int) -> Array:
+    """Reshapes a ``[C]`` vector to broadcast along ``axis`` of a rank-``ndim`` array."""
+    shape = [1] * ndim
+    shape[axis] = vector.shape[0]
+    return vector.reshape(shape)
+
+
+def _ignore(where: Any, labels: Array, ignore_index: Any) -> Any:
+    """Folds ``labels == ignore_index`` into the mask."""
+    if ignore_index is None:
+        return where
+    keep = labels != ignore_index
+    return keep if where is None else where & keep
+
+
+def _check_smoothing(fn: str, label_smoothing: Any) -> None:
+    _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+
+
+# ------------------------------------------------------------------- binary
+@_registry.builtin(tags=("binary",), labels="unit")
+def sigmoid_binary_cross_entropy(logits: Any, labels: Any, *, pos_weight: Any = None,
+                                 label_smoothing: Any = 0.0, reduction: str = "mean", weights: Any = None,
+                                 where: Any = None) -> Array:
+    r"""Binary cross-entropy on logits (torch ``BCEWithLogits``, optax semantics).
+
+    .. math::
+
+        \ell = p_w \, y \, \operatorname{softplus}(-x) + (1 - y) \operatorname{softplus}(x),
+        \qquad y \leftarrow y (1 - \varepsilon) + \tfrac12 \varepsilon
+
+    using :math:`-\log\sigma(x) = \operatorname{softplus}(-x)` and
+    :math:`-\log(1 - \sigma(x)) = \operatorname{softplus}(x)`, exact for any logit.
+
+    Args:
+      logits: ``[...]`` float logits.
+      labels: ``[...]`` targets in ``[0, 1]`` (any real dtype), same shape.
+      pos_weight: weight of the positive term, broadcastable to ``[...]``
+        (e.g. ``[num_labels]``), ``>= 0``; ``None`` is 1.
+      label_smoothing: ``varepsilon`` in ``[0, 1]`` (Keras semantics).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``label_smoothing`` outside ``[0, 1]``,
+        negative or non-broadcastable ``pos_weight``, unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> loss = jaxloss.sigmoid_binary_cross_entropy(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]))
+      >>> round(float(loss), 6)  # log 2
+      0.693147
+
+    References:
+      Cox, "The regression analysis of binary sequences", JRSS B, 1958;
+      torch ``BCEWithLogitsLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.BCEWithLogitsLoss.html
+    """
+    fn = "sigmoid_binary_cross_entropy"
+    _check_smoothing(fn, label_smoothing)
+    _checks.in_range(fn, "pos_weight", pos_weight, low=0.0)
+    (x, y), where = _checks.elementwise_inputs(fn, where, [("logits", logits)], [("labels", labels)])
+    y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    positive = jax.nn.softplus(-x)
+    if pos_weight is not None:
+        pw = _checks.broadcastable(fn, "pos_weight", _checks.floating(fn, "pos_weight", jnp.asarray(pos_weight)),
+                                   x.shape, "logits")
+        positive = pw.astype(x.dtype) * positive
+    values = y * positive + (1.0 - y) * jax.nn.softplus(x)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(aliases=("binary_crossentropy",), tags=("binary",), labels="unit")
+def binary_cross_entropy(probabilities: Any, labels: Any, *, label_smoothing: Any = 0.0, epsilon: Any = 1e-7,
+                         reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Binary cross-entropy on probabilities, clipped to ``[epsilon, 1 - epsilon]`` (Keras).
+
+    .. math::
+
+        \ell = -\big(y \log \tilde p + (1 - y) \log(1 - \tilde p)\big),
+        \qquad \tilde p = \operatorname{clip}(p, \epsilon, 1 - \epsilon)
+
+    Prefer :func:`sigmoid_binary_cross_entropy` on logits when you have them:
+    it is exact where this one clips.
+
+    Args:
+      probabilities: ``[...]`` predicted probabilities in ``[0, 1]``.
+      labels: ``[...]`` targets in ``[0, 1]`` (any real dtype), same shape.
+      label_smoothing: in ``[0, 1]``; labels become ``y (1 - e) + e / 2``.
+      epsilon: the clipping margin, in ``(0, 0.5)``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+      Keras' ``binary_crossentropy`` is the mean of these over the last axis.
+
+    Raises:
+      ValueError: shapes differ, hyper-parameters out of range, unknown ``reduction``.
+      TypeError: non-float ``probabilities``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.binary_cross_entropy(jnp.array([0.5]), jnp.array([1.0]))), 6)
+      0.693147
+
+    References:
+      Keras ``BinaryCrossentropy``, https://keras.io/api/losses/probabilistic_losses/
+    """
+    fn = "binary_cross_entropy"
+    _check_smoothing(fn, label_smoothing)
+    _checks.in_range(fn, "epsilon", epsilon, low=0.0, high=0.5, low_open=True, high_open=True)
+    (p, y), where = _checks.elementwise_inputs(fn, where, [("probabilities", probabilities)], [("labels", labels)],
+                                               safe_values=[0.5, 0.0])
+    y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    eps = jnp.asarray(epsilon, p.dtype)
+    p = jnp.clip(p, eps, 1.0 - eps)
+    values = -(y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("binary",), labels="unit")
+def sigmoid_focal_loss(logits: Any, labels: Any, *, alpha: Any = 0.25, gamma: Any = 2.0, reduction: str = "mean",
+                       weights: Any = None, where: Any = None) -> Array:
+    r"""Sigmoid focal loss (torchvision ``sigmoid_focal_loss``).
+
+    .. math::
+
+        \ell = \alpha_t (1 - p_t)^\gamma \, \mathrm{BCE}(x, y), \quad
+        p_t = p y + (1 - p)(1 - y), \quad \alpha_t = \alpha y + (1 - \alpha)(1 - y)
+
+    with :math:`p = \sigma(x)`. ``alpha=None`` drops :math:`\alpha_t`. At
+    :math:`1 - p_t = 0` the modulating factor's gradient is taken as 0, so
+    ``gamma < 1`` stays finite.
+
+    Args:
+      logits: ``[...]`` float logits.
+      labels: ``[...]`` targets in ``[0, 1]``, same shape.
+      alpha: weight of positives in ``[0, 1]``, or ``None``.
+      gamma: focusing exponent ``>= 0``; 0 gives (alpha-weighted) BCE.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``alpha`` outside ``[0, 1]``, ``gamma < 0``,
+        unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.sigmoid_focal_loss(jnp.array([0.0]), jnp.array([1.0]))), 6)  # .25*.25*log 2
+      0.043322
+
+    References:
+      Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense Object
+      Detection", ICCV 2017, https://arxiv.org/abs/1708.02002
+    """
+    fn = "sigmoid_focal_loss"
+    _checks.in_range(fn, "alpha", alpha, low=0.0, high=1.0)
+    _checks.in_range(fn, "gamma", gamma, low=0.0)
+    (x, y), where = _checks.elementwise_inputs(fn, where, [("logits", logits)], [("labels", labels)])
+    p = jax.nn.sigmoid(x)
+    ce = y * jax.nn.softplus(-x) + (1.0 - y) * jax.nn.softplus(x)
+    one_minus_pt = jnp.clip(p + y - 2.0 * p * y, 0.0, None)
+    values = ce * _numerics.safe_pow(one_minus_pt, gamma)
+    if alpha is not None:
+        values = (alpha * y + (1.0 - alpha) * (1.0 - y)) * values
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# ---------------------------------------------------------- softmax family
+@_registry.builtin(aliases=("categorical_crossentropy",), tags=("distribution_labels",))
+def softmax_cross_entropy(logits: Any, labels: Any, *, axis: int = -1, label_smoothing: Any = 0.0,
+                          class_weights: Any = None, reduction: str = "mean", weights: Any = None,
+                          where: Any = None) -> Array:
+    r"""Softmax cross-entropy with distribution labels (optax; torch with probability targets).
+
+    .. math::
+
+        \ell = -\sum_c w_c \, q_c \log \operatorname{softmax}(x)_c,
+        \qquad q = (1 - \varepsilon) y + \varepsilon / C
+
+    Args:
+      logits: ``[..., C]`` float logits (class axis ``axis``).
+      labels: ``[..., C]`` target distributions (any real dtype), same shape.
+      axis: the class axis.
+      label_smoothing: ``varepsilon`` in ``[0, 1]`` (torch semantics).
+      class_weights: ``[C]`` non-negative class weights ``w`` (scale each
+        example's value; ``"mean"`` divides by the number of examples, as torch).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``axis``, ``label_smoothing`` outside
+        ``[0, 1]``, ``class_weights`` not ``[C]`` or negative, unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.log(jnp.array([[0.5, 0.25, 0.25]]))
+      >>> round(float(jaxloss.softmax_cross_entropy(logits, jnp.array([[1.0, 0.0, 0.0]]))), 6)  # log 2
+      0.693147
+
+    References:
+      Bridle, "Probabilistic Interpretation of Feedforward Classification
+      Network Outputs", 1990; Szegedy et al., "Rethinking the Inception
+      Architecture" (label smoothing), 2016, https://arxiv.org/abs/1512.00567
+    """
+    fn = "softmax_cross_entropy"
+    _check_smoothing(fn, label_smoothing)
+    x, q, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
+    num_classes = x.shape[ax]
+    q = (1.0 - label_smoothing) * q + label_smoothing / num_classes
+    if class_weights is not None:
+        q = q * _along(_class_vector(fn, "class_weights", class_weights, num_classes, x.dtype), ax, x.ndim)
+    log_p = jax.nn.log_softmax(x, axis=ax)
+    values = -jnp.sum(q * log_p, axis=ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(aliases=("sparse_categorical_crossentropy", "cross_entropy"), tags=("integer_labels",))
+def softmax_cross_entropy_with_integer_labels(
+    logits: Any, labels: Any, *, axis: int = -1, label_smoothing: Any = 0.0, class_weights: Any = None,
+    ignore_index: int | None = None, z_loss_weight: Any = 0.0, reduction: str = "mean", weights: Any = None,
+    where: Any = None,
+) -> Array:
+    r"""Softmax cross-entropy with integer labels (torch ``cross_entropy`` semantics).
+
+    With :math:`\mathrm{lse} = \log\sum_c e^{x_c}` and class weights :math:`w`
+    (1 if ``None``):
+
+    .. math::
+
+        \ell = (1 - \varepsilon)\, w_y (\mathrm{lse} - x_y)
+             + \frac{\varepsilon}{C} \sum_c w_c (\mathrm{lse} - x_c)
+             + \lambda_z \, \mathrm{lse}^2
+
+    ``"mean"`` divides by :math:`\sum w_y` over unmasked, non-ignored
+    positions (torch). The value is computed from ``lse`` and gathered logits,
+    never materialising ``log_softmax``. A label outside ``[0, C)`` that is not
+    ``ignore_index`` gives NaN at its position.
+
+    Args:
+      logits: ``[..., C]`` float logits (class axis ``axis``).
+      labels: ``[...]`` integer class indices.
+      axis: the class axis.
+      label_smoothing: ``varepsilon`` in ``[0, 1]``: targets ``(1 - e) onehot + e / C``.
+      class_weights: ``[C]`` non-negative class weights.
+      ignore_index: a label value to mask (e.g. ``-100`` for padding), or ``None``.
+      z_loss_weight: ``lambda_z >= 0`` of the PaLM z-loss ``lse**2``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values (times ``w_y``) for ``reduction="none"``,
+      else a scalar.
+
+    Raises:
+      ValueError: labels shape is not logits' without ``axis``, bad ``axis``,
+        hyper-parameters out of range, unknown ``reduction``.
+      TypeError: non-float ``logits`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25]]))
+      >>> labels = jnp.array([0, -100])
+      >>> round(float(jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels, ignore_index=-100)), 6)
+      0.693147
+      >>> jaxloss.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 3]), reduction="none")
+      Array([0.6931472,       nan], dtype=float32)
+
+    References:
+      Paszke et al., torch ``cross_entropy``,
+      https://pytorch.org/docs/stable/generated/torch.nn.functional.cross_entropy.html;
+      Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways" (z-loss),
+      2022, https://arxiv.org/abs/2204.02311
+    """
+    fn = "softmax_cross_entropy_with_integer_labels"
+    _check_smoothing(fn, label_smoothing)
+    _checks.integer_option(fn, "ignore_index", ignore_index)
+    _checks.in_range(fn, "z_loss_weight", z_loss_weight, low=0.0)
+    raw_labels = _checks.integer(fn, "labels", labels)
+    where = _ignore(where, raw_labels, ignore_index) if ignore_index is not None else where
+    x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", raw_labels, axis,
+                                          integer_labels=True)
+    num_classes = x.shape[ax]
+    lse = jax.nn.logsumexp(x, axis=ax)
+    nll = lse - _numerics.take_class(x, y, ax)
+    normalizer = None
+    if class_weights is not None:
+        cw = _class_vector(fn, "class_weights", class_weights, num_classes, x.dtype)
+        w_y = _numerics.class_weight_of(cw, y)
+        nll = w_y * nll
+        normalizer = w_y
+        smooth = lse * jnp.sum(cw) - jnp.sum(_along(cw, ax, x.ndim) * x, axis=ax)
+    else:
+        smooth = num_classes * lse - jnp.sum(x, axis=ax)
+    values = (1.0 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
+    values = values + z_loss_weight * jnp.square(lse)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, normalizer=normalizer)
+
+
+@_registry.builtin(tags=("integer_labels", "log_probabilities"))
+def nll_loss(log_probabilities: Any, labels: Any, *, axis: int = -1, class_weights: Any = None,
+             ignore_index: int | None = None, reduction: str = "mean", weights: Any = None,
+             where: Any = None) -> Array:
+    r"""Negative log-likelihood of integer labels under given log-probabilities (torch ``nll_loss``).
+
+    .. math::
+
+        \ell = -w_y \log p_y
+
+    ``"mean"`` divides by :math:`\sum w_y` over unmasked, non-ignored positions.
+
+    Args:
+      log_probabilities: ``[..., C]`` log-probabilities (e.g. ``log_softmax``).
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      axis: the class axis.
+      class_weights: ``[C]`` non-negative class weights.
+      ignore_index: a label value to mask, or ``None``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: labels shape is not the input's without ``axis``, bad
+        ``axis`` or ``class_weights``, unknown ``reduction``.
+      TypeError: non-float ``log_probabilities`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> log_p = jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]]))
+      >>> jaxloss.nll_loss(log_p, jnp.array([0, 1]), reduction="none")
+      Array([0.6931472, 0.2876821], dtype=float32)
+
+    References:
+      torch ``nll_loss``, https://pytorch.org/docs/stable/generated/torch.nn.NLLLoss.html
+    """
+    fn = "nll_loss"
+    _checks.integer_option(fn, "ignore_index", ignore_index)
+    raw_labels = _checks.integer(fn, "labels", labels)
+    where = _ignore(where, raw_labels, ignore_index) if ignore_index is not None else where
+    log_p, y, where, ax = _per_example_inputs(fn, where, "log_probabilities", log_probabilities, "labels",
+                                              raw_labels, axis, integer_labels=True)
+    values = -_numerics.take_class(log_p, y, ax)
+    normalizer = None
+    if class_weights is not None:
+        cw = _class_vector(fn, "class_weights", class_weights, log_p.shape[ax], log_p.dtype)
+        normalizer = _numerics.class_weight_of(cw, y)
+        values = normalizer * values
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, normalizer=normalizer)
+
+
+def _softmax_focal_values(x: Array, q: Array, ax: int, alpha: Any, gamma: Any, fn: str) -> Array:
+    log_p = jax.nn.log_softmax(x, axis=ax)
+    # 1 - p = -expm1(log p): accurate when p is close to 1.
+    modulating = _numerics.safe_pow(jnp.clip(-jnp.expm1(log_p), 0.0, None), gamma)
+    terms = -q * modulating * log_p
+    if alpha is not None:
+        terms = terms * _along(_class_vector(fn, "alpha", alpha, x.shape[ax], x.dtype), ax, x.ndim)
+    return jnp.sum(terms, axis=ax)
+
+
+@_registry.builtin(tags=("distribution_labels",))
+def softmax_focal_loss(logits: Any, labels: Any, *, alpha: Any = None, gamma: Any = 2.0, axis: int = -1,
+                       label_smoothing: Any = 0.0, reduction: str = "mean", weights: Any = None,
+                       where: Any = None) -> Array:
+    r"""Softmax focal loss with distribution labels (Keras ``CategoricalFocalCrossentropy(from_logits=True)``).
+
+    .. math::
+
+        \ell = -\sum_c \alpha_c \, q_c \, (1 - p_c)^\gamma \log p_c,
+        \qquad p = \operatorname{softmax}(x), \; q = (1 - \varepsilon) y + \varepsilon / C
+
+    Computed from ``log_softmax`` (Keras clips probabilities to
+    ``[1e-7, 1 - 1e-7]``; the two agree away from saturation).
+
+    Args:
+      logits: ``[..., C]`` float logits.
+      labels: ``[..., C]`` target distributions, same shape.
+      alpha: ``None``, a scalar or ``[C]`` non-negative class weights.
+      gamma: focusing exponent ``>= 0``.
+      axis: the class axis.
+      label_smoothing: in ``[0, 1]``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, hyper-parameters out of range, unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.log(jnp.array([[0.5, 0.5]]))
+      >>> round(float(jaxloss.softmax_focal_loss(logits, jnp.array([[1.0, 0.0]]))), 6)  # .25 log 2
+      0.173287
+
+    References:
+      Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense Object
+      Detection", ICCV 2017, https://arxiv.org/abs/1708.02002
+    """
+    fn = "softmax_focal_loss"
+    _check_smoothing(fn, label_smoothing)
+    _checks.in_range(fn, "gamma", gamma, low=0.0)
+    x, q, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
+    q = (1.0 - label_smoothing) * q + label_smoothing / x.shape[ax]
+    values = _softmax_focal_values(x, q, ax, alpha, gamma, fn)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("integer_labels",))
+def softmax_focal_loss_with_integer_labels(logits: Any, labels: Any, *, alpha: Any = None, gamma: Any = 2.0,
+                                           axis: int = -1, label_smoothing: Any = 0.0,
+                                           ignore_index: int | None = None, reduction: str = "mean",
+                                           weights: Any = None, where: Any = None) -> Array:
+    r"""Softmax focal loss with integer labels.
+
+    .. math::
+
+        \ell = -\sum_c \alpha_c \, q_c \, (1 - p_c)^\gamma \log p_c,
+        \qquad q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon / C
+
+    Without smoothing this is :math:`-\alpha_y (1 - p_y)^\gamma \log p_y`.
+    ``"mean"`` divides by the number of unmasked, non-ignored examples.
+
+    Args:
+      logits: ``[..., C]`` float logits.
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      alpha: ``None``, a scalar or ``[C]`` non-negative class weights.
+      gamma: focusing exponent ``>= 0``.
+      axis: the class axis.
+      label_smoothing: in ``[0, 1]``.
+      ignore_index: a label value to mask, or ``None``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: labels shape is not logits' without ``axis``,
+        hyper-parameters out of range, unknown ``reduction``.
+      TypeError: non-float ``logits`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.log(jnp.array([[0.5, 0.5]]))
+      >>> round(float(jaxloss.softmax_focal_loss_with_integer_labels(logits, jnp.array([0]))), 6)
+      0.173287
+
+    References:
+      Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense Object
+      Detection", ICCV 2017, https://arxiv.org/abs/1708.02002
+    """
+    fn = "softmax_focal_loss_with_integer_labels"
+    _check_smoothing(fn, label_smoothing)
+    _checks.in_range(fn, "gamma", gamma, low=0.0)
+    _checks.integer_option(fn, "ignore_index", ignore_index)
+    raw_labels = _checks.integer(fn, "labels", labels)
+    where = _ignore(where, raw_labels, ignore_index) if ignore_index is not None else where
+    x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", raw_labels, axis,
+                                          integer_labels=True)
+    num_classes = x.shape[ax]
+    q = (1.0 - label_smoothing) * _numerics.one_hot(y, num_classes, ax, x.dtype) + label_smoothing / num_classes
+    values = _softmax_focal_values(x, q, ax, alpha, gamma, fn)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("distribution_labels",))
+def poly_loss_cross_entropy(logits: Any, labels: Any, *, epsilon: Any = 2.0, axis: int = -1,
+                            reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Poly-1 loss: cross-entropy plus ``epsilon`` times ``1 - p_t`` (optax).
+
+    .. math::
+
+        \ell = -\sum_c y_c \log p_c + \epsilon \sum_c y_c (1 - p_c)
+
+    Args:
+      logits: ``[..., C]`` float logits.
+      labels: ``[..., C]`` target distributions, same shape.
+      epsilon: weight of the poly-1 term (the paper uses values in ``[-1, 2]``+).
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``axis``, unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.log(jnp.array([[0.5, 0.5]]))
+      >>> round(float(jaxloss.poly_loss_cross_entropy(logits, jnp.array([[1.0, 0.0]]))), 6)  # log 2 + 1
+      1.693147
+
+    References:
+      Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+      Classification Loss Functions", ICLR 2022, https://arxiv.org/abs/2204.12511
+    """
+    fn = "poly_loss_cross_entropy"
+    x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
+    log_p = jax.nn.log_softmax(x, axis=ax)
+    cross_entropy = -jnp.sum(y * log_p, axis=ax)
+    one_minus_pt = jnp.sum(y * (1.0 - jnp.exp(log_p)), axis=ax)
+    values = cross_entropy + jnp.asarray(epsilon, x.dtype) * one_minus_pt
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# ----------------------------------------------------------------- margins
+@_registry.builtin(aliases=("hinge",), tags=("binary", "sign_labels"), labels="sign")
+def hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+               where: Any = None) -> Array:
+    r"""Binary hinge loss with labels in ``{-1, +1}`` (optax ``hinge_loss``).
+
+    .. math::
+
+        \ell = \max(0, 1 - y s)
+
+    Args:
+      scores: ``[...]`` float decision values.
+      labels: ``[...]`` labels in ``{-1, +1}``, same shape (Keras' ``hinge``
+        also maps ``{0, 1}`` labels; here pass ``2 y - 1``).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, unknown ``reduction``.
+      TypeError: non-float ``scores``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.hinge_loss(jnp.array([2.0, 0.5, -1.0]), jnp.array([1.0, 1.0, 1.0]), reduction="none")
+      Array([0. , 0.5, 2. ], dtype=float32)
+
+    References:
+      Cortes and Vapnik, "Support-Vector Networks", Machine Learning, 1995,
+      https://doi.org/10.1007/BF00994018
+    """
+    (s, y), where = _checks.elementwise_inputs("hinge_loss", where, [("scores", scores)], [("labels", labels)])
+    values = jax.nn.relu(1.0 - y * s)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="hinge_loss")
+
+
+@_registry.builtin(aliases=("squared_hinge",), tags=("binary", "sign_labels"), labels="sign")
+def squared_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                       where: Any = None) -> Array:
+    r"""Squared binary hinge loss with labels in ``{-1, +1}`` (Keras ``squared_hinge``).
+
+    .. math::
+
+        \ell = \max(0, 1 - y s)^2
+
+    Args:
+      scores: ``[...]`` float decision values.
+      labels: ``[...]`` labels in ``{-1, +1}``, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, unknown ``reduction``.
+      TypeError: non-float ``scores``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.squared_hinge_loss(jnp.array([2.0, 0.5, -1.0]), jnp.ones(3), reduction="none")
+      Array([0.  , 0.25, 4.  ], dtype=float32)
+
+    References:
+      Rennie and Srebro, "Loss Functions for Preference Levels", 2005;
+      Keras ``SquaredHinge``, https://keras.io/api/losses/hinge_losses/
+    """
+    (s, y), where = _checks.elementwise_inputs("squared_hinge_loss", where, [("scores", scores)], [("labels", labels)])
+    values = jnp.square(jax.nn.relu(1.0 - y * s))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="squared_hinge_loss")
+
+
+@_registry.builtin(aliases=("categorical_hinge",), tags=("integer_labels",))
+def multiclass_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                          where: Any = None) -> Array:
+    r"""Crammer-Singer multi-class hinge loss (optax ``multiclass_hinge_loss``).
+
+    .. math::
+
+        \ell = \max_c \big(s_c + 1 - [c = y]\big) - s_y
+             = \max\big(0, \max_{c \ne y} s_c + 1 - s_y\big)
+
+    Keras' ``categorical_hinge`` (one-hot labels) equals this whenever some
+    wrong-class score is ``>= 0``.
+
+    Args:
+      scores: ``[..., C]`` float scores (class axis last).
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: labels shape is not the scores' without the last axis,
+        unknown ``reduction``.
+      TypeError: non-float ``scores`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.multiclass_hinge_loss(jnp.array([[2.0, 1.5, 0.0]]), jnp.array([0])))
+      0.5
+
+    References:
+      Crammer and Singer, "On the Algorithmic Implementation of Multiclass
+      Kernel-based Vector Machines", JMLR 2001,
+      https://www.jmlr.org/papers/v2/crammer01a.html
+    """
+    fn = "multiclass_hinge_loss"
+    s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
+    onehot = _numerics.one_hot(y, s.shape[ax], ax, s.dtype)
+    values = jnp.max(s + 1.0 - onehot, axis=ax) - jnp.sum(s * onehot, axis=ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("integer_labels",))
+def multi_margin_loss(scores: Any, labels: Any, *, p: int = 1, margin: Any = 1.0, class_weights: Any = None,
+                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Multi-class margin loss (torch ``multi_margin_loss``).
+
+    .. math::
+
+        \ell = \frac{1}{C} \sum_{c \ne y} w_y \max(0, m - s_y + s_c)^p
+
+    ``"mean"`` divides by the number of unmasked examples (torch), even with
+    ``class_weights``.
+
+    Args:
+      scores: ``[..., C]`` float scores (class axis last).
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      p: 1 or 2.
+      margin: the margin ``m``.
+      class_weights: ``[C]`` non-negative class weights ``w``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``p`` not 1 or 2, bad shapes or ``class_weights``, unknown ``reduction``.
+      TypeError: non-float ``scores`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.multi_margin_loss(jnp.array([[0.1, 0.2, 0.4, 0.8]]), jnp.array([3]))), 6)
+      0.325
+
+    References:
+      Weston and Watkins, "Support Vector Machines for Multi-Class Pattern
+      Recognition", ESANN 1999; torch ``MultiMarginLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.MultiMarginLoss.html
+    """
+    fn = "multi_margin_loss"
+    _checks.choice(fn, "p", p, (1, 2))
+    s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
+    num_classes = s.shape[ax]
+    onehot = _numerics.one_hot(y, num_classes, ax, s.dtype)
+    s_y = jnp.sum(s * onehot, axis=ax, keepdims=True)
+    hinge = jax.nn.relu(jnp.asarray(margin, s.dtype) - s_y + s)
+    if p == 2:
+        hinge = jnp.square(hinge)
+    values = jnp.sum(hinge * (1.0 - onehot), axis=ax) / num_classes
+    if class_weights is not None:
+        cw = _class_vector(fn, "class_weights", class_weights, num_classes, s.dtype)
+        values = _numerics.class_weight_of(cw, y) * values
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("binary", "sign_labels"), labels="sign")
+def soft_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                     where: Any = None) -> Array:
+    r"""Two-class logistic loss with labels in ``{-1, +1}`` (torch ``soft_margin_loss``).
+
+    .. math::
+
+        \ell = \log(1 + e^{-y s}) = \operatorname{softplus}(-y s)
+
+    Args:
+      scores: ``[...]`` float scores.
+      labels: ``[...]`` labels in ``{-1, +1}``, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, unknown ``reduction``.
+      TypeError: non-float ``scores``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.soft_margin_loss(jnp.array([0.0]), jnp.array([1.0]))), 6)
+      0.693147
+
+    References:
+      torch ``SoftMarginLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.SoftMarginLoss.html
+    """
+    (s, y), where = _checks.elementwise_inputs("soft_margin_loss", where, [("scores", scores)], [("labels", labels)])
+    values = jax.nn.softplus(-y * s)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="soft_margin_loss")
+
+
+@_registry.builtin(tags=("multilabel",), labels="unit")
+def multilabel_soft_margin_loss(logits: Any, labels: Any, *, class_weights: Any = None, reduction: str = "mean",
+                                weights: Any = None, where: Any = None) -> Array:
+    r"""Multi-label one-versus-all logistic loss, averaged over classes (torch).
+
+    .. math::
+
+        \ell = -\frac{1}{C} \sum_c w_c \big(y_c \log\sigma(x_c) + (1 - y_c) \log\sigma(-x_c)\big)
+
+    Args:
+      logits: ``[..., C]`` float logits (classes last).
+      labels: ``[..., C]`` targets in ``{0, 1}`` (or ``[0, 1]``), same shape.
+      class_weights: ``[C]`` non-negative class weights ``w``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``class_weights``, unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.multilabel_soft_margin_loss(jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]]))), 6)
+      0.693147
+
+    References:
+      torch ``MultiLabelSoftMarginLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.MultiLabelSoftMarginLoss.html
+    """
+    fn = "multilabel_soft_margin_loss"
+    x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, -1, integer_labels=False)
+    terms = y * jax.nn.softplus(-x) + (1.0 - y) * jax.nn.softplus(x)
+    if class_weights is not None:
+        terms = terms * _along(_class_vector(fn, "class_weights", class_weights, x.shape[ax], x.dtype), ax, x.ndim)
+    values = jnp.mean(terms, axis=ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# ------------------------------------------------------------- divergences
+@_registry.builtin(aliases=("kld", "kullback_leibler_divergence"), tags=("divergence",))
+def kl_divergence(log_predictions: Any, targets: Any, *, axis: int = -1, reduction: str = "mean",
+                  weights: Any = None, where: Any = None) -> Array:
+    r"""Kullback-Leibler divergence of predictions from target distributions (optax).
+
+    .. math::
+
+        \ell = \sum_c t_c (\log t_c - \log p_c), \qquad 0 \log 0 = 0
+
+    Keras' ``kld`` takes probabilities; pass ``jnp.log`` of them here.
+
+    Args:
+      log_predictions: ``[..., C]`` predicted log-probabilities.
+      targets: ``[..., C]`` target probabilities, same shape.
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``axis``, unknown ``reduction``.
+      TypeError: non-float ``log_predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> log_p = jnp.log(jnp.array([[0.5, 0.5]]))
+      >>> round(float(jaxloss.kl_divergence(log_p, jnp.array([[1.0, 0.0]]))), 6)  # log 2
+      0.693147
+
+    References:
+      Kullback and Leibler, "On Information and Sufficiency", Annals of
+      Mathematical Statistics, 1951, https://doi.org/10.1214/aoms/1177729694
+    """
+    fn = "kl_divergence"
+    log_p, t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "targets", targets,
+                                              axis, integer_labels=False)
+    values = jnp.sum(_numerics.xlogx(t) - t * log_p, axis=ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("divergence",))
+def kl_divergence_with_log_targets(log_predictions: Any, log_targets: Any, *, axis: int = -1,
+                                   reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Kullback-Leibler divergence with targets given as log-probabilities (optax).
+
+    .. math::
+
+        \ell = \sum_c e^{\log t_c} (\log t_c - \log p_c)
+
+    Args:
+      log_predictions: ``[..., C]`` predicted log-probabilities.
+      log_targets: ``[..., C]`` target log-probabilities, same shape.
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``axis``, unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> log_p = jnp.log(jnp.array([[0.5, 0.5]]))
+      >>> log_t = jnp.log(jnp.array([[0.75, 0.25]]))
+      >>> round(float(jaxloss.kl_divergence_with_log_targets(log_p, log_t)), 6)
+      0.130812
+
+    References:
+      Kullback and Leibler, "On Information and Sufficiency", 1951,
+      https://doi.org/10.1214/aoms/1177729694
+    """
+    fn = "kl_divergence_with_log_targets"
+    log_targets = _checks.floating(fn, "log_targets", log_targets)
+    log_p, log_t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "log_targets",
+                                                  log_targets, axis, integer_labels=False)
+    values = jnp.sum(jnp.exp(log_t) * (log_t - log_p), axis=ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("divergence",))
+def jensen_shannon_divergence(log_predictions: Any, log_targets: Any, *, axis: int = -1, reduction: str = "mean",
+                              weights: Any = None, where: Any = None) -> Array:
+    r"""Jensen-Shannon divergence between two distributions given in log space.
+
+    .. math::
+
+        \ell = \tfrac12 \mathrm{KL}(p \,\|\, m) + \tfrac12 \mathrm{KL}(t \,\|\, m),
+        \qquad \log m = \operatorname{logaddexp}(\log p, \log t) - \log 2
+
+    Symmetric, bounded by :math:`\log 2`, finite when either side has zeros.
+
+    Args:
+      log_predictions: ``[..., C]`` log-probabilities.
+      log_targets: ``[..., C]`` log-probabilities, same shape.
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values (nats) for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``axis``, unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> log_p = jnp.log(jnp.array([[1.0, 1e-30]]))
+      >>> log_t = jnp.log(jnp.array([[1e-30, 1.0]]))
+      >>> round(float(jaxloss.jensen_shannon_divergence(log_p, log_t)), 6)  # log 2
+      0.693147
+
+    References:
+      Lin, "Divergence Measures Based on the Shannon Entropy", IEEE Trans.
+      Information Theory, 1991, https://doi.org/10.1109/18.61115
+    """
+    fn = "jensen_shannon_divergence"
+    log_targets = _checks.floating(fn, "log_targets", log_targets)
+    log_p, log_t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "log_targets",
+                                                  log_targets, axis, integer_labels=False)
+    log_m = jnp.logaddexp(log_p, log_t) - math.log(2.0)
+    values = 0.5 * jnp.sum(jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_t) * (log_t - log_m), axis=ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# --------------------------------------------------------------- utilities
+def smooth_labels(labels: Any, alpha: Any) -> Array:
+    r"""Label smoothing of one-hot or distribution labels (optax ``smooth_labels``).
+
+    .. math::
+
+        \tilde y = (1 - \alpha) y + \alpha / C
+
+    Args:
+      labels: ``[..., C]`` one-hot or distribution labels.
+      alpha: smoothing in ``[0, 1]``.
+
+    Returns:
+      ``[..., C]`` smoothed labels, float32 for 16-bit or integer input.
+
+    Raises:
+      ValueError: ``alpha`` outside ``[0, 1]`` or scalar ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.smooth_labels(jnp.array([1.0, 0.0, 0.0, 0.0]), 0.2)
+      Array([0.85, 0.05, 0.05, 0.05], dtype=float32)
+
+    References:
+      Szegedy et al., "Rethinking the Inception Architecture for Computer
+      Vision", CVPR 2016, https://arxiv.org/abs/1512.00567
+    """
+    _checks.in_range("smooth_labels", "alpha", alpha, low=0.0, high=1.0)
+    labels = _checks.real("smooth_labels", "labels", labels)
+    _checks.rank_at_least("smooth_labels", "labels", labels, 1, "a class axis")
+    labels = labels.astype(_numerics.compute_dtype(labels))
+    return (1.0 - alpha) * labels + alpha / labels.shape[-1]
+
+
+def class_balanced_weights(samples_per_class: Any, *, beta: Any = 0.9999) -> Array:
+    r"""Class weights from the effective number of samples, summing to ``C``.
+
+    .. math::
+
+        w_c \propto \frac{1 - \beta}{1 - \beta^{n_c}}, \qquad \sum_c w_c = C
+
+    A class with no samples gets weight 0 (it cannot occur as a label).
+
+    Args:
+      samples_per_class: ``[C]`` counts ``n_c >= 0``.
+      beta: in ``[0, 1)``; 0 gives uniform weights, ``beta -> 1`` inverse frequency.
+
+    Returns:
+      ``[C]`` float32 weights, for any ``class_weights=`` argument.
+
+    Raises:
+      ValueError: ``beta`` outside ``[0, 1)`` or ``samples_per_class`` not 1-D.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.class_balanced_weights(jnp.array([100, 10]), beta=0.0)
+      Array([1., 1.], dtype=float32)
+      >>> w = jaxloss.class_balanced_weights(jnp.array([100, 10]), beta=0.999)
+      >>> bool(w[1] > w[0]), round(float(w.sum()), 5)
+      (True, 2.0)
+
+    References:
+      Cui, Jia, Lin, Song and Belongie, "Class-Balanced Loss Based on Effective
+      Number of Samples", CVPR 2019, https://arxiv.org/abs/1901.05555
+    """
+    fn = "class_balanced_weights"
+    _checks.in_range(fn, "beta", beta, low=0.0, high=1.0, high_open=True)
+    n = _checks.real(fn, "samples_per_class", samples_per_class)
+    _checks.shape(fn, "samples_per_class", n, (None,), "[C]")
+    n = n.astype(_numerics.compute_dtype(n))
+    beta = jnp.asarray(beta, n.dtype)
+    present = n > 0
+    # (1 - beta) / (1 - beta**n) written with expm1/log1p: stable for beta -> 1.
+    effective = -jnp.expm1(n * jnp.log1p(beta - 1.0))
+    raw = jnp.where(present, _numerics.safe_div(1.0 - beta, effective, 1.0), 0.0)
+    raw = jnp.where(beta == 0, present.astype(n.dtype), raw)
+    return raw * (n.shape[0] / jnp.maximum(jnp.sum(raw), jnp.finfo(n.dtype).tiny))
