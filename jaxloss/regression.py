@@ -400,9 +400,9 @@ def quantile_loss(predictions: Any, targets: Any, *, quantile: Any = 0.5, reduct
     Example:
       >>> import jax.numpy as jnp
       >>> import jaxloss
-      >>> jaxloss.quantile_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), quantile=0.9,
+      >>> jaxloss.quantile_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), quantile=0.75,
       ...                       reduction="none")
-      Array([0.9, 0.1], dtype=float32)
+      Array([0.75, 0.25], dtype=float32)
 
     References:
       Koenker and Bassett, "Regression Quantiles", Econometrica, 1978,
