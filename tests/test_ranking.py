@@ -1,0 +1,443 @@
+"""Reference tests for ``jaxloss.ranking``.
+
+References, none computed with our code:
+
+* GRU4Rec losses: the formulas of Hidasi et al., "Session-based Recommendations
+  with Recurrent Neural Networks" (ICLR 2016; BPR, TOP1) and Hidasi &
+  Karatzoglou, "Recurrent Neural Networks with Top-k Gains for Session-based
+  Recommendations" (CIKM 2018; BPR-max, TOP1-max), transcribed in float64
+  NumPy straight from the papers (not in log space).
+* ``margin_ranking_loss``: the formula of ``torch.nn.MarginRankingLoss``
+  transcribed in NumPy, and torch itself when installed.
+* Listwise/pairwise losses: NumPy transcriptions of the definitions of rax
+  (``softmax_loss``, ``listmle_loss``, ``pairwise_hinge_loss``,
+  ``pairwise_logistic_loss``, ``approx_t12n(ndcg_metric)``), and rax itself
+  when installed (``pytest.importorskip("rax")``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxloss import ranking
+
+RTOL = 1e-5
+ATOL = 1e-6
+
+SAMPLED = [ranking.bpr_loss, ranking.top1_loss, ranking.bpr_max_loss, ranking.top1_max_loss]
+LISTWISE = [ranking.ranking_softmax_loss, ranking.listmle_loss, ranking.approx_ndcg_loss]
+PAIRWISE = [ranking.pairwise_hinge_loss, ranking.pairwise_logistic_loss]
+LISTS = LISTWISE + PAIRWISE
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# ----------------------------------------------------------- GRU4Rec paper formulas
+def np_bpr(pos, neg):
+    # Hidasi et al. 2016, Sec. 3.1.2: L = -1/N_S sum_j log sigma(r_i - r_j).
+    return -np.mean(np.log(_sigmoid(pos[..., None] - neg)), -1)
+
+
+def np_top1(pos, neg):
+    # Hidasi et al. 2016, Sec. 3.1.2: L = 1/N_S sum_j sigma(r_j - r_i) + sigma(r_j^2).
+    return np.mean(_sigmoid(neg - pos[..., None]) + _sigmoid(neg ** 2), -1)
+
+
+def np_bpr_max(pos, neg, lam):
+    # Hidasi & Karatzoglou 2018, Eq. (7): -log sum_j s_j sigma(r_i - r_j) + lambda sum_j s_j r_j^2.
+    s = _softmax(neg)
+    return -np.log(np.sum(s * _sigmoid(pos[..., None] - neg), -1)) + lam * np.sum(s * neg ** 2, -1)
+
+
+def np_top1_max(pos, neg):
+    # Hidasi & Karatzoglou 2018, Eq. (5): sum_j s_j (sigma(r_j - r_i) + sigma(r_j^2)).
+    s = _softmax(neg)
+    return np.sum(s * (_sigmoid(neg - pos[..., None]) + _sigmoid(neg ** 2)), -1)
+
+
+def _sampled_inputs(seed=0, shape=(3, 4), k=6):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=shape).astype(np.float32), rng.normal(size=shape + (k,)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fn,ref", [
+    (ranking.bpr_loss, np_bpr),
+    (ranking.top1_loss, np_top1),
+    (ranking.bpr_max_loss, lambda p, n: np_bpr_max(p, n, 1.0)),
+    (ranking.top1_max_loss, np_top1_max),
+])
+def test_sampled_losses_match_paper_formulas(fn, ref):
+    pos, neg = _sampled_inputs(0)
+    expect = ref(pos.astype(np.float64), neg.astype(np.float64))
+    got = fn(pos, neg, reduction="none")
+    assert got.shape == pos.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expect, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fn(pos, neg), expect.mean(), rtol=RTOL, atol=ATOL)
+
+
+def test_bpr_max_regularization():
+    pos, neg = _sampled_inputs(1)
+    for lam in (0.0, 0.3, 2.0):
+        np.testing.assert_allclose(ranking.bpr_max_loss(pos, neg, regularization=lam, reduction="none"),
+                                   np_bpr_max(pos.astype(np.float64), neg.astype(np.float64), lam),
+                                   rtol=RTOL, atol=ATOL)
+    traced = jax.jit(lambda lam: ranking.bpr_max_loss(pos, neg, regularization=lam))(0.3)
+    np.testing.assert_allclose(traced, ranking.bpr_max_loss(pos, neg, regularization=0.3), rtol=RTOL)
+    with pytest.raises(ValueError, match="bpr_max_loss: regularization"):
+        ranking.bpr_max_loss(pos, neg, regularization=-1.0)
+
+
+def test_bpr_gradient_matches_closed_form():
+    # d/dr_i of -1/K sum_j log sigma(r_i - r_j) is -1/K sum_j sigma(r_j - r_i) (Rendle et al. 2009).
+    pos, neg = _sampled_inputs(2, shape=(5,), k=3)
+    g = jax.grad(lambda p: ranking.bpr_loss(p, neg, reduction="sum"))(pos)
+    expect = -np.mean(_sigmoid(neg.astype(np.float64) - pos[:, None]), -1)
+    np.testing.assert_allclose(g, expect, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("fn", SAMPLED)
+def test_sampled_negative_mask_equals_dropping_negatives(fn):
+    pos, neg = _sampled_inputs(3, shape=(2,), k=5)
+    where = np.array([[True, True, False, True, False], [False] * 5])
+    poisoned = neg.copy()
+    poisoned[~where] = np.nan
+    got = fn(pos, poisoned, where=where, reduction="none")
+    np.testing.assert_allclose(got[0], fn(pos[:1], neg[:1, where[0]], reduction="none")[0], rtol=RTOL, atol=ATOL)
+    assert float(got[1]) == 0.0  # no valid negative: left out
+    np.testing.assert_allclose(fn(pos, poisoned, where=where), got[0], rtol=RTOL, atol=ATOL)
+    gp, gn = jax.grad(lambda p, n: fn(p, n, where=where), argnums=(0, 1))(pos, poisoned)
+    assert np.all(np.isfinite(gp)) and np.all(np.isfinite(gn))
+    assert np.all(np.asarray(gn)[~where] == 0) and float(gp[1]) == 0.0
+
+
+@pytest.mark.parametrize("fn", SAMPLED)
+@pytest.mark.parametrize("magnitude,dtype", [(1e4, jnp.float32), (60.0, jnp.bfloat16)])
+def test_sampled_losses_finite_at_large_scores(fn, magnitude, dtype):
+    pos = jnp.asarray([magnitude, -magnitude, magnitude], dtype)
+    neg = jnp.asarray([[-magnitude, magnitude], [magnitude, magnitude], [magnitude, -magnitude]], dtype)
+    value, grads = jax.value_and_grad(lambda p, n: fn(p, n), argnums=(0, 1))(pos, neg)
+    assert np.isfinite(float(value)) and value.dtype == jnp.float32
+    assert all(np.all(np.isfinite(np.asarray(g, np.float32))) for g in grads)
+    assert grads[0].dtype == dtype
+
+
+def test_bpr_max_large_gap_stays_finite_and_correct():
+    # sigma(r_i - r_j) underflows in float32 for every negative; the log-space form
+    # keeps the closed form. Equal negatives: -log sigma(-200) = 200 (+ 1e-87).
+    got = ranking.bpr_max_loss(jnp.array([-100.0]), jnp.array([[100.0, 100.0]]), regularization=0.0)
+    np.testing.assert_allclose(got, 200.0, rtol=RTOL)
+    # Negatives 100 and 0: sum_j s_j sigma(r_i - r_j) = 2 e^-200 (1 + O(e^-100)), so 200 - log 2.
+    got = ranking.bpr_max_loss(jnp.array([-100.0]), jnp.array([[100.0, 0.0]]), regularization=0.0)
+    np.testing.assert_allclose(got, 200.0 - np.log(2.0), rtol=RTOL)
+
+
+def test_sampled_shape_errors():
+    with pytest.raises(ValueError, match="jaxloss.bpr_loss: positive_scores"):
+        ranking.bpr_loss(jnp.zeros(3), jnp.zeros((4, 2)))
+    with pytest.raises(TypeError, match="negative_scores"):
+        ranking.top1_loss(jnp.zeros(3), jnp.zeros((3, 2), jnp.int32))
+    with pytest.raises(ValueError, match="where"):
+        ranking.bpr_loss(jnp.zeros(3), jnp.zeros((3, 2)), where=jnp.ones((3, 2, 1), bool))
+
+
+# ------------------------------------------------------------------- margin ranking
+def np_margin_ranking(x1, x2, y, margin):
+    # torch.nn.MarginRankingLoss: max(0, -y * (x1 - x2) + margin).
+    return np.maximum(0.0, -y * (x1 - x2) + margin)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5, -0.2])
+def test_margin_ranking_matches_torch_formula(margin):
+    rng = np.random.default_rng(4)
+    x1, x2 = rng.normal(size=(2, 7)).astype(np.float32)
+    y = rng.choice([-1.0, 1.0], size=7).astype(np.float32)
+    expect = np_margin_ranking(x1.astype(np.float64), x2, y, margin)
+    np.testing.assert_allclose(ranking.margin_ranking_loss(x1, x2, y, margin=margin, reduction="none"), expect,
+                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ranking.margin_ranking_loss(x1, x2, y, margin=margin), expect.mean(),
+                               rtol=RTOL, atol=ATOL)
+
+
+def test_margin_ranking_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.normal(size=(2, 9)).astype(np.float32)
+    y = rng.choice([-1.0, 1.0], size=9).astype(np.float32)
+    for reduction in ("none", "sum", "mean"):
+        expect = torch.nn.functional.margin_ranking_loss(torch.tensor(x1), torch.tensor(x2), torch.tensor(y),
+                                                         margin=0.3, reduction=reduction).numpy()
+        np.testing.assert_allclose(ranking.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction),
+                                   expect, rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------ NumPy transcriptions of rax
+def np_softmax_loss(s, y, where):
+    # rax.softmax_loss: -sum_i y_i log softmax(s)_i over valid items, per list.
+    out = np.zeros(s.shape[:-1])
+    for idx in np.ndindex(*s.shape[:-1]):
+        v = where[idx]
+        if v.any():
+            ls = s[idx][v] - np.log(np.sum(np.exp(s[idx][v] - s[idx][v].max()))) - s[idx][v].max()
+            out[idx] = -np.sum(y[idx][v] * ls)
+    return out
+
+
+def np_listmle_loss(s, y, where):
+    # rax.listmle_loss: sort valid items by decreasing label (stable), Plackett-Luce NLL.
+    out = np.zeros(s.shape[:-1])
+    for idx in np.ndindex(*s.shape[:-1]):
+        v = where[idx]
+        order = sorted(np.flatnonzero(v), key=lambda i: -y[idx][i])  # Python's sort is stable
+        ss = s[idx][order]
+        out[idx] = -sum(ss[k] - np.log(np.sum(np.exp(ss[k:]))) for k in range(len(ss)))
+    return out
+
+
+def np_pairwise(s, y, where, pair_fn):
+    # rax.pairwise_loss: value of pair (i, j) at i * n + j, valid if y_i > y_j and both valid.
+    n = s.shape[-1]
+    values = np.zeros(s.shape[:-1] + (n * n,))
+    valid = np.zeros(values.shape, bool)
+    for idx in np.ndindex(*s.shape[:-1]):
+        for i in range(n):
+            for j in range(n):
+                if y[idx][i] > y[idx][j] and where[idx][i] and where[idx][j]:
+                    values[idx + (i * n + j,)] = pair_fn(s[idx][i] - s[idx][j])
+                    valid[idx + (i * n + j,)] = True
+    return values, valid
+
+
+def np_approx_ndcg_loss(s, y, where, temperature=1.0):
+    # rax.approx_t12n(rax.ndcg_metric): sigmoid ranks, gain 2^y - 1, discount 1 / log2(1 + rank).
+    out = np.zeros(s.shape[:-1])
+    for idx in np.ndindex(*s.shape[:-1]):
+        v = where[idx]
+        ss, yy = s[idx][v], y[idx][v]
+        if not v.any():
+            continue
+        ranks = np.array([1.0 + sum(_sigmoid((ss[j] - ss[i]) / temperature) for j in range(len(ss)) if j != i)
+                          for i in range(len(ss))])
+        gains = 2.0 ** yy - 1.0
+        dcg = np.sum(gains / np.log2(1.0 + ranks))
+        ideal = np.sort(gains)[::-1]
+        idcg = np.sum(ideal / np.log2(2.0 + np.arange(len(ideal))))
+        out[idx] = -dcg / (idcg if idcg != 0 else 1.0)
+    return out
+
+
+def _list_inputs(seed=0, shape=(4, 6), levels=4):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=shape).astype(np.float32)
+    labels = rng.integers(0, levels, size=shape).astype(np.float32)  # ties on purpose
+    where = rng.random(shape) > 0.25
+    where[1] = False  # one list without any valid item
+    where[2, :2] = True
+    return scores, labels, where
+
+
+def _np_reference(fn, s, y, where):
+    s, y = s.astype(np.float64), y.astype(np.float64)
+    if fn is ranking.ranking_softmax_loss:
+        return np_softmax_loss(s, y, where), None
+    if fn is ranking.listmle_loss:
+        return np_listmle_loss(s, y, where), None
+    if fn is ranking.approx_ndcg_loss:
+        return np_approx_ndcg_loss(s, y, where), None
+    if fn is ranking.pairwise_hinge_loss:
+        return np_pairwise(s, y, where, lambda d: max(0.0, 1.0 - d))
+    return np_pairwise(s, y, where, lambda d: np.log1p(np.exp(-d)))
+
+
+@pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("masked", [False, True])
+def test_lists_match_numpy_transcription_of_rax(fn, masked):
+    s, y, where = _list_inputs(6)
+    w = where if masked else np.ones_like(where)
+    values, pair_valid = _np_reference(fn, s, y, w)
+    got = fn(s, y, where=where if masked else None, reduction="none")
+    np.testing.assert_allclose(got, values, rtol=RTOL, atol=ATOL)
+    if pair_valid is None:  # per list: the mean over lists with a valid item
+        expect_mean = values[w.any(-1)].mean()
+    else:  # per pair: the mean over valid pairs
+        expect_mean = values[pair_valid].mean()
+    np.testing.assert_allclose(fn(s, y, where=where if masked else None), expect_mean, rtol=RTOL, atol=ATOL)
+
+
+def test_approx_ndcg_temperature_matches_transcription():
+    s, y, where = _list_inputs(7)
+    for t in (0.1, 2.0):
+        np.testing.assert_allclose(ranking.approx_ndcg_loss(s, y, temperature=t, where=where, reduction="none"),
+                                   np_approx_ndcg_loss(s.astype(np.float64), y, where, t), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="approx_ndcg_loss: temperature"):
+        ranking.approx_ndcg_loss(s, y, temperature=0.0)
+
+
+def test_approx_ndcg_perfect_ranking_tends_to_minus_one():
+    # Closed form: scores in the label order, far apart, at low temperature -> NDCG -> 1.
+    y = jnp.array([[3.0, 0.0, 1.0, 2.0]])
+    s = 10.0 * y
+    np.testing.assert_allclose(ranking.approx_ndcg_loss(s, y, temperature=0.1), -1.0, rtol=1e-5)
+
+
+# --------------------------------------------------------------------- against rax
+def _rax_fns():
+    rax = pytest.importorskip("rax")
+
+    def approx_ndcg(scores, labels, **kwargs):
+        # rax.approx_t12n(rax.ndcg_metric) spelled out: rax 0.4.0's approx_t12n uses
+        # jax.util.wraps, which newer JAX no longer has; the transformation only
+        # swaps in sigmoid ranks/cutoffs and negates.
+        step = lambda x: jax.nn.sigmoid(x / 1.0)  # noqa: E731
+        return -rax.ndcg_metric(scores, labels,
+                                rank_fn=functools.partial(rax.utils.approx_ranks, step_fn=step),
+                                cutoff_fn=functools.partial(rax.utils.approx_cutoff, step_fn=step), **kwargs)
+
+    return {
+        "ranking_softmax_loss": rax.softmax_loss,
+        "listmle_loss": rax.listmle_loss,
+        "pairwise_hinge_loss": rax.pairwise_hinge_loss,
+        "pairwise_logistic_loss": rax.pairwise_logistic_loss,
+        "approx_ndcg_loss": approx_ndcg,
+    }
+
+
+@pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("masked", [False, True])
+def test_lists_match_rax(fn, masked):
+    ref = _rax_fns()[fn.__name__]
+    s, y, where = _list_inputs(8, shape=(3, 5, 7))
+    kw = {"where": jnp.asarray(where)} if masked else {}
+    np.testing.assert_allclose(fn(s, y, reduction="none", **kw), ref(s, y, reduce_fn=None, **kw),
+                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fn(s, y, **kw), ref(s, y, reduce_fn=jnp.mean, **kw), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fn(s, y, reduction="sum", **kw), ref(s, y, reduce_fn=jnp.sum, **kw),
+                               rtol=RTOL, atol=1e-5)
+    g = jax.grad(lambda x: fn(x, y, **kw))(s)
+    g_ref = jax.grad(lambda x: ref(x, y, reduce_fn=jnp.mean, **kw))(s)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------- masks and reductions
+@pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
+def test_all_masked_lists(fn):
+    s, y, where = _list_inputs(9)
+    poisoned = s.copy()
+    poisoned[~where] = np.nan
+    none = fn(poisoned, y, where=where, reduction="none")
+    assert np.all(np.isfinite(none)) and np.all(np.asarray(none)[1] == 0)
+    # The empty list is left out of the mean: same as slicing it off.
+    keep = np.array([True, False, True, True])
+    np.testing.assert_allclose(fn(poisoned, y, where=where), fn(s[keep], y[keep], where=where[keep]),
+                               rtol=RTOL, atol=ATOL)
+    g = jax.grad(lambda x: fn(x, y, where=where))(poisoned)
+    assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[~where] == 0)
+    everything = np.zeros_like(where)
+    for reduction in ("mean", "sum"):
+        value, g = jax.value_and_grad(lambda x: fn(x, y, where=everything, reduction=reduction))(poisoned)
+        assert float(value) == 0.0 and np.all(np.asarray(g) == 0)
+
+
+@pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
+def test_list_mask_of_lower_rank_masks_whole_lists(fn):
+    s, y, _ = _list_inputs(10)
+    lists = np.array([True, False, True, True])
+    items = np.broadcast_to(lists[:, None], s.shape)
+    for reduction in ("none", "sum", "mean"):
+        np.testing.assert_allclose(fn(s, y, where=lists, reduction=reduction),
+                                   fn(s, y, where=items, reduction=reduction), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("fn", PAIRWISE, ids=lambda f: f.__name__)
+def test_pairwise_reduction_semantics(fn):
+    s, y, where = _list_inputs(11)
+    n = s.shape[-1]
+    values, valid = _np_reference(fn, s, y, where)
+    # Per-list weights broadcast over the pairs; "mean" is sum(w l) / sum(w) over valid pairs.
+    w = np.array([[0.5], [2.0], [1.0], [3.0]], np.float32)
+    wb = np.broadcast_to(w, values.shape)
+    np.testing.assert_allclose(fn(s, y, where=where, weights=w, reduction="none"), wb * values,
+                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fn(s, y, where=where, weights=w, reduction="sum"), np.sum(wb * values),
+                               rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(fn(s, y, where=where, weights=w),
+                               np.sum(wb * values) / np.sum(wb[valid]), rtol=RTOL, atol=ATOL)
+    # A pair mask [..., n * n] (the unreduced shape) masking whole lists equals slicing them off.
+    keep = np.zeros((4, n * n), bool)
+    keep[[0, 2]] = True
+    np.testing.assert_allclose(fn(s, y, where=keep), fn(s[[0, 2]], y[[0, 2]]), rtol=RTOL, atol=ATOL)
+    # No valid pair at all (all labels equal): 0, not NaN.
+    assert float(fn(s, np.ones_like(y))) == 0.0
+
+
+@pytest.mark.parametrize("fn", PAIRWISE, ids=lambda f: f.__name__)
+def test_pairwise_pair_mask(fn):
+    s, y, _ = _list_inputs(12)
+    ones = np.ones_like(s, bool)
+    values, valid = _np_reference(fn, s, y, ones)
+    pair_where = np.random.default_rng(1).random(values.shape) > 0.5
+    expect = values[valid & pair_where].mean()
+    np.testing.assert_allclose(fn(s, y, where=pair_where), expect, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("fn", LISTWISE, ids=lambda f: f.__name__)
+def test_listwise_weights_are_per_list(fn):
+    s, y, where = _list_inputs(13)
+    values = np.asarray(fn(s, y, where=where, reduction="none"), np.float64)
+    w = np.array([0.5, 2.0, 1.0, 3.0], np.float32)
+    keep = where.any(-1)
+    np.testing.assert_allclose(fn(s, y, where=where, weights=w), np.sum((w * values)[keep]) / np.sum(w[keep]),
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("magnitude,dtype", [(1e4, jnp.float32), (60.0, jnp.bfloat16)])
+def test_lists_finite_at_large_scores(fn, magnitude, dtype):
+    s, y, where = _list_inputs(14)
+    big = jnp.asarray(np.sign(s) * magnitude, dtype)
+    for kw in ({}, {"where": where}):
+        value, g = jax.value_and_grad(lambda x: fn(x, y, **kw))(big)
+        assert np.isfinite(float(value)) and value.dtype == jnp.float32
+        assert np.all(np.isfinite(np.asarray(g, np.float32))) and g.dtype == dtype
+
+
+def test_listmle_large_scores_value():
+    # Closed form: with scores far apart in the wrong order, each step of the
+    # Plackett-Luce likelihood costs the gap: -log softmax([-1e4, 1e4])[0] = 2e4.
+    got = ranking.listmle_loss(jnp.array([-1e4, 1e4]), jnp.array([1.0, 0.0]))
+    np.testing.assert_allclose(got, 2e4, rtol=RTOL)
+
+
+@pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
+def test_list_shape_errors(fn):
+    s, y, _ = _list_inputs(15)
+    name = fn.__name__
+    with pytest.raises(ValueError, match=f"jaxloss.{name}: scores"):
+        fn(s, y[:, :-1])
+    with pytest.raises(TypeError, match=f"jaxloss.{name}: scores"):
+        fn(s.astype(np.int32), y)
+    with pytest.raises(ValueError, match=f"jaxloss.{name}: where"):
+        fn(s, y, where=np.ones(s.shape + (1,), bool))
+    with pytest.raises(ValueError, match=f"jaxloss.{name}: where"):
+        fn(s, y, where=np.ones((s.shape[0], 3), bool))
+    with pytest.raises(TypeError, match=f"jaxloss.{name}: where"):
+        fn(s, y, where=np.ones(s.shape, np.float32))
+
+
+def test_integer_and_bool_labels():
+    s, y, where = _list_inputs(16)
+    for fn in LISTS:
+        np.testing.assert_allclose(fn(s, y.astype(np.int32), where=where), fn(s, y, where=where), rtol=RTOL)
+    np.testing.assert_allclose(ranking.ranking_softmax_loss(s, y > 1), ranking.ranking_softmax_loss(s, (y > 1) * 1.0),
+                               rtol=RTOL)
