@@ -47,7 +47,8 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
     Raises:
       ValueError: (from the loss) mismatched shapes, a bad reduction, or
         ``fn`` returning values of the wrong shape.
-      TypeError: (from the loss) a non-float, non-integer data array.
+      TypeError: (from the loss) a first data array that is not floating, or
+        a complex one.
 
     Example:
       >>> import jax.numpy as jnp
@@ -81,9 +82,10 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
             arrays.append(x)
         floats = [(n, x) for n, x in zip(names, arrays) if jnp.issubdtype(x.dtype, jnp.floating)]
         ints = [(n, x) for n, x in zip(names, arrays) if not jnp.issubdtype(x.dtype, jnp.floating)]
-        if not floats:
+        if not arrays or not jnp.issubdtype(arrays[0].dtype, jnp.floating):
             _checks._fail(TypeError, _checks.message(loss_name, names[0] if names else "inputs",
-                                                     "must include a floating array", "none"))
+                                                     "(the first data array) must have a floating dtype",
+                                                     arrays[0].dtype if arrays else "no arrays"))
         if axis is None:
             _checks.same_shape(loss_name, *zip(names, arrays))
             value_shape = arrays[0].shape

@@ -293,7 +293,7 @@ class _Context:
         if not _close(first, eager, self.rtol, self.atol):
             self.fail("traced float hyper-parameters give a different value than Python floats "
                       f"({float(first)} vs {float(eager)})")
-        return None if float_kw else "no float hyper-parameters to trace (retrace count checked)"
+        return None
 
     def check_vmap(self):
         other = tuple(np.roll(a, 1, axis=0) if np.ndim(a) else a for a in self.f32_args)
@@ -339,7 +339,7 @@ class _Context:
         if len(same) >= 2:
             first = self.f32_args[same[0]]
             ident = tuple(first if i in same else a for i, a in enumerate(self.f32_args))
-            cases.append(("identical inputs (zero distance)", ident))
+            cases.append(("identical inputs (zero residual, zero distance)", ident))
         large = [i for i in fp if self.names[i] in _LARGE_NAMES]
         if large:
             big = tuple(np.where(a >= 0, 1e4, -1e4).astype(np.float32) if i in large else a
@@ -356,16 +356,17 @@ class _Context:
         return cases
 
     def check_edge(self):
+        problems = []
         for label, case in self._edge_cases():
             value = self.call(case)
-            if not _all_finite(value):
-                self.fail(f"value is not finite at {label} (got {float(value)})")
             none = self.call(case, reduction="none")
-            if not _all_finite(none):
-                self.fail(f"unreduced values are not finite at {label}")
             grads = self.grad_fn(case)
+            if not _all_finite(value) or not _all_finite(none):
+                problems.append(f"value is not finite at {label}")
             if not _all_finite(grads):
-                self.fail(f"gradient is not finite at {label} (NaN or inf in d loss / d input)")
+                problems.append(f"gradient is not finite at {label} (NaN or inf in d loss / d input)")
+        if problems:
+            self.fail("; ".join(problems))
 
     def _mask_and_slice(self):
         shape = self.unreduced_shape()
