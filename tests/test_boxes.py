@@ -278,7 +278,8 @@ def test_pairwise_broadcasting(name):
     fn = LOSSES[name]
     matrix = fn(b1[:, None], b2[None], reduction="none")
     assert matrix.shape == (5, 3)
-    loop = np.array([[float(fn(b1[i], b2[j], reduction="none")) for j in range(3)] for i in range(5)])
+    single = jax.jit(lambda a, b: fn(a, b, reduction="none"))
+    loop = np.array([[float(single(b1[i], b2[j])) for j in range(3)] for i in range(5)])
     np.testing.assert_allclose(matrix, loop, rtol=1e-6)
     np.testing.assert_allclose(matrix, REFERENCES[name](b1[:, None], b2[None]), rtol=1e-5, atol=1e-6)
     # Different ranks broadcast too: one box against many.
