@@ -1,0 +1,521 @@
+"""Reference tests for ``jaxloss.embedding``.
+
+Every loss is compared with numbers we did not compute with our code: NumPy
+transcriptions of the reference formula (always run), and where available the
+reference library itself (torch via ``pytest.importorskip``, optax, Keras 3 on
+the JAX backend). Tolerance: 1e-5 relative in float32.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxloss
+from jaxloss import embedding as E
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _f32(*arrays):
+    return [np.asarray(a, np.float32) for a in arrays]
+
+
+def _normalize(x):
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+
+
+def _logsumexp(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _finite(tree):
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+# --------------------------------------------------------------------- cosine
+def test_cosine_similarity_and_distance_equal_optax():
+    # optax.losses.cosine_similarity / cosine_distance (epsilon clips the squared norms).
+    x, y = _f32(*_rng().normal(size=(2, 5, 7, 3)))
+    for axis in (-1, 1):
+        ours = E.cosine_similarity(x, y, axis=axis, reduction="none")
+        ref = optax.losses.cosine_similarity(x, y, axis=axis, epsilon=1e-8)
+        np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+        ours = E.cosine_distance(x, y, axis=axis, reduction="none")
+        ref = optax.losses.cosine_distance(x, y, axis=axis, epsilon=1e-8)
+        np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+
+
+def test_cosine_similarity_alias_has_keras_gradients():
+    # Keras 3 cosine_similarity loss is -cos; ours (the registry alias) is 1 - cos.
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip("Keras must run on the JAX backend (KERAS_BACKEND=jax)")
+    fn = jaxloss.get("cosine_similarity")
+    assert fn is E.cosine_distance and "cosine_similarity" not in jaxloss.available()
+    x, y = _f32(*_rng(1).normal(size=(2, 6, 4)))
+    ours = fn(x, y, reduction="none")
+    ref = np.asarray(keras.losses.cosine_similarity(y, x))
+    np.testing.assert_allclose(ours, 1.0 + ref, rtol=RTOL, atol=ATOL)
+    g_ours = jax.grad(lambda p: fn(p, y))(x)
+    g_ref = jax.grad(lambda p: jnp.mean(keras.losses.cosine_similarity(y, p)))(x)
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_cosine_zero_vector_is_zero_with_finite_gradient():
+    x = jnp.zeros((3, 4))
+    y = jnp.ones((3, 4))
+    np.testing.assert_array_equal(E.cosine_similarity(x, y, reduction="none"), 0.0)
+    assert _finite(jax.grad(lambda a, b: E.cosine_distance(a, b), argnums=(0, 1))(x, y))
+
+
+# ---------------------------------------------------------- torch-named losses
+def _np_cosine_embedding(x1, x2, y, margin):
+    # torch aten cosine_embedding_loss: EPSILON = 1e-12 inside both squared magnitudes.
+    x1, x2 = np.float64(x1), np.float64(x2)
+    cos = (x1 * x2).sum(-1) / np.sqrt(((x1 * x1).sum(-1) + 1e-12) * ((x2 * x2).sum(-1) + 1e-12))
+    return np.where(y == 1, 1 - cos, 0.0) + np.where(y == -1, np.maximum(cos - margin, 0.0), 0.0)
+
+
+def _np_hinge_embedding(x, y, margin):
+    # torch aten hinge_embedding_loss: margin term where y != 1, self term where y != -1.
+    return np.where(y != 1, np.maximum(margin - x, 0.0), 0.0) + np.where(y != -1, x, 0.0)
+
+
+def _np_triplet(a, p, n, margin, pnorm, eps, swap):
+    # torch pairwise_distance: ||x1 - x2 + eps||_p.
+    def dist(u, v):
+        return np.linalg.norm(np.float64(u) - np.float64(v) + eps, ord=pnorm, axis=-1)
+
+    d_an = dist(a, n)
+    if swap:
+        d_an = np.minimum(d_an, dist(p, n))
+    return np.maximum(dist(a, p) - d_an + margin, 0.0)
+
+
+def _cosine_embedding_case(seed=0):
+    rng = _rng(seed)
+    x1, x2 = _f32(*rng.normal(size=(2, 8, 5)))
+    y = np.where(rng.uniform(size=8) < 0.5, -1.0, 1.0).astype(np.float32)
+    return x1, x2, y
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.3, -0.2])
+def test_cosine_embedding_loss_numpy(margin):
+    x1, x2, y = _cosine_embedding_case()
+    ours = E.cosine_embedding_loss(x1, x2, y, margin=margin, reduction="none")
+    np.testing.assert_allclose(ours, _np_cosine_embedding(x1, x2, y, margin), rtol=RTOL, atol=ATOL)
+
+
+def test_cosine_embedding_loss_torch():
+    torch = pytest.importorskip("torch")
+    x1, x2, y = _cosine_embedding_case(1)
+    ref = torch.nn.functional.cosine_embedding_loss(torch.tensor(x1), torch.tensor(x2), torch.tensor(y),
+                                                    margin=0.2, reduction="none").numpy()
+    np.testing.assert_allclose(E.cosine_embedding_loss(x1, x2, y, margin=0.2, reduction="none"), ref,
+                               rtol=RTOL, atol=ATOL)
+
+
+def _hinge_case(seed=0):
+    rng = _rng(seed)
+    x = rng.uniform(0.0, 3.0, size=(4, 6)).astype(np.float32)
+    y = np.where(rng.uniform(size=(4, 6)) < 0.5, -1.0, 1.0).astype(np.float32)
+    return x, y
+
+
+def test_hinge_embedding_loss_numpy_and_torch():
+    x, y = _hinge_case()
+    ours = E.hinge_embedding_loss(x, y, margin=1.5, reduction="none")
+    np.testing.assert_allclose(ours, _np_hinge_embedding(x, y, 1.5), rtol=RTOL, atol=ATOL)
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.functional.hinge_embedding_loss(torch.tensor(x), torch.tensor(y), margin=1.5,
+                                                   reduction="none").numpy()
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+
+
+TRIPLET_CASES = [dict(margin=1.0, p=2.0, epsilon=1e-6, swap=False), dict(margin=0.5, p=1.0, epsilon=1e-6, swap=True),
+                 dict(margin=2.0, p=3.0, epsilon=0.0, swap=False), dict(margin=1.0, p=2.0, epsilon=1e-3, swap=True)]
+
+
+@pytest.mark.parametrize("kw", TRIPLET_CASES)
+def test_triplet_margin_loss_numpy(kw):
+    a, p, n = _f32(*_rng(2).normal(size=(3, 10, 4)))
+    ours = E.triplet_margin_loss(a, p, n, reduction="none", **kw)
+    ref = _np_triplet(a, p, n, kw["margin"], kw["p"], kw["epsilon"], kw["swap"])
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("kw", TRIPLET_CASES)
+def test_triplet_margin_loss_torch(kw):
+    torch = pytest.importorskip("torch")
+    a, p, n = _f32(*_rng(3).normal(size=(3, 10, 4)))
+    ref = torch.nn.functional.triplet_margin_loss(torch.tensor(a), torch.tensor(p), torch.tensor(n),
+                                                  margin=kw["margin"], p=kw["p"], eps=kw["epsilon"],
+                                                  swap=kw["swap"], reduction="mean").numpy()
+    np.testing.assert_allclose(E.triplet_margin_loss(a, p, n, **kw), ref, rtol=RTOL, atol=ATOL)
+
+
+def test_triplet_traced_p_equals_concrete_p():
+    a, p, n = _f32(*_rng(4).normal(size=(3, 6, 4)))
+    for pnorm in (1.0, 2.0, 3.0):
+        traced = jax.jit(lambda q: E.triplet_margin_loss(a, p, n, p=q, reduction="none"))(pnorm)
+        np.testing.assert_allclose(traced, E.triplet_margin_loss(a, p, n, p=pnorm, reduction="none"),
+                                   rtol=RTOL, atol=ATOL)
+
+
+def test_triplet_identical_anchor_positive_is_finite():
+    a = _f32(_rng(5).normal(size=(4, 3)))[0]
+    for eps in (1e-6, 0.0):
+        value, grads = jax.value_and_grad(
+            lambda x, y, z: E.triplet_margin_loss(x, y, z, epsilon=eps), argnums=(0, 1, 2))(a, a, a + 0.1)
+        assert np.isfinite(value) and _finite(grads)
+
+
+def test_contrastive_loss_numpy():
+    # Hadsell et al. 2006, eq. (4) with L_S = d^2 / 2 and L_D = max(0, m - d)^2 / 2.
+    rng = _rng(6)
+    x1, x2 = _f32(*rng.normal(size=(2, 12, 3)))
+    y = (rng.uniform(size=12) < 0.5).astype(np.float32)
+    d = np.linalg.norm(np.float64(x1) - x2, axis=-1)
+    ref = 0.5 * (y * d ** 2 + (1 - y) * np.maximum(2.0 - d, 0.0) ** 2)
+    np.testing.assert_allclose(E.contrastive_loss(x1, x2, y, margin=2.0, reduction="none"), ref,
+                               rtol=RTOL, atol=ATOL)
+    g = jax.grad(lambda a: E.contrastive_loss(a, a, y))(x1)  # zero distance
+    assert _finite(g)
+
+
+# ---------------------------------------------------------- batch-hard triplet
+def _np_batch_hard(x, labels, margin, soft):
+    # Hermans et al. 2017, eq. (5) and the soft-margin variant, one anchor at a time.
+    x = np.float64(x)
+    out, valid = [], []
+    for i in range(len(x)):
+        d = np.linalg.norm(x - x[i], axis=-1)
+        pos = [d[j] for j in range(len(x)) if labels[j] == labels[i] and j != i]
+        neg = [d[k] for k in range(len(x)) if labels[k] != labels[i]]
+        if not pos or not neg:
+            out.append(0.0)
+            valid.append(False)
+            continue
+        gap = max(pos) - min(neg)
+        out.append(_softplus(gap) if soft else max(margin + gap, 0.0))
+        valid.append(True)
+    return np.array(out), np.array(valid)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_batch_hard_triplet_numpy(soft):
+    rng = _rng(7)
+    x = _f32(rng.normal(size=(12, 5)))[0]
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4], np.int32)  # class 4 has no positive
+    ref, valid = _np_batch_hard(x, labels, 0.5, soft)
+    none = E.batch_hard_triplet_loss(x, labels, margin=0.5, soft=soft, reduction="none")
+    np.testing.assert_allclose(none, ref, rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(E.batch_hard_triplet_loss(x, labels, margin=0.5, soft=soft),
+                               ref[valid].mean(), rtol=RTOL, atol=1e-5)
+
+
+# -------------------------------------------------------------------- NT-Xent
+def _np_ntxent_pairs(x, labels, t):
+    # optax ntxent / pytorch-metric-learning NTXentLoss: per positive pair, the
+    # positive against the anchor's negatives only; mean over positive pairs.
+    z = _normalize(x)
+    s = z @ z.T / t
+    losses = []
+    for i in range(len(x)):
+        neg = [s[i, k] for k in range(len(x)) if labels[k] != labels[i]]
+        for j in range(len(x)):
+            if j != i and labels[j] == labels[i]:
+                losses.append(-(s[i, j] - _logsumexp(np.array([s[i, j]] + neg))))
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 0, 1, 1, 2, 3, 3], [5, 5, 5, 5, 1, 1, 1, 1]])
+def test_ntxent_equals_optax_and_numpy(labels):
+    labels = np.array(labels, np.int32)
+    x = _f32(_rng(8).normal(size=(8, 6)))[0]
+    for t in (0.07, 0.5):
+        ours = E.ntxent_loss(x, labels, temperature=t)
+        np.testing.assert_allclose(ours, optax.losses.ntxent(jnp.asarray(x), jnp.asarray(labels), t),
+                                   rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(ours, _np_ntxent_pairs(x, labels, t).mean(), rtol=RTOL, atol=ATOL)
+    g_ours = jax.grad(lambda e: E.ntxent_loss(e, labels, temperature=0.5))(x)
+    g_ref = jax.grad(lambda e: optax.losses.ntxent(e, jnp.asarray(labels), 0.5))(jnp.asarray(x))
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
+
+
+# -------------------------------------------------------------------- SupCon
+def _np_supcon(x, labels, t):
+    # pytorch-metric-learning SupConLoss with CosineSimilarity and AvgNonZeroReducer.
+    z = _normalize(x)
+    s = z @ z.T / t
+    n = len(x)
+    losses = []
+    if len(set(labels.tolist())) < 2:
+        return 0.0
+    for i in range(n):
+        others = [k for k in range(n) if k != i]
+        pos = [j for j in others if labels[j] == labels[i]]
+        if not pos:
+            continue
+        denom = _logsumexp(s[i, others])
+        losses.append(-np.mean([s[i, j] - denom for j in pos]))
+    return float(np.mean(losses)) if losses else 0.0
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2, 2, 3], [1, 1, 1, 1, 1, 1, 1, 1], [0, 1, 2, 3, 4, 5, 6, 7]])
+def test_supervised_contrastive_numpy(labels):
+    labels = np.array(labels, np.int32)
+    x = _f32(_rng(9).normal(size=(8, 5)))[0]
+    for t in (0.1, 0.5):
+        ours = E.supervised_contrastive_loss(x, labels, temperature=t)
+        np.testing.assert_allclose(ours, _np_supcon(x, labels, t), rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------ InfoNCE, CLIP, SigLIP
+def _np_pair_logits(u, v, t):
+    return _normalize(u) @ _normalize(v).T / t
+
+
+def test_info_nce_numpy_and_torch():
+    q, k = _f32(*_rng(10).normal(size=(2, 9, 4)))
+    logits = _np_pair_logits(q, k, 0.2)
+    ref = _logsumexp(logits) - np.diag(logits)
+    ours = E.info_nce_loss(q, k, temperature=0.2, reduction="none")
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+    torch = pytest.importorskip("torch")
+    tq = torch.nn.functional.normalize(torch.tensor(q), dim=-1)
+    tk = torch.nn.functional.normalize(torch.tensor(k), dim=-1)
+    ref_t = torch.nn.functional.cross_entropy(tq @ tk.T / 0.2, torch.arange(9), reduction="none").numpy()
+    np.testing.assert_allclose(ours, ref_t, rtol=RTOL, atol=ATOL)
+
+
+def test_clip_loss_numpy():
+    # Radford et al. 2021, Figure 3: (CE(logits, arange) + CE(logits.T, arange)) / 2.
+    u, v = _f32(*_rng(11).normal(size=(2, 7, 5)))
+    logits = _np_pair_logits(u, v, 0.07)
+    i2t = _logsumexp(logits, axis=1) - np.diag(logits)
+    t2i = _logsumexp(logits, axis=0) - np.diag(logits)
+    np.testing.assert_allclose(E.clip_loss(u, v, temperature=0.07, reduction="none"), 0.5 * (i2t + t2i),
+                               rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(E.clip_loss(u, v, temperature=0.07), 0.5 * (i2t.mean() + t2i.mean()),
+                               rtol=RTOL, atol=1e-5)
+
+
+def test_siglip_loss_numpy():
+    # big_vision sigmoid loss: -sum(log_sigmoid(z * (t <u, v> + b))) / batch.
+    u, v = _f32(*_rng(12).normal(size=(2, 7, 5)))
+    logits = 10.0 * _np_pair_logits(u, v, 1.0) - 10.0
+    z = 2 * np.eye(7) - 1
+    ref = -np.sum(-_softplus(-z * logits), axis=1)
+    np.testing.assert_allclose(E.siglip_loss(u, v, logit_scale=10.0, logit_bias=-10.0, reduction="none"), ref,
+                               rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(E.siglip_loss(u, v, logit_scale=10.0, logit_bias=-10.0), ref.sum() / 7,
+                               rtol=RTOL, atol=1e-5)
+
+
+def test_learned_temperature_and_scale_are_differentiable():
+    u, v = _f32(*_rng(13).normal(size=(2, 5, 3)))
+    g = jax.grad(lambda t: E.clip_loss(u, v, temperature=jnp.exp(t)))(jnp.log(0.07))
+    assert np.isfinite(g) and g != 0
+    g = jax.grad(lambda s, b: E.siglip_loss(u, v, logit_scale=jnp.exp(s), logit_bias=b), argnums=(0, 1))(
+        jnp.log(10.0), -10.0)
+    assert _finite(g)
+
+
+# ------------------------------------------------------------ ArcFace, CosFace
+def _np_margin_softmax(x, w, labels, scale, modify):
+    # pytorch-metric-learning LargeMarginSoftmaxLoss.compute_loss: replace the target
+    # cosine, scale, cross entropy per example (MeanReducer for the mean).
+    cos = _normalize(x) @ _normalize(w).T
+    target = cos[np.arange(len(x)), labels]
+    logits = cos.copy()
+    logits[np.arange(len(x)), labels] = modify(target)
+    logits *= scale
+    return _logsumexp(logits) - logits[np.arange(len(x)), labels]
+
+
+def _centers_case(seed):
+    rng = _rng(seed)
+    x, w = _f32(rng.normal(size=(10, 6)), rng.normal(size=(4, 6)))
+    return x, w, rng.integers(0, 4, size=10).astype(np.int32)
+
+
+@pytest.mark.parametrize("scale,margin", [(64.0, 0.5), (30.0, 0.2)])
+def test_arcface_numpy(scale, margin):
+    x, w, y = _centers_case(14)
+    # ArcFaceLoss: cos(arccos(c) + m); pytorch-metric-learning takes the margin in degrees.
+    ref = _np_margin_softmax(x, w, y, scale, lambda c: np.cos(np.arccos(np.clip(c, -1, 1)) + margin))
+    ours = E.arcface_loss(x, w, y, scale=scale, margin=margin, reduction="none")
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale,margin", [(64.0, 0.35), (30.0, 0.1)])
+def test_cosface_numpy(scale, margin):
+    x, w, y = _centers_case(15)
+    ref = _np_margin_softmax(x, w, y, scale, lambda c: c - margin)
+    ours = E.cosface_loss(x, w, y, scale=scale, margin=margin, reduction="none")
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [E.arcface_loss, E.cosface_loss])
+def test_margin_softmax_where_equals_slicing_and_bad_labels_nan(fn):
+    x, w, y = _centers_case(16)
+    where = np.arange(10) < 7
+    x_nan = x.copy()
+    x_nan[7:] = np.nan
+    np.testing.assert_allclose(fn(x_nan, w, y, where=where), fn(x[:7], w, y[:7]), rtol=RTOL)
+    g = jax.grad(lambda e: fn(e, w, y, where=where))(x_nan)
+    assert _finite(g) and np.all(np.asarray(g)[7:] == 0)
+    bad = y.copy()
+    bad[0] = 4
+    values = fn(x, w, bad, reduction="none")
+    assert np.isnan(values[0]) and np.all(np.isfinite(values[1:]))
+
+
+def test_arcface_target_cosine_one_is_finite():
+    w = np.eye(3, dtype=np.float32)
+    x = np.array([[2.0, 0.0, 0.0], [0.0, -1.0, 0.0]], np.float32)  # cos = +1 and -1 with the target
+    value, grads = jax.value_and_grad(lambda a, b: E.arcface_loss(a, b, np.array([0, 1])), argnums=(0, 1))(x, w)
+    assert np.isfinite(value) and _finite(grads)
+
+
+# --------------------------------------------------------------------- Circle
+def _np_circle(x, labels, gamma, margin):
+    # Keras 3 keras.losses.circle with remove_diagonal=True; losses that are 0
+    # (no positive or no negative) are masked out of the mean.
+    z = _normalize(x)
+    d = np.maximum(1 - z @ z.T, 0.0)
+    n = len(x)
+    out = []
+    for i in range(n):
+        pos = [j for j in range(n) if j != i and labels[j] == labels[i]]
+        neg = [k for k in range(n) if labels[k] != labels[i]]
+        if not pos or not neg:
+            continue
+        lp = _logsumexp(np.array([-gamma * max(margin + d[i, j], 0) * (margin - d[i, j]) for j in pos]))
+        ln = _logsumexp(np.array([gamma * max(1 + margin - d[i, k], 0) * (1 - margin - d[i, k]) for k in neg]))
+        out.append(_softplus(lp + ln))
+    return float(np.mean(out)) if out else 0.0
+
+
+CIRCLE_LABELS = [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 0, 1, 1, 2, 3, 3], [4, 4, 4, 4, 4, 4, 4, 4]]
+
+
+@pytest.mark.parametrize("labels", CIRCLE_LABELS)
+def test_circle_numpy(labels):
+    labels = np.array(labels, np.int32)
+    x = _f32(_rng(17).normal(size=(8, 5)))[0]
+    for gamma, margin in ((80.0, 0.4), (16.0, 0.25)):
+        np.testing.assert_allclose(E.circle_loss(x, labels, gamma=gamma, margin=margin),
+                                   _np_circle(x, labels, gamma, margin), rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.parametrize("labels", CIRCLE_LABELS[:2])
+def test_circle_keras(labels):
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip("Keras must run on the JAX backend (KERAS_BACKEND=jax)")
+    labels = np.array(labels, np.int32)
+    x = _f32(_rng(18).normal(size=(8, 5)))[0]
+    unit = (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+    for gamma, margin in ((80.0, 0.4), (16.0, 0.25)):
+        ref = float(keras.losses.Circle(gamma=gamma, margin=margin)(labels, unit))
+        np.testing.assert_allclose(E.circle_loss(x, labels, gamma=gamma, margin=margin), ref, rtol=RTOL, atol=1e-5)
+    g_ours = jax.grad(lambda e: E.circle_loss(e, labels))(unit)
+    g_ref = jax.grad(lambda e: keras.losses.Circle()(labels, e / jnp.linalg.norm(e, axis=-1, keepdims=True)))(unit)
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-5)
+
+
+# -------------------------------------------------------- edge cases, masking
+GLOBAL = {
+    "batch_hard_triplet_loss": lambda x, y, **k: E.batch_hard_triplet_loss(x, y, **k),
+    "ntxent_loss": lambda x, y, **k: E.ntxent_loss(x, y, **k),
+    "supervised_contrastive_loss": lambda x, y, **k: E.supervised_contrastive_loss(x, y, **k),
+    "circle_loss": lambda x, y, **k: E.circle_loss(x, y, **k),
+    "info_nce_loss": lambda x, y, **k: E.info_nce_loss(x, x[::-1], **k),
+    "clip_loss": lambda x, y, **k: E.clip_loss(x, x[::-1], **k),
+    "siglip_loss": lambda x, y, **k: E.siglip_loss(x, x[::-1], logit_scale=10.0, logit_bias=-10.0, **k),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GLOBAL))
+@pytest.mark.parametrize("case", ["zeros", "single_class", "duplicates"])
+def test_batch_losses_finite_at_edge_cases(name, case):
+    rng = _rng(19)
+    x = _f32(rng.normal(size=(6, 4)))[0]
+    labels = np.array([0, 0, 1, 1, 2, 2], np.int32)
+    if case == "zeros":
+        x = np.zeros_like(x)
+    elif case == "single_class":
+        labels = np.zeros(6, np.int32)
+    else:
+        x = np.repeat(x[:3], 2, axis=0)  # each anchor identical to its positive
+    value, grad = jax.value_and_grad(lambda e: GLOBAL[name](e, labels))(x)
+    assert np.isfinite(value) and _finite(grad), (name, case, value)
+
+
+@pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "supervised_contrastive_loss", "circle_loss"])
+def test_single_class_batch_gives_zero(name):
+    x = _f32(_rng(20).normal(size=(5, 3)))[0]
+    value, grad = jax.value_and_grad(lambda e: GLOBAL[name](e, np.zeros(5, np.int32)))(x)
+    assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
+
+
+@pytest.mark.parametrize("name", sorted(GLOBAL))
+def test_where_removes_example_as_anchor_and_candidate(name):
+    x = _f32(_rng(21).normal(size=(8, 4)))[0]
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1], np.int32)
+    where = np.array([True, False, True, True, False, True, True, True])
+    kw = {"margin": 0.3} if name == "batch_hard_triplet_loss" else {}
+    if name in ("info_nce_loss", "clip_loss", "siglip_loss"):
+        fn = {"info_nce_loss": E.info_nce_loss, "clip_loss": E.clip_loss,
+              "siglip_loss": lambda a, b, **k: E.siglip_loss(a, b, logit_scale=5.0, logit_bias=-2.0, **k)}[name]
+        masked = fn(x, x[::-1], where=where)
+        sliced = fn(x[where], x[::-1][where])
+    else:
+        masked = GLOBAL[name](x, labels, where=where, **kw)
+        sliced = GLOBAL[name](x[where], labels[where], **kw)
+    np.testing.assert_allclose(masked, sliced, rtol=RTOL, atol=ATOL)
+
+
+# ---------------------------------------------------------------------- errors
+def test_errors_name_function_and_argument():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="jaxloss.ntxent_loss: labels"):
+        E.ntxent_loss(x, np.zeros(5, np.int32))
+    with pytest.raises(TypeError, match="jaxloss.ntxent_loss: labels"):
+        E.ntxent_loss(x, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="jaxloss.ntxent_loss: temperature"):
+        E.ntxent_loss(x, np.zeros(4, np.int32), temperature=0.0)
+    with pytest.raises(ValueError, match="jaxloss.clip_loss: image_embeddings"):
+        E.clip_loss(x[None], x[None])
+    with pytest.raises(ValueError, match="jaxloss.triplet_margin_loss: margin"):
+        E.triplet_margin_loss(x, x, x, margin=-1.0)
+    with pytest.raises(ValueError, match="jaxloss.triplet_margin_loss: swap"):
+        E.triplet_margin_loss(x, x, x, swap="yes")
+    with pytest.raises(ValueError, match="jaxloss.arcface_loss: class_centers"):
+        E.arcface_loss(x, np.zeros((3, 2), np.float32), np.zeros(4, np.int32))
+    with pytest.raises(ValueError, match="jaxloss.cosine_embedding_loss: margin"):
+        E.cosine_embedding_loss(x, x, np.ones(4, np.float32), margin=2.0)
+    with pytest.raises(ValueError, match="jaxloss.cosine_similarity: axis"):
+        E.cosine_similarity(x, x, axis=2)
+    with pytest.raises(ValueError, match="jaxloss.siglip_loss: logit_scale"):
+        E.siglip_loss(x, x, logit_scale=np.ones(2, np.float32), logit_bias=0.0)
