@@ -8,6 +8,7 @@ for an alignment that cannot exist, never negative.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -144,6 +145,45 @@ def _ctc_states(labels: Array, blank_id: int) -> tuple[Array, Array]:
     return extended, is_label & (extended != previous)
 
 
+@functools.partial(jax.jit, static_argnames=("blank_id", "zero_infinity", "normalize_by_label_length"))
+def _ctc_values(z: Array, lp: Array, y: Array, yp: Array, where: Array | None, *, blank_id: int,
+                zero_infinity: bool, normalize_by_label_length: bool) -> Array:
+    """Per-sequence CTC values ``[B]`` (jitted so eager calls compile once per shape)."""
+    batch, frames, num_classes = z.shape
+    dtype = z.dtype
+    rows = None if where is None else where[:, None]
+    z = _numerics.mask_inputs(None if rows is None else rows[:, :, None], z)
+    frame_valid = ~(_numerics.mask_inputs(rows, lp, 0) > 0.5)
+    label_valid = ~(_numerics.mask_inputs(rows, yp, 1) > 0.5)
+
+    # Right padding: the valid labels are the first label_length positions.
+    label_lengths = jnp.sum(label_valid, axis=1, dtype=jnp.int32)
+    frame_lengths = jnp.sum(frame_valid, axis=1, dtype=jnp.int32)
+    in_label = jnp.arange(y.shape[1])[None, :] < label_lengths[:, None]
+    out_of_range = jnp.any(in_label & ((y < 0) | (y >= num_classes)), axis=1)
+    safe_labels = jnp.where(in_label & ~out_of_range[:, None], y, blank_id).astype(jnp.int32)
+
+    log_probs = jax.nn.log_softmax(z, axis=-1)
+    extended, can_skip = _ctc_states(safe_labels, blank_id)
+    # [T, B, S] log-probability of each state's symbol, time-major for the scans.
+    emit = jnp.take_along_axis(log_probs, jnp.broadcast_to(extended[:, None, :], (batch, frames, extended.shape[1])),
+                               axis=2)
+    nll = -_ctc_log_likelihood(jnp.moveaxis(emit, 1, 0), frame_valid.T, can_skip, label_lengths)
+    # Rounding can leave -log p a few ulps below 0 for a certain path; a
+    # likelihood is at most 1.
+    nll = jnp.where(nll > 0, nll, jnp.zeros_like(nll))
+
+    # A path needs one frame per label plus a blank between equal neighbours.
+    repeats = jnp.sum(in_label[:, 1:] & (safe_labels[:, 1:] == safe_labels[:, :-1]), axis=1)
+    impossible = frame_lengths < label_lengths + repeats
+    fill = jnp.asarray(0.0 if zero_infinity else jnp.inf, dtype)
+    values = jnp.where(impossible, fill, nll)
+    if normalize_by_label_length:
+        values = values / jnp.maximum(label_lengths, 1).astype(dtype)
+    values = jnp.where(out_of_range, jnp.asarray(jnp.nan, dtype), values)
+    return values
+
+
 @_registry.builtin(aliases=("ctc",), tags=("sequence",))
 def ctc_loss(logits: Any, logit_paddings: Any, labels: Any, label_paddings: Any, *, blank_id: int = 0,
              zero_infinity: bool = False, normalize_by_label_length: bool = False, reduction: str = "mean",
@@ -236,34 +276,6 @@ def ctc_loss(logits: Any, logit_paddings: Any, labels: Any, label_paddings: Any,
     if where is not None:
         where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), (batch,),
                                       "the unreduced loss shape")
-    rows = None if where is None else where[:, None]
-    z = _numerics.mask_inputs(None if rows is None else rows[:, :, None], z.astype(dtype))
-    frame_valid = ~(_numerics.mask_inputs(rows, lp, 0) > 0.5)
-    label_valid = ~(_numerics.mask_inputs(rows, yp, 1) > 0.5)
-
-    # Right padding: the valid labels are the first label_length positions.
-    label_lengths = jnp.sum(label_valid, axis=1, dtype=jnp.int32)
-    frame_lengths = jnp.sum(frame_valid, axis=1, dtype=jnp.int32)
-    in_label = jnp.arange(y.shape[1])[None, :] < label_lengths[:, None]
-    out_of_range = jnp.any(in_label & ((y < 0) | (y >= num_classes)), axis=1)
-    safe_labels = jnp.where(in_label & ~out_of_range[:, None], y, blank_id).astype(jnp.int32)
-
-    log_probs = jax.nn.log_softmax(z, axis=-1)
-    extended, can_skip = _ctc_states(safe_labels, blank_id)
-    # [T, B, S] log-probability of each state's symbol, time-major for the scans.
-    emit = jnp.take_along_axis(log_probs, jnp.broadcast_to(extended[:, None, :], (batch, frames, extended.shape[1])),
-                               axis=2)
-    nll = -_ctc_log_likelihood(jnp.moveaxis(emit, 1, 0), frame_valid.T, can_skip, label_lengths)
-    # Rounding can leave -log p a few ulps below 0 for a certain path; a
-    # likelihood is at most 1.
-    nll = jnp.where(nll > 0, nll, jnp.zeros_like(nll))
-
-    # A path needs one frame per label plus a blank between equal neighbours.
-    repeats = jnp.sum(in_label[:, 1:] & (safe_labels[:, 1:] == safe_labels[:, :-1]), axis=1)
-    impossible = frame_lengths < label_lengths + repeats
-    fill = jnp.asarray(0.0 if zero_infinity else jnp.inf, dtype)
-    values = jnp.where(impossible, fill, nll)
-    if normalize_by_label_length:
-        values = values / jnp.maximum(label_lengths, 1).astype(dtype)
-    values = jnp.where(out_of_range, jnp.asarray(jnp.nan, dtype), values)
+    values = _ctc_values(z.astype(dtype), lp, y, yp, where, blank_id=blank_id, zero_infinity=zero_infinity,
+                         normalize_by_label_length=normalize_by_label_length)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
