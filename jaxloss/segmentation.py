@@ -111,9 +111,9 @@ def _prepare(fn: str, predictions: Any, targets: Any, where: Any, *, activation:
         targets = np.asarray(targets)
     tdtype = jnp.result_type(targets)
     tshape = jnp.shape(targets)
-    integer_targets = jnp.issubdtype(tdtype, jnp.integer) and tshape == shape[:-1]
+    integer_targets = tshape == shape[:-1]
     if integer_targets:
-        tgt = _checks.integer(fn, target_name, targets)
+        tgt = _checks.integer(fn, target_name, targets)   # class indices: float or bool is a TypeError
     else:
         tgt = _checks.real(fn, target_name, targets)
         if tshape != shape:
