@@ -1,0 +1,499 @@
+"""The toolkit for custom losses: ``make_loss``, ``combine``, the registry,
+``checked`` and ``jaxloss.testing.check_loss``.
+
+References: optax (softmax cross-entropy with integer labels, for the
+per-example ``make_loss``), Keras 3 string identifiers (the registry aliases),
+``jax.experimental.checkify`` (``checked``), CONTRACT sections 1-4.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.experimental import checkify
+
+import jaxloss
+from jaxloss import _registry
+from jaxloss.testing import CHECKS, check_loss
+
+# checked() raises checkify's JaxRuntimeError eagerly and jax.errors.JaxRuntimeError under jit.
+CHECK_ERRORS = (checkify.JaxRuntimeError, jax.errors.JaxRuntimeError)
+
+
+def _close(actual, expected, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
+                               rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """User registrations made by a test disappear after it (the invariants suite
+    requires a spec for every registered name)."""
+    monkeypatch.setattr(_registry, "_LOSSES", dict(_registry._LOSSES))
+    monkeypatch.setattr(_registry, "_ALIASES", dict(_registry._ALIASES))
+    monkeypatch.setattr(_registry, "_TAGS", dict(_registry._TAGS))
+
+
+def _regression_example(shape=(6, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=shape)
+    t = p + np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0) * rng.uniform(0.2, 1.0, size=shape)
+    return p, t
+
+
+# ================================================================= make_loss
+@jaxloss.make_loss
+def cubic_error(predictions, targets, *, scale=1.0):
+    return scale * jnp.abs(predictions - targets) ** 3
+
+
+@jaxloss.make_loss(axis=-1)
+def my_integer_ce(logits, labels):
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
+
+
+def test_make_loss_elementwise_values_and_reductions():
+    p = jnp.array([1.0, -2.0, 0.5])
+    t = jnp.zeros(3)
+    expected = np.array([1.0, 8.0, 0.125])
+    _close(cubic_error(p, t, reduction="none"), expected)
+    _close(cubic_error(p, t, reduction="sum"), expected.sum())
+    _close(cubic_error(p, t), expected.mean())
+    _close(cubic_error(p, t, scale=2.0, reduction="none"), 2.0 * expected)
+    w = jnp.array([1.0, 0.0, 3.0])
+    m = jnp.array([True, True, False])
+    _close(cubic_error(p, t, weights=w, where=m), (1.0 * 1.0 + 0.0 * 8.0) / (1.0 + 0.0))
+
+
+def test_make_loss_signature_adds_the_common_keywords():
+    params = inspect.signature(cubic_error).parameters
+    assert list(params)[:2] == ["predictions", "targets"]
+    for name, default in (("scale", 1.0), ("reduction", "mean"), ("weights", None), ("where", None)):
+        assert params[name].kind == inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default == default
+    assert cubic_error.__name__ == "cubic_error"
+
+
+def test_make_loss_checks_name_the_loss_and_argument():
+    with pytest.raises(ValueError, match=r"jaxloss\.cubic_error: predictions \(4,\) and targets \(4, 1\) "
+                                         r"must have the same shape"):
+        cubic_error(jnp.zeros(4), jnp.zeros((4, 1)))
+    with pytest.raises(TypeError, match=r"jaxloss\.cubic_error: predictions .*floating dtype"):
+        cubic_error(jnp.zeros(4, jnp.int32), jnp.zeros(4))
+    with pytest.raises(ValueError, match=r"jaxloss\.cubic_error: reduction must be one of"):
+        cubic_error(jnp.zeros(4), jnp.zeros(4), reduction="avg")
+    with pytest.raises(TypeError, match=r"jaxloss\.cubic_error: where must be a boolean mask"):
+        cubic_error(jnp.zeros(4), jnp.zeros(4), where=jnp.ones(4))
+
+
+def test_make_loss_wrong_value_shape_raises():
+    @jaxloss.make_loss
+    def summed(predictions, targets):
+        return jnp.sum(predictions - targets)
+
+    with pytest.raises(ValueError, match=r"jaxloss\.summed: values returned by the wrapped function must have "
+                                         r"the unreduced shape \(4,\)"):
+        summed(jnp.zeros(4), jnp.zeros(4))
+
+
+def test_make_loss_dtype_policy_and_masking():
+    # bfloat16 in -> float32 out, gradients in bfloat16; masked NaN never reaches fn's values or gradients.
+    p = jnp.array([1.0, 2.0, jnp.nan], jnp.bfloat16)
+    t = jnp.array([0.0, 0.0, jnp.inf], jnp.bfloat16)
+    m = jnp.array([True, True, False])
+    assert cubic_error(p, t, where=m).dtype == jnp.float32
+    _close(cubic_error(p, t, where=m), (1.0 + 8.0) / 2)
+    g = jax.grad(lambda x: cubic_error(x, t, where=m))(p)
+    assert g.dtype == jnp.bfloat16
+    _close(g.astype(jnp.float32), [3.0 / 2, 12.0 / 2, 0.0])
+    with jax.enable_x64(True):
+        assert cubic_error(jnp.ones(3, jnp.float64), jnp.zeros(3, jnp.float64)).dtype == jnp.float64
+
+
+def test_make_loss_per_example_with_integer_labels_matches_optax():
+    # Reference: optax.losses.softmax_cross_entropy_with_integer_labels.
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(5, 4)).astype(np.float32)
+    labels = np.array([0, 3, 1, 2, 3], np.int32)
+    expected = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+    values = my_integer_ce(logits, labels, reduction="none")
+    assert values.shape == (5,)
+    _close(values, expected)
+    _close(my_integer_ce(logits, labels), jnp.mean(expected))
+    # where [B] masks whole examples; NaN logits of a masked example do not leak into value or gradient.
+    m = np.array([True, True, False, True, True])
+    poisoned = logits.copy()
+    poisoned[2] = np.nan
+    _close(my_integer_ce(poisoned, labels, where=m), np.asarray(expected)[m].mean())
+    g = jax.grad(lambda x: my_integer_ce(x, labels, where=m))(poisoned)
+    assert np.all(np.isfinite(g))
+    np.testing.assert_array_equal(np.asarray(g)[2], 0.0)
+    g_ref = jax.grad(lambda x: jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(x, labels[m])))(
+        logits[m])
+    _close(np.asarray(g)[m], g_ref)
+
+
+def test_make_loss_per_example_label_shape_is_checked():
+    with pytest.raises(ValueError, match=r"jaxloss\.my_integer_ce: labels must have shape \(5,\)"):
+        my_integer_ce(jnp.zeros((5, 4)), jnp.zeros((5, 1), jnp.int32))
+    with pytest.raises(ValueError, match=r"jaxloss\.my_integer_ce: axis"):
+        jaxloss.make_loss(axis=2)(my_integer_ce.__wrapped__)(jnp.zeros((5, 4)), jnp.zeros(5, jnp.int32))
+
+
+def test_make_loss_per_example_passes_check_loss():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(6, 4))
+    labels = rng.integers(0, 4, size=6).astype(np.int32)
+    report = check_loss(my_integer_ce, logits, labels, raise_on_failure=False)
+    assert report.ok, str(report)
+
+
+# =================================================================== combine
+def test_combine_total_and_parts():
+    loss_fn = jaxloss.combine(mse=(jaxloss.squared_error, 1.0), mae=(jaxloss.absolute_error, 0.5),
+                              huber=(jaxloss.huber_loss, 2.0))
+    p = jnp.array([2.0, -1.0, 0.25])
+    t = jnp.zeros(3)
+    total, parts = loss_fn(p, t)
+    assert set(parts) == {"mse", "mae", "huber"}
+    mse = (4.0 + 1.0 + 0.0625) / 3
+    mae = (2.0 + 1.0 + 0.25) / 3
+    huber = (1.5 + 0.5 + 0.5 * 0.0625) / 3
+    _close(parts["mse"], mse)
+    _close(parts["mae"], mae)
+    _close(parts["huber"], huber)
+    _close(total, 1.0 * mse + 0.5 * mae + 2.0 * huber)
+    # Keywords go to every term.
+    m = jnp.array([True, False, True])
+    total_m, parts_m = loss_fn(p, t, where=m)
+    _close(parts_m["mse"], (4.0 + 0.0625) / 2)
+    _close(total_m, parts_m["mse"] + 0.5 * parts_m["mae"] + 2.0 * parts_m["huber"])
+
+
+def test_combine_value_and_grad_with_aux():
+    loss_fn = jaxloss.combine(mse=(jaxloss.squared_error, 1.0), mae=(jaxloss.absolute_error, 0.5))
+    p = jnp.array([2.0, -1.0])
+    t = jnp.zeros(2)
+    (total, parts), grad = jax.value_and_grad(loss_fn, has_aux=True)(p, t)
+    _close(total, (4.0 + 1.0) / 2 + 0.5 * (2.0 + 1.0) / 2)
+    _close(grad, 2 * p / 2 + 0.5 * jnp.sign(p) / 2)
+    _close(parts["mae"], 1.5)
+    # Under jit, with a traced weight (a schedule).
+    step = jax.jit(lambda w, a, b: jax.value_and_grad(
+        jaxloss.combine(mse=(jaxloss.squared_error, 1.0), mae=(jaxloss.absolute_error, w)), has_aux=True)(a, b))
+    (total_j, _), grad_j = step(jnp.float32(0.5), p, t)
+    _close(total_j, total)
+    _close(grad_j, grad)
+
+
+@pytest.mark.parametrize("terms,pattern", [
+    ({}, r"jaxloss\.combine: terms must name at least one"),
+    ({"mse": jaxloss.squared_error}, r"jaxloss\.combine: mse must be a \(loss_fn, weight\) pair"),
+    ({"mse": (1.0, jaxloss.squared_error)}, r"jaxloss\.combine: mse must be a \(loss_fn, weight\) pair"),
+    ({"mse": (jaxloss.squared_error, -1.0)}, r"jaxloss\.combine: weight of mse must be >= 0"),
+    ({"mse": (jaxloss.squared_error, float("inf"))}, r"jaxloss\.combine: weight of mse must be finite"),
+])
+def test_combine_errors(terms, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        jaxloss.combine(**terms)
+
+
+# ================================================================== registry
+KERAS_ALIASES = {
+    "mse": "squared_error",
+    "mae": "absolute_error",
+    "mape": "absolute_percentage_error",
+    "msle": "squared_log_error",
+    "huber": "huber_loss",
+    "log_cosh": "log_cosh",
+    "poisson": "poisson_loss",
+    "binary_crossentropy": "binary_cross_entropy",
+    "categorical_crossentropy": "softmax_cross_entropy",
+    "sparse_categorical_crossentropy": "softmax_cross_entropy_with_integer_labels",
+    "hinge": "hinge_loss",
+    "squared_hinge": "squared_hinge_loss",
+    "categorical_hinge": "multiclass_hinge_loss",
+    "kld": "kl_divergence",
+    "cosine_similarity": "cosine_similarity",
+}
+
+
+@pytest.mark.parametrize("alias", sorted(KERAS_ALIASES))
+def test_keras_alias_is_registered(alias):
+    # Keras 3 string identifiers (issue 2): every one resolves through jaxloss.get.
+    assert alias in jaxloss.available(aliases=True), f"Keras alias {alias!r} is not registered"
+    fn = jaxloss.get(alias)
+    assert callable(fn)
+    assert fn.__name__ == KERAS_ALIASES[alias]
+    assert jaxloss.get(KERAS_ALIASES[alias]) is fn
+
+
+def test_get_returns_the_public_function():
+    assert jaxloss.get("huber_loss") is jaxloss.huber_loss
+    assert jaxloss.get("mse") is jaxloss.squared_error
+
+
+def test_get_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match=r"jaxloss\.get: name must be a registered loss name or alias.*'msee'"
+                                         r".*did you mean .*'mse'"):
+        jaxloss.get("msee")
+    with pytest.raises(ValueError, match=r"jaxloss\.get: name"):
+        jaxloss.get(3)
+
+
+def test_available_is_sorted_and_filters_by_tag():
+    names = jaxloss.available()
+    assert names == sorted(names)
+    assert "mse" not in names and "mse" in jaxloss.available(aliases=True)
+    regression = jaxloss.available(tag="regression")
+    assert {"squared_error", "huber_loss", "gaussian_nll_loss"} <= set(regression)
+    assert "huber" in jaxloss.available(tag="regression", aliases=True)
+    assert not set(regression) & {"softmax_cross_entropy", "nll_loss"}
+    assert jaxloss.available(tag="no-such-tag") == []
+
+
+def test_register_function_and_decorator(clean_registry):
+    @jaxloss.make_loss
+    def cube(predictions, targets):
+        return (predictions - targets) ** 3
+
+    assert jaxloss.register("my_cube", cube, aliases=("cube3",), tags=("custom",)) is cube
+    assert jaxloss.get("my_cube") is cube and jaxloss.get("cube3") is cube
+    assert jaxloss.available(tag="custom") == ["my_cube"]
+    assert "cube3" in jaxloss.available(aliases=True)
+
+    @jaxloss.register("my_square")
+    @jaxloss.make_loss
+    def square(predictions, targets):
+        return (predictions - targets) ** 2
+
+    _close(jaxloss.get("my_square")(jnp.array([3.0]), jnp.array([1.0])), 4.0)
+    with pytest.raises(ValueError, match=r"jaxloss\.register: name must not be registered already"):
+        jaxloss.register("my_cube", square)
+    jaxloss.register("my_cube", square, overwrite=True)
+    assert jaxloss.get("my_cube") is square
+
+
+@pytest.mark.parametrize("name", ["huber_loss", "mse", "squared_error", "poisson"])
+def test_register_over_a_builtin_raises(clean_registry, name):
+    with pytest.raises(ValueError, match=rf"jaxloss\.register: name must not replace a built-in loss, got '{name}'"):
+        jaxloss.register(name, cubic_error)
+    with pytest.raises(ValueError, match=r"jaxloss\.register: name must not replace a built-in loss"):
+        jaxloss.register(name, cubic_error, overwrite=True)
+    with pytest.raises(ValueError, match=r"jaxloss\.register: name must not replace a built-in loss"):
+        jaxloss.register("fresh_name", cubic_error, aliases=(name,))
+    assert "fresh_name" not in jaxloss.available()
+
+
+def test_register_rejects_bad_arguments(clean_registry):
+    with pytest.raises(ValueError, match=r"jaxloss\.register: fn must be callable"):
+        jaxloss.register("not_callable", 3.0)
+    with pytest.raises(ValueError, match=r"jaxloss\.register: name must be a non-empty string"):
+        jaxloss.register("", cubic_error)
+
+
+# =================================================================== checked
+def _both(fn):
+    """The checked function called eagerly and under jax.jit."""
+    checked = jaxloss.checked(fn)
+    return [("eager", checked), ("jit", jax.jit(checked))]
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_integer_labels_out_of_range(mode):
+    fn = dict(_both(jaxloss.softmax_cross_entropy_with_integer_labels))[mode]
+    logits = jnp.zeros((3, 4))
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.softmax_cross_entropy_with_integer_labels: labels must be "
+                                           r"in \[0, 4\), got 4 at flat index 2"):
+        jax.block_until_ready(fn(logits, jnp.array([0, 1, 4])))
+    with pytest.raises(CHECK_ERRORS, match=r"labels must be in \[0, 4\), got -1"):
+        jax.block_until_ready(fn(logits, jnp.array([0, -1, 2])))
+    # ignore_index is allowed; in-range labels pass and give the unchecked value.
+    # ignore_index is a static Python int: under jit it is closed over, not traced.
+    checked = jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels)
+    with_ignore = lambda x, y: checked(x, y, ignore_index=-100)  # noqa: E731
+    if mode == "jit":
+        with_ignore = jax.jit(with_ignore)
+    _close(with_ignore(logits, jnp.array([0, -100, 2])), np.log(4.0))
+    with pytest.raises(CHECK_ERRORS, match=r"labels must be in \[0, 4\) or ignore_index=-100, got -1"):
+        jax.block_until_ready(with_ignore(logits, jnp.array([0, -1, 2])))
+    _close(fn(logits, jnp.array([0, 1, 3])), np.log(4.0))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_float_labels_outside_their_domain(mode):
+    bce = dict(_both(jaxloss.binary_cross_entropy))[mode]
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.binary_cross_entropy: labels must be in \[0, 1\], got 1\.5"):
+        jax.block_until_ready(bce(jnp.array([0.2, 0.5]), jnp.array([0.0, 1.5])))
+    hinge = dict(_both(jaxloss.hinge_loss))[mode]
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.hinge_loss: labels must be -1 or \+1, got 0\.0 at flat index 0"):
+        jax.block_until_ready(hinge(jnp.array([0.2, 0.1]), jnp.array([0.0, 1.0])))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_probabilities_outside_unit_interval(mode):
+    bce = dict(_both(jaxloss.binary_cross_entropy))[mode]
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.binary_cross_entropy: probabilities must be in \[0, 1\], "
+                                           r"got 1\.5 at flat index 1"):
+        jax.block_until_ready(bce(jnp.array([0.2, 1.5]), jnp.array([0.0, 1.0])))
+    with pytest.raises(CHECK_ERRORS, match=r"probabilities must be in \[0, 1\], got -0\.25"):
+        jax.block_until_ready(bce(jnp.array([-0.25, 0.5]), jnp.array([0.0, 1.0])))
+    # Exactly 0 and 1 are valid probabilities.
+    assert np.isfinite(float(bce(jnp.array([0.0, 1.0]), jnp.array([0.0, 1.0]))))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_non_finite_inputs(mode):
+    huber = dict(_both(jaxloss.huber_loss))[mode]
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.huber_loss: predictions must be finite, got nan at flat "
+                                           r"index 1"):
+        jax.block_until_ready(huber(jnp.array([0.2, jnp.nan]), jnp.array([0.0, 1.0])))
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.huber_loss: targets must be finite, got -?inf"):
+        jax.block_until_ready(huber(jnp.array([0.2, 0.1]), jnp.array([0.0, -jnp.inf])))
+    gnll = dict(_both(jaxloss.gaussian_nll_loss))[mode]
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.gaussian_nll_loss: variance must be finite, got inf"):
+        jax.block_until_ready(gnll(jnp.zeros(2), jnp.zeros(2), jnp.array([1.0, jnp.inf])))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_negative_weights(mode):
+    huber = dict(_both(jaxloss.huber_loss))[mode]
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.huber_loss: weights must be >= 0, got -2\.0 at flat index 1"):
+        jax.block_until_ready(huber(jnp.array([0.2, 0.1]), jnp.array([0.0, 1.0]), weights=jnp.array([1.0, -2.0])))
+
+
+def test_checked_passes_good_inputs_through_jit_and_grad():
+    p, t = jnp.array([0.2, 3.0]), jnp.array([0.0, 1.0])
+    checked = jaxloss.checked(jaxloss.huber_loss)
+    _close(checked(p, t, delta=0.5), jaxloss.huber_loss(p, t, delta=0.5))
+    _close(jax.jit(checked)(p, t, delta=0.5), jaxloss.huber_loss(p, t, delta=0.5))
+    _close(jax.jit(checked)(p, t, weights=jnp.array([1.0, 2.0])),
+           jaxloss.huber_loss(p, t, weights=jnp.array([1.0, 2.0])))
+    _close(jax.grad(checked)(p, t), jax.grad(jaxloss.huber_loss)(p, t))
+    assert inspect.signature(checked) == inspect.signature(jaxloss.huber_loss)
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_ignores_masked_positions(mode):
+    # CONTRACT section 1: a masked position may hold NaN/inf (padding) and contributes exactly 0;
+    # checked() must not reject inputs the loss itself accepts by contract.
+    huber = dict(_both(jaxloss.huber_loss))[mode]
+    p = jnp.array([0.2, jnp.nan])
+    t = jnp.array([0.0, jnp.inf])
+    m = jnp.array([True, False])
+    _close(huber(p, t, where=m), 0.5 * 0.2 ** 2)
+    ce = dict(_both(jaxloss.softmax_cross_entropy_with_integer_labels))[mode]
+    _close(ce(jnp.zeros((2, 3)), jnp.array([1, 7]), where=jnp.array([True, False])), np.log(3.0))
+
+
+# ================================================================ check_loss
+@jaxloss.make_loss
+def sqrt_error(predictions, targets):
+    return jnp.sqrt(jnp.abs(predictions - targets))  # d/dr sqrt|r| is infinite at r = 0
+
+
+def no_shape_check_loss(predictions, targets, *, reduction="mean", weights=None, where=None):
+    """Hand-written squared error with dtype checks and a double-where but no shape check."""
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if not jnp.issubdtype(predictions.dtype, jnp.floating):
+        raise TypeError("jaxloss.no_shape_check_loss: predictions must have a floating dtype")
+    dtype = jnp.promote_types(predictions.dtype, jnp.float32)
+    predictions, targets = predictions.astype(dtype), targets.astype(dtype)
+    if where is not None:
+        predictions = jnp.where(where, predictions, 0.0)
+        targets = jnp.where(where, targets, 0.0)
+    return jaxloss.reduce(jnp.square(predictions - targets), reduction=reduction, weights=weights, where=where)
+
+
+@jaxloss.make_loss
+def tracer_branching_loss(predictions, targets):
+    # Different math when traced (jit) than when eager: a classic Python-level bug.
+    if isinstance(predictions, jax.core.Tracer):
+        return 2.0 * jnp.abs(predictions - targets)
+    return jnp.square(predictions - targets)
+
+
+def bfloat16_result_loss(predictions, targets, *, reduction="mean", weights=None, where=None):
+    """Hand-written squared error that casts its result back to the input dtype."""
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.shape != targets.shape:
+        raise ValueError("jaxloss.bfloat16_result_loss: predictions and targets must have the same shape")
+    if not jnp.issubdtype(predictions.dtype, jnp.floating):
+        raise TypeError("jaxloss.bfloat16_result_loss: predictions must have a floating dtype")
+    in_dtype = predictions.dtype
+    p32, t32 = predictions.astype(jnp.float32), targets.astype(jnp.float32)
+    if where is not None:
+        p32, t32 = jnp.where(where, p32, 0.0), jnp.where(where, t32, 0.0)
+    value = jaxloss.reduce(jnp.square(p32 - t32), reduction=reduction, weights=weights, where=where)
+    return value.astype(in_dtype)
+
+
+def test_check_loss_catches_nan_gradient_at_zero_residual():
+    p, t = _regression_example()
+    report = check_loss(sqrt_error, p, t, raise_on_failure=False)
+    assert not report.ok
+    assert "edge" in report.failures, str(report)
+    assert "gradient is not finite at identical inputs" in report.failures["edge"]
+    assert "FAILED edge: " in str(report)
+    with pytest.raises(AssertionError, match=r"(?s)check_loss\(sqrt_error\).*FAILED edge: gradient is not finite"):
+        check_loss(sqrt_error, p, t, only=["edge"])
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 3)])
+@pytest.mark.parametrize("rank_promotion", ["allow", "raise"])
+def test_check_loss_catches_silent_broadcasting(shape, rank_promotion):
+    # A loss without shape checks broadcasts predictions [6, 1] against targets [6, 3] (or a batch
+    # of 1 against a batch of 6) without complaint; check_loss must say so in plain words, both with
+    # JAX's default rank promotion ("allow") and with this suite's conftest setting ("raise").
+    p, t = _regression_example(shape)
+    with jax.numpy_rank_promotion(rank_promotion):
+        report = check_loss(no_shape_check_loss, p, t, only=["shapes"], raise_on_failure=False)
+    assert "shapes" in report.failures, str(report)
+    assert "silently broadcast" in report.failures["shapes"], str(report)
+    assert "predictions" in report.failures["shapes"]
+
+
+def test_check_loss_catches_jit_eager_disagreement():
+    p, t = _regression_example()
+    report = check_loss(tracer_branching_loss, p, t, raise_on_failure=False)
+    assert "jit" in report.failures, str(report)
+    assert "jax.jit disagrees with eager execution" in report.failures["jit"]
+    assert "vmap" in report.failures  # vmap traces too
+
+
+def test_check_loss_catches_bfloat16_result():
+    p, t = _regression_example()
+    report = check_loss(bfloat16_result_loss, p, t, raise_on_failure=False)
+    assert "dtype" in report.failures, str(report)
+    assert "bfloat16 inputs gave a bfloat16 result" in report.failures["dtype"]
+    assert "expected float32" in report.failures["dtype"]
+
+
+@jaxloss.make_loss
+def correct_squared_error(predictions, targets):
+    return jnp.square(predictions - targets)
+
+
+@pytest.mark.parametrize("fn,kwargs", [(correct_squared_error, {}), (jaxloss.huber_loss, {"delta": 1.5})])
+def test_check_loss_passes_a_correct_loss(fn, kwargs):
+    p, t = _regression_example()
+    report = check_loss(fn, p, t, raise_on_failure=False, **kwargs)
+    assert report.ok, str(report)
+    assert sorted(report.passed + list(report.skipped)) == sorted(CHECKS)
+    check_loss(fn, p, t, **kwargs)  # raise_on_failure=True does not raise
+
+
+def test_check_loss_only_and_skip():
+    p, t = _regression_example()
+    report = check_loss(sqrt_error, p, t, skip=["edge"], raise_on_failure=False)
+    assert report.ok and "edge" in report.skipped
+    report = check_loss(sqrt_error, p, t, only=["call", "jit"], raise_on_failure=False)
+    assert report.passed == ["call", "jit"]
+    with pytest.raises(ValueError, match=r"check names must be in"):
+        check_loss(sqrt_error, p, t, only=["nonsense"])
