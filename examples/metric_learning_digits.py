@@ -60,7 +60,7 @@ def loss_value(model: Embedder, loss: str, x: jax.Array, y: jax.Array, key: jax.
     if loss == "supcon":
         return embedding.supervised_contrastive_loss(e, y, temperature=0.1)
     if loss == "arcface":
-        return embedding.arcface_loss(e, model.centers.value, y, scale=16.0, margin=0.3)
+        return embedding.arcface_loss(e, model.centers[...], y, scale=16.0, margin=0.3)
     # Triplets and pairs from the PK batch: row i of the batch is image k of class p.
     n = x.shape[0]
     k_pos, k_neg, k_lab = jax.random.split(key, 3)
