@@ -80,6 +80,29 @@ def _ignore(where: Any, labels: Array, ignore_index: Any) -> Any:
     return keep if where is None else where & keep
 
 
+def _log_where_weighted(log_p: Array, q: Array) -> Array:
+    """``log_p`` with ``-inf`` replaced by 0 where its weight ``q`` is 0, so ``q * log_p`` is 0 there.
+
+    A class with probability exactly 0 (a ``-inf`` logit, a masked class) and
+    zero target weight contributes ``0 log 0 = 0`` to value and gradients,
+    not ``0 * -inf = NaN``; with a positive weight it stays ``+inf``.
+    """
+    return jnp.where((q == 0) & (log_p == -jnp.inf), jnp.zeros_like(log_p), log_p)
+
+
+def _xlogx_ratio(log_a: Array, log_b: Array) -> Array:
+    """``a * (log a - log b)`` from log values, 0 (value and gradient) where ``a = 0`` (``log a = -inf``).
+
+    The double-where keeps ``0 * (-inf - log b)`` (NaN) out of both the value
+    and the gradient; ``a > 0`` with ``log b = -inf`` stays ``+inf`` (the
+    divergence is infinite).
+    """
+    zero = log_a == -jnp.inf
+    safe_a = jnp.where(zero, jnp.zeros_like(log_a), log_a)
+    safe_b = jnp.where(zero, jnp.zeros_like(log_b), log_b)
+    return jnp.where(zero, jnp.zeros_like(log_a), jnp.exp(safe_a) * (safe_a - safe_b))
+
+
 def _check_smoothing(fn: str, label_smoothing: Any) -> None:
     _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
 
@@ -298,7 +321,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, axis: int = -1, label_smo
     q = (1.0 - label_smoothing) * q + label_smoothing / num_classes
     if class_weights is not None:
         q = q * _along(_class_vector(fn, "class_weights", class_weights, num_classes, x.dtype), ax, x.ndim)
-    log_p = jax.nn.log_softmax(x, axis=ax)
+    log_p = _log_where_weighted(jax.nn.log_softmax(x, axis=ax), q)
     values = -jnp.sum(q * log_p, axis=ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
@@ -371,19 +394,26 @@ def softmax_cross_entropy_with_integer_labels(
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", raw_labels, axis,
                                           integer_labels=True)
     num_classes = x.shape[ax]
-    lse = jax.nn.logsumexp(x, axis=ax)
-    nll = lse - _numerics.take_class(x, y, ax)
+    # Shift by the (stop-gradient) maximum first, as torch's log_softmax does: lse - x_c is then a
+    # difference of O(1) numbers, exact to rounding even for logits of magnitude 1e4.
+    shift = jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    shifted = x - shift
+    lse = jax.nn.logsumexp(shifted, axis=ax)  # log-partition minus the shift
+    nll = lse - _numerics.take_class(shifted, y, ax)
     normalizer = None
     if class_weights is not None:
         cw = _class_vector(fn, "class_weights", class_weights, num_classes, x.dtype)
         w_y = _numerics.class_weight_of(cw, y)
         nll = w_y * nll
         normalizer = w_y
-        smooth = lse * jnp.sum(cw) - jnp.sum(_along(cw, ax, x.ndim) * x, axis=ax)
+        smooth = lse * jnp.sum(cw) - jnp.sum(_along(cw, ax, x.ndim) * shifted, axis=ax)
     else:
-        smooth = num_classes * lse - jnp.sum(x, axis=ax)
+        smooth = num_classes * lse - jnp.sum(shifted, axis=ax)
+    # Without smoothing the smoothing term is dropped (double-where): it is inf for -inf logits
+    # (masked classes), and 0 * inf would make the value and gradients NaN.
+    smooth = jnp.where(label_smoothing == 0, jnp.zeros_like(smooth), smooth)
     values = (1.0 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
-    values = values + z_loss_weight * jnp.square(lse)
+    values = values + z_loss_weight * jnp.square(lse + jnp.squeeze(shift, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, normalizer=normalizer)
 
 
@@ -446,7 +476,7 @@ def _softmax_focal_values(x: Array, q: Array, ax: int, alpha: Any, gamma: Any, f
     log_p = jax.nn.log_softmax(x, axis=ax)
     # 1 - p = -expm1(log p): accurate when p is close to 1.
     modulating = _numerics.safe_pow(jnp.clip(-jnp.expm1(log_p), 0.0, None), gamma)
-    terms = -q * modulating * log_p
+    terms = -q * modulating * _log_where_weighted(log_p, q)
     if alpha is not None:
         terms = terms * _along(_class_vector(fn, "alpha", alpha, x.shape[ax], x.dtype), ax, x.ndim)
     return jnp.sum(terms, axis=ax)
@@ -603,7 +633,7 @@ def poly_loss_cross_entropy(logits: Any, labels: Any, *, epsilon: Any = 2.0, axi
     fn = "poly_loss_cross_entropy"
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
     log_p = jax.nn.log_softmax(x, axis=ax)
-    cross_entropy = -jnp.sum(y * log_p, axis=ax)
+    cross_entropy = -jnp.sum(y * _log_where_weighted(log_p, y), axis=ax)
     one_minus_pt = jnp.sum(y * (1.0 - jnp.exp(log_p)), axis=ax)
     values = cross_entropy + jnp.asarray(epsilon, x.dtype) * one_minus_pt
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
@@ -911,6 +941,8 @@ def kl_divergence(log_predictions: Any, targets: Any, *, axis: int = -1, reducti
     fn = "kl_divergence"
     log_p, t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "targets", targets,
                                               axis, integer_labels=False)
+    # 0 * log 0 = 0 on both sides: a zero target at a zero prediction (log_p = -inf) adds 0, not NaN.
+    log_p = _log_where_weighted(log_p, t)
     values = jnp.sum(_numerics.xlogx(t) - t * log_p, axis=ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
@@ -955,7 +987,7 @@ def kl_divergence_with_log_targets(log_predictions: Any, log_targets: Any, *, ax
     log_targets = _checks.floating(fn, "log_targets", log_targets)
     log_p, log_t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "log_targets",
                                                   log_targets, axis, integer_labels=False)
-    values = jnp.sum(jnp.exp(log_t) * (log_t - log_p), axis=ax)
+    values = jnp.sum(_xlogx_ratio(log_t, log_p), axis=ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -1002,8 +1034,11 @@ def jensen_shannon_divergence(log_predictions: Any, log_targets: Any, *, axis: i
     log_targets = _checks.floating(fn, "log_targets", log_targets)
     log_p, log_t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "log_targets",
                                                   log_targets, axis, integer_labels=False)
-    log_m = jnp.logaddexp(log_p, log_t) - math.log(2.0)
-    values = 0.5 * jnp.sum(jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_t) * (log_t - log_m), axis=ax)
+    # Where both sides are exactly 0 (log = -inf) m is 0 too and both terms vanish; feed logaddexp
+    # finite stand-ins there so that no -inf - -inf reaches the value or the gradient.
+    both_zero = (log_p == -jnp.inf) & (log_t == -jnp.inf)
+    log_m = jnp.logaddexp(jnp.where(both_zero, 0.0, log_p), jnp.where(both_zero, 0.0, log_t)) - math.log(2.0)
+    values = 0.5 * jnp.sum(_xlogx_ratio(log_p, log_m) + _xlogx_ratio(log_t, log_m), axis=ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
