@@ -26,6 +26,7 @@ Conventions shared by every metric:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -130,6 +131,7 @@ def _bleu_statistics(candidate: Array, references: Array, pad_id: int, max_order
     return jnp.stack([la, ref_len] + correct + total)
 
 
+@functools.partial(jax.jit, static_argnames=("max_order", "smoothing", "smoothing_value", "effective_order"))
 def _bleu_from_statistics(stats: Array, *, max_order: int, smoothing: str, smoothing_value: float,
                           effective_order: bool) -> Array:
     """sacrebleu's ``compute_bleu`` on statistics ``[..., 2 + 2N]``, as a fraction."""
@@ -139,6 +141,7 @@ def _bleu_from_statistics(stats: Array, *, max_order: int, smoothing: str, smoot
     total = stats[..., 2 + max_order:]
     if smoothing == "add-k":
         k = jnp.concatenate([jnp.zeros((1,), jnp.float32), jnp.full((max_order - 1,), smoothing_value, jnp.float32)])
+        k = jnp.broadcast_to(k, correct.shape)
         correct_s, total_s = correct + k, total + k
     else:
         correct_s, total_s = correct, total
@@ -185,8 +188,13 @@ def _segment_statistics(fn: str, candidates: Any, references: Any, pad_id: int, 
                         ) -> tuple[Array, tuple[int, ...]]:
     c, r = _token_inputs(fn, candidates, references, pad_id)
     flat_c, flat_r, batch_shape = _flatten_batch(c, r)
-    stats = jax.vmap(lambda a, b: _bleu_statistics(a, b, pad_id, max_order))(flat_c, flat_r)
-    return stats, batch_shape
+    return _batch_bleu_statistics(flat_c, flat_r, pad_id=pad_id, max_order=max_order), batch_shape
+
+
+# Jitted batch kernels: an eager call compiles once per shape instead of op by op.
+@functools.partial(jax.jit, static_argnames=("pad_id", "max_order"))
+def _batch_bleu_statistics(c: Array, r: Array, *, pad_id: int, max_order: int) -> Array:
+    return jax.vmap(lambda a, b: _bleu_statistics(a, b, pad_id, max_order))(c, r)
 
 
 def bleu(candidates: Any, references: Any, *, pad_id: int = 0, max_order: int = 4, smoothing: str = "none",
@@ -383,9 +391,16 @@ def _rouge_l_single(candidate: Array, references: Array, pad_id: int) -> RougeSc
     return _best_by_f(lcs, la, lens, lens > 0)
 
 
-def _map_examples(fn_single, c: Array, r: Array) -> RougeScore:
+@functools.partial(jax.jit, static_argnames=("kind", "pad_id", "n"))
+def _batch_rouge(c: Array, r: Array, *, kind: str, pad_id: int, n: int) -> RougeScore:
+    if kind == "n":
+        return jax.vmap(lambda a, b: _rouge_n_single(a, b, pad_id, n))(c, r)
+    return jax.vmap(lambda a, b: _rouge_l_single(a, b, pad_id))(c, r)
+
+
+def _map_examples(c: Array, r: Array, *, kind: str, pad_id: int, n: int = 0) -> RougeScore:
     flat_c, flat_r, batch_shape = _flatten_batch(c, r)
-    out = jax.vmap(fn_single)(flat_c, flat_r)
+    out = _batch_rouge(flat_c, flat_r, kind=kind, pad_id=pad_id, n=n)
     return RougeScore(*(x.reshape(batch_shape) for x in out))
 
 
@@ -435,7 +450,7 @@ def rouge_n(candidates: Any, references: Any, *, n: int = 1, pad_id: int = 0) ->
     if n < 1:
         _checks._fail(ValueError, _checks.message(fn, "n", "must be >= 1", n))
     c, r = _token_inputs(fn, candidates, references, pad_id)
-    return _map_examples(lambda a, b: _rouge_n_single(a, b, pad_id, n), c, r)
+    return _map_examples(c, r, kind="n", pad_id=pad_id, n=n)
 
 
 def rouge_l(candidates: Any, references: Any, *, pad_id: int = 0) -> RougeScore:
@@ -479,7 +494,7 @@ def rouge_l(candidates: Any, references: Any, *, pad_id: int = 0) -> RougeScore:
     """
     fn = "rouge_l"
     c, r = _token_inputs(fn, candidates, references, pad_id)
-    return _map_examples(lambda a, b: _rouge_l_single(a, b, pad_id), c, r)
+    return _map_examples(c, r, kind="l", pad_id=pad_id)
 
 
 # ---------------------------------------------------------------------- METEOR
@@ -516,6 +531,11 @@ def _meteor_single(candidate: Array, references: Array, pad_id: int, alpha: Arra
 
     scores = jax.vmap(one)(refs, lens)
     return jnp.max(jnp.where(lens > 0, scores, 0.0), initial=0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("pad_id",))
+def _batch_meteor(c: Array, r: Array, alpha: Array, beta: Array, gamma: Array, *, pad_id: int) -> Array:
+    return jax.vmap(lambda a, b: _meteor_single(a, b, pad_id, alpha, beta, gamma))(c, r)
 
 
 def meteor(candidates: Any, references: Any, *, pad_id: int = 0, alpha: Any = 0.9, beta: Any = 3.0,
@@ -576,7 +596,7 @@ def meteor(candidates: Any, references: Any, *, pad_id: int = 0, alpha: Any = 0.
     c, r = _token_inputs(fn, candidates, references, pad_id)
     alpha, beta, gamma = (jnp.asarray(x, jnp.float32) for x in (alpha, beta, gamma))
     flat_c, flat_r, batch_shape = _flatten_batch(c, r)
-    scores = jax.vmap(lambda a, b: _meteor_single(a, b, pad_id, alpha, beta, gamma))(flat_c, flat_r)
+    scores = _batch_meteor(flat_c, flat_r, alpha, beta, gamma, pad_id=pad_id)
     return scores.reshape(batch_shape)
 
 
