@@ -82,8 +82,8 @@ def _two_towers(rng):
 
 
 def _centers(rng):
-    # 5 class centers for a batch of 6: the where-vs-slicing check does not apply
-    # (class_centers has no batch axis); tests/test_embedding.py checks where there.
+    # 5 class centers for a batch of 6: class_centers has no batch axis, so masking an
+    # example slices only embeddings and labels.
     return rng.normal(size=(_B, _D)), rng.normal(size=(5, _D)), np.array([0, 1, 2, 3, 4, 0], np.int32)
 
 
