@@ -158,8 +158,8 @@ def cosine_distance(predictions: Any, targets: Any, *, axis: int = -1, epsilon: 
       >>> y = jnp.array([[2.0, 0.0], [0.0, -3.0]])
       >>> embedding.cosine_distance(x, y, reduction="none")
       Array([0., 2.], dtype=float32)
-      >>> jaxloss.get("cosine_similarity") is embedding.cosine_distance
-      True
+      >>> jaxloss.get("cosine_similarity").__name__
+      'cosine_distance'
       >>> float(embedding.cosine_distance(x, y))
       1.0
 
