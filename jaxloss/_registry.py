@@ -45,6 +45,11 @@ def builtin(*, aliases: Iterable[str] = (), tags: Iterable[str] = (),
     ``"unit"`` (in [0, 1]), ``"sign"`` (in {-1, +1}), ``"binary"`` (in {0, 1}).
     """
     def decorator(fn: F) -> F:
+        previous = _LOSSES.get(fn.__name__)
+        if previous is not None and previous.__module__ == fn.__module__:
+            # The same module imported a second time (e.g. pytest's importlib mode
+            # collecting doctests): keep the first registration.
+            return fn
         _add(fn.__name__, fn, tuple(aliases), tuple(tags), overwrite=False, caller="register")
         _BUILTIN.add(fn.__name__)
         _BUILTIN.update(aliases)

@@ -194,29 +194,49 @@ def _first_bad(bad: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return index, jnp.ravel(x)[index]
 
 
-def _data_checks(fn_name: str, bound: inspect.BoundArguments) -> None:
+def _kept(where: Any, x: jax.Array, unreduced_shape: tuple[int, ...], axis: int) -> jax.Array | None:
+    """``where`` broadcast to ``x`` (None: check every entry of ``x``)."""
+    if where is None:
+        return None
+    m = jnp.broadcast_to(jnp.asarray(where, bool), unreduced_shape)
+    if x.shape == tuple(unreduced_shape):
+        return m
+    if x.ndim == len(unreduced_shape) + 1:  # per-example loss: add back the reduced axis
+        return jnp.broadcast_to(jnp.expand_dims(m, axis), x.shape)
+    return None
+
+
+def _data_checks(fn_name: str, bound: inspect.BoundArguments, unreduced_shape: tuple[int, ...] = ()) -> None:
     """Adds checkify checks for the data-dependent conditions of the contract."""
     arguments = bound.arguments
+    where = arguments.get("where")
+    class_axis = arguments.get("axis", -1)
+
+    def unmasked(bad: jax.Array, x: jax.Array) -> jax.Array:
+        kept = _kept(where, x, unreduced_shape, class_axis)
+        return bad if kept is None else bad & kept
     positional = [(k, v) for k, v in arguments.items()
                   if k not in ("reduction", "weights", "where") and hasattr(v, "shape") or isinstance(v, np.ndarray)]
     for key, value in positional:
         x = jnp.asarray(value)
         if jnp.issubdtype(x.dtype, jnp.floating) and x.size:
-            bad = ~jnp.isfinite(x)
+            bad = unmasked(~jnp.isfinite(x), x)
             index, first = _first_bad(bad, x)
             checkify.check(~jnp.any(bad), f"jaxloss.{fn_name}: {key} must be finite, got {{}} at flat index {{}}",
                            first, index)
     weights = arguments.get("weights")
     if weights is not None:
         w = jnp.asarray(weights)
-        bad = w < 0
+        if where is not None and w.shape != tuple(unreduced_shape):
+            w = jnp.broadcast_to(w, unreduced_shape)
+        bad = unmasked(w < 0, w)
         index, first = _first_bad(bad, w)
         checkify.check(~jnp.any(bad), f"jaxloss.{fn_name}: weights must be >= 0, got {{}} at flat index {{}}",
                        first, index)
     probabilities = arguments.get("probabilities")
     if probabilities is not None:
         p = jnp.asarray(probabilities)
-        bad = (p < 0) | (p > 1)
+        bad = unmasked((p < 0) | (p > 1), p)
         index, first = _first_bad(bad, p)
         checkify.check(~jnp.any(bad),
                        f"jaxloss.{fn_name}: probabilities must be in [0, 1], got {{}} at flat index {{}}",
@@ -232,7 +252,7 @@ def _data_checks(fn_name: str, bound: inspect.BoundArguments) -> None:
         if first_name == "labels" or ref.ndim != y.ndim + 1:
             return
         num_classes = ref.shape[axis]
-        ok = (y >= 0) & (y < num_classes)
+        ok = ~unmasked(~((y >= 0) & (y < num_classes)), y)
         ignore_index = arguments.get("ignore_index")
         if ignore_index is not None:
             ok = ok | (y == ignore_index)
@@ -253,6 +273,7 @@ def _data_checks(fn_name: str, bound: inspect.BoundArguments) -> None:
         expected = "0 or 1"
     else:
         return
+    bad = unmasked(bad, y)
     index, first = _first_bad(bad, y)
     checkify.check(~jnp.any(bad), f"jaxloss.{fn_name}: labels must be {expected}, got {{}} at flat index {{}}",
                    first, index)
@@ -299,7 +320,10 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     def body(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        _data_checks(fn_name, bound)
+        unreduced: tuple[int, ...] = ()
+        if bound.arguments.get("where") is not None:  # masked entries are not checked
+            unreduced = jax.eval_shape(lambda *a: fn(*a, **{**kwargs, "reduction": "none", "where": None}), *args).shape
+        _data_checks(fn_name, bound, tuple(unreduced))
         return fn(*args, **kwargs)
 
     @functools.wraps(fn)

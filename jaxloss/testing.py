@@ -369,24 +369,25 @@ class _Context:
             self.fail("; ".join(problems))
 
     def _mask_and_slice(self):
+        """Masks the last example; slices it off every array whose axis 0 is the batch."""
         shape = self.unreduced_shape()
         if len(shape) == 0 or shape[0] < 2:
             return None
         n = shape[0]
-        arrays = [i for i in _array_positions(self.f32_args)]
-        if any(np.shape(self.f32_args[i])[0] != n for i in arrays):
+        batched = [i for i in _array_positions(self.f32_args) if np.shape(self.f32_args[i])[0] == n]
+        if not batched:
             return None
         where = np.ones(shape, bool)
         where[-1] = False
-        sliced = tuple(a[:-1] if i in arrays else a for i, a in enumerate(self.f32_args))
-        poisoned = tuple(np.concatenate([a[:-1], np.full_like(a[-1:], np.nan)]) if i in self.float_pos and i in arrays
+        sliced = tuple(a[:-1] if i in batched else a for i, a in enumerate(self.f32_args))
+        poisoned = tuple(np.concatenate([a[:-1], np.full_like(a[-1:], np.nan)]) if i in self.float_pos and i in batched
                          else a for i, a in enumerate(self.f32_args))
         return where, sliced, poisoned
 
     def check_where(self):
         setup = self._mask_and_slice()
         if setup is None:
-            return "the unreduced loss has no batch axis 0 shared by all inputs; where-vs-slicing not applicable"
+            return "the unreduced loss has no batch axis 0 shared with an input; where-vs-slicing not applicable"
         where, sliced, poisoned = setup
         for reduction in ("sum", "mean"):
             masked = self.call(self.f32_args, reduction=reduction, where=where)
@@ -436,19 +437,27 @@ class _Context:
 
     def check_shapes(self):
         arrays = _array_positions(self.f32_args)
-        notes = []
+        problems, notes = [], []
         if len(arrays) >= 2:
-            for i in arrays:
-                bad = list(self.f32_args)
-                bad[i] = bad[i][..., None]
-                try:
-                    self.call(tuple(bad))
-                except (ValueError, TypeError) as e:
-                    if "jaxloss" not in str(e) and self.names[i] not in str(e):
-                        notes.append(f"the error for {self.names[i]} names neither the function nor the argument")
-                else:
-                    self.fail(f"{self.names[i]} with an extra trailing axis {np.shape(bad[i])} was silently "
-                              "broadcast instead of raising ValueError")
+            # Probes that numpy broadcasting accepts (a new leading axis of size 1) and one it
+            # may not (a new trailing axis); run with rank promotion allowed, so that a
+            # jax_numpy_rank_promotion="raise" setting cannot hide a missing shape check.
+            probes = (("an extra leading axis", lambda a: a[None]),
+                      ("an extra trailing axis", lambda a: a[..., None]))
+            with jax.numpy_rank_promotion("allow"):
+                for i in arrays:
+                    for what, make in probes:
+                        bad = list(self.f32_args)
+                        bad[i] = make(bad[i])
+                        try:
+                            self.call(tuple(bad))
+                        except (ValueError, TypeError) as e:
+                            if "jaxloss" not in str(e) and self.names[i] not in str(e):
+                                notes.append(f"the error for {self.names[i]} with {what} names neither the "
+                                             "function nor the argument")
+                        else:
+                            problems.append(f"{self.names[i]} with {what} {np.shape(bad[i])} was silently "
+                                            "broadcast instead of raising ValueError")
         if self.float_pos:
             i = self.float_pos[0]
             bad = list(self.f32_args)
@@ -458,6 +467,6 @@ class _Context:
             except TypeError:
                 pass
             else:
-                self.fail(f"an integer {self.names[i]} did not raise TypeError")
-        if notes:
-            self.fail("; ".join(notes))
+                problems.append(f"an integer {self.names[i]} did not raise TypeError")
+        if problems or notes:
+            self.fail("; ".join(problems + notes))

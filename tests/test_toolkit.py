@@ -220,7 +220,8 @@ KERAS_ALIASES = {
     "squared_hinge": "squared_hinge_loss",
     "categorical_hinge": "multiclass_hinge_loss",
     "kld": "kl_divergence",
-    "cosine_similarity": "cosine_similarity",
+    # Keras's cosine_similarity loss is -cos; its minimisable counterpart here is 1 - cos (same gradients).
+    "cosine_similarity": "cosine_distance",
 }
 
 

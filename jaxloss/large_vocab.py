@@ -1,0 +1,247 @@
+"""Large-vocabulary cross-entropy that never materialises the ``[N, V]`` logits.
+
+:func:`linear_softmax_cross_entropy` fuses the output projection of a language
+model with the integer-label softmax cross-entropy. The forward pass walks the
+vocabulary in chunks, keeping a running log-sum-exp, the label's logit and the
+sum of the logits; the backward pass (a ``jax.custom_vjp``) recomputes each
+chunk's logits and turns them straight into gradients for ``hidden``,
+``weight`` and ``bias``. Memory is ``O(N * chunk_size)`` instead of
+``O(N * V)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _numerics, _registry
+from jaxloss._reduction import reduce_values
+
+Array = jax.Array
+
+_DEFAULT_CHUNK = 1024
+
+
+def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Array | None,
+                  valid: Array) -> tuple[Array, Array | None, Array | None]:
+    """Logits ``z`` of one vocabulary chunk (float32 or wider), ``dz/du`` and ``dz/dc`` of the soft cap."""
+    acc = _numerics.compute_dtype(h, w_chunk)
+    u = jnp.matmul(h, w_chunk, preferred_element_type=acc)
+    if b_chunk is not None:
+        u = u + b_chunk.astype(acc)[None, :]
+    if soft_cap is None:
+        z, dz_du, dz_dc = u, None, None
+    else:
+        # Gemma 2's soft cap z = c tanh(u / c), applied after the bias:
+        # dz/du = 1 - tanh^2, dz/dc = tanh - (u / c)(1 - tanh^2).
+        cap = soft_cap.astype(acc)
+        t = jnp.tanh(u / cap)
+        z, dz_du = cap * t, 1.0 - jnp.square(t)
+        dz_dc = t - (u / cap) * dz_du
+    z = jnp.where(valid[None, :], z, -jnp.inf)
+    return z, dz_du, dz_dc
+
+
+def _pad_vocab(weight: Array, bias: Array | None, chunk: int) -> tuple[Array, Array | None, int]:
+    vocab = weight.shape[1]
+    num_chunks = -(-vocab // chunk)
+    pad = num_chunks * chunk - vocab
+    if pad:
+        weight = jnp.pad(weight, ((0, 0), (0, pad)))
+        bias = None if bias is None else jnp.pad(bias, (0, pad))
+    return weight, bias, num_chunks
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _vocab_statistics(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
+                      chunk: int) -> tuple[Array, Array, Array]:
+    """Per token: ``logsumexp_c z_c``, ``z_label`` and ``sum_c z_c`` over the vocabulary."""
+    return _statistics_forward(h, weight, bias, labels, soft_cap, chunk)[0]
+
+
+def _statistics_forward(h, weight, bias, labels, soft_cap, chunk):
+    vocab = weight.shape[1]
+    n = h.shape[0]
+    w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
+
+    def body(i, carry):
+        running_max, running_sum, label_logit, logit_sum = carry
+        start = i * chunk
+        w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
+        b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
+        columns = start + jnp.arange(chunk)
+        valid = columns < vocab
+        z, _, _ = _chunk_logits(h, w_c, b_c, soft_cap, valid)
+        # Online log-sum-exp: rescale the running sum to the new maximum.
+        new_max = jnp.maximum(running_max, jax.lax.stop_gradient(jnp.max(z, axis=1)))
+        running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(z - new_max[:, None]), axis=1)
+        hit = columns[None, :] == labels[:, None]
+        label_logit = label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1)
+        logit_sum = logit_sum + jnp.sum(jnp.where(valid[None, :], z, 0.0), axis=1)
+        return new_max, running_sum, label_logit, logit_sum
+
+    acc = _numerics.compute_dtype(h, weight, bias)
+    init = (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc))
+    running_max, running_sum, label_logit, logit_sum = jax.lax.fori_loop(0, num_chunks, body, init)
+    lse = running_max + jnp.log(running_sum)
+    return (lse, label_logit, logit_sum), (h, weight, bias, labels, soft_cap, lse)
+
+
+def _statistics_backward(chunk, residuals, cotangents):
+    h, weight, bias, labels, soft_cap, lse = residuals
+    g_lse, g_label, g_sum = cotangents
+    vocab = weight.shape[1]
+    w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
+
+    def body(i, carry):
+        d_h, d_w, d_b, d_cap = carry
+        start = i * chunk
+        w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
+        b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
+        columns = start + jnp.arange(chunk)
+        valid = columns < vocab
+        z, dz_du, dz_dc = _chunk_logits(h, w_c, b_c, soft_cap, valid)
+        # d lse / d z = softmax(z); d z_label / d z = onehot; d sum z / d z = 1.
+        probabilities = jnp.exp(z - lse[:, None])
+        hit = columns[None, :] == labels[:, None]
+        d_z = g_lse[:, None] * probabilities + jnp.where(hit, g_label[:, None], 0.0) + g_sum[:, None]
+        d_z = jnp.where(valid[None, :], d_z, 0.0)
+        d_u = d_z if dz_du is None else d_z * dz_du
+        if d_cap is not None:
+            d_cap = d_cap + jnp.sum(jnp.where(valid[None, :], d_z * dz_dc, 0.0))
+        d_h = d_h + jnp.matmul(d_u.astype(w_c.dtype), w_c.T, preferred_element_type=acc)
+        d_w = jax.lax.dynamic_update_slice_in_dim(
+            d_w, jnp.matmul(h.T, d_u.astype(h.dtype), preferred_element_type=acc).astype(d_w.dtype),
+            start, axis=1)
+        if d_b is not None:
+            d_b = jax.lax.dynamic_update_slice_in_dim(d_b, jnp.sum(d_u, axis=0).astype(d_b.dtype), start, axis=0)
+        return d_h, d_w, d_b, d_cap
+
+    acc = _numerics.compute_dtype(h, weight, bias)
+    init = (jnp.zeros(h.shape, acc), jnp.zeros(w_pad.shape, weight.dtype),
+            None if b_pad is None else jnp.zeros(b_pad.shape, bias.dtype),
+            None if soft_cap is None else jnp.zeros((), acc))
+    d_h, d_w, d_b, d_cap = jax.lax.fori_loop(0, num_chunks, body, init)
+    if d_w.shape[1] != vocab:
+        d_w = d_w[:, :vocab]
+        d_b = None if d_b is None else d_b[:vocab]
+    d_cap = None if soft_cap is None else d_cap.astype(soft_cap.dtype)
+    return d_h.astype(h.dtype), d_w, d_b, None, d_cap
+
+
+_vocab_statistics.defvjp(_statistics_forward, _statistics_backward)
+
+
+@_registry.builtin(tags=("large_vocab",))
+def linear_softmax_cross_entropy(
+    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int = _DEFAULT_CHUNK,
+    ignore_index: int | None = None, label_smoothing: Any = 0.0, z_loss_weight: Any = 0.0,
+    logit_soft_cap: float | None = None, reduction: str = "mean", weights: Any = None, where: Any = None,
+) -> Array:
+    r"""Softmax cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
+
+    With logits :math:`z = \mathrm{cap}(h W + b)` (:math:`\mathrm{cap}(u) = c \tanh(u / c)`
+    when ``logit_soft_cap`` is set) and :math:`\mathrm{lse} = \log \sum_v e^{z_v}`:
+
+    .. math::
+
+        \ell = (1 - \varepsilon)(\mathrm{lse} - z_y)
+             + \frac{\varepsilon}{V} \sum_v (\mathrm{lse} - z_v)
+             + \lambda_z \, \mathrm{lse}^2
+
+    the same value and gradients as
+    ``softmax_cross_entropy_with_integer_labels(hidden @ weight + bias, labels, ...)``.
+    The vocabulary is processed ``chunk_size`` columns at a time, forward
+    (online log-sum-exp) and backward (logits recomputed per chunk, a
+    ``jax.custom_vjp``), so temporary memory is ``O(N * chunk_size)``, not
+    ``O(N * V)``. Matrix products accumulate in float32, so bfloat16 inputs are
+    safe; the result is float32 (float64 under ``jax_enable_x64`` for float64 inputs).
+
+    Args:
+      hidden: ``[..., D]`` float activations.
+      weight: ``[D, V]`` float output projection.
+      labels: ``[...]`` integer token ids; out of ``[0, V)`` gives NaN unless
+        equal to ``ignore_index``.
+      bias: ``[V]`` float bias, or ``None``.
+      chunk_size: vocabulary columns per chunk (a Python int >= 1).
+      ignore_index: label value to mask (e.g. ``-100`` for padding), or ``None``.
+      label_smoothing: ``varepsilon`` in ``[0, 1]``.
+      z_loss_weight: ``lambda_z >= 0`` (PaLM z-loss).
+      logit_soft_cap: ``c > 0`` of Gemma 2's soft cap (a float or a scalar
+        array, differentiable), or ``None``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-token values for ``reduction="none"``, else a scalar; float32
+      for 16/32-bit inputs.
+
+    Raises:
+      ValueError: ``weight`` not ``[D, V]`` matching ``hidden``, ``labels``
+        not ``hidden``'s batch shape, ``bias`` not ``[V]``, bad hyper-parameters.
+      TypeError: non-float ``hidden``/``weight``/``bias`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> h = jax.random.normal(jax.random.key(0), (4, 8))
+      >>> w = jax.random.normal(jax.random.key(1), (8, 100))
+      >>> y = jnp.array([1, 5, 99, 42])
+      >>> fused = jaxloss.linear_softmax_cross_entropy(h, w, y, chunk_size=32)
+      >>> naive = jaxloss.softmax_cross_entropy_with_integer_labels(h @ w, y)
+      >>> bool(jnp.allclose(fused, naive, rtol=1e-5))
+      True
+
+    References:
+      Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models",
+      2024, https://arxiv.org/abs/2411.09009; Milakov and Gimelshein, "Online
+      normalizer calculation for softmax", 2018, https://arxiv.org/abs/1805.02867;
+      Gemma Team, "Gemma 2" (logit soft-capping), 2024, https://arxiv.org/abs/2408.00118
+    """
+    fn = "linear_softmax_cross_entropy"
+    _checks.integer_option(fn, "chunk_size", chunk_size, allow_none=False)
+    _checks.in_range(fn, "chunk_size", chunk_size, low=1)
+    _checks.integer_option(fn, "ignore_index", ignore_index)
+    _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+    _checks.in_range(fn, "z_loss_weight", z_loss_weight, low=0.0)
+    _checks.in_range(fn, "logit_soft_cap", logit_soft_cap, low=0.0, low_open=True)
+    hidden = _checks.floating(fn, "hidden", hidden)
+    weight = _checks.floating(fn, "weight", weight)
+    labels = _checks.integer(fn, "labels", labels)
+    _checks.rank_at_least(fn, "hidden", hidden, 1, "[..., D]")
+    dim = hidden.shape[-1]
+    _checks.shape(fn, "weight", weight, (dim, None), f"[D, V] with D = {dim} (hidden's last axis)")
+    vocab = weight.shape[1]
+    batch_shape = hidden.shape[:-1]
+    _checks.shape(fn, "labels", labels, batch_shape, f"{batch_shape} (hidden without its last axis)")
+    if bias is not None:
+        bias = _checks.floating(fn, "bias", bias)
+        _checks.shape(fn, "bias", bias, (vocab,), f"[V] = ({vocab},)")
+    chunk = int(min(chunk_size, vocab))
+
+    if ignore_index is not None:
+        keep = labels != ignore_index
+        where = keep if where is None else _checks.broadcastable(
+            fn, "where", _checks.boolean(fn, "where", where), batch_shape, "the per-token shape") & keep
+    elif where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), batch_shape,
+                                      "the per-token shape")
+    h = _numerics.mask_inputs(None if where is None else where[..., None], hidden)
+    safe_labels = labels if where is None else jnp.where(where, labels, 0)
+
+    n = int(jnp.size(labels))
+    flat_h = h.reshape(n, dim)
+    flat_labels = safe_labels.reshape(n)
+    soft_cap = None if logit_soft_cap is None else _checks.floating(fn, "logit_soft_cap", jnp.asarray(
+        logit_soft_cap, _numerics.compute_dtype(hidden, weight)))
+    lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, flat_labels, soft_cap, chunk)
+    values = ((1.0 - label_smoothing) * (lse - label_logit)
+              + (label_smoothing / vocab) * (vocab * lse - logit_sum)
+              + z_loss_weight * jnp.square(lse))
+    in_range = (flat_labels >= 0) & (flat_labels < vocab)
+    values = jnp.where(in_range, values, jnp.nan).reshape(batch_shape)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
