@@ -8,7 +8,7 @@ whose alpha and scale are learned with the model by minimising
 ``jaxloss.robust.adaptive_robust_nll``.
 
     python examples/robust_regression.py                      # 20% outliers
-    python examples/robust_regression.py --outliers 0.0       # clean data: adaptive alpha goes towards 2
+    python examples/robust_regression.py --outliers 0.0       # clean data: the learned alpha rises above 2
     python examples/robust_regression.py --alpha -2 --scale 0.5
 
 Prints each model's error on the clean test targets and the learned alpha, and
