@@ -45,6 +45,15 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
     return z, dz_du, dz_dc
 
 
+def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array, b_pad: Array | None):
+    """Column ids, their validity (padding is invalid), and the weight/bias slices of chunk ``i``."""
+    start = i * chunk
+    columns = start + jnp.arange(chunk)
+    w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
+    b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
+    return columns, columns < vocab, w_c, b_c
+
+
 def _pad_vocab(weight: Array, bias: Array | None, chunk: int) -> tuple[Array, Array | None, int]:
     vocab = weight.shape[1]
     num_chunks = -(-vocab // chunk)
@@ -69,11 +78,7 @@ def _statistics_forward(h, weight, bias, labels, soft_cap, chunk):
 
     def body(i, carry):
         running_max, running_sum, label_logit, logit_sum = carry
-        start = i * chunk
-        w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
-        b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
-        columns = start + jnp.arange(chunk)
-        valid = columns < vocab
+        columns, valid, w_c, b_c = _chunk(i, chunk, vocab, w_pad, b_pad)
         z, _, _ = _chunk_logits(h, w_c, b_c, soft_cap, valid)
         # Online log-sum-exp: rescale the running sum to the new maximum.
         new_max = jnp.maximum(running_max, jax.lax.stop_gradient(jnp.max(z, axis=1)))
@@ -98,11 +103,8 @@ def _statistics_backward(chunk, residuals, cotangents):
 
     def body(i, carry):
         d_h, d_w, d_b, d_cap = carry
+        columns, valid, w_c, b_c = _chunk(i, chunk, vocab, w_pad, b_pad)
         start = i * chunk
-        w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
-        b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
-        columns = start + jnp.arange(chunk)
-        valid = columns < vocab
         z, dz_du, dz_dc = _chunk_logits(h, w_c, b_c, soft_cap, valid)
         # d lse / d z = softmax(z); d z_label / d z = onehot; d sum z / d z = 1.
         probabilities = jnp.exp(z - lse[:, None])
