@@ -1,0 +1,278 @@
+"""The benchmark table: every jaxloss loss that optax or PyTorch also has.
+
+Each :class:`Case` names a registered jaxloss loss, a generator of NumPy inputs
+at three sizes, the indices of the inputs that are differentiated (the same
+for every implementation), and the peer implementations with their argument
+adaptation. Every implementation returns the *mean* loss as a scalar, so
+forward and forward+backward do the same work: jaxloss with
+``reduction="mean"`` (the default), optax followed by ``jnp.mean`` (optax
+returns unreduced values), torch with its default ``reduction="mean"`` or an
+explicit ``.mean()``.
+
+Peers are written here against their documented public APIs; nothing is
+copied from those libraries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxloss
+
+SIZES = ("small", "medium", "large")
+
+# Sizes per input kind. Elementwise losses: [rows, 128]; class losses: [N, C];
+# embeddings: [N, D]; segmentation: [B, H, W, C]; ranking lists: [N, L]; CTC: (B, T, K, max labels).
+_ELEMENTWISE = {"small": (32, 128), "medium": (2048, 128), "large": (32768, 128)}
+_CLASSES = {"small": (128, 10), "medium": (1024, 1000), "large": (8192, 1000)}
+_EMBED = {"small": (64, 32), "medium": (512, 128), "large": (4096, 256)}
+_SEGMENT = {"small": (2, 16, 16, 4), "medium": (8, 64, 64, 8), "large": (16, 128, 128, 8)}
+_LISTS = {"small": (32, 16), "medium": (1024, 64), "large": (8192, 128)}
+_CTC = {"small": (8, 50, 20, 10), "medium": (16, 100, 30, 20), "large": (32, 200, 40, 50)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One loss to time: jaxloss against optax and/or torch on identical inputs."""
+
+    name: str                         # row label (a registered jaxloss name, maybe with a variant)
+    make: Callable[[str, np.random.Generator], tuple[np.ndarray, ...]]
+    diff: tuple[int, ...]             # input indices differentiated in forward+backward
+    ours: Callable[..., Any]
+    optax: Callable[..., Any] | None = None
+    torch: Callable[..., Any] | None = None
+    size_of: dict = dataclasses.field(default_factory=dict)  # size name -> shape tuple (for the report)
+    note: str = ""
+
+
+# ---------------------------------------------------------------- input makers
+def _f32(x):
+    return np.asarray(x, np.float32)
+
+
+def _pair(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.normal(size=shape)), _f32(rng.normal(size=shape))
+
+
+def _pair_positive_targets(size, rng):  # Poisson NLL on log-rates: counts as targets
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.normal(size=shape) * 0.5), _f32(rng.poisson(2.0, size=shape))
+
+
+def _gaussian(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.normal(size=shape)), _f32(rng.normal(size=shape)), _f32(rng.uniform(0.5, 2.0, size=shape))
+
+
+def _logits_binary(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.normal(size=shape) * 2), _f32(rng.integers(0, 2, size=shape))
+
+
+def _probabilities_binary(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.uniform(0.01, 0.99, size=shape)), _f32(rng.integers(0, 2, size=shape))
+
+
+def _scores_sign(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.normal(size=shape)), _f32(rng.choice([-1.0, 1.0], size=shape))
+
+
+def _logits_int(size, rng):
+    n, c = _CLASSES[size]
+    return _f32(rng.normal(size=(n, c)) * 2), rng.integers(0, c, size=n).astype(np.int32)
+
+
+def _logits_dist(size, rng):
+    n, c = _CLASSES[size]
+    t = rng.uniform(size=(n, c))
+    return _f32(rng.normal(size=(n, c)) * 2), _f32(t / t.sum(-1, keepdims=True))
+
+
+def _logits_onehot(size, rng):
+    n, c = _CLASSES[size]
+    return _f32(rng.normal(size=(n, c)) * 2), _f32(np.eye(c)[rng.integers(0, c, size=n)])
+
+
+def _log_probs_int(size, rng):
+    x, y = _logits_int(size, rng)
+    return _f32(x - np.log(np.exp(x).sum(-1, keepdims=True))), y
+
+
+def _log_probs_dist(size, rng):
+    x, t = _logits_dist(size, rng)
+    return _f32(x - np.log(np.exp(x).sum(-1, keepdims=True))), t
+
+
+def _log_probs_log_targets(size, rng):
+    log_p, t = _log_probs_dist(size, rng)
+    return log_p, _f32(np.log(t))
+
+
+def _multilabel(size, rng):
+    n, c = _CLASSES[size]
+    return _f32(rng.normal(size=(n, c))), _f32(rng.integers(0, 2, size=(n, c)))
+
+
+def _vectors2(size, rng):
+    n, d = _EMBED[size]
+    return _f32(rng.normal(size=(n, d))), _f32(rng.normal(size=(n, d)))
+
+
+def _vectors2_sign(size, rng):
+    a, b = _vectors2(size, rng)
+    return a, b, _f32(rng.choice([-1.0, 1.0], size=a.shape[0]))
+
+
+def _vectors3(size, rng):
+    n, d = _EMBED[size]
+    return tuple(_f32(rng.normal(size=(n, d))) for _ in range(3))
+
+
+def _embeddings_labels(size, rng):
+    n, d = _EMBED[size]
+    return _f32(rng.normal(size=(n, d))), np.repeat(np.arange(n // 2), 2).astype(np.int32)
+
+
+def _distances_sign(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.uniform(0, 2, size=shape)), _f32(rng.choice([-1.0, 1.0], size=shape))
+
+
+def _ranking_pairs(size, rng):
+    shape = _ELEMENTWISE[size]
+    return _f32(rng.normal(size=shape)), _f32(rng.normal(size=shape)), _f32(rng.choice([-1.0, 1.0], size=shape))
+
+
+def _lists(size, rng):
+    n, length = _LISTS[size]
+    return _f32(rng.normal(size=(n, length))), _f32(rng.integers(0, 3, size=(n, length)))
+
+
+def _segment(size, rng):
+    b, h, w, c = _SEGMENT[size]
+    return _f32(rng.normal(size=(b, h, w, c))), _f32(np.eye(c)[rng.integers(0, c, size=(b, h, w))])
+
+
+def _ctc(size, rng):
+    batch, frames, classes, max_labels = _CTC[size]
+    logits = rng.normal(size=(batch, frames, classes))
+    frame_lengths = rng.integers(frames // 2, frames + 1, size=batch)
+    label_lengths = rng.integers(1, max_labels + 1, size=batch)
+    logit_paddings = (np.arange(frames)[None] >= frame_lengths[:, None])
+    labels = rng.integers(1, classes, size=(batch, max_labels)).astype(np.int32)
+    label_paddings = (np.arange(max_labels)[None] >= label_lengths[:, None])
+    return _f32(logits), _f32(logit_paddings), labels, _f32(label_paddings)
+
+
+# ------------------------------------------------------------ torch adapters
+# Imported lazily: torch is an optional peer and the benchmark runs without it.
+def _F():
+    import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
+    return F
+
+
+def _torch_ctc(logits, logit_paddings, labels, label_paddings):
+    F = _F()
+    log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)  # [T, B, K]
+    input_lengths = (1 - logit_paddings).sum(-1).long()
+    target_lengths = (1 - label_paddings).sum(-1).long()
+    return F.ctc_loss(log_probs, labels, input_lengths, target_lengths, blank=0, reduction="none",
+                      zero_infinity=False).mean()
+
+
+def _optax_mean(fn, **kw):
+    return lambda *a: jnp.mean(fn(*a, **kw))
+
+
+# ------------------------------------------------------------------- the table
+def _case(name, make, diff, kinds, *, optax_fn=None, torch_fn=None, ours=None, note=""):
+    fn = ours or getattr(jaxloss, name)
+    return Case(name=name, make=make, diff=diff, ours=fn, optax=optax_fn, torch=torch_fn,
+                size_of={s: kinds[s] for s in SIZES}, note=note)
+
+
+def build_cases() -> list[Case]:
+    ol = optax.losses
+    return [
+        # regression, elementwise [rows, 128]
+        _case("squared_error", _pair, (0,), _ELEMENTWISE, optax_fn=_optax_mean(ol.squared_error),
+              torch_fn=lambda p, t: _F().mse_loss(p, t)),
+        _case("l2_loss", _pair, (0,), _ELEMENTWISE, optax_fn=_optax_mean(ol.l2_loss)),
+        _case("absolute_error", _pair, (0,), _ELEMENTWISE, torch_fn=lambda p, t: _F().l1_loss(p, t)),
+        _case("huber_loss", _pair, (0,), _ELEMENTWISE, optax_fn=_optax_mean(ol.huber_loss, delta=1.0),
+              torch_fn=lambda p, t: _F().huber_loss(p, t, delta=1.0)),
+        _case("smooth_l1_loss", _pair, (0,), _ELEMENTWISE, torch_fn=lambda p, t: _F().smooth_l1_loss(p, t, beta=1.0)),
+        _case("log_cosh", _pair, (0,), _ELEMENTWISE, optax_fn=_optax_mean(ol.log_cosh)),
+        _case("poisson_nll_loss", _pair_positive_targets, (0,), _ELEMENTWISE,
+              torch_fn=lambda p, t: _F().poisson_nll_loss(p, t, log_input=True, full=False, eps=1e-8)),
+        _case("gaussian_nll_loss", _gaussian, (0, 2), _ELEMENTWISE,
+              torch_fn=lambda p, t, v: _F().gaussian_nll_loss(p, t, v, full=False, eps=1e-6)),
+        # binary, elementwise
+        _case("sigmoid_binary_cross_entropy", _logits_binary, (0,), _ELEMENTWISE,
+              optax_fn=_optax_mean(ol.sigmoid_binary_cross_entropy),
+              torch_fn=lambda x, y: _F().binary_cross_entropy_with_logits(x, y)),
+        _case("binary_cross_entropy", _probabilities_binary, (0,), _ELEMENTWISE,
+              torch_fn=lambda p, y: _F().binary_cross_entropy(p, y)),
+        _case("sigmoid_focal_loss", _logits_binary, (0,), _ELEMENTWISE,
+              optax_fn=_optax_mean(ol.sigmoid_focal_loss, alpha=0.25, gamma=2.0)),
+        _case("hinge_loss", _scores_sign, (0,), _ELEMENTWISE, optax_fn=_optax_mean(ol.hinge_loss)),
+        _case("soft_margin_loss", _scores_sign, (0,), _ELEMENTWISE, torch_fn=lambda s, y: _F().soft_margin_loss(s, y)),
+        # multi-class [N, C]
+        _case("softmax_cross_entropy", _logits_dist, (0,), _CLASSES, optax_fn=_optax_mean(ol.softmax_cross_entropy),
+              torch_fn=lambda x, t: _F().cross_entropy(x, t)),
+        _case("softmax_cross_entropy_with_integer_labels", _logits_int, (0,), _CLASSES,
+              optax_fn=_optax_mean(ol.softmax_cross_entropy_with_integer_labels),
+              torch_fn=lambda x, y: _F().cross_entropy(x, y)),
+        _case("nll_loss", _log_probs_int, (0,), _CLASSES, torch_fn=lambda lp, y: _F().nll_loss(lp, y)),
+        _case("poly_loss_cross_entropy", _logits_onehot, (0,), _CLASSES,
+              optax_fn=_optax_mean(ol.poly_loss_cross_entropy, epsilon=2.0)),
+        _case("multiclass_hinge_loss", _logits_int, (0,), _CLASSES, optax_fn=_optax_mean(ol.multiclass_hinge_loss)),
+        _case("multi_margin_loss", _logits_int, (0,), _CLASSES,
+              torch_fn=lambda s, y: _F().multi_margin_loss(s, y, p=1, margin=1.0)),
+        _case("multilabel_soft_margin_loss", _multilabel, (0,), _CLASSES,
+              torch_fn=lambda x, y: _F().multilabel_soft_margin_loss(x, y)),
+        _case("kl_divergence", _log_probs_dist, (0,), _CLASSES, optax_fn=_optax_mean(ol.kl_divergence),
+              torch_fn=lambda lp, t: _F().kl_div(lp, t, reduction="batchmean")),
+        _case("kl_divergence_with_log_targets", _log_probs_log_targets, (0,), _CLASSES,
+              optax_fn=_optax_mean(ol.kl_divergence_with_log_targets),
+              torch_fn=lambda lp, lt: _F().kl_div(lp, lt, reduction="batchmean", log_target=True)),
+        # embeddings [N, D]
+        _case("cosine_distance", _vectors2, (0, 1), _EMBED, optax_fn=_optax_mean(ol.cosine_distance, epsilon=1e-8),
+              torch_fn=lambda a, b: (1.0 - _F().cosine_similarity(a, b, dim=-1, eps=1e-8)).mean(),
+              note="torch: 1 - cosine_similarity (no torch loss of that name)"),
+        _case("cosine_embedding_loss", _vectors2_sign, (0, 1), _EMBED,
+              torch_fn=lambda a, b, y: _F().cosine_embedding_loss(a, b, y, margin=0.0)),
+        _case("hinge_embedding_loss", _distances_sign, (0,), _ELEMENTWISE,
+              torch_fn=lambda d, y: _F().hinge_embedding_loss(d, y, margin=1.0)),
+        _case("triplet_margin_loss", _vectors3, (0, 1, 2), _EMBED,
+              optax_fn=_optax_mean(ol.triplet_margin_loss, margin=1.0, norm_degree=2, eps=1e-6),
+              torch_fn=lambda a, p, n: _F().triplet_margin_loss(a, p, n, margin=1.0, p=2.0, eps=1e-6)),
+        _case("ntxent_loss", _embeddings_labels, (0,), _EMBED,
+              optax_fn=lambda x, y: ol.ntxent(x, y, temperature=0.07)),
+        # ranking
+        _case("margin_ranking_loss", _ranking_pairs, (0, 1), _ELEMENTWISE,
+              torch_fn=lambda a, b, y: _F().margin_ranking_loss(a, b, y, margin=0.0)),
+        _case("ranking_softmax_loss", _lists, (0,), _LISTS, optax_fn=lambda s, y: ol.ranking_softmax_loss(s, y)),
+        # segmentation [B, H, W, C]
+        _case("dice_loss", _segment, (0,), _SEGMENT,
+              ours=lambda x, t: jaxloss.dice_loss(x, t, activation="softmax", smooth=1.0),
+              optax_fn=_optax_mean(ol.dice_loss, smooth=1.0, apply_softmax=True, reduction="none", axis=(1, 2)),
+              note="optax dice_loss per (example, class), averaged"),
+        # sequences
+        _case("ctc_loss", _ctc, (0,), _CTC, optax_fn=_optax_mean(ol.ctc_loss), torch_fn=_torch_ctc,
+              note="torch: log_softmax + [T, B, K] layout + lengths from paddings inside the timed call"),
+    ]
+
+
+# Why a loss is slower than its optax counterpart, when the cause is the contract
+# rather than an inefficiency (issue 6, item 6). Keyed by case name; printed in
+# the results file next to every flagged row.
+EXPLANATIONS: dict[str, str] = {}

@@ -1,0 +1,95 @@
+"""Timing, compilation and memory measurement shared by ``benchmarks/run.py``.
+
+* JAX implementations are compiled ahead of time
+  (``jax.jit(f).lower(*args).compile()``); the wall time of lowering plus
+  compiling is the *compile time*, the executable's ``memory_analysis()``
+  gives the *peak memory* (temp + output bytes), and the same executable is
+  what is timed.
+* Implementations that are compared are timed in the same run, alternating:
+  repeat ``r`` runs every implementation once, in an order rotated by ``r``,
+  so slow drifts of a shared machine hit all of them alike. Each sample is a
+  small batch of back-to-back calls (enough to last ~``target_s``), divided by
+  the batch size; the figure is the median over the samples.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+
+def block(x: Any) -> Any:
+    return jax.block_until_ready(x)
+
+
+def compile_jax(fn: Callable, args: tuple) -> tuple[Any, float, int | None]:
+    """AOT-compiles ``fn`` for ``args``: (executable, lower+compile seconds, temp+output bytes or None)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = time.perf_counter() - start
+    return compiled, seconds, memory_bytes(compiled)
+
+
+def memory_bytes(compiled: Any) -> int | None:
+    """``temp_size_in_bytes + output_size_in_bytes`` of a compiled executable, if the backend reports it."""
+    try:
+        memory = compiled.memory_analysis()
+    except Exception:  # pylint: disable=broad-except  # some backends do not implement it
+        return None
+    if memory is None:
+        return None
+    return int(memory.temp_size_in_bytes + memory.output_size_in_bytes)
+
+
+def _batch_size(call: Callable[[], Any], target_s: float) -> int:
+    if target_s <= 0:
+        return 1
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    once = max(min(times), 1e-7)
+    return int(max(1, min(2000, round(target_s / once))))
+
+
+def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmup: int = 2,
+                     target_s: float = 5e-3) -> dict[str, dict[str, float]]:
+    """Median seconds per call of each no-argument, blocking ``call``, measured alternately.
+
+    Returns ``{name: {"median_s", "min_s", "iqr_s", "samples", "batch"}}``.
+    """
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
+    batch = {name: _batch_size(calls[name], target_s) for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            call, n = calls[name], batch[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                call()
+            samples[name].append((time.perf_counter() - start) / n)
+    out = {}
+    for name in names:
+        s = samples[name]
+        q = np.percentile(s, [25, 75])
+        out[name] = {"median_s": statistics.median(s), "min_s": min(s), "iqr_s": float(q[1] - q[0]),
+                     "samples": len(s), "batch": batch[name]}
+    return out
+
+
+def copy_bandwidth(device: Any, nbytes: int = 1 << 28, repeats: int = 20) -> float:
+    """Bytes per second of a device-to-device copy (read + write) of ``nbytes``, measured on ``device``."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    x = jax.device_put(jnp.zeros((nbytes // 4,), jnp.float32), device)
+    copy = jax.jit(lambda a: a.copy()).lower(x).compile()
+    result = time_alternating({"copy": lambda: block(copy(x))}, repeats)
+    return 2.0 * nbytes / result["copy"]["median_s"]

@@ -1,0 +1,330 @@
+"""jaxloss against optax and PyTorch: speed, compile time and memory, same device, same run.
+
+    python benchmarks/run.py            # every case, small/medium/large, 20 repeats, issue-6 figures
+    python benchmarks/run.py --quick    # medium size, 10 repeats (< 5 minutes on 2 CPU cores)
+    python benchmarks/run.py --only huber_loss,ctc_loss --sizes small --repeats 15
+
+Every ratio is jaxloss / peer on the median of warm repeats (< 1: jaxloss is
+faster). Writes ``benchmarks/results/<device>.md``, ``.json`` and ``.png``
+(``--out`` picks another folder). See ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+import time
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+try:
+    import jaxloss  # noqa: F401
+except ImportError:  # run from a clone without installing: use the checkout
+    sys.path.insert(0, os.path.dirname(_HERE))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import jaxloss  # noqa: E402,F811
+import cases as cases_lib  # noqa: E402
+import harness  # noqa: E402
+import report  # noqa: E402
+
+MODES = ("fwd", "fwd+bwd")
+
+
+# ----------------------------------------------------------------- torch peer
+def torch_setup(device: Any) -> tuple[Any, str | None, str]:
+    """(torch module or None, torch device string or None, why not) for ``device``'s platform."""
+    try:
+        import torch  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None, None, "torch not installed"
+    if device.platform == "cpu":
+        return torch, "cpu", ""
+    if device.platform == "gpu" and torch.cuda.is_available():
+        return torch, "cuda", ""
+    return None, None, f"torch has no {device.platform} device here"
+
+
+def _torch_sync(torch: Any, torch_device: str) -> None:
+    if torch_device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _to_torch(torch: Any, torch_device: str, arrays: tuple, diff: tuple[int, ...], grad: bool) -> list:
+    out = []
+    for i, a in enumerate(arrays):
+        t = torch.from_numpy(np.array(a, np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32))
+        t = t.to(torch_device)
+        if grad and i in diff:
+            t.requires_grad_(True)
+        out.append(t)
+    return out
+
+
+def _torch_call(torch: Any, torch_device: str, fn: Any, targs: list, diff: tuple[int, ...], mode: str):
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                value = fn(*targs)
+            _torch_sync(torch, torch_device)
+            return value
+    else:
+        inputs = [targs[i] for i in diff]
+
+        def call():
+            value = fn(*targs)
+            grads = torch.autograd.grad(value, inputs)
+            _torch_sync(torch, torch_device)
+            return value, grads
+    return call
+
+
+# ----------------------------------------------------------------- loss table
+def _jax_fn(fn: Any, diff: tuple[int, ...], mode: str) -> Any:
+    return fn if mode == "fwd" else jax.value_and_grad(fn, argnums=diff)
+
+
+def _scalar(x: Any) -> float:
+    if isinstance(x, tuple):
+        x = x[0]
+    return float(np.asarray(x.detach().cpu() if hasattr(x, "detach") else x))
+
+
+def run_case(case: cases_lib.Case, size: str, repeats: int, device: Any, torch_peer: tuple) -> dict:
+    torch, torch_device, _ = torch_peer
+    np_args = case.make(size, np.random.default_rng(0))
+    jargs = tuple(jax.device_put(a, device) for a in np_args)
+    row: dict[str, Any] = {"case": case.name, "size": size, "shape": list(case.size_of[size]), "note": case.note}
+    for mode in MODES:
+        calls, meta, values = {}, {}, {}
+        for peer, fn in (("jaxloss", case.ours), ("optax", case.optax)):
+            if fn is None:
+                continue
+            compiled, compile_s, mem = harness.compile_jax(_jax_fn(fn, case.diff, mode), jargs)
+            calls[peer] = (lambda c=compiled: harness.block(c(*jargs)))
+            meta[peer] = {"compile_s": compile_s, "memory_bytes": mem}
+            values[peer] = _scalar(calls[peer]())
+        if case.torch is not None and torch is not None:
+            targs = _to_torch(torch, torch_device, np_args, case.diff, mode != "fwd")
+            calls["torch"] = _torch_call(torch, torch_device, case.torch, targs, case.diff, mode)
+            meta["torch"] = {}
+            values["torch"] = _scalar(calls["torch"]())
+        timing = harness.time_alternating(calls, repeats)
+        for peer in calls:
+            meta[peer].update(timing[peer])
+            meta[peer]["value"] = values[peer]
+        row[mode] = meta
+    return row
+
+
+# ------------------------------------------------------------ issue-6 figures
+def _ce_vs_optax(n: int, v: int, repeats: int, device: Any) -> dict:
+    """softmax_cross_entropy_with_integer_labels vs optax's at [n, v] float32, value and gradient."""
+    rng = np.random.default_rng(0)
+    logits = jax.device_put(np.asarray(rng.normal(size=(n, v)) * 2, np.float32), device)
+    labels = jax.device_put(rng.integers(0, v, size=n).astype(np.int32), device)
+    ours = jaxloss.softmax_cross_entropy_with_integer_labels
+    theirs = lambda x, y: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(x, y))  # noqa: E731
+    out = {"n": n, "v": v, "dtype": "float32"}
+    for mode in MODES:
+        calls, meta = {}, {}
+        for peer, fn in (("jaxloss", ours), ("optax", theirs)):
+            compiled, compile_s, mem = harness.compile_jax(_jax_fn(fn, (0,), mode), (logits, labels))
+            calls[peer] = (lambda c=compiled: harness.block(c(logits, labels)))
+            meta[peer] = {"compile_s": compile_s, "memory_bytes": mem}
+        timing = harness.time_alternating(calls, repeats, warmup=1, target_s=0.0)
+        for peer in calls:
+            meta[peer].update(timing[peer])
+        meta["ratio"] = meta["jaxloss"]["median_s"] / meta["optax"]["median_s"]
+        out[mode] = meta
+    return out
+
+
+def _lm_inputs(n: int, d: int, v: int, dtype: Any, device: Any) -> tuple:
+    rng = np.random.default_rng(0)
+    hidden = jax.device_put(jnp.asarray(rng.normal(size=(n, d)) / np.sqrt(d), dtype), device)
+    weight = jax.device_put(jnp.asarray(rng.normal(size=(d, v)), dtype), device)
+    labels = jax.device_put(rng.integers(0, v, size=n).astype(np.int32), device)
+    return hidden, weight, labels
+
+
+def _fused(chunk: int):
+    return lambda h, w, y: jaxloss.linear_softmax_cross_entropy(h, w, y, chunk_size=chunk)
+
+
+def _naive(h, w, y):
+    return jaxloss.softmax_cross_entropy_with_integer_labels(h @ w, y)
+
+
+def _fused_vs_naive_speed(n: int, d: int, v: int, chunk: int, repeats: int, device: Any) -> dict:
+    args = _lm_inputs(n, d, v, jnp.float32, device)
+    calls, meta = {}, {}
+    for peer, fn in (("fused", _fused(chunk)), ("naive", _naive)):
+        compiled, compile_s, mem = harness.compile_jax(jax.value_and_grad(fn, argnums=(0, 1)), args)
+        calls[peer] = (lambda c=compiled: harness.block(c(*args)))
+        meta[peer] = {"compile_s": compile_s, "memory_bytes": mem}
+    timing = harness.time_alternating(calls, repeats, warmup=1, target_s=0.0)
+    for peer in calls:
+        meta[peer].update(timing[peer])
+    return {"n": n, "d": d, "v": v, "chunk_size": chunk, "dtype": "float32", **meta,
+            "ratio": meta["fused"]["median_s"] / meta["naive"]["median_s"]}
+
+
+def _memory_of(fn: Any, n: int, d: int, v: int, dtype: Any) -> dict:
+    """Compile-only memory of jit(value_and_grad) w.r.t. hidden and weight; nothing is allocated."""
+    args = (jax.ShapeDtypeStruct((n, d), dtype), jax.ShapeDtypeStruct((d, v), dtype),
+            jax.ShapeDtypeStruct((n,), jnp.int32))
+    start = time.perf_counter()
+    lowered = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(*args)
+    lower_s = time.perf_counter() - start
+    out: dict[str, Any] = {"n": n, "d": d, "v": v, "dtype": jnp.dtype(dtype).name, "lower_s": lower_s}
+    try:
+        start = time.perf_counter()
+        compiled = lowered.compile()
+        out["compile_s"] = time.perf_counter() - start
+        memory = compiled.memory_analysis()
+        total = int(memory.temp_size_in_bytes + memory.output_size_in_bytes)
+        weight_grad = d * v * jnp.dtype(dtype).itemsize
+        out.update(temp_bytes=int(memory.temp_size_in_bytes), output_bytes=int(memory.output_size_in_bytes),
+                   total_bytes=total, net_bytes=total - weight_grad)
+    except Exception as error:  # pylint: disable=broad-except  # report what lower() gave
+        out["error"] = f"{type(error).__name__}: {error}"[:300]
+        out["lowered_ops"] = lowered.as_text().count("\n")
+    return out
+
+
+def memory_figures(chunk: int, gemma: bool) -> dict:
+    n, d, v = 8192, 512, 32768
+    out = {"chunk_size": chunk,
+           "naive": _memory_of(_naive, n, d, v, jnp.float32),
+           "fused": _memory_of(_fused(chunk), n, d, v, jnp.float32),
+           "fused_2v": _memory_of(_fused(chunk), n, d, 2 * v, jnp.float32)}
+    if "net_bytes" in out["naive"] and "net_bytes" in out["fused"]:
+        out["ratio_total"] = out["fused"]["total_bytes"] / out["naive"]["total_bytes"]
+        out["ratio_net"] = out["fused"]["net_bytes"] / out["naive"]["net_bytes"]
+        out["growth_2v_net"] = out["fused_2v"]["net_bytes"] / out["fused"]["net_bytes"] - 1.0
+    if gemma:
+        gn, gd, gv = 8192, 2304, 256000
+        out["gemma_fused"] = _memory_of(_fused(chunk), gn, gd, gv, jnp.bfloat16)
+        out["gemma_naive"] = _memory_of(_naive, gn, gd, gv, jnp.bfloat16)
+        if "net_bytes" in out["gemma_fused"] and "net_bytes" in out["gemma_naive"]:
+            out["gemma_ratio_net"] = out["gemma_fused"]["net_bytes"] / out["gemma_naive"]["net_bytes"]
+    return out
+
+
+def gpu_bandwidth(device: Any, ce: dict) -> dict | None:
+    """Achieved bandwidth of the cross-entropy kernels as a fraction of a device-to-device copy (GPU only)."""
+    if device.platform != "gpu":
+        return None
+    copy_bps = harness.copy_bandwidth(device)
+    logits_bytes = ce["n"] * ce["v"] * 4
+    out = {"copy_bytes_per_s": copy_bps}
+    # The least traffic each kernel needs: the forward reads the logits once; value-and-grad reads
+    # them and writes a gradient of the same size (labels and scalars are negligible).
+    for mode, traffic in (("fwd", logits_bytes), ("fwd+bwd", 2 * logits_bytes)):
+        for peer in ("jaxloss", "optax"):
+            bps = traffic / ce[mode][peer]["median_s"]
+            out[f"{mode}/{peer}"] = {"bytes_per_s": bps, "fraction_of_copy": bps / copy_bps}
+    return out
+
+
+# ----------------------------------------------------------------------- main
+def device_name(device: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", device.device_kind).strip("_").lower() or device.platform
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: Any, torch_peer: tuple, args: argparse.Namespace) -> dict:
+    torch = torch_peer[0]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "device_kind": device.device_kind, "platform": device.platform,
+        "jax": jax.__version__, "jaxlib": getattr(__import__("jaxlib"), "__version__", "?"),
+        "optax": optax.__version__, "torch": None if torch is None else torch.__version__,
+        "torch_note": torch_peer[2], "torch_threads": None if torch is None else torch.get_num_threads(),
+        "numpy": np.__version__, "python": platform.python_version(),
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "mode": "quick" if args.quick else "full", "repeats": args.repeats, "sizes": args.sizes,
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="medium size only, 10 repeats, a reduced fused-vs-naive shape (< 5 min on 2 cores)")
+    parser.add_argument("--sizes", default=None, help="comma-separated subset of small,medium,large")
+    parser.add_argument("--repeats", type=int, default=None, help="warm repeats per figure (>= 10 recommended)")
+    parser.add_argument("--only", default=None, help="comma-separated case names (default: every case)")
+    parser.add_argument("--skip-issue6", action="store_true", help="skip the issue-6 headline figures")
+    parser.add_argument("--no-gemma", action="store_true", help="skip compiling the Gemma-2 2B shape")
+    parser.add_argument("--out", default=os.path.join(_HERE, "results"), help="output folder")
+    args = parser.parse_args(argv)
+    args.sizes = (args.sizes or ("medium" if args.quick else ",".join(cases_lib.SIZES))).split(",")
+    args.repeats = args.repeats or (10 if args.quick else 20)
+
+    device = jax.devices()[0]
+    torch_peer = torch_setup(device)
+    env = environment(device, torch_peer, args)
+    print(f"# {env['device_kind']} ({env['platform']}), jax {env['jax']}, optax {env['optax']}, "
+          f"torch {env['torch'] or '-'}; {env['mode']} run, {args.repeats} repeats, sizes {args.sizes}", flush=True)
+
+    selected = set(args.only.split(",")) if args.only else None
+    rows = []
+    for case in cases_lib.build_cases():
+        if selected and case.name not in selected:
+            continue
+        for size in args.sizes:
+            start = time.perf_counter()
+            row = run_case(case, size, args.repeats, device, torch_peer)
+            rows.append(row)
+            print(report.progress_line(row, time.perf_counter() - start), flush=True)
+
+    issue6: dict[str, Any] = {}
+    if not args.skip_issue6:
+        print("# issue 6: softmax_cross_entropy_with_integer_labels vs optax at N=8192, V=32768", flush=True)
+        issue6["ce"] = _ce_vs_optax(8192, 32768, args.repeats, device)
+        fused_n = 512 if args.quick else 8192
+        print(f"# issue 6: linear_softmax_cross_entropy vs naive at N={fused_n}, D=512, V=32768", flush=True)
+        issue6["fused_speed"] = _fused_vs_naive_speed(fused_n, 512, 32768, 1024, args.repeats, device)
+        print("# issue 6: memory from memory_analysis (compile only)", flush=True)
+        issue6["memory"] = memory_figures(1024, gemma=not args.no_gemma)
+        issue6["bandwidth"] = gpu_bandwidth(device, issue6["ce"])
+
+    results = {"environment": env, "rows": rows, "issue6": issue6,
+               "explanations": cases_lib.EXPLANATIONS}
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, device_name(device))
+    markdown = report.markdown(results)
+    print(markdown)
+    with open(stem + ".md", "w", encoding="utf-8") as f:
+        f.write(markdown)
+    with open(stem + ".json", "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    report.chart(results, stem + ".png")
+    print(f"wrote {stem}.md, .json, .png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
