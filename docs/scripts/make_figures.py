@@ -1,0 +1,2 @@
+FIGURES = []
+def main(out_dir): pass

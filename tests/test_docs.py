@@ -1,0 +1,85 @@
+"""The documentation site covers the public API (runs without MkDocs installed).
+
+The API reference pages under ``docs/api/`` render objects with mkdocstrings
+directives (``::: jaxloss.<family>.<name>``). These tests parse those pages as
+plain text, so a public function added to ``jaxloss.__all__`` without a
+reference entry, or an entry naming something that does not exist, fails here
+and not only in ``mkdocs build --strict``.
+"""
+
+import importlib
+import pathlib
+import re
+
+import jaxloss
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+DIRECTIVE = re.compile(r"^:::\s+(jaxloss(?:\.\w+)*)\s*$", re.MULTILINE)
+FAMILIES = ["regression", "classification", "segmentation", "boxes", "embedding", "ranking", "sequence", "text",
+            "generative", "robust", "large_vocab"]
+TOOLKIT = ["reduce", "make_loss", "combine", "checked", "get", "register", "available", "testing.check_loss"]
+
+
+def _directives(page):
+    return DIRECTIVE.findall(page.read_text(encoding="utf-8"))
+
+
+def _resolve(path):
+    """Imports the longest module prefix of a dotted path and walks the rest as attributes."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(path)
+
+
+def _all_directives():
+    return {path: page.name for page in sorted((DOCS / "api").glob("*.md")) for path in _directives(page)}
+
+
+def test_every_public_name_is_in_the_reference():
+    documented = {_resolve(path) for path in _all_directives()}
+    missing = [name for name in jaxloss.__all__ if getattr(jaxloss, name) not in documented]
+    assert not missing, f"public functions missing from docs/api/*.md: {missing}"
+
+
+def test_every_reference_entry_exists():
+    for path, page in _all_directives().items():
+        try:
+            _resolve(path)
+        except (ImportError, AttributeError) as err:
+            raise AssertionError(f"docs/api/{page}: '::: {path}' does not resolve ({err})") from None
+
+
+def test_one_reference_page_per_family_with_its_functions():
+    for family in FAMILIES:
+        page = DOCS / "api" / f"{family}.md"
+        assert page.exists(), f"no reference page {page.relative_to(ROOT)}"
+        module = getattr(jaxloss, family)
+        entries = {_resolve(path) for path in _directives(page)}
+        for name in jaxloss.__all__:
+            if getattr(module, name, None) is getattr(jaxloss, name):
+                assert getattr(jaxloss, name) in entries, f"jaxloss.{family}.{name} not on docs/api/{family}.md"
+
+
+def test_toolkit_page_lists_the_toolkit():
+    entries = {_resolve(path) for path in _directives(DOCS / "api" / "toolkit.md")}
+    for name in TOOLKIT:
+        assert _resolve(f"jaxloss.{name}") in entries, f"jaxloss.{name} not on docs/api/toolkit.md"
+
+
+def test_nav_pages_exist_and_every_example_has_a_page():
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in re.findall(r"([\w/.-]+\.md)\s*$", config, re.MULTILINE):
+        assert (DOCS / page).exists(), f"mkdocs.yml nav names a missing page docs/{page}"
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        page = DOCS / "examples" / f"{script.stem}.md"
+        assert page.exists(), f"example {script.name} has no page {page.relative_to(ROOT)}"
+        assert f"examples/{script.name}" in page.read_text(encoding="utf-8"), f"{page.name} lacks its command"
+        assert f"examples/{script.stem}.md" in config, f"mkdocs.yml nav lacks examples/{script.stem}.md"
