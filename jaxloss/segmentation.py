@@ -245,7 +245,8 @@ def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softm
         (masked pixels leave every sum; see the module docstring).
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``batch_dice=True``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: ``targets`` of neither accepted shape, a bad ``where`` or
@@ -322,7 +323,8 @@ def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "so
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``batch_dice=True``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
@@ -397,7 +399,8 @@ def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any 
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``batch_dice=True``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
@@ -469,7 +472,8 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``batch_dice=True``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
@@ -541,7 +545,8 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``batch_dice=True``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
@@ -555,7 +560,7 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
       >>> probs = jnp.array([[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.0, 1.0]]])  # [1, 4, 2]
       >>> labels = jnp.array([[0, 0, 0, 1]])
       >>> round(float(jaxloss.generalized_dice_loss(probs, labels, activation=None, smooth=0.0)), 6)
-      0.25
+      0.416667
 
     References:
       Sudre, Li, Vercauteren, Ourselin and Cardoso, "Generalised Dice overlap
@@ -649,7 +654,8 @@ def lovasz_hinge_loss(logits: Any, labels: Any, *, per_image: bool = True, reduc
         (the authors' ``ignore``: masked pixels are removed).
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``per_image=False``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: shapes differ, a bad ``where`` shape, rank < 1, or an
@@ -661,8 +667,8 @@ def lovasz_hinge_loss(logits: Any, labels: Any, *, per_image: bool = True, reduc
       >>> import jaxloss
       >>> logits = jnp.array([[2.0, -1.5, 0.5, -3.0]])
       >>> labels = jnp.array([[1, 0, 0, 0]])
-      >>> float(jaxloss.lovasz_hinge_loss(logits, labels))
-      1.5
+      >>> float(jaxloss.lovasz_hinge_loss(logits, labels))  # 1.5 hinge error x Jaccard step 0.5
+      0.75
 
     References:
       Berman, Rannen Triki and Blaschko, "The Lovasz-Softmax loss: A tractable
@@ -723,8 +729,8 @@ def lovasz_softmax_loss(logits: Any, labels: Any, *, per_image: bool = True, cla
       logits: ``[B, *spatial, C]`` float logits.
       labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]``
         one-hot labels.
-      per_image: one value per image (default); ``False`` pools the batch
-        (the value is broadcast to ``[B]``; the authors' default).
+      per_image: one value per image (default); ``False`` (the authors'
+        default) pools all pixels of the batch, value broadcast to ``[B]``.
       classes: ``"present"`` or ``"all"``.
       class_weights: ``[C]`` non-negative weights; the value is
         ``mean_c(class_weights[c] * f_c)`` over the classes averaged.
@@ -734,7 +740,8 @@ def lovasz_softmax_loss(logits: Any, labels: Any, *, per_image: bool = True, cla
         (the authors' ``ignore``).
 
     Returns:
-      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+      ``[B]`` per-example values for ``reduction="none"`` (with ``per_image=False``
+      the pooled value repeated ``B`` times), else a scalar.
 
     Raises:
       ValueError: ``labels`` of neither accepted shape, bad ``where`` or
@@ -748,7 +755,7 @@ def lovasz_softmax_loss(logits: Any, labels: Any, *, per_image: bool = True, cla
       >>> logits = jnp.array([[[3.0, 0.0], [0.0, 1.0], [2.0, 0.0]]])  # [1, 3, 2]
       >>> labels = jnp.array([[0, 1, 1]])
       >>> round(float(jaxloss.lovasz_softmax_loss(logits, labels)), 4)
-      0.6386
+      0.5379
 
     References:
       Berman, Rannen Triki and Blaschko, "The Lovasz-Softmax loss: A tractable

@@ -442,6 +442,20 @@ def test_512x512_half_precision_finite_and_accurate(dtype):
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32)))
 
 
+@pytest.mark.parametrize("magnitude,dtype", [(1e4, jnp.float32), (60.0, jnp.bfloat16)])
+def test_saturated_logits_finite(magnitude, dtype):
+    # Contract edge cases: logits of magnitude 1e4 (float32) and 60 (bfloat16), every option path.
+    logits, labels, _ = _data(31)
+    big = jnp.asarray(np.where(logits >= 0, magnitude, -magnitude), dtype)
+    for fn in ALL:
+        for kwargs in ({}, {"activation": "sigmoid"}, {"batch_dice": True}) if fn in OVERLAP else ({},):
+            value, grad = jax.value_and_grad(lambda x: fn(x, labels, **kwargs))(big)
+            assert np.isfinite(float(value)), (fn.__name__, kwargs)
+            assert np.all(np.isfinite(np.asarray(grad, np.float32))), (fn.__name__, kwargs)
+    value, grad = jax.value_and_grad(seg.lovasz_hinge_loss)(big[..., 0], (labels > 1).astype(np.int32))
+    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32)))
+
+
 def test_out_of_range_integer_labels_give_nan_for_that_example():
     logits, labels, _ = _data(17)
     labels = labels.copy()
