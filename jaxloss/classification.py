@@ -398,8 +398,11 @@ def softmax_cross_entropy_with_integer_labels(
     # difference of O(1) numbers, exact to rounding even for logits of magnitude 1e4.
     shift = jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
     shifted = x - shift
-    lse = jax.nn.logsumexp(shifted, axis=ax)  # log-partition minus the shift
-    nll = lse - _numerics.take_class(shifted, y, ax)
+    # Log-partition minus the shift. max(shifted) is exactly 0, so log(sum(exp)) needs no second max
+    # pass (jax.nn.logsumexp would take one and make XLA materialise `shifted`); the label's logit is
+    # gathered from x and shifted afterwards, the same float as gathering from `shifted`.
+    lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=ax))
+    nll = lse - (_numerics.take_class(x, y, ax) - jnp.squeeze(shift, ax))
     normalizer = None
     if class_weights is not None:
         cw = _class_vector(fn, "class_weights", class_weights, num_classes, x.dtype)

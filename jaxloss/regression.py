@@ -283,8 +283,11 @@ def log_cosh(predictions: Any, targets: Any, *, reduction: str = "mean", weights
       optax ``log_cosh``, Keras ``LogCosh``.
     """
     p, t, where = _pair("log_cosh", predictions, targets, where)
-    r = p - t
-    values = r + jax.nn.softplus(-2.0 * r) - math.log(2.0)
+    # log cosh is even: with a = |r|, log cosh r = a + log1p(exp(-2a)) - log 2 (the identity above at
+    # |r|). exp(-2a) <= 1 never overflows, and the whole expression fuses into the reduction (no
+    # [...]-sized temporary in the forward pass). The gradient sign(r) tanh|r| = tanh r is 0 at r = 0.
+    a = jnp.abs(p - t)
+    values = a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="log_cosh")
 
 
