@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import statistics
 import time
 from typing import Any, Callable
@@ -32,6 +34,41 @@ def compile_jax(fn: Callable, args: tuple) -> tuple[Any, float, int | None]:
     compiled = jax.jit(fn).lower(*args).compile()
     seconds = time.perf_counter() - start
     return compiled, seconds, memory_bytes(compiled)
+
+
+_OPCODE = re.compile(r"^\s*(?:ROOT\s+)?%\S+\s*=\s*.*?\s([a-z][a-z0-9-]*)\(")
+_FREE = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+
+
+def hlo_profile(compiled: Any) -> dict[str, Any]:
+    """A noise-free summary of the optimised program: the multiset of HLO opcodes and the launches.
+
+    ``kernels`` counts the instructions of the entry computation that do work
+    (fusions, custom calls, ...; not parameters, constants, tuples or bitcasts):
+    each is a separate pass over memory or a separate launch. Two programs with
+    equal ``opcodes`` do the same arithmetic; their timing difference is noise.
+    """
+    try:
+        text = compiled.as_text()
+    except Exception:  # pylint: disable=broad-except
+        return {}
+    opcodes: dict[str, int] = {}
+    kernels, in_entry = 0, False
+    for line in text.splitlines():
+        if line.startswith("ENTRY"):
+            in_entry = True
+            continue
+        if in_entry and line.startswith("}"):
+            in_entry = False
+        match = _OPCODE.match(line)
+        if not match:
+            continue
+        op = match.group(1)
+        opcodes[op] = opcodes.get(op, 0) + 1
+        if in_entry and op not in _FREE:
+            kernels += 1
+    digest = hashlib.sha1(repr(sorted(opcodes.items())).encode()).hexdigest()[:12]
+    return {"kernels": kernels, "instructions": sum(opcodes.values()), "opcodes_digest": digest}
 
 
 def memory_bytes(compiled: Any) -> int | None:

@@ -112,7 +112,7 @@ def run_case(case: cases_lib.Case, size: str, repeats: int, device: Any, torch_p
                 continue
             compiled, compile_s, mem = harness.compile_jax(_jax_fn(fn, case.diff, mode), jargs)
             calls[peer] = (lambda c=compiled: harness.block(c(*jargs)))
-            meta[peer] = {"compile_s": compile_s, "memory_bytes": mem}
+            meta[peer] = {"compile_s": compile_s, "memory_bytes": mem, "hlo": harness.hlo_profile(compiled)}
             values[peer] = _scalar(calls[peer]())
         if case.torch is not None and torch is not None:
             targs = _to_torch(torch, torch_device, np_args, case.diff, mode != "fwd")
@@ -141,7 +141,7 @@ def _ce_vs_optax(n: int, v: int, repeats: int, device: Any) -> dict:
         for peer, fn in (("jaxloss", ours), ("optax", theirs)):
             compiled, compile_s, mem = harness.compile_jax(_jax_fn(fn, (0,), mode), (logits, labels))
             calls[peer] = (lambda c=compiled: harness.block(c(logits, labels)))
-            meta[peer] = {"compile_s": compile_s, "memory_bytes": mem}
+            meta[peer] = {"compile_s": compile_s, "memory_bytes": mem, "hlo": harness.hlo_profile(compiled)}
         timing = harness.time_alternating(calls, repeats, warmup=1, target_s=0.0)
         for peer in calls:
             meta[peer].update(timing[peer])
