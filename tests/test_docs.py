@@ -83,3 +83,25 @@ def test_nav_pages_exist_and_every_example_has_a_page():
         assert page.exists(), f"example {script.name} has no page {page.relative_to(ROOT)}"
         assert f"examples/{script.name}" in page.read_text(encoding="utf-8"), f"{page.name} lacks its command"
         assert f"examples/{script.stem}.md" in config, f"mkdocs.yml nav lacks examples/{script.stem}.md"
+
+
+def test_docstring_rst_is_rewritten_for_mkdocstrings():
+    """The griffe extension turns the reStructuredText bits of docstrings into Markdown (needs griffe)."""
+    import importlib.util
+
+    import pytest
+
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location("griffe_rst", DOCS / "scripts" / "griffe_rst.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    targets = {"huber_loss": "jaxloss.regression.huber_loss"}
+    doc = ("Summary :math:`x^2`.\n\n.. math::\n\n    a = b\n\nSee :func:`huber_loss` and :func:`_private`.\n\n"
+           "=====  =====\nname   value\n=====  =====\na      1\n=====  =====\n\n"
+           "Args:\n  rtol, atol: tolerances.\n\nExample:\n  >>> 1\n  1\n")
+    out = module.rst_to_markdown(doc, targets)
+    assert "\\(x^2\\)" in out and "\\[\na = b\n\\]" in out
+    assert "[`huber_loss`][jaxloss.regression.huber_loss]" in out and "`_private`" in out
+    assert "| name | value |" in out and "| a | 1 |" in out
+    assert "  rtol: tolerances.\n  atol: tolerances." in out
+    assert "Examples:" in out and "Example:\n" not in out
