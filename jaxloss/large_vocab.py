@@ -7,6 +7,11 @@ sum of the logits; the backward pass (a ``jax.custom_vjp``) recomputes each
 chunk's logits and turns them straight into gradients for ``hidden``,
 ``weight`` and ``bias``. Memory is ``O(N * chunk_size)`` instead of
 ``O(N * V)``.
+
+Under ``shard_map`` the vocabulary can also be split across devices (tensor
+parallel): with ``axis_name``, each device holds a contiguous slice of the
+columns of ``weight`` and the per-token statistics are combined with one
+``pmax`` and three ``psum`` of ``[N]`` vectors.
 """
 
 from __future__ import annotations
@@ -54,6 +59,31 @@ def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array, b_pad: Array | None):
     return columns, columns < vocab, w_c, b_c
 
 
+def _varying_axes(x: Any) -> frozenset:
+    """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def _vary(x: Any, axes: frozenset) -> Any:
+    """Marks ``x`` as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
+
+    Inside ``shard_map`` a loop carry must vary over the same mesh axes as the
+    body's result, and a ``custom_vjp`` cotangent over the same axes as its
+    primal. Casting an input that is replicated over an axis (``hidden`` over
+    the model axis, ``weight`` over the data axis) to varying is what makes its
+    gradient right: the cast's transpose sums the per-device cotangents over
+    that axis.
+    """
+    if x is None:
+        return None
+    missing = tuple(sorted(axes - _varying_axes(x), key=str))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+
 def _pad_vocab(weight: Array, bias: Array | None, chunk: int) -> tuple[Array, Array | None, int]:
     vocab = weight.shape[1]
     num_chunks = -(-vocab // chunk)
@@ -83,13 +113,17 @@ def _statistics_forward(h, weight, bias, labels, soft_cap, chunk):
         # Online log-sum-exp: rescale the running sum to the new maximum.
         new_max = jnp.maximum(running_max, jax.lax.stop_gradient(jnp.max(z, axis=1)))
         running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(z - new_max[:, None]), axis=1)
-        hit = columns[None, :] == labels[:, None]
+        # A padding column never holds the label (with ``axis_name`` a label owned by the
+        # next device can equal a padding column's index here).
+        hit = (columns[None, :] == labels[:, None]) & valid[None, :]
         label_logit = label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1)
         logit_sum = logit_sum + jnp.sum(jnp.where(valid[None, :], z, 0.0), axis=1)
         return new_max, running_sum, label_logit, logit_sum
 
     acc = _numerics.compute_dtype(h, weight, bias)
-    init = (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc))
+    axes = _varying_axes(h)  # every input was cast to the same varying axes
+    init = tuple(_vary(x, axes) for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc),
+                                          jnp.zeros((n,), acc), jnp.zeros((n,), acc)))
     running_max, running_sum, label_logit, logit_sum = jax.lax.fori_loop(0, num_chunks, body, init)
     lse = running_max + jnp.log(running_sum)
     return (lse, label_logit, logit_sum), (h, weight, bias, labels, soft_cap, lse)
@@ -123,9 +157,11 @@ def _statistics_backward(chunk, residuals, cotangents):
         return d_h, d_w, d_b, d_cap
 
     acc = _numerics.compute_dtype(h, weight, bias)
-    init = (jnp.zeros(h.shape, acc), jnp.zeros(w_pad.shape, weight.dtype),
-            None if b_pad is None else jnp.zeros(b_pad.shape, bias.dtype),
-            None if soft_cap is None else jnp.zeros((), acc))
+    axes = _varying_axes(h)
+    init = tuple(_vary(x, axes) for x in (
+        jnp.zeros(h.shape, acc), jnp.zeros(w_pad.shape, weight.dtype),
+        None if b_pad is None else jnp.zeros(b_pad.shape, bias.dtype),
+        None if soft_cap is None else jnp.zeros((), acc)))
     d_h, d_w, d_b, d_cap = jax.lax.fori_loop(0, num_chunks, body, init)
     if d_w.shape[1] != vocab:
         d_w = d_w[:, :vocab]
@@ -142,6 +178,7 @@ def linear_softmax_cross_entropy(
     hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int = _DEFAULT_CHUNK,
     ignore_index: int | None = None, label_smoothing: Any = 0.0, z_loss_weight: Any = 0.0,
     logit_soft_cap: float | None = None, reduction: str = "mean", weights: Any = None, where: Any = None,
+    axis_name: Any = None,
 ) -> Array:
     r"""Softmax cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
 
@@ -162,6 +199,14 @@ def linear_softmax_cross_entropy(
     ``O(N * V)``. Matrix products accumulate in float32, so bfloat16 inputs are
     safe; the result is float32 (float64 under ``jax_enable_x64`` for float64 inputs).
 
+    Tensor parallel: inside ``shard_map`` with ``axis_name``, each device of
+    that mesh axis holds a contiguous slice of the vocabulary (``weight``'s
+    columns and ``bias``), computes its per-token maximum, sum of exponentials,
+    label logit and logit sum over that slice, and a ``pmax`` and three
+    ``psum`` of ``[N]`` vectors give the global log-sum-exp: the values equal
+    the single-device ones on every device of the axis, and the ``[N, V]``
+    logits exist nowhere, not even sliced.
+
     Args:
       hidden: ``[..., D]`` float activations.
       weight: ``[D, V]`` float output projection.
@@ -177,10 +222,24 @@ def linear_softmax_cross_entropy(
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float weights broadcastable to ``[...]``.
       where: boolean mask broadcastable to ``[...]``.
+      axis_name: inside ``shard_map`` (or another mapped context), the mesh
+        axis name, or tuple of names, over which the vocabulary is split;
+        ``None`` (default) when ``weight`` holds the whole vocabulary. Device
+        ``i`` of the axis holds the columns ``[i * V_local, (i + 1) * V_local)``,
+        ``V_local = weight.shape[1]``, and ``bias`` likewise; ``labels`` are
+        global ids in ``[0, V_local * axis_size)``. ``hidden`` is the same on
+        every device of the axis: its gradient is summed over the axis, while
+        the gradients of ``weight`` and ``bias`` stay on their slice. This is
+        the model axis only: the batch is reduced locally, so for a data axis
+        use ``reduction="none"`` and ``jaxloss.reduce(..., axis_name="data")``.
+        Gradients taken *inside* ``shard_map`` need its default
+        ``check_vma=True`` (with ``check_vma=False`` JAX cannot tell replicated
+        from per-device values and sums nothing).
 
     Returns:
       ``[...]`` per-token values for ``reduction="none"``, else a scalar; float32
-      for 16/32-bit inputs.
+      for 16/32-bit inputs. With ``axis_name``, the same on every device of
+      that axis.
 
     Raises:
       ValueError: ``weight`` not ``[D, V]`` matching ``hidden``, ``labels``
@@ -198,7 +257,21 @@ def linear_softmax_cross_entropy(
       >>> bool(jnp.allclose(fused, naive, rtol=1e-5))
       True
 
+      The vocabulary split over a ``"model"`` axis (a one-device mesh here;
+      ``examples/sharded_lm.py`` trains with 4 model shards):
+
+      >>> from jax.sharding import PartitionSpec as P
+      >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("model",))
+      >>> tp = jax.shard_map(
+      ...     lambda h, w, y: jaxloss.linear_softmax_cross_entropy(h, w, y, axis_name="model"),
+      ...     mesh=mesh, in_specs=(P(), P(None, "model"), P()), out_specs=P())
+      >>> bool(jnp.allclose(tp(h, w, y), naive, rtol=1e-5))
+      True
+
     References:
+      Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language
+      Models Using Model Parallelism" (vocabulary-parallel cross-entropy),
+      2019, https://arxiv.org/abs/1909.08053;
       Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models",
       2024, https://arxiv.org/abs/2411.09009; Milakov and Gimelshein, "Online
       normalizer calculation for softmax", 2018, https://arxiv.org/abs/1805.02867;
@@ -240,7 +313,24 @@ def linear_softmax_cross_entropy(
     flat_labels = safe_labels.reshape(n)
     soft_cap = None if logit_soft_cap is None else _checks.floating(fn, "logit_soft_cap", jnp.asarray(
         logit_soft_cap, _numerics.compute_dtype(hidden, weight)))
-    lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, flat_labels, soft_cap, chunk)
+    # Tensor parallel: this device holds columns [offset, offset + V_local) of the vocabulary.
+    local_labels = flat_labels
+    if axis_name is not None:
+        local_labels = flat_labels - jax.lax.axis_index(axis_name) * vocab
+        vocab = vocab * jax.lax.axis_size(axis_name)
+    # Inside shard_map every input of the custom_vjp varies over the same mesh axes
+    # (see _vary): the replicated ones get their gradients summed over those axes.
+    axes = frozenset().union(*(_varying_axes(x) for x in (flat_h, weight, bias, local_labels, soft_cap)
+                               if x is not None))
+    flat_h, weight, bias, local_labels, soft_cap = (
+        _vary(x, axes) for x in (flat_h, weight, bias, local_labels, soft_cap))
+    lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
+    if axis_name is not None:
+        # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M).
+        top = jax.lax.pmax(jax.lax.stop_gradient(lse), axis_name)
+        lse = top + jnp.log(jax.lax.psum(jnp.exp(lse - top), axis_name))
+        label_logit = jax.lax.psum(label_logit, axis_name)  # only the owner of the label adds a nonzero
+        logit_sum = jax.lax.psum(logit_sum, axis_name)
     values = ((1.0 - label_smoothing) * (lse - label_logit)
               + (label_smoothing / vocab) * (vocab * lse - logit_sum)
               + z_loss_weight * jnp.square(lse))
