@@ -95,7 +95,7 @@ def _batch_size(call: Callable[[], Any], target_s: float) -> int:
 
 
 def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmup: int = 2,
-                     target_s: float = 5e-3) -> dict[str, dict[str, float]]:
+                     target_s: float = 1e-2) -> dict[str, dict[str, float]]:
     """Median seconds per call of each no-argument, blocking ``call``, measured alternately.
 
     Returns ``{name: {"median_s", "min_s", "iqr_s", "samples", "batch"}}``.

@@ -21,6 +21,11 @@ import sys
 import time
 from typing import Any
 
+# OpenMP threads (torch's CPU pool) spin after each parallel region by default; alternating with
+# XLA's own thread pool on the same cores, the spinning threads of one steal the cores of the other
+# and distort both timings. Passive waiting makes them yield at once. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 try:
