@@ -199,25 +199,43 @@ class _Context:
         self.float_pos = _float_positions(self.args)
         self.f32_args = tuple(a.astype(np.float32) if i in self.float_pos else a
                               for i, a in enumerate(self.args))
+        self._jitted = {}
 
     # ---------------------------------------------------------------- helpers
     def call(self, args, **extra):
+        """Eager call (op by op)."""
         return self.fn(*args, **{**self.kwargs, **extra})
 
-    def grad_fn(self, args, reduction="mean", **extra):
+    def jcall(self, args, reduction="mean", weights=None, where=None):
+        """Jitted call, one compiled program per reduction and input shapes."""
+        key = ("call", reduction)
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(lambda a, w, m: self.fn(*a, **self.kwargs, reduction=reduction,
+                                                                 weights=w, where=m))
+        return self._jitted[key](tuple(args), weights, where)
+
+    def grad_fn(self, args, reduction="mean", where=None, jit=False):
         """Gradient of the reduced loss w.r.t. every float positional input."""
-        pos = [i for i in self.float_pos]
+        pos = list(self.float_pos)
 
-        def f(*float_args):
-            full = list(args)
-            for i, a in zip(pos, float_args):
-                full[i] = a
-            return self.call(tuple(full), reduction=reduction, **extra)
+        def grads(args, where):
+            def f(*float_args):
+                full = list(args)
+                for i, a in zip(pos, float_args):
+                    full[i] = a
+                return self.fn(*full, **self.kwargs, reduction=reduction, where=where)
 
-        return jax.grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
+            return jax.grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
+
+        if not jit:
+            return grads(tuple(args), where)
+        key = ("grad", reduction)
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(grads)
+        return self._jitted[key](tuple(args), where)
 
     def unreduced_shape(self):
-        return np.shape(self.call(self.f32_args, reduction="none"))
+        return jax.eval_shape(lambda *a: self.call(a, reduction="none"), *self.f32_args).shape
 
     def fail(self, msg):
         raise _CheckFailed(msg)
@@ -265,7 +283,7 @@ class _Context:
                 self.fail(f"jax.jit disagrees with eager execution for reduction={reduction!r} "
                           f"(max abs diff {_max_diff(eager, jitted):.3g})")
         g_eager = self.grad_fn(self.f32_args)
-        g_jit = jax.jit(lambda *a: self.grad_fn(a))(*self.f32_args)
+        g_jit = self.grad_fn(self.f32_args, jit=True)
         for a, b in zip(g_eager, g_jit):
             if not _close(a, b, self.rtol * 10, self.atol * 10):
                 self.fail(f"gradient under jax.jit disagrees with eager (max abs diff {_max_diff(a, b):.3g})")
@@ -324,7 +342,7 @@ class _Context:
                 return self.call(tuple(full))
 
             try:
-                check_grads(f, tuple(args64[i] for i in pos), order=1, modes=("rev",),
+                check_grads(jax.jit(f), tuple(args64[i] for i in pos), order=1, modes=("rev",),
                             atol=self.grad_tolerance, rtol=self.grad_tolerance, eps=1e-6)
             except AssertionError as e:
                 first = [ln for ln in str(e).splitlines() if ln.strip()][:3]
@@ -390,16 +408,16 @@ class _Context:
             return "the unreduced loss has no batch axis 0 shared with an input; where-vs-slicing not applicable"
         where, sliced, poisoned = setup
         for reduction in ("sum", "mean"):
-            masked = self.call(self.f32_args, reduction=reduction, where=where)
-            expect = self.call(sliced, reduction=reduction)
+            masked = self.jcall(self.f32_args, reduction=reduction, where=where)
+            expect = self.jcall(sliced, reduction=reduction)
             if not _close(masked, expect, self.rtol * 10, self.atol * 10):
                 self.fail(f"where masking the last example gives {float(masked)} with reduction={reduction!r}, "
                           f"but slicing it off gives {float(expect)}")
-            nan_masked = self.call(poisoned, reduction=reduction, where=where)
+            nan_masked = self.jcall(poisoned, reduction=reduction, where=where)
             if not _close(nan_masked, expect, self.rtol * 10, self.atol * 10):
                 self.fail(f"NaN inputs at a masked position leak into the value ({float(nan_masked)} "
                           f"instead of {float(expect)}, reduction={reduction!r})")
-        grads = self.grad_fn(poisoned, where=where)
+        grads = self.grad_fn(poisoned, where=where, jit=True)
         if not _all_finite(grads):
             self.fail("NaN inputs at a masked position leak NaN into the gradients (missing double-where)")
         for i, g in zip(self.float_pos, grads):

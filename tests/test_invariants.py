@@ -14,7 +14,9 @@ from jaxloss.testing import CHECKS, check_loss
 from tests.specs import all_specs
 
 SPECS = all_specs()
-CASES = [(name, check) for name in sorted(SPECS) for check in CHECKS]
+# All checks of one loss run on one xdist worker (--dist loadgroup), which reuses its compiled programs.
+CASES = [pytest.param(name, check, id=f"{name}-{check}", marks=pytest.mark.xdist_group(name))
+         for name in sorted(SPECS) for check in CHECKS]
 
 
 def test_every_registered_loss_has_a_spec():
@@ -24,7 +26,7 @@ def test_every_registered_loss_has_a_spec():
     assert not unknown, f"specs for names that are not registered: {unknown}"
 
 
-@pytest.mark.parametrize("name,check", CASES, ids=[f"{n}-{c}" for n, c in CASES])
+@pytest.mark.parametrize("name,check", CASES)
 def test_invariant(name, check):
     spec = SPECS[name]
     if check in spec.skip:
