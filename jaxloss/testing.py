@@ -151,8 +151,10 @@ def check_loss(
       ...     return jnp.sqrt(jnp.abs(predictions - targets))  # NaN gradient at 0
       >>> x = np.linspace(-1.0, 1.0, 6)
       >>> report = check_loss(sqrt_error, x, x[::-1], only=["edge"], raise_on_failure=False)
-      >>> print(report.failures["edge"][:60])
-      gradient is not finite at identical inputs (zero distance) (
+      >>> report.ok
+      False
+      >>> "gradient is not finite at identical inputs" in report.failures["edge"]
+      True
 
     References:
       Bradbury et al., "JAX: composable transformations of Python+NumPy
