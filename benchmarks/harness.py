@@ -82,6 +82,21 @@ def memory_bytes(compiled: Any) -> int | None:
     return int(memory.temp_size_in_bytes + memory.output_size_in_bytes)
 
 
+def memory_budget(device: Any) -> int | None:
+    """Bytes a benchmark may let XLA allocate on ``device``: half of what is free (None: unknown)."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # pylint: disable=broad-except
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(0.5 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:
+        import os  # pylint: disable=import-outside-toplevel
+        return int(0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _batch_size(call: Callable[[], Any], target_s: float) -> int:
     if target_s <= 0:
         return 1

@@ -191,7 +191,7 @@ def markdown(results: dict) -> str:
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in rows:
             fb = row["fwd+bwd"]
-            ours = fb["jaxloss"]
+            ours = fb.get("jaxloss", {"median_s": float("nan"), "compile_s": float("nan")})
             mem = _fmt_bytes(ours.get("memory_bytes"))
             if "optax" in fb and ours.get("memory_bytes") and fb["optax"].get("memory_bytes"):
                 mem += f" ({ours['memory_bytes'] / fb['optax']['memory_bytes']:.2f})"
@@ -203,6 +203,9 @@ def markdown(results: dict) -> str:
                 f"{_fmt_ratio(ratio(row, 'fwd', 'optax'), True)} | {_fmt_ratio(ratio(row, 'fwd+bwd', 'optax'), True)} | "
                 f"{_fmt_ratio(ratio(row, 'fwd', 'torch'))} | {_fmt_ratio(ratio(row, 'fwd+bwd', 'torch'))} | "
                 f"{_ms(ours['median_s'])} | {mem} | {_kernels(row, 'fwd+bwd')} | {compile_s} |")
+        skipped = [f"`{r['case']}` {r['size']}: " + "; ".join(r["skipped"]) for r in rows if r.get("skipped")]
+        if skipped:
+            lines += ["", "Not run (would not fit): " + ". ".join(skipped) + "."]
         notes = sorted({(r["case"], r["note"]) for r in rows if r["note"]})
         if notes:
             lines += ["", "Argument adaptations: " + "; ".join(f"`{c}`: {n}" for c, n in notes) + "."]
