@@ -234,7 +234,7 @@ def markdown(results: dict) -> str:
 
 
 def chart(results: dict, path: str) -> None:
-    """Horizontal bars of jaxloss / peer (forward+backward) per loss at the largest size measured."""
+    """Bars of jaxloss / peer per loss at the largest size measured: forward and forward+backward."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -243,28 +243,36 @@ def chart(results: dict, path: str) -> None:
     if not rows:
         return
     order = ("small", "medium", "large")
-    largest = {}
+    largest: dict[str, dict] = {}
     for row in rows:
         if row["case"] not in largest or order.index(row["size"]) > order.index(largest[row["case"]]["size"]):
             largest[row["case"]] = row
     names = list(largest)
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(names) + 1.5))
-    height = 0.38
-    for k, (peer, colour) in enumerate((("optax", "#1f77b4"), ("torch", "#ff7f0e"))):
-        for mode, alpha in (("fwd+bwd", 1.0),):
-            vals = [ratio(largest[n], mode, peer) for n in names]
-            ys = [i + (k - 0.5) * height for i in range(len(names))]
-            ax.barh([y for y, v in zip(ys, vals) if v], [v for v in vals if v], height=height, color=colour,
-                    alpha=alpha, label=f"vs {peer} ({mode})")
-    ax.axvline(1.0, color="k", lw=1)
-    ax.axvline(SLOW, color="r", lw=0.8, ls="--", label="1.10")
-    ax.set_xscale("log")
-    ax.set_yticks(range(len(names)))
-    ax.set_yticklabels([f"{n} ({largest[n]['size']})" for n in names], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("jaxloss time / peer time (< 1: jaxloss faster), forward+backward under jit")
-    ax.set_title(f"jaxloss vs peers on {results['environment']['device_kind']}", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.3 * len(names) + 1.8), sharey=True)
+    height = 0.4
+    for ax, mode in zip(axes, MODES):
+        for k, (peer, colour) in enumerate((("optax", "#1f77b4"), ("torch", "#ff7f0e"))):
+            ys, vals = [], []
+            for i, name in enumerate(names):
+                r = ratio(largest[name], mode, peer)
+                if r is not None:
+                    ys.append(i + (k - 0.5) * height)
+                    vals.append(min(max(r, 1e-2), 1e2))
+            if vals:
+                # Bars grow from 1 (parity) to the ratio, left for faster, right for slower.
+                ax.barh(ys, [v - 1.0 for v in vals], left=1.0, height=height, color=colour, label=f"vs {peer}")
+        ax.axvline(1.0, color="k", lw=1)
+        ax.axvline(SLOW, color="r", lw=0.8, ls="--", label="1.10")
+        ax.set_xscale("log")
+        ax.set_title("forward" if mode == "fwd" else "forward + backward (value_and_grad)", fontsize=10)
+        ax.set_xlabel("jaxloss time / peer time (< 1: jaxloss faster)")
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_yticks(range(len(names)))
+    axes[0].set_yticklabels([f"{n} ({largest[n]['size']})" for n in names], fontsize=8)
+    axes[0].invert_yaxis()
+    env = results["environment"]
+    fig.suptitle(f"jaxloss vs optax and torch on {env['device_kind']} ({env['mode']} run, {env['date']})",
+                 fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
