@@ -11,7 +11,7 @@ chunk's logits and turns them straight into gradients for ``hidden``,
 Under ``shard_map`` the vocabulary can also be split across devices (tensor
 parallel): with ``axis_name``, each device holds a contiguous slice of the
 columns of ``weight`` and the per-token statistics are combined with one
-``pmax`` and three ``psum`` of ``[N]`` vectors.
+``pmax`` of an ``[N]`` vector and one ``psum`` of a ``[3, N]`` array.
 """
 
 from __future__ import annotations
@@ -202,8 +202,8 @@ def linear_softmax_cross_entropy(
     Tensor parallel: inside ``shard_map`` with ``axis_name``, each device of
     that mesh axis holds a contiguous slice of the vocabulary (``weight``'s
     columns and ``bias``), computes its per-token maximum, sum of exponentials,
-    label logit and logit sum over that slice, and a ``pmax`` and three
-    ``psum`` of ``[N]`` vectors give the global log-sum-exp: the values equal
+    label logit and logit sum over that slice, and a ``pmax`` and one ``psum``
+    (of ``[N]`` and ``[3, N]`` arrays) give the global log-sum-exp: the values equal
     the single-device ones on every device of the axis, and the ``[N, V]``
     logits exist nowhere, not even sliced.
 
@@ -326,11 +326,12 @@ def linear_softmax_cross_entropy(
         _vary(x, axes) for x in (flat_h, weight, bias, local_labels, soft_cap))
     lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
     if axis_name is not None:
-        # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M).
+        # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M). The
+        # label logit (only its owner adds a nonzero) and the logit sum ride in the same psum:
+        # two collectives in a chain, pmax then psum.
         top = jax.lax.pmax(jax.lax.stop_gradient(lse), axis_name)
-        lse = top + jnp.log(jax.lax.psum(jnp.exp(lse - top), axis_name))
-        label_logit = jax.lax.psum(label_logit, axis_name)  # only the owner of the label adds a nonzero
-        logit_sum = jax.lax.psum(logit_sum, axis_name)
+        summed = jax.lax.psum(jnp.stack([jnp.exp(lse - top), label_logit, logit_sum]), axis_name)
+        lse, label_logit, logit_sum = top + jnp.log(summed[0]), summed[1], summed[2]
     values = ((1.0 - label_smoothing) * (lse - label_logit)
               + (label_smoothing / vocab) * (vocab * lse - logit_sum)
               + z_loss_weight * jnp.square(lse))
