@@ -103,6 +103,15 @@ def _xlogx_ratio(log_a: Array, log_b: Array) -> Array:
     return jnp.where(zero, jnp.zeros_like(log_a), jnp.exp(safe_a) * (safe_a - safe_b))
 
 
+def _relu(x: Array) -> Array:
+    """``max(x, 0)`` with ``jax.nn.relu``'s conventions (gradient 0 at 0, NaN propagates) as one select.
+
+    ``jax.nn.relu`` lowers to a maximum with a broadcast 0 that XLA:CPU materialises as a full-size
+    array of zeros when the result feeds a reduction; a select with a scalar 0 does not.
+    """
+    return jnp.where(x <= 0, jnp.asarray(0, x.dtype), x)
+
+
 def _check_smoothing(fn: str, label_smoothing: Any) -> None:
     _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
 
@@ -678,7 +687,7 @@ def hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: An
       https://doi.org/10.1007/BF00994018
     """
     (s, y), where = _checks.elementwise_inputs("hinge_loss", where, [("scores", scores)], [("labels", labels)])
-    values = jax.nn.relu(1.0 - y * s)
+    values = _relu(1.0 - y * s)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="hinge_loss")
 
 
@@ -716,7 +725,7 @@ def squared_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", wei
       Keras ``SquaredHinge``, https://keras.io/api/losses/hinge_losses/
     """
     (s, y), where = _checks.elementwise_inputs("squared_hinge_loss", where, [("scores", scores)], [("labels", labels)])
-    values = jnp.square(jax.nn.relu(1.0 - y * s))
+    values = jnp.square(_relu(1.0 - y * s))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="squared_hinge_loss")
 
 
@@ -812,7 +821,7 @@ def multi_margin_loss(scores: Any, labels: Any, *, p: int = 1, margin: Any = 1.0
     num_classes = s.shape[ax]
     onehot = _numerics.one_hot(y, num_classes, ax, s.dtype)
     s_y = jnp.sum(s * onehot, axis=ax, keepdims=True)
-    hinge = jax.nn.relu(jnp.asarray(margin, s.dtype) - s_y + s)
+    hinge = _relu(jnp.asarray(margin, s.dtype) - s_y + s)
     if p == 2:
         hinge = jnp.square(hinge)
     values = jnp.sum(hinge * (1.0 - onehot), axis=ax) / num_classes
