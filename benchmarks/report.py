@@ -103,6 +103,7 @@ def _header(env: dict) -> list[str]:
         "",
         f"* {mode}: `{env['command'].strip()}`",
         f"* date {env['date']}; CPU {env['cpu']} ({env['cpu_count']} cores visible, shared with other jobs)",
+        *[f"* rows re-measured after a code change (marked † in the table), {r}" for r in env.get("reruns", [])],
         f"* jax {env['jax']} (jaxlib {env['jaxlib']}), optax {env['optax']}, torch {torch}"
         + (f" ({env['torch_threads']} threads, eager)" if env["torch"] else "")
         + f", numpy {env['numpy']}, Python {env['python']}",
@@ -199,7 +200,7 @@ def markdown(results: dict) -> str:
             if "optax" in fb:
                 compile_s += f" / {fb['optax']['compile_s']:.2f}"
             lines.append(
-                f"| `{row['case']}` | {row['size']} | {'x'.join(map(str, row['shape']))} | "
+                f"| `{row['case']}`{' †' if row.get('rerun') else ''} | {row['size']} | {'x'.join(map(str, row['shape']))} | "
                 f"{_fmt_ratio(ratio(row, 'fwd', 'optax'), True)} | {_fmt_ratio(ratio(row, 'fwd+bwd', 'optax'), True)} | "
                 f"{_fmt_ratio(ratio(row, 'fwd', 'torch'))} | {_fmt_ratio(ratio(row, 'fwd+bwd', 'torch'))} | "
                 f"{_ms(ours['median_s'])} | {mem} | {_kernels(row, 'fwd+bwd')} | {compile_s} |")

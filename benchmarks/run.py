@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-issue6", action="store_true", help="skip the issue-6 headline figures")
     parser.add_argument("--no-gemma", action="store_true", help="skip compiling the Gemma-2 2B shape")
     parser.add_argument("--out", default=os.path.join(_HERE, "results"), help="output folder")
+    parser.add_argument("--merge", action="store_true",
+                        help="update <device>.json: replace the rows (and issue-6 figures) measured now, keep the rest")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: rewrite <device>.md and .png from <device>.json")
     args = parser.parse_args(argv)
@@ -352,8 +354,27 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"environment": env, "rows": rows, "issue6": issue6,
                "explanations": cases_lib.EXPLANATIONS}
     os.makedirs(args.out, exist_ok=True)
-    _write(os.path.join(args.out, device_name(device)), results)
+    stem = os.path.join(args.out, device_name(device))
+    if args.merge and os.path.exists(stem + ".json"):
+        results = _merged(stem, results)
+    _write(stem, results)
     return results
+
+
+def _merged(stem: str, new: dict) -> dict:
+    """The stored run with the rows and figures of ``new`` replacing theirs; the header records both runs."""
+    with open(stem + ".json", encoding="utf-8") as f:
+        old = json.load(f)
+    fresh = {(r["case"], r["size"]) for r in new["rows"]}
+    for row in new["rows"]:
+        row["rerun"] = new["environment"]["date"]
+    by_key = {(r["case"], r["size"]): r for r in new["rows"]}
+    rows = [by_key.pop((r["case"], r["size"]), r) if (r["case"], r["size"]) in fresh else r for r in old["rows"]]
+    rows += list(by_key.values())
+    issue6 = {**old.get("issue6", {}), **new.get("issue6", {})}
+    env = old["environment"]
+    env.setdefault("reruns", []).append(f"{new['environment']['date']}: {new['environment']['command']}")
+    return {"environment": env, "rows": rows, "issue6": issue6, "explanations": new["explanations"]}
 
 
 if __name__ == "__main__":
