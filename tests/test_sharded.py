@@ -22,7 +22,9 @@ result is no further from float64 than twice the one-device float32 result is
 
 All losses run in ONE subprocess (the device count is fixed when JAX starts,
 and a single interpreter pays JAX's start-up once); it prints a JSON report,
-and each loss is a parametrized test that reads its entry.
+and each loss is a parametrized test that reads its entry. The same run checks
+``jaxloss.reduce(..., axis_name="data")`` inside ``shard_map``: value and
+gradient equal the global ones (an entirely masked shard included).
 """
 
 from __future__ import annotations
@@ -133,7 +135,12 @@ _SCRIPT = textwrap.dedent(
             fn = jax.jit(program_for(loss, kwargs, floats, bool(extra)))
             ref = jax.device_get(fn(jax.device_put(args, one), jax.device_put(extra, one)))
             sharded_args = [jax.device_put(a, data if s else rep) for a, s in zip(args, batched)]
-            got = jax.device_get(fn(sharded_args, jax.device_put(extra, data)))
+            out = fn(sharded_args, jax.device_put(extra, data))
+            # The program really ran partitioned: the per-example values come back split over
+            # the 8 devices (GSPMD propagated the batch sharding), not gathered onto one.
+            entry["none_sharding"] = str(out["none"].sharding.spec) if hasattr(out["none"].sharding, "spec") else ""
+            entry["none_devices"] = len(out["none"].sharding.device_set)
+            got = jax.device_get(out)
             errors = {key: rel_error(got[key], ref[key]) for key in ref}
             failures = [key for key, e in errors.items() if not e <= RTOL]
             arbitrated = {}
@@ -158,7 +165,29 @@ _SCRIPT = textwrap.dedent(
         except Exception:
             entry.update(ok=False, failures=[traceback.format_exc()[-2500:]])
         entry["seconds"] = round(time.perf_counter() - t0, 2)
-    print("REPORT-JSON " + json.dumps({"losses": report, "seconds": round(time.perf_counter() - start_all, 1),
+    # jaxloss.reduce(axis_name=...) inside shard_map: value AND gradient equal the global ones
+    # (tests/test_reduce.py checks the value on 4 devices, and the gradient under vmap only).
+    reduce_errors = {}
+    try:
+        r = np.random.default_rng(2)
+        v = r.normal(size=(16, 3)).astype(np.float32)
+        wts = r.uniform(0.5, 2.0, size=(16, 3)).astype(np.float32)
+        m = r.uniform(size=(16, 3)) < 0.6
+        m[:2] = False  # device 0's shard entirely masked
+        for reduction in ("sum", "mean"):
+            def local(a, b, c):
+                return jax.value_and_grad(lambda x: jaxloss.reduce(x, weights=b, where=c, reduction=reduction,
+                                                                   axis_name="data"))(a)
+            val, grad = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"),) * 3,
+                                              out_specs=(P(), P("data"))))(v, wts, m)
+            ref_val, ref_grad = jax.value_and_grad(
+                lambda x: jaxloss.reduce(x, weights=wts, where=m, reduction=reduction))(v)
+            reduce_errors[f"{reduction} value"] = rel_error(val, ref_val)
+            reduce_errors[f"{reduction} grad"] = rel_error(grad, ref_grad)
+    except Exception:
+        reduce_errors["error"] = traceback.format_exc()[-2500:]
+    print("REPORT-JSON " + json.dumps({"losses": report, "reduce": reduce_errors,
+                                      "seconds": round(time.perf_counter() - start_all, 1),
                                       "devices": jax.device_count()}))
     '''
 )
@@ -181,6 +210,13 @@ def report():
 def test_report_covers_every_spec_on_eight_devices(report):
     assert report["devices"] == 8
     assert sorted(report["losses"]) == _NAMES
+
+
+def test_reduce_with_axis_name_inside_shard_map_value_and_gradient(report):
+    errors = report["reduce"]
+    assert "error" not in errors, errors.get("error")
+    bad = {k: v for k, v in errors.items() if not v <= RTOL}
+    assert len(errors) == 4 and not bad, f"jaxloss.reduce(axis_name='data') on 8 devices differs: {bad}"
 
 
 @pytest.mark.parametrize("name", _NAMES)
