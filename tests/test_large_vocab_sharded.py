@@ -20,8 +20,9 @@ tests/test_large_vocab.py). Checked:
   over ``"model"``, so their gradient must be summed over it; ``weight`` is
   replicated over ``"data"``;
 * ``[B, T, D]`` hidden states, two mesh axes as one vocabulary axis
-  (``axis_name=("data", "model")``), and the data-parallel path without
-  ``axis_name`` (``weight`` replicated, only the tokens sharded).
+  (``axis_name=("data", "model")``), the data-parallel path without
+  ``axis_name`` (``weight`` replicated, only the tokens sharded), and the same
+  ``axis_name`` under ``jax.vmap`` and ``jax.pmap``.
 
 It runs in a subprocess: the device count is fixed when JAX starts.
 """
@@ -123,6 +124,18 @@ _SCRIPT = textwrap.dedent(
     rd = jax.grad(lambda h, w: lsce(h, w, y_ok, chunk_size=4), argnums=(0, 1))(h, w)
     worst["data parallel grad hidden"] = close(gd[0], rd[0], "dp grad hidden")
     worst["data parallel grad weight"] = close(gd[1], rd[1], "dp grad weight")
+    # The same axis_name under vmap and pmap (vocabulary slices on a mapped leading axis).
+    slices = w8.reshape(D, 4, V8 // 4).transpose(1, 0, 2)      # [4, D, V / 4], contiguous column blocks
+    r_val = lsce(h, w8, y8, chunk_size=4)
+    for name, mapped in (("vmap", jax.vmap(lambda h, w, y: lsce(h, w, y, chunk_size=4, axis_name="m"),
+                                           in_axes=(None, 0, None), axis_name="m")),
+                         ("pmap", jax.pmap(lambda h, w, y: lsce(h, w, y, chunk_size=4, axis_name="m"),
+                                           in_axes=(None, 0, None), axis_name="m", devices=jax.devices()[:4]))):
+        worst[f"{name} value"] = close(mapped(h, slices, y8), np.full(4, r_val), f"{name} value")
+        g = jax.grad(lambda h, s: mapped(h, s, y8)[0], argnums=(0, 1))(h, slices)
+        worst[f"{name} grad hidden"] = close(g[0], r8[0], f"{name} grad hidden")
+        worst[f"{name} grad weight"] = close(g[1].transpose(1, 0, 2).reshape(D, V8), r8[1], f"{name} grad weight")
+
     for k, v in worst.items():
         print(f"{k}: {v:.2e}")
     print("TP-OK")
