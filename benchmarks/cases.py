@@ -283,15 +283,24 @@ EXPLANATIONS: dict[str, str] = {
         "that is smooth at |r| = delta); was ~1.2x forward before this commit used plain |r| instead of "
         "the sign-based |r| (same gradients). Forward+backward is at parity or faster."),
     "hinge_loss": (
-        "Forward programs are identical; the backward differs only in relu's derivative rule (jax.nn.relu "
-        "vs maximum), one extra elementwise kernel on XLA:CPU. Within noise at these sizes."),
+        "Changed in this commit (rows marked †): jax.nn.relu's derivative rule made XLA:CPU materialise "
+        "a full-size array of zeros in the backward pass (forward+backward 1.5x to 3.7x optax). A select "
+        "with a scalar 0 (`_relu` in classification.py, relu's conventions: gradient 0 at the kink, NaN "
+        "propagates) brings forward+backward to parity (4 kernels, optax's memory), but the forward gets "
+        "a select that XLA:CPU does not fuse into its reduction (3 vs 2 kernels, one [N] temporary). "
+        "jnp.maximum(m, 0) would compile to exactly optax's programs in both modes but has gradient 0.5 "
+        "at m = 0; keeping relu's convention was preferred, training (forward+backward) being at parity."),
     "softmax_cross_entropy": (
-        "Contract: 0 log 0 = 0. A class with probability exactly 0 (a -inf or masked logit) and zero label "
-        "weight must add 0 to the value and the gradients, not 0 * -inf = NaN as in optax. That is one "
-        "select per element (`_log_where_weighted`), which XLA:CPU cannot fuse into its reduction "
-        "library call, so one [N, C] temporary is written and read again: one more kernel than optax. "
-        "Removing it would change the gradient w.r.t. soft labels at q = 0 (the reason it is a select on "
-        "log p and not on q)."),
+        "Contract, 0 log 0 = 0: a class with probability exactly 0 (a -inf or masked logit) and zero "
+        "label weight adds 0 to the value and every gradient, not 0 * -inf = NaN as in optax. That is a "
+        "select per element (`_log_where_weighted`), and XLA:CPU cannot put a select into the fused "
+        "log-softmax reduction it builds for optax: at 8192x1000 optax's forward is 2 kernels with no "
+        "temporary, jaxloss's 4 kernels with one [N, C] temporary, and the select's transpose adds "
+        "another [N, C] pass backward (9 vs 6 kernels, 2x memory). Rewriting the guard (select on the "
+        "product, on the shifted logits) does not change the kernel count; the fix that would is a "
+        "`jax.custom_jvp` on the per-example value with tangent sum_c (softmax_c sum(q) - q_c) dx_c "
+        "- sum_c g(log p_c) dq_c (g the guarded log p), which needs no select on the logits path and "
+        "keeps forward-mode differentiation. Left to the classification owner: it is not a small change."),
     "softmax_cross_entropy_with_integer_labels": (
         "Contract: labels outside [0, C) give NaN (a bounds test and a select per row) and a shift by the "
         "stop-gradient max keeps lse - x_y exact at logits of 1e4. Before this commit jaxloss also took a "
@@ -300,9 +309,11 @@ EXPLANATIONS: dict[str, str] = {
         "the same memory; any remaining gap is noise."),
     "kl_divergence": (
         "Contract: 0 log 0 = 0 on both sides, finite gradients at zero targets and at -inf "
-        "log-predictions with zero target (optax's gradient is NaN there). The -inf guard is a select "
-        "per element that XLA:CPU materialises as one more [N, C] temporary (one more kernel). A single "
-        "select on t != 0 would be cheaper but changes the gradient w.r.t. targets at t = 0."),
+        "log-predictions with zero target (optax's gradient is NaN there). The -inf guard "
+        "(`_log_where_weighted`) is a second select per element next to xlogx's, which XLA:CPU "
+        "materialises as one more [N, C] temporary (5 vs 4 kernels, 1.5x memory). Merging both guards "
+        "into one select on t != 0 would remove it, but changes the gradient w.r.t. targets at t = 0 "
+        "(-log p today, 0 then), so it is not made here."),
     "kl_divergence_with_log_targets": (
         "Contract: a zero target (log t = -inf) contributes exactly 0 to value and gradients; optax's "
         "exp(log t) (log t - log p) is NaN there. The double-where (three selects per element) is one "
