@@ -287,7 +287,7 @@ EXPLANATIONS: dict[str, str] = {
         "a full-size array of zeros in the backward pass (forward+backward 1.5x to 3.7x optax). A select "
         "with a scalar 0 (`_relu` in classification.py, relu's conventions: gradient 0 at the kink, NaN "
         "propagates) brings forward+backward to parity (4 kernels, optax's memory), but the forward gets "
-        "a select that XLA:CPU does not fuse into its reduction (3 vs 2 kernels, one [N] temporary). "
+        "a select that XLA:CPU does not fuse into its reduction (3 vs 2 kernels, one temporary the size of the input). "
         "jnp.maximum(m, 0) would compile to exactly optax's programs in both modes but has gradient 0.5 "
         "at m = 0; keeping relu's convention was preferred, training (forward+backward) being at parity."),
     "softmax_cross_entropy": (

@@ -277,6 +277,7 @@ def environment(device: Any, torch_peer: tuple, args: argparse.Namespace) -> dic
         "torch_note": torch_peer[2], "torch_threads": None if torch is None else torch.get_num_threads(),
         "numpy": np.__version__, "python": platform.python_version(),
         "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "mode": "quick" if args.quick else "full", "repeats": args.repeats, "sizes": args.sizes,
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
     }
