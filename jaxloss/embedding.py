@@ -61,9 +61,9 @@ def _cosine(fn: str, predictions: Any, targets: Any, axis: int, epsilon: Any,
                                       "the unreduced loss shape")
         mask = _numerics.expand_where(where, axis)
         p, t = _numerics.mask_inputs(mask, p), _numerics.mask_inputs(mask, t)
-    p_unit = _numerics.safe_div(p, _unit_norm(p, axis, epsilon))
-    t_unit = _numerics.safe_div(t, _unit_norm(t, axis, epsilon))
-    return jnp.sum(p_unit * t_unit, axis=axis), where
+    # <p, t> / (|p| |t|): one division per example instead of normalising every element.
+    norms = jnp.squeeze(_unit_norm(p, axis, epsilon) * _unit_norm(t, axis, epsilon), axis)
+    return _numerics.safe_div(jnp.sum(p * t, axis=axis), norms), where
 
 
 # ---------------------------------------------------------- cosine similarity
