@@ -29,11 +29,9 @@ It runs in a subprocess: the device count is fixed when JAX starts.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
+
+from tests.devices import run_with_devices
 
 _SCRIPT = textwrap.dedent(
     r'''
@@ -144,9 +142,5 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_vocabulary_sharded_equals_single_device():
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_with_devices(_SCRIPT, timeout=600)
     assert proc.returncode == 0 and "TP-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -7,9 +7,6 @@ so every run draws the same examples) and the ``axis_name`` path under
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -21,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import jaxloss
+from tests.devices import run_with_devices
 
 PROPERTY = settings(derandomize=True, max_examples=50, deadline=None)
 
@@ -307,8 +305,5 @@ _SHARD_MAP_SCRIPT = textwrap.dedent("""
 
 def test_axis_name_under_shard_map_equals_the_global_value():
     # Four CPU devices need XLA_FLAGS before JAX starts: run in a fresh interpreter.
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", _SHARD_MAP_SCRIPT], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = run_with_devices(_SHARD_MAP_SCRIPT, devices=4, timeout=300)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -30,14 +30,11 @@ gradient equal the global ones (an entirely masked shard included).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.devices import run_with_devices
 from tests.specs import all_specs
 
 RTOL = 1e-5
@@ -192,16 +189,12 @@ _SCRIPT = textwrap.dedent(
     '''
 )
 
-_ROOT = Path(__file__).resolve().parents[1]
 _NAMES = sorted(all_specs())
 
 
 @pytest.fixture(scope="module")
 def report():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(RTOL)], cwd=_ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = run_with_devices(_SCRIPT, str(RTOL))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT-JSON ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(lines[-1][len("REPORT-JSON "):])
