@@ -278,7 +278,14 @@ def corpus_bleu(candidates: Any, references: Any, *, pad_id: int = 0, max_order:
     once from the sums (Papineni et al. 2002), so it is *not* the mean of
     :func:`bleu`. Equals ``sacrebleu.corpus_bleu(hyps, refs, tokenize="none",
     smooth_method=smoothing, smooth_value=smoothing_value,
-    use_effective_order=effective_order).score / 100``.
+    use_effective_order=effective_order).score / 100``. With :math:`m_n`, :math:`t_n`
+    the clipped n-gram matches and n-gram totals summed over the corpus, :math:`c`
+    the summed candidate lengths and :math:`r` the summed closest reference lengths:
+
+    .. math::
+
+        \mathrm{BLEU} = \min\big(1, e^{1 - r / c}\big)
+                        \exp\Big(\frac{1}{N} \sum_{n=1}^{N} \log \frac{m_n}{t_n}\Big)
 
     Args:
       candidates: ``[..., L]`` integer token ids, padded with ``pad_id``.
