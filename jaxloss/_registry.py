@@ -143,6 +143,9 @@ def available(*, tag: str | None = None, aliases: bool = False) -> list[str]:
     Returns:
       A sorted list of names.
 
+    Raises:
+      Nothing: an unknown tag gives an empty list.
+
     Example:
       >>> import jaxloss
       >>> "huber_loss" in jaxloss.available()
