@@ -21,13 +21,16 @@ def compute_dtype(*arrays: Any) -> jnp.dtype:
     float16/bfloat16 (and integer or bool) inputs give float32; float64 inputs
     (under ``jax_enable_x64``) keep float64.
     """
+    # Decided by bit width, not by implicit promotion: under
+    # ``jax.numpy_dtype_promotion("strict")`` float32 and bfloat16 have no
+    # common type, but the policy (at least float32) is still well defined.
     dtype = jnp.dtype(jnp.float32)
     for x in arrays:
         if x is None:
             continue
-        x_dtype = jnp.result_type(x)
-        if jnp.issubdtype(x_dtype, jnp.floating):
-            dtype = jnp.promote_types(dtype, x_dtype)
+        x_dtype = jnp.dtype(x.dtype) if hasattr(x, "dtype") else jnp.result_type(x)
+        if jnp.issubdtype(x_dtype, jnp.floating) and x_dtype.itemsize > dtype.itemsize:
+            dtype = x_dtype
     return dtype
 
 
@@ -56,15 +59,21 @@ def expand_where(where: jax.Array | None, axis: int) -> jax.Array | None:
 
 
 def safe_div(numerator: jax.Array, denominator: jax.Array, fill: float = 0.0) -> jax.Array:
-    """``numerator / denominator``, and ``fill`` with zero gradient where it is 0."""
+    """``numerator / denominator``, and ``fill`` with zero gradient where it is 0.
+
+    A NaN denominator is not 0: it propagates (a diverged model shows).
+    """
     nonzero = denominator != 0
     safe = jnp.where(nonzero, denominator, jnp.ones_like(denominator))
     return jnp.where(nonzero, numerator / safe, jnp.asarray(fill, numerator.dtype))
 
 
 def safe_sqrt(x: jax.Array) -> jax.Array:
-    """``sqrt(x)`` for ``x >= 0`` with gradient 0 (not ``inf``) at 0."""
-    positive = x > 0
+    """``sqrt(x)`` for ``x >= 0`` with gradient 0 (not ``inf``) at 0.
+
+    Only ``x <= 0`` takes the safe branch; NaN propagates (value and gradient).
+    """
+    positive = ~(x <= 0)
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, jnp.ones_like(x))), jnp.zeros_like(x))
 
 
@@ -77,9 +86,10 @@ def safe_log(x: jax.Array) -> jax.Array:
     """``log(x)`` for ``x > 0``; 0 with zero gradient where ``x <= 0``.
 
     Only for terms that are multiplied by a factor that is 0 where ``x`` is 0
-    (``x log x``); use ``xlogy`` semantics.
+    (``x log x``); use ``xlogy`` semantics. NaN propagates: only ``x <= 0``
+    takes the safe branch.
     """
-    positive = x > 0
+    positive = ~(x <= 0)
     return jnp.where(positive, jnp.log(jnp.where(positive, x, jnp.ones_like(x))), jnp.zeros_like(x))
 
 
@@ -96,7 +106,7 @@ def safe_pow(base: jax.Array, exponent: Any) -> jax.Array:
     losses for ``gamma < 1``.
     """
     exponent = jnp.asarray(exponent, base.dtype)
-    positive = base > 0
+    positive = ~(base <= 0)  # NaN propagates
     safe_base = jnp.where(positive, base, jnp.ones_like(base))
     at_zero = jnp.where(exponent == 0, jnp.ones_like(base), jnp.zeros_like(base))
     return jnp.where(positive, safe_base ** exponent, at_zero)
