@@ -18,6 +18,11 @@ from jaxloss import text as text
 from jaxloss import generative as generative
 from jaxloss import robust as robust
 from jaxloss import large_vocab as large_vocab
+from jaxloss import preference as preference
+from jaxloss import distillation as distillation
+from jaxloss import routing as routing
+from jaxloss import self_supervised as self_supervised
+from jaxloss import diffusion as diffusion
 from jaxloss import testing as testing
 from jaxloss._reduction import reduce as reduce
 from jaxloss._registry import available as available

@@ -1,0 +1,3 @@
+"""Denoising-diffusion training losses."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Mixture-of-experts router regularisers."""
+
+from __future__ import annotations
