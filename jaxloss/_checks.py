@@ -38,10 +38,24 @@ def is_concrete(value: Any) -> bool:
 
 
 def _fail(exception_type: type[Exception], msg: str) -> None:
-    # chex.assert_equal(False, True) always fails; it carries our message and
-    # exception type, so every check in this module raises through chex.
-    chex.assert_equal(False, True, custom_message=msg,
-                                        exception_type=exception_type)
+    """Raises a value or option error whose text starts with ``jaxloss.<fn>:``."""
+    raise exception_type(msg)
+
+
+class _ChexFailure(Exception):
+    """What the chex assertions below raise internally; replaced by our message."""
+
+
+def assert_with(assertion: Any, exception_type: type[Exception], msg: str, *args: Any, **kwargs: Any) -> None:
+    """Runs a ``chex`` assertion; on failure raises ``exception_type(msg)``.
+
+    chex does the shape, rank and dtype reasoning; the user reads only our
+    message (``jaxloss.<fn>: ...``), not chex's prefix or its traceback.
+    """
+    try:
+        assertion(*args, exception_type=_ChexFailure, **kwargs)
+    except _ChexFailure:
+        raise exception_type(msg) from None
 
 
 # ---------------------------------------------------------------- Python values
@@ -100,7 +114,8 @@ def floating(fn: str, argument: str, x: Any) -> jax.Array:
         x = np.asarray(x)
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
-        _fail(TypeError, message(fn, argument, "must have a floating dtype", dtype))
+        assert_with(chex.assert_type, TypeError, message(fn, argument, "must have a floating dtype", dtype),
+                    jnp.zeros((), dtype), float)
     return jnp.asarray(x)
 
 
@@ -127,22 +142,22 @@ def same_shape(fn: str, *named: tuple[str, jax.Array]) -> None:
     (n0, x0), *rest = named
     for n, x in rest:
         if jnp.shape(x) != jnp.shape(x0):
-            chex.assert_equal_shape(
-                    [x0, x], exception_type=ValueError,
-                    custom_message=(f"jaxloss.{fn}: {n0} {jnp.shape(x0)} and {n} {jnp.shape(x)} "
-                          "must have the same shape"))
+            assert_with(chex.assert_equal_shape, ValueError,
+                        f"jaxloss.{fn}: {n0} {jnp.shape(x0)} and {n} {jnp.shape(x)} must have the same shape",
+                        [x0, x])
 
 
 def shape(fn: str, argument: str, x: jax.Array, expected: Sequence[int | None], what: str) -> None:
     """Checks ``x.shape`` against ``expected`` (``None`` is any size)."""
-    chex.assert_shape(x, tuple(expected), exception_type=ValueError,
-                                        custom_message=message(fn, argument, f"must have shape {what}", jnp.shape(x)))
+    assert_with(chex.assert_shape, ValueError, message(fn, argument, f"must have shape {what}", jnp.shape(x)),
+                x, tuple(expected))
 
 
 def rank_at_least(fn: str, argument: str, x: jax.Array, rank: int, what: str) -> None:
     if jnp.ndim(x) < rank:
-        chex.assert_rank(x, set(range(rank, rank + 32)), exception_type=ValueError,
-                                          custom_message=message(fn, argument, f"must have rank >= {rank} ({what})", f"shape {jnp.shape(x)}"))
+        assert_with(chex.assert_rank, ValueError,
+                    message(fn, argument, f"must have rank >= {rank} ({what})", f"shape {jnp.shape(x)}"),
+                    x, set(range(rank, rank + 32)))
 
 
 def normalize_axis(fn: str, axis: int, ndim: int, argument: str = "axis") -> int:

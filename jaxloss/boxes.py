@@ -43,10 +43,11 @@ def _last_axis_four(fn: str, argument: str, x: Array) -> None:
     """``x`` must have rank >= 1 and a last axis of 4 coordinates."""
     _checks.rank_at_least(fn, argument, x, 1, "[..., 4] boxes")
     if x.shape[-1] != 4:
-        chex.assert_axis_dimension(
-            x, -1, 4, exception_type=ValueError,
-            custom_message=_checks.message(fn, argument, "must have shape [..., 4] (4 box coordinates on the "
-                                           "last axis)", f"shape {x.shape}"))
+        _checks.assert_with(
+            chex.assert_axis_dimension, ValueError,
+            _checks.message(fn, argument, "must have shape [..., 4] (4 box coordinates on the last axis)",
+                            f"shape {x.shape}"),
+            x, -1, 4)
 
 
 def _broadcast_batch(fn: str, b1: Array, b2: Array) -> tuple[int, ...]:
