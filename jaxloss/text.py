@@ -72,6 +72,8 @@ def _shift_left(x: Array, k: int) -> Array:
     """``x[k:]`` padded back to length ``L`` (the padding is masked by callers)."""
     if k == 0:
         return x
+    # An order above the length has no n-grams: every position is padding.
+    k = min(k, x.shape[0])
     return jnp.concatenate([x[k:], jnp.zeros((k,), x.dtype)])
 
 

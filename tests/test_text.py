@@ -110,6 +110,56 @@ def test_bleu_closed_forms_and_edge_cases():
     np.testing.assert_allclose(bleu(long, two), bleu(long, ref6))
 
 
+@pytest.mark.parametrize("length", [1, 2])
+def test_bleu_on_rows_shorter_than_the_order_matches_sacrebleu(length):
+    # Issue 11 item 2: an n-gram order above the padded length has no n-grams
+    # (it used to fail to trace). Every order up to 5 on every length.
+    pytest.importorskip("sacrebleu")
+    from sacrebleu.metrics import BLEU
+    logging.getLogger("sacrebleu").setLevel(logging.ERROR)
+    cand, ref = _random_batch(20 + length, batch=40, refs=2, length=length, vocab=3)
+    hyps, refs = _strings(cand, ref)
+    for order in range(1, 6):
+        for smoothing in ("none", "exp"):
+            for effective_order in (True, False):
+                metric = BLEU(tokenize="none", smooth_method=smoothing, max_ngram_order=order,
+                              effective_order=effective_order)
+                expect = [metric.sentence_score(h, r).score / 100 for h, r in zip(hyps, refs)]
+                got = bleu(cand, ref, max_order=order, smoothing=smoothing, effective_order=effective_order)
+                np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+        single = ref[:, :1]  # present in every example (_random_batch): a complete reference stream
+        stream = [_text(r[0]) for r in single]
+        for effective_order in (True, False):
+            metric = BLEU(tokenize="none", max_ngram_order=order, effective_order=effective_order)
+            expect = metric.corpus_score(hyps, [stream]).score / 100
+            got = corpus_bleu(cand, single, max_order=order, effective_order=effective_order)
+            np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+
+
+def test_bleu_issue_example_two_tokens():
+    # The example of issue 11: sacrebleu gives 1.0 with effective order (the
+    # mean runs over unigrams and bigrams) and 0 without (no 3- or 4-grams).
+    cand, ref = jnp.array([[1, 2]]), jnp.array([[[1, 2]]])
+    assert float(bleu(cand, ref)[0]) == pytest.approx(1.0)
+    assert float(bleu(cand, ref, effective_order=False)[0]) == 0.0
+    assert float(bleu(jnp.array([[7]]), jnp.array([[[7]]]))[0]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_rouge_n_on_rows_shorter_than_n_matches_rouge_score(length):
+    rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
+    cand, ref = _random_batch(30 + length, batch=40, refs=1, length=length, vocab=3)
+    hyps, refs = _strings(cand, ref)
+    for n in range(1, 5):
+        scorer = rouge_scorer.RougeScorer([f"rouge{n}"], use_stemmer=False)
+        expect = np.array([[getattr(scorer.score(_text(r[0]), h)[f"rouge{n}"], k)
+                            for k in ("precision", "recall", "fmeasure")] for h, r in zip(hyps, ref)])
+        got = np.stack(rouge_n(cand, ref, n=n), axis=1)
+        np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+        if n > length:
+            assert not np.any(got)  # no n-grams on either side
+
+
 def test_corpus_bleu_where_drops_examples():
     cand, ref = _random_batch(4, batch=20, vocab=6)
     where = np.arange(20) < 12
