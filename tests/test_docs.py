@@ -105,3 +105,69 @@ def test_docstring_rst_is_rewritten_for_mkdocstrings():
     assert "| name | value |" in out and "| a | 1 |" in out
     assert "  rtol: tolerances.\n  atol: tolerances." in out
     assert "Examples:" in out and "Example:\n" not in out
+
+
+# ---------------------------------------------------------------------------
+# Claims the docs make, checked as numbers (issue 11 item 11).
+
+def test_pytorch_page_bce_weight_mapping():
+    """docs/migration/pytorch.md#bce-weight: torch's weighted "mean" is jaxloss's weighted "sum" / x.size.
+
+    Reference: torch/nn/functional.py ``binary_cross_entropy_with_logits`` calls the ATen kernel
+    (aten/src/ATen/native/Loss.cpp): loss = (1 - y) x + log(1 + exp(-x)) (stable form), times ``weight``,
+    then ``apply_loss_reduction`` takes a plain mean over every element. Transcribed in NumPy here.
+    """
+    import numpy as np
+
+    import jaxloss.classification as cls
+
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    y = (np.random.default_rng(1).random((4, 3)) > 0.5).astype(np.float32)
+    w = np.array([[0.5], [2.0], [1.0], [3.0]], np.float32)
+    per = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    torch_mean = float(np.mean(w * per))
+    np.testing.assert_allclose(float(cls.sigmoid_binary_cross_entropy(x, y, weights=w, reduction="sum")) / x.size,
+                               torch_mean, rtol=1e-6)
+    # The page's figures: 1.1464 (torch mean) against 0.7055 (jaxloss weighted mean).
+    assert round(torch_mean, 4) == 1.1464
+    assert round(float(cls.sigmoid_binary_cross_entropy(x, y, weights=w)), 4) == 0.7055
+    page = (DOCS / "migration" / "pytorch.md").read_text(encoding="utf-8")
+    assert "1.1464" in page and "0.7055" in page and 'reduction="sum") / x.size' in page
+    try:
+        import torch
+    except ImportError:
+        return
+    import torch.nn.functional as F
+
+    got = F.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(y), weight=torch.tensor(w)).item()
+    np.testing.assert_allclose(got, torch_mean, rtol=1e-6)
+
+
+def test_conventions_page_nan_padding_is_about_the_loss_inputs():
+    """docs/conventions.md#masking-and-nan: NaN in a padded *model input* row poisons an upstream Dense
+    layer's gradient through 0 x NaN; ``jnp.where`` on the inputs is the safe pattern."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxloss.classification as cls
+
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    x[3] = np.nan                                             # a padded row holding garbage
+    labels = jnp.array([0, 1, 1, 0])
+    mask = jnp.array([True, True, True, False])
+    w = jnp.ones((3, 2), jnp.float32) * 0.1
+
+    def naive(w):
+        return cls.softmax_cross_entropy_with_integer_labels(x @ w, labels, where=mask)
+
+    def safe(w):
+        return cls.softmax_cross_entropy_with_integer_labels(jnp.where(mask[:, None], x, 0.0) @ w, labels,
+                                                             where=mask)
+
+    value, grad = jax.value_and_grad(naive)(w)
+    assert np.isfinite(value) and np.isnan(np.asarray(grad)).any()   # the loss is fine, the layer is not
+    value, grad = jax.value_and_grad(safe)(w)
+    assert np.isfinite(value) and np.isfinite(np.asarray(grad)).all()
+    page = (DOCS / "conventions.md").read_text(encoding="utf-8")
+    assert "jnp.where(mask[:, None], x, 0.0)" in page
