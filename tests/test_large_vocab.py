@@ -119,7 +119,7 @@ def test_errors_name_function_and_argument():
 
 
 def _net_bytes(fn, n, d, v, dtype=jnp.float32):
-    """Temp + output bytes of jit(value_and_grad) minus the weight gradient's (CONTRACT section 5)."""
+    """Temp + output bytes of jit(value_and_grad) minus the weight gradient's (the memory figure the large-vocabulary docs state)."""
     args = (jax.ShapeDtypeStruct((n, d), dtype), jax.ShapeDtypeStruct((d, v), dtype),
             jax.ShapeDtypeStruct((n,), jnp.int32))
     compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(*args).compile()

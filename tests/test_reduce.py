@@ -1,4 +1,4 @@
-"""``jaxloss.reduce``: the reduction/weights/where rules of CONTRACT section 1.
+"""``jaxloss.reduce``: the reduction/weights/where rules of docs/conventions.md.
 
 Unit tests with hand-checkable numbers, hypothesis properties (derandomized,
 so every run draws the same examples) and the ``axis_name`` path under
@@ -35,7 +35,7 @@ def _close(actual, expected, rtol=1e-5, atol=1e-5):
 
 # ------------------------------------------------------------------ unit tests
 def test_hand_values():
-    # CONTRACT section 1: none = m w l, sum = sum m w l, mean = sum m w l / sum m w.
+    # docs/conventions.md: none = m w l, sum = sum m w l, mean = sum m w l / sum m w.
     v = jnp.array([1.0, 2.0, 3.0, 4.0])
     w = jnp.array([1.0, 2.0, 0.5, 0.0])
     m = jnp.array([True, True, False, True])
@@ -56,7 +56,7 @@ def test_default_reduction_is_mean_and_returns_scalar():
 
 
 def test_masked_nan_and_inf_are_exactly_zero_in_value_and_gradient():
-    # CONTRACT section 1: a masked position contributes exactly 0 even when it is inf or NaN.
+    # docs/conventions.md: a masked position contributes exactly 0 even when it is inf or NaN.
     v = jnp.array([1.0, jnp.nan, jnp.inf, 3.0])
     w = jnp.array([2.0, 1.0, 1.0, 1.0])
     m = jnp.array([True, False, False, True])
@@ -74,7 +74,7 @@ def test_masked_nan_and_inf_are_exactly_zero_in_value_and_gradient():
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_all_masked_gives_zero_with_zero_finite_gradient(reduction):
-    # CONTRACT section 1: an empty denominator gives 0.0 with zero gradient, never NaN.
+    # docs/conventions.md: an empty denominator gives 0.0 with zero gradient, never NaN.
     v = jnp.array([[1.0, 2.0], [3.0, 4.0]])
     w = jnp.array([[1.0, 2.0], [3.0, 4.0]])
     m = jnp.zeros((2, 2), bool)
@@ -121,7 +121,7 @@ def test_broadcastable_weights_and_where():
 
 
 def test_dtypes():
-    # CONTRACT section 2: 16-bit values are reduced in float32; float64 is kept under x64.
+    # docs/conventions.md: 16-bit values are reduced in float32; float64 is kept under x64.
     for low in (jnp.bfloat16, jnp.float16):
         v = jnp.array([1.0, 2.0, 3.0], low)
         for reduction in ("none", "sum", "mean"):

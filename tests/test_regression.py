@@ -456,7 +456,7 @@ def test_quantile_loss_array_of_quantiles_broadcasts():
      [1.0 - 2.0 * math.log(1.0 + 1e-7), math.e - math.log(math.e + 1e-7)]),
 ])
 def test_hand_values(name, p, t, kwargs, expected):
-    # Closed forms from each loss's defining formula (CONTRACT section 4, Keras/optax docs).
+    # Closed forms from each loss's defining formula (Keras/optax docs).
     _close(jaxloss.get(name)(jnp.array(p), jnp.array(t), reduction="none", **kwargs), expected, rtol=1e-6)
 
 
@@ -475,7 +475,7 @@ def test_hand_values(name, p, t, kwargs, expected):
     ("huber_loss", {"delta": float("nan")}, "delta"),
 ])
 def test_bad_hyper_parameters_raise_value_error(name, kwargs, argument):
-    # CONTRACT section 3: concrete bad hyper-parameters raise ValueError naming function and argument.
+    # docs/conventions.md: concrete bad hyper-parameters raise ValueError naming function and argument.
     args = _args(name, _rng(0))
     with pytest.raises(ValueError, match=rf"jaxloss\.{name}: {argument} must be"):
         jaxloss.get(name)(*args, **kwargs)
@@ -498,7 +498,7 @@ def test_bad_flags_raise():
 
 
 def test_shape_mismatch_message():
-    # CONTRACT section 3, verbatim example.
+    # docs/conventions.md, verbatim example.
     with pytest.raises(ValueError, match=r"jaxloss\.huber_loss: predictions \(4,\) and targets \(4, 1\) "
                                          r"must have the same shape"):
         jaxloss.huber_loss(jnp.zeros(4), jnp.zeros((4, 1)))
@@ -548,7 +548,7 @@ def test_bad_weights_and_where(kwargs, pattern):
 
 # ======================================================= traced hyper-params
 def test_traced_delta_under_jit():
-    # CONTRACT section 3: jax.jit(huber_loss)(p, t, delta=1.0) traces delta and works.
+    # docs/conventions.md: jax.jit(huber_loss)(p, t, delta=1.0) traces delta and works.
     p, t = _huber_residuals(_rng(15))
     jitted = jax.jit(jaxloss.huber_loss)(p, t, delta=1.0)
     _close(jitted, jaxloss.huber_loss(p, t, delta=1.0))
@@ -581,7 +581,7 @@ def test_learned_delta_has_the_huber_gradient():
 # ================================================================ edge cases
 @pytest.mark.parametrize("name", REGRESSION)
 def test_nan_at_masked_positions_contributes_exactly_zero(name):
-    # CONTRACT section 1: double-where; masked inf/NaN inputs give exactly 0 value and gradient.
+    # docs/conventions.md: double-where; masked inf/NaN inputs give exactly 0 value and gradient.
     args = [np.array(a) for a in _args(name, _rng(17))]
     kwargs = _kwargs(name)
     where = np.ones(args[0].shape, bool)
@@ -608,7 +608,7 @@ def test_nan_at_masked_positions_contributes_exactly_zero(name):
 
 @pytest.mark.parametrize("name", REGRESSION)
 def test_bfloat16_in_float32_out(name):
-    # CONTRACT section 2: 16-bit inputs compute and return float32; gradients in the input dtype.
+    # docs/conventions.md: 16-bit inputs compute and return float32; gradients in the input dtype.
     args = tuple(jnp.asarray(a, jnp.bfloat16) for a in _args(name, _rng(18)))
     fn = jaxloss.get(name)
     for reduction in ("none", "sum", "mean"):
@@ -632,7 +632,7 @@ def test_float64_kept_under_x64(name):
 
 @pytest.mark.parametrize("name", REGRESSION)
 def test_identical_inputs_have_finite_zero_residual_gradient(name):
-    # CONTRACT section 2: identical inputs (zero residual) give finite values and gradients.
+    # docs/conventions.md: identical inputs (zero residual) give finite values and gradients.
     args = list(_args(name, _rng(20)))
     args[1] = args[0].copy()
     fn = jaxloss.get(name)

@@ -1,6 +1,6 @@
 """Every registered loss under ``jax.jit`` with its batch sharded over 8 simulated CPU devices.
 
-CONTRACT section 1: every loss "runs under ``jax.jit`` with sharded inputs, and
+docs/conventions.md: every loss "runs under ``jax.jit`` with sharded inputs, and
 gives the same numbers". For each spec of ``tests/specs`` (so a newly
 registered loss is covered without touching this file) the batch is grown to a
 multiple of 8 by concatenating independent draws of the spec's ``make_args``,

@@ -3,7 +3,7 @@
 
 References: optax (softmax cross-entropy with integer labels, for the
 per-example ``make_loss``), Keras 3 string identifiers (the registry aliases),
-``jax.experimental.checkify`` (``checked``), CONTRACT sections 1-4.
+``jax.experimental.checkify`` (``checked``), the rules of docs/conventions.md.
 """
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ def test_checked_passes_good_inputs_through_jit_and_grad():
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_checked_ignores_masked_positions(mode):
-    # CONTRACT section 1: a masked position may hold NaN/inf (padding) and contributes exactly 0;
+    # docs/conventions.md: a masked position may hold NaN/inf (padding) and contributes exactly 0;
     # checked() must not reject inputs the loss itself accepts by contract.
     huber = dict(_both(jaxloss.huber_loss))[mode]
     p = jnp.array([0.2, jnp.nan])

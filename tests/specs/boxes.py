@@ -59,7 +59,7 @@ _CIOU_GRAD_SKIP = (
     "tests/test_boxes.py checks it against finite differences with alpha frozen, and runs this check "
     "on equal-aspect pairs (v = 0), where both derivatives agree")
 
-_SHAPES_SKIP = ("box pairs broadcast by design (CONTRACT section 4, Boxes: boxes1[:, None] against boxes2[None] "
+_SHAPES_SKIP = ("box pairs broadcast by design (the boxes' documented semantics: boxes1[:, None] against boxes2[None] "
                 "gives the pairwise matrix); tests/test_boxes.py checks that a last axis other than 4 raises")
 
 SPECS = {
