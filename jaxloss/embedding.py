@@ -967,6 +967,22 @@ def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, s
     return values, where
 
 
+def _arcface_target(cos: Array, margin: Any) -> Array:
+    """ArcFace's target logit: ``cos(theta + m)`` up to ``theta = pi - m``, then ``cos(theta) - m sin(m)``.
+
+    Beyond the threshold ``cos(theta + m)`` would rise again with ``theta``;
+    pytorch-metric-learning and insightface continue with the decreasing
+    ``cos(theta) - m sin(m)`` (equal at the threshold up to ``O(m^3)``).
+    """
+    m = jnp.asarray(margin, cos.dtype)
+    # cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m), with sin(theta) = sqrt(1 - cos^2) >= 0
+    # through a square root whose gradient is finite at cos = +-1.
+    sin = _numerics.safe_sqrt(jnp.maximum(1.0 - cos * cos, 0.0))
+    inside = cos * jnp.cos(m) - sin * jnp.sin(m)
+    # theta <= pi - m  <=>  cos(theta) >= cos(pi - m) = -cos(m) (arccos is decreasing).
+    return jnp.where(cos >= -jnp.cos(m), inside, cos - m * jnp.sin(m))
+
+
 @_registry.builtin(tags=("embedding",))
 def arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any = 64.0, margin: Any = 0.5,
                  reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
@@ -977,15 +993,20 @@ def arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any
 
     .. math::
 
-        \ell = -\log \frac{e^{s \cos(\theta_y + m)}}
-                          {e^{s \cos(\theta_y + m)} + \sum_{c \ne y} e^{s \cos\theta_c}}
+        \ell = -\log \frac{e^{s\, \phi(\theta_y)}}
+                          {e^{s\, \phi(\theta_y)} + \sum_{c \ne y} e^{s \cos\theta_c}},
+        \qquad \phi(\theta) = \begin{cases} \cos(\theta + m) & \theta \le \pi - m \\
+                                             \cos\theta - m \sin m & \theta > \pi - m \end{cases}
 
-    pytorch-metric-learning ``ArcFaceLoss`` semantics (no "easy margin" or
-    threshold), except that ``margin`` is in radians (pytorch-metric-learning
-    takes degrees: its default 28.6 is 0.5 rad). :math:`\cos(\theta + m)` is
-    evaluated as :math:`\cos\theta\cos m - \sin\theta \sin m` with a square
-    root that has a finite gradient at :math:`\cos\theta = \pm 1`. A label
-    outside ``[0, C)`` gives NaN at that position.
+    pytorch-metric-learning ``ArcFaceLoss`` semantics, including its threshold:
+    beyond :math:`\theta = \pi - m`, where :math:`\cos(\theta + m)` would
+    increase again, the target logit continues as the decreasing
+    :math:`\cos\theta - m \sin m` (as insightface). ``margin`` is in radians
+    (pytorch-metric-learning takes degrees: its default 28.6 is 0.4992 rad).
+    :math:`\cos(\theta + m)` is evaluated as
+    :math:`\cos\theta\cos m - \sin\theta \sin m` with a square root that
+    has a finite gradient at :math:`\cos\theta = \pm 1`. A label outside
+    ``[0, C)`` gives NaN at that position.
 
     Args:
       embeddings: ``[..., D]`` float embeddings.
@@ -1023,12 +1044,8 @@ def arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any
     fn = "arcface_loss"
     _checks.in_range(fn, "margin", margin)
 
-    def target_logit(cos: Array) -> Array:
-        m = jnp.asarray(margin, cos.dtype)
-        sin = _numerics.safe_sqrt(jnp.maximum(1.0 - cos * cos, 0.0))
-        return cos * jnp.cos(m) - sin * jnp.sin(m)
-
-    values, where = _margin_softmax(fn, embeddings, class_centers, labels, scale, where, target_logit)
+    values, where = _margin_softmax(fn, embeddings, class_centers, labels, scale, where,
+                                    lambda cos: _arcface_target(cos, margin))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 

@@ -358,13 +358,66 @@ def _centers_case(seed):
     return x, w, rng.integers(0, 4, size=10).astype(np.int32)
 
 
+def _np_arcface_target(c, margin):
+    # pytorch-metric-learning src/pytorch_metric_learning/losses/arcface_loss.py,
+    # ArcFaceLoss.modify_cosine_of_target_classes: cos(theta + m) while theta <= pi - m,
+    # else cos(theta) - m * sin(m) (the margin is in degrees there, radians here).
+    theta = np.arccos(np.clip(c, -1, 1))
+    return np.where(theta <= np.pi - margin, np.cos(theta + margin), np.cos(theta) - margin * np.sin(margin))
+
+
+def _angles_case(seed, angles, num_classes=4, dim=5):
+    # Embeddings at the given angles (radians) from their target class center, in random directions.
+    rng = _rng(seed)
+    w = rng.normal(size=(num_classes, dim))
+    y = rng.integers(0, num_classes, size=len(angles)).astype(np.int32)
+    u = _normalize(w[y])
+    v = rng.normal(size=(len(angles), dim))
+    v = _normalize(v - np.sum(v * u, axis=-1, keepdims=True) * u)  # orthogonal to the center
+    x = np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v
+    x *= rng.uniform(0.5, 2.0, size=(len(angles), 1))
+    return _f32(x, w)[0], _f32(w)[0], y
+
+
+# Both sides of the threshold pi - m (2.64 for m = 0.5, 2.94 for m = 0.2).
+ARC_ANGLES = np.array([0.1, 0.8, 1.6, 2.3, 2.6, 2.7, 2.9, 3.0, 3.1])
+
+
 @pytest.mark.parametrize("scale,margin", [(64.0, 0.5), (30.0, 0.2)])
-def test_arcface_numpy(scale, margin):
+def test_arcface_numpy_both_sides_of_threshold(scale, margin):
     x, w, y = _centers_case(14)
-    # ArcFaceLoss: cos(arccos(c) + m); pytorch-metric-learning takes the margin in degrees.
-    ref = _np_margin_softmax(x, w, y, scale, lambda c: np.cos(np.arccos(np.clip(c, -1, 1)) + margin))
+    ref = _np_margin_softmax(x, w, y, scale, lambda c: _np_arcface_target(c, margin))
     ours = E.arcface_loss(x, w, y, scale=scale, margin=margin, reduction="none")
     np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-5)
+    x, w, y = _angles_case(22, ARC_ANGLES)
+    ref = _np_margin_softmax(x, w, y, scale, lambda c: _np_arcface_target(c, margin))
+    ours = E.arcface_loss(x, w, y, scale=scale, margin=margin, reduction="none")
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-4)
+    # The old formula cos(theta + m) everywhere differs beyond the threshold (the issue-11 defect).
+    old = _np_margin_softmax(x, w, y, scale, lambda c: np.cos(np.arccos(np.clip(c, -1, 1)) + margin))
+    beyond = ARC_ANGLES > np.pi - margin
+    assert np.all(np.abs(old - ref)[beyond] > 1e-2) and np.allclose(old[~beyond], ref[~beyond], rtol=1e-6)
+
+
+def test_arcface_target_logit_decreases_through_threshold():
+    # Loss of one embedding against its own center rises monotonically with the angle.
+    # The other center is orthogonal to the plane of rotation, so only the target logit moves.
+    w = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    angles = np.linspace(2.2, 3.14, 50)
+    x = np.stack([np.cos(angles), np.sin(angles), np.zeros(50)], -1).astype(np.float32)
+    values = np.asarray(E.arcface_loss(x, w, np.zeros(50, np.int32), scale=8.0, margin=0.5, reduction="none"))
+    assert np.all(np.diff(values) > 0)
+
+
+def test_arcface_equals_pytorch_metric_learning():
+    torch = pytest.importorskip("torch")
+    pml = pytest.importorskip("pytorch_metric_learning.losses")
+    for margin in (0.5, 0.2):
+        x, w, y = _angles_case(23, np.concatenate([ARC_ANGLES, ARC_ANGLES[::-1]]))
+        loss = pml.ArcFaceLoss(num_classes=4, embedding_size=5, margin=np.degrees(margin), scale=30.0)
+        loss.W.data = torch.tensor(w.T.copy())
+        ref = float(loss(torch.tensor(x), torch.tensor(y, dtype=torch.long)))
+        np.testing.assert_allclose(E.arcface_loss(x, w, y, scale=30.0, margin=margin), ref, rtol=1e-5)
 
 
 @pytest.mark.parametrize("scale,margin", [(64.0, 0.35), (30.0, 0.1)])
