@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -17,6 +19,149 @@ _BUILTIN: set[str] = set()
 
 # Label domains `jaxloss.checked` enforces for float labels, by loss name.
 LABEL_DOMAINS: dict[str, str] = {}
+
+
+# ----------------------------------------------------------- argument roles
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    """What one data argument of a loss is.
+
+    The one source of truth that ``jaxloss.checked``, ``jaxloss.testing.check_loss``,
+    the test specs and the docs read.
+
+    role:
+      ``"logits"`` (unbounded scores: edge case magnitude 1e4),
+      ``"probabilities"`` (in [0, 1]), ``"log_probabilities"`` (<= 0),
+      ``"class_indices"`` (integers in ``[0, C)``; out of range gives NaN),
+      ``"ids"`` (integers compared for equality only, any value),
+      ``"flags"`` (booleans per example), ``"parameters"`` (learned arrays
+      shared by the batch, such as class centres or proxies: ``where`` does
+      not mask them), ``"data"`` (anything else, per example).
+    classes: for ``"class_indices"``, where ``C`` is read: ``(argument, axis)``
+      with ``axis`` an int or the name of the keyword holding it, and an
+      optional keyword whose value divides the size (sub-centres per class).
+    """
+
+    role: str
+    classes: tuple[Any, ...] | None = None
+
+    @property
+    def masked(self) -> bool:
+        """Whether ``where`` masks this argument (everything but shared parameters)."""
+        return self.role != "parameters"
+
+
+# Keras loss names whose Keras call differs from the jaxloss function of the same
+# meaning (argument order (y_true, y_pred), probabilities instead of logits, a
+# different formula): ``jaxloss.get`` refuses them rather than return a silently
+# different number, and names both ways to get what the user meant.
+KERAS_ONLY: dict[str, str] = {
+    "binary_crossentropy": "binary_cross_entropy(probabilities, labels) or sigmoid_binary_cross_entropy(logits, labels)",
+    "binary_focal_crossentropy": "sigmoid_focal_loss(logits, labels)",
+    "categorical_crossentropy": "softmax_cross_entropy(logits, labels)",
+    "sparse_categorical_crossentropy": "softmax_cross_entropy_with_integer_labels(logits, labels)",
+    "categorical_focal_crossentropy": "softmax_focal_loss(logits, labels)",
+    "hinge": "hinge_loss(scores, labels)",
+    "squared_hinge": "squared_hinge_loss(scores, labels)",
+    "categorical_hinge": "multiclass_hinge_loss(scores, labels)",
+    "kld": "kl_divergence(log_predictions, targets)",
+    "kullback_leibler_divergence": "kl_divergence(log_predictions, targets)",
+    "mape": "absolute_percentage_error(predictions, targets)",
+    "mean_absolute_percentage_error": "absolute_percentage_error(predictions, targets)",
+    "poisson": "poisson_loss(predictions, targets)",
+    "cosine_similarity": "cosine_distance(predictions, targets)",
+    "ctc": "ctc_loss(logits, logit_paddings, labels, label_paddings)",
+    "dice": "dice_loss(predictions, targets)",
+    "tversky": "tversky_loss(predictions, targets)",
+}
+
+_ROLE_BY_NAME = {
+    "logits": "logits", "scores": "logits", "positive_scores": "logits", "negative_scores": "logits",
+    "student_logits": "logits", "teacher_logits": "logits", "router_logits": "logits",
+    "probabilities": "probabilities",
+    "log_probabilities": "log_probabilities", "log_predictions": "log_probabilities",
+    "log_targets": "log_probabilities",
+    "class_centers": "parameters", "proxies": "parameters", "centers": "parameters", "center": "parameters",
+    "weight": "parameters",
+    "desirable": "flags",
+}
+_DEFAULT_CLASSES = (0, ("axis", "channel_axis"))
+_IDS = ("ids",)
+# Per-loss exceptions to the rules above (integer labels read as class indices
+# against the first argument's class axis).
+_OVERRIDES: dict[str, dict[str, Argument]] = {
+    "arcface_loss": {"labels": Argument("class_indices", ("class_centers", 0))},
+    "cosface_loss": {"labels": Argument("class_indices", ("class_centers", 0))},
+    "sub_center_arcface_loss": {"labels": Argument("class_indices", ("class_centers", 0, "sub_centers"))},
+    "soft_triple_loss": {"labels": Argument("class_indices", ("centers", 0, "centers_per_class"))},
+    "proxy_anchor_loss": {"labels": Argument("class_indices", ("proxies", 0))},
+    "proxy_nca_loss": {"labels": Argument("class_indices", ("proxies", 0))},
+    "linear_softmax_cross_entropy": {"labels": Argument("class_indices", ("weight", 1))},
+    "ctc_loss": {"labels": Argument("class_indices", ("logits", -1))},
+    # Metric-learning labels only say which examples share a class.
+    **{name: {"labels": Argument("ids")} for name in (
+        "ntxent_loss", "supervised_contrastive_loss", "circle_loss", "batch_hard_triplet_loss",
+        "multi_similarity_loss", "lifted_structure_loss")},
+    # Token ids are compared, never indexed.
+    **{name: {"hypotheses": Argument("ids"), "references": Argument("ids")} for name in (
+        "bleu", "corpus_bleu", "rouge_n", "rouge_l", "meteor")},
+}
+
+
+def arguments(fn_or_name: Any, dtypes: dict[str, Any] | None = None) -> dict[str, Argument]:
+    """The role of every positional data argument of a loss, by parameter name.
+
+    Args:
+      fn_or_name: a registered name or a loss function (user functions get
+        the rules by parameter name).
+      dtypes: optional ``{argument: dtype}``; an integer ``labels``/``targets``
+        is then read as class indices, a float one as data.
+
+    Returns:
+      ``{argument name: Argument}`` in signature order.
+    """
+    fn = get(fn_or_name) if isinstance(fn_or_name, str) else fn_or_name
+    name = canonical(fn_or_name) if isinstance(fn_or_name, str) else getattr(fn, "__name__", "")
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    overrides = _OVERRIDES.get(name, {})
+    out: dict[str, Argument] = {}
+    for i, p in enumerate(params):
+        if p in overrides:
+            out[p] = overrides[p]
+            continue
+        role = _ROLE_BY_NAME.get(p)
+        if role is None and p.endswith("_logits"):
+            role = "logits"
+        if role is None and p in ("labels", "targets") and dtypes is not None and p in dtypes:
+            dt = dtypes[p]
+            import numpy as np  # local: only needed here
+            if np.issubdtype(np.dtype(dt), np.integer) and i > 0:
+                out[p] = Argument("class_indices", (params[0], ("axis", "channel_axis")))
+                continue
+        out[p] = Argument(role or "data")
+    return out
+
+
+def num_classes(argument: Argument, values: dict[str, Any], keywords: dict[str, Any]) -> int | None:
+    """``C`` for a ``"class_indices"`` argument, from the arrays and keywords of one call."""
+    if argument.role != "class_indices" or argument.classes is None:
+        return None
+    source, axis, *divisor = argument.classes
+    if source not in values or not hasattr(values[source], "shape"):
+        return None
+    if isinstance(axis, tuple):  # names of the keyword holding the class axis
+        axis = next((keywords[k] for k in axis if keywords.get(k) is not None), -1)
+    shape = values[source].shape
+    if not shape or not -len(shape) <= axis < len(shape):
+        return None
+    size = int(shape[axis])
+    if divisor and keywords.get(divisor[0]):
+        size //= int(keywords[divisor[0]])
+    return size
 
 
 def _add(name: str, fn: Callable[..., Any], aliases: Iterable[str], tags: Iterable[str],
@@ -34,6 +179,8 @@ def _add(name: str, fn: Callable[..., Any], aliases: Iterable[str], tags: Iterab
     _LOSSES[name] = fn
     _TAGS[name] = frozenset(tags)
     for alias in aliases:
+        if caller == "builtin" and alias in KERAS_ONLY:
+            continue  # a Keras name with other semantics: get() explains instead
         _ALIASES[alias] = name
 
 
@@ -50,7 +197,9 @@ def builtin(*, aliases: Iterable[str] = (), tags: Iterable[str] = (),
             # The same module imported a second time (e.g. pytest's importlib mode
             # collecting doctests): keep the first registration.
             return fn
-        _add(fn.__name__, fn, tuple(aliases), tuple(tags), overwrite=False, caller="register")
+        # Every built-in carries its family (module) as a tag: available(tag="classification").
+        family = fn.__module__.rsplit(".", 1)[-1]
+        _add(fn.__name__, fn, tuple(aliases), (family, *tags), overwrite=False, caller="builtin")
         _BUILTIN.add(fn.__name__)
         _BUILTIN.update(aliases)
         if labels is not None:
@@ -102,14 +251,24 @@ def register(name: str, fn: Callable[..., Any] | None = None, *, aliases: Iterab
 def get(name: str) -> Callable[..., Any]:
     """Returns the loss registered under ``name`` (canonical name or alias).
 
+    The function returned keeps jaxloss's semantics: predictions first, then
+    targets, and jaxloss's reductions. A Keras name resolves here only where
+    the Keras call ``loss(y_true, y_pred)`` gives the same number (``"mse"``,
+    ``"mae"``, ``"huber"``, ``"logcosh"``, ``"msle"``: symmetric in their two
+    arguments). Keras names whose call differs (``"binary_crossentropy"``
+    takes ``(y_true, y_pred)`` probabilities, ``"kld"`` probabilities, ...)
+    raise an error naming the jaxloss function to use instead and the Keras
+    adapter ``jaxloss.keras.get(name)``, which keeps Keras's semantics.
+
     Args:
-      name: e.g. ``"huber_loss"`` or a Keras alias such as ``"mse"``.
+      name: e.g. ``"huber_loss"`` or an alias such as ``"mse"``.
 
     Returns:
       The loss function.
 
     Raises:
-      ValueError: no loss has that name (the message lists close matches).
+      ValueError: no loss has that name (the message lists close matches), or
+        a Keras name whose Keras semantics differ from jaxloss's.
 
     Example:
       >>> import jaxloss
@@ -125,6 +284,11 @@ def get(name: str) -> Callable[..., Any]:
             return _LOSSES[name]
         if name in _ALIASES:
             return _LOSSES[_ALIASES[name]]
+        if name in KERAS_ONLY:
+            _checks._fail(ValueError, _checks.message(
+                "get", "name", "must not be a Keras loss name whose Keras call gives a different number "
+                f"than jaxloss; for jaxloss semantics use jaxloss.{KERAS_ONLY[name]}, for Keras semantics "
+                f"(y_true, y_pred) use jaxloss.keras.get({name!r})", repr(name)))
     close = difflib.get_close_matches(str(name), list(_LOSSES) + list(_ALIASES), n=3)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
     _checks._fail(ValueError, _checks.message(
@@ -132,13 +296,15 @@ def get(name: str) -> Callable[..., Any]:
     raise AssertionError  # unreachable
 
 
-def available(*, tag: str | None = None, aliases: bool = False) -> list[str]:
-    """Lists registered loss names, sorted.
+def available(*, tag: str | None = None, aliases: bool = True) -> list[str]:
+    """Lists every name :func:`get` accepts, sorted.
 
     Args:
-      tag: only names carrying this tag (e.g. ``"integer_labels"``,
-        ``"regression"``, ``"binary"``).
-      aliases: also list aliases (such as ``"mse"``).
+      tag: only names carrying this tag: a family (``"classification"``,
+        ``"regression"``, ``"segmentation"``, ...: every built-in carries its
+        module's name) or a finer tag (``"integer_labels"``, ``"binary"``).
+      aliases: include aliases (such as ``"mse"``); ``False`` lists canonical
+        names only.
 
     Returns:
       A sorted list of names.
@@ -150,7 +316,9 @@ def available(*, tag: str | None = None, aliases: bool = False) -> list[str]:
       >>> import jaxloss
       >>> "huber_loss" in jaxloss.available()
       True
-      >>> "mse" in jaxloss.available(aliases=True)
+      >>> "mse" in jaxloss.available(), "mse" in jaxloss.available(aliases=False)
+      (True, False)
+      >>> "softmax_cross_entropy" in jaxloss.available(tag="classification")
       True
 
     References:

@@ -205,34 +205,45 @@ def test_combine_errors(terms, pattern):
 
 
 # ================================================================== registry
-KERAS_ALIASES = {
+# Keras names that jaxloss.get resolves: their Keras call gives the same number
+# as the jaxloss function (symmetric in y_true/y_pred, same default constants).
+KERAS_SAME = {
     "mse": "squared_error",
+    "mean_squared_error": "squared_error",
     "mae": "absolute_error",
-    "mape": "absolute_percentage_error",
+    "mean_absolute_error": "absolute_error",
     "msle": "squared_log_error",
+    "mean_squared_logarithmic_error": "squared_log_error",
     "huber": "huber_loss",
     "log_cosh": "log_cosh",
-    "poisson": "poisson_loss",
-    "binary_crossentropy": "binary_cross_entropy",
-    "categorical_crossentropy": "softmax_cross_entropy",
-    "sparse_categorical_crossentropy": "softmax_cross_entropy_with_integer_labels",
-    "hinge": "hinge_loss",
-    "squared_hinge": "squared_hinge_loss",
-    "categorical_hinge": "multiclass_hinge_loss",
-    "kld": "kl_divergence",
-    # Keras's cosine_similarity loss is -cos; its minimisable counterpart here is 1 - cos (same gradients).
-    "cosine_similarity": "cosine_distance",
 }
+# Keras names whose Keras call differs (argument order, probabilities vs logits, formula).
+KERAS_DIFFERENT = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "kld",
+                   "kullback_leibler_divergence", "mape", "mean_absolute_percentage_error", "poisson", "hinge",
+                   "squared_hinge", "categorical_hinge", "cosine_similarity")
 
 
-@pytest.mark.parametrize("alias", sorted(KERAS_ALIASES))
-def test_keras_alias_is_registered(alias):
-    # Keras 3 string identifiers (issue 2): every one resolves through jaxloss.get.
-    assert alias in jaxloss.available(aliases=True), f"Keras alias {alias!r} is not registered"
+@pytest.mark.parametrize("alias", sorted(KERAS_SAME))
+def test_keras_alias_gives_keras_number(alias):
+    # Issue 11 item 10: a Keras name resolves only where it means the same call and number as Keras.
+    keras = pytest.importorskip("keras")
+    assert alias in jaxloss.available()
     fn = jaxloss.get(alias)
-    assert callable(fn)
-    assert fn.__name__ == KERAS_ALIASES[alias]
-    assert jaxloss.get(KERAS_ALIASES[alias]) is fn
+    assert fn.__name__ == KERAS_SAME[alias] and jaxloss.get(KERAS_SAME[alias]) is fn
+    rng = np.random.default_rng(0)
+    y_true = rng.uniform(0.1, 3.0, (4, 5)).astype(np.float32)
+    y_pred = rng.uniform(0.1, 3.0, (4, 5)).astype(np.float32)
+    expected = float(keras.losses.get(alias)(y_true, y_pred).numpy().mean()) if hasattr(
+        keras.losses.get(alias)(y_true, y_pred), "numpy") else float(np.mean(keras.losses.get(alias)(y_true, y_pred)))
+    _close(fn(y_true, y_pred), expected, rtol=2e-5)
+
+
+@pytest.mark.parametrize("alias", KERAS_DIFFERENT)
+def test_keras_name_with_other_semantics_raises(alias):
+    # Issue 11 item 10: get("binary_crossentropy")(y_true, y_pred) gave 6.164 where Keras gives 0.548.
+    with pytest.raises(ValueError, match=rf"jaxloss\.get: name .*use jaxloss\.\w+.*jaxloss\.keras\.get\('{alias}'\)"):
+        jaxloss.get(alias)
+    assert alias not in jaxloss.available()
 
 
 def test_get_returns_the_public_function():
@@ -251,7 +262,8 @@ def test_get_unknown_name_suggests_close_matches():
 def test_available_is_sorted_and_filters_by_tag():
     names = jaxloss.available()
     assert names == sorted(names)
-    assert "mse" not in names and "mse" in jaxloss.available(aliases=True)
+    assert "mse" in names and "mse" not in jaxloss.available(aliases=False)
+    assert "softmax_cross_entropy" in jaxloss.available(tag="classification")
     regression = jaxloss.available(tag="regression")
     assert {"squared_error", "huber_loss", "gaussian_nll_loss"} <= set(regression)
     assert "huber" in jaxloss.available(tag="regression", aliases=True)
@@ -266,7 +278,7 @@ def test_register_function_and_decorator(clean_registry):
 
     assert jaxloss.register("my_cube", cube, aliases=("cube3",), tags=("custom",)) is cube
     assert jaxloss.get("my_cube") is cube and jaxloss.get("cube3") is cube
-    assert jaxloss.available(tag="custom") == ["my_cube"]
+    assert jaxloss.available(tag="custom", aliases=False) == ["my_cube"]
     assert "cube3" in jaxloss.available(aliases=True)
 
     @jaxloss.register("my_square")
@@ -290,6 +302,7 @@ def test_register_over_a_builtin_raises(clean_registry, name):
     with pytest.raises(ValueError, match=r"jaxloss\.register: name must not replace a built-in loss"):
         jaxloss.register("fresh_name", cubic_error, aliases=(name,))
     assert "fresh_name" not in jaxloss.available()
+    assert "fresh_name" not in jaxloss.available(aliases=False)
 
 
 def test_register_rejects_bad_arguments(clean_registry):
