@@ -29,6 +29,7 @@ first), so 512x512 images in bfloat16 stay finite.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -72,7 +73,7 @@ def _split_where(fn: str, where: Any, batch: int, spatial: tuple[int, ...]) -> t
         return pixel, example
     if where.ndim == 1 + len(spatial):
         pixel = _checks.broadcastable(fn, "where", where, (batch, *spatial), "the pixel shape [B, *spatial]")
-        example = jnp.any(pixel.reshape(batch, -1), axis=1)
+        example = jnp.any(pixel.reshape(batch, math.prod(spatial)), axis=1)
         return pixel, example
     _checks._fail(ValueError, _checks.message(
         fn, "where", f"must broadcast to the examples ({batch},) (rank <= 1) or to the pixels "
@@ -147,11 +148,12 @@ def _prepare(fn: str, predictions: Any, targets: Any, where: Any, *, activation:
     if not include_background:
         probs, onehot = probs[..., 1:], onehot[..., 1:]
     kept = probs.shape[-1]
-    probs = probs.reshape(batch, -1, kept)
-    onehot = onehot.reshape(batch, -1, kept)
+    pixels = math.prod(spatial)   # explicit sizes: a size-0 batch cannot infer a -1
+    probs = probs.reshape(batch, pixels, kept)
+    onehot = onehot.reshape(batch, pixels, kept)
     pix = None
     if pixel is not None:
-        pix = pixel.reshape(batch, -1, 1).astype(dtype)
+        pix = pixel.reshape(batch, pixels, 1).astype(dtype)
         probs, onehot = probs * pix, onehot * pix
     return _Prepared(probs, onehot, pix, example, cw, batch)
 
@@ -693,9 +695,10 @@ def lovasz_hinge_loss(logits: Any, labels: Any, *, per_image: bool = True, reduc
         valid = (y == 0) | (y == 1)
         y = jnp.where(valid, y.astype(dtype), jnp.asarray(jnp.nan, dtype))
     groups = batch if per_image else 1
-    z = z.reshape(groups, -1, 1)
-    y = y.reshape(groups, -1, 1)
-    pix = None if pixel is None else pixel.reshape(groups, -1, 1).astype(dtype)
+    pixels = math.prod(spatial) * (1 if per_image else batch)   # explicit: a size-0 batch cannot infer -1
+    z = z.reshape(groups, pixels, 1)
+    y = y.reshape(groups, pixels, 1)
+    pix = None if pixel is None else pixel.reshape(groups, pixels, 1).astype(dtype)
     if pix is not None:
         y = y * pix
     errors = 1.0 - z * (2.0 * y - 1.0)
@@ -771,15 +774,18 @@ def lovasz_softmax_loss(logits: Any, labels: Any, *, per_image: bool = True, cla
     p, g, pix = prep.probs, prep.onehot, prep.pixel
     batch = prep.batch
     if not per_image:
-        p = p.reshape(1, -1, p.shape[-1])
-        g = g.reshape(1, -1, g.shape[-1])
-        pix = None if pix is None else pix.reshape(1, -1, 1)
+        pooled = p.shape[0] * p.shape[1]
+        p = p.reshape(1, pooled, p.shape[-1])
+        g = g.reshape(1, pooled, g.shape[-1])
+        pix = None if pix is None else pix.reshape(1, pooled, 1)
     errors = jnp.abs(g - p)
     per_class = _lovasz_extension(errors, g, pix, hinge=False)     # [G, C]
     if prep.class_weights is not None:
         per_class = per_class * prep.class_weights[None, :]
     if classes == "present":
-        present = (jnp.sum(g, axis=1) > 0).astype(per_class.dtype)
+        # ``~(x <= 0)``: a class whose sum is NaN (an out-of-range label) counts as present, so its
+        # NaN reaches the value instead of being dropped as an absent class.
+        present = (~(jnp.sum(g, axis=1) <= 0)).astype(per_class.dtype)
         values = _numerics.safe_div(jnp.sum(per_class * present, axis=-1), jnp.sum(present, axis=-1))
     else:
         values = jnp.mean(per_class, axis=-1)

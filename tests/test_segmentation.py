@@ -456,12 +456,69 @@ def test_saturated_logits_finite(magnitude, dtype):
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32)))
 
 
-def test_out_of_range_integer_labels_give_nan_for_that_example():
+@pytest.mark.parametrize("bad,dtype", [(-1, np.int32), (4, np.int32), (255, np.uint8), (2**32 - 1, np.uint32)])
+@pytest.mark.parametrize("fn", ALL, ids=lambda f: f.__name__)
+def test_out_of_range_integer_labels_give_nan_for_that_example(fn, bad, dtype):
+    # Contract section 1: a label outside [0, C) gives NaN at its example, never a wrapped, clamped or
+    # dropped class (lovasz_softmax_loss used to count the poisoned classes as absent and return 0.0).
     logits, labels, _ = _data(17)
-    labels = labels.copy()
-    labels[1, 0, 0] = 4
-    values = np.asarray(seg.dice_loss(logits, labels, reduction="none"))
+    labels = labels.astype(dtype)
+    labels[1, 0, 0] = bad
+    values = np.asarray(fn(logits, labels, reduction="none"))
     assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
+    assert np.isnan(float(fn(logits, labels)))
+    # Masked, the same pixel is harmless.
+    keep = np.ones(labels.shape, bool)
+    keep[1, 0, 0] = False
+    assert np.all(np.isfinite(np.asarray(fn(logits, labels, where=keep, reduction="none"))))
+
+
+def test_lovasz_hinge_non_binary_integer_labels_give_nan():
+    logits = np.random.default_rng(32).normal(size=(2, 3, 4)).astype(np.float32)
+    labels = np.random.default_rng(33).integers(0, 2, (2, 3, 4)).astype(np.uint8)
+    labels[0, 1, 1] = 255
+    values = np.asarray(seg.lovasz_hinge_loss(logits, labels, reduction="none"))
+    assert np.isnan(values[0]) and np.isfinite(values[1])
+
+
+@pytest.mark.parametrize("activation", ["softmax", None])
+@pytest.mark.parametrize("fn", ALL + [seg.lovasz_hinge_loss], ids=lambda f: f.__name__)
+def test_nan_in_an_unmasked_input_gives_nan(fn, activation):
+    # A diverged model must show: one NaN prediction makes its example NaN (and the mean NaN);
+    # masked, the same NaN contributes nothing.
+    logits, labels, _ = _data(34)
+    kwargs = {}
+    if fn is seg.lovasz_hinge_loss:
+        logits, labels = logits[..., 0], (labels > 1).astype(np.int32)
+    elif fn is not seg.lovasz_softmax_loss:
+        kwargs["activation"] = activation
+        if activation is None:
+            logits = _softmax(logits, -1)
+    elif activation is None:
+        pytest.skip("lovasz_softmax_loss always applies softmax")
+    poisoned = logits.copy()
+    poisoned[1, 2, 3] = np.nan
+    values = np.asarray(fn(poisoned, labels, reduction="none", **kwargs))
+    assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
+    keep = ~np.isnan(poisoned) if poisoned.ndim == labels.ndim else ~np.isnan(poisoned).any(-1)
+    value, grad = jax.value_and_grad(lambda x: fn(x, labels, where=keep, **kwargs))(poisoned)
+    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+
+
+@pytest.mark.parametrize("fn,kwargs", [(f, {}) for f in ALL] + [
+    (seg.dice_loss, {"batch_dice": True}), (seg.generalized_dice_loss, {"batch_dice": True}),
+    (seg.lovasz_softmax_loss, {"per_image": False}), (seg.lovasz_hinge_loss, {}),
+    (seg.lovasz_hinge_loss, {"per_image": False})], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_empty_batch_gives_zero_with_zero_gradient(fn, kwargs):
+    # Size-0 batch: an empty mean is 0.0 with zero gradient (used to raise ZeroDivisionError).
+    logits = np.zeros((0, 4, 5, 3), np.float32)
+    labels = np.zeros((0, 4, 5), np.int32)
+    if fn is seg.lovasz_hinge_loss:
+        logits = logits[..., 0]
+    for reduction in ("mean", "sum"):
+        value, grad = jax.value_and_grad(lambda x: fn(x, labels, reduction=reduction, **kwargs))(logits)
+        assert float(value) == 0.0 and grad.shape == logits.shape
+    assert fn(logits, labels, reduction="none", **kwargs).shape == (0,)
 
 
 # ------------------------------------------------------------ where and options
