@@ -501,7 +501,8 @@ def _masked_logsumexp(x: Array, mask: Array) -> tuple[Array, Array]:
     """
     some = jnp.any(mask, axis=-1)
     low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
-    shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True))
+    # initial=: a row of zero length (an empty batch) has a maximum too.
+    shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True, initial=low))
     shift = jnp.where(some[..., None], shift, jnp.zeros_like(shift))
     exps = jnp.where(mask, jnp.exp(jnp.where(mask, x - shift, jnp.zeros_like(x))), jnp.zeros_like(x))
     total = jnp.sum(exps, axis=-1)
@@ -580,9 +581,10 @@ def batch_hard_triplet_loss(embeddings: Any, labels: Any, *, margin: Any = 0.2, 
     positive = same & ~own & valid[None, :]
     negative = ~same & valid[None, :]
     has_pos, has_neg = jnp.any(positive, axis=-1), jnp.any(negative, axis=-1)
-    hardest_pos = jnp.max(jnp.where(positive, dist, jnp.zeros_like(dist)), axis=-1)
+    # initial=: the reductions stay defined on an empty batch (size 0 gives 0.0).
+    hardest_pos = jnp.max(jnp.where(positive, dist, jnp.zeros_like(dist)), axis=-1, initial=0.0)
     big = jnp.asarray(jnp.finfo(dist.dtype).max, dist.dtype)
-    hardest_neg = jnp.min(jnp.where(negative, dist, big), axis=-1)
+    hardest_neg = jnp.min(jnp.where(negative, dist, big), axis=-1, initial=big)
     hardest_neg = jnp.where(has_neg, hardest_neg, jnp.zeros_like(hardest_neg))
     gap = hardest_pos - hardest_neg
     if soft:
@@ -733,8 +735,8 @@ def supervised_contrastive_loss(embeddings: Any, labels: Any, *, temperature: An
     values = -_numerics.safe_div(jnp.sum(log_prob, axis=-1), count.astype(sim.dtype))
     # Any negative pair in the (global) batch: two valid examples with different labels.
     int_max = jnp.iinfo(y_all.dtype).max
-    lowest = jnp.min(jnp.where(valid, y_all, int_max))
-    highest = jnp.max(jnp.where(valid, y_all, -int_max))
+    lowest = jnp.min(jnp.where(valid, y_all, int_max), initial=int_max)
+    highest = jnp.max(jnp.where(valid, y_all, -int_max), initial=-int_max)
     any_negative = jnp.any(valid) & (lowest != highest)
     where = _and(where, (count > 0) & any_negative)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
