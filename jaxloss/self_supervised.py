@@ -79,7 +79,7 @@ def _batch_views(fn: str, z1: Any, z2: Any, where: Any) -> tuple[Array, Array, A
 
 def _centered(z: Array, valid: Array, count: Array, axis_name: Any) -> Array:
     """``z`` minus its (global, unmasked) batch mean; masked rows are 0."""
-    mean = _numerics.safe_div(_psum(jnp.sum(valid * z, axis=0), axis_name), count)
+    mean = _numerics.safe_div(_psum(jnp.sum(valid * z, axis=0, keepdims=True), axis_name), count)
     return valid * (z - mean)
 
 
@@ -269,7 +269,8 @@ def barlow_twins_loss(z1: Any, z2: Any, *, lambda_offdiagonal: Any = 5e-3, axis_
 
     def normalise(z: Array) -> Array:
         centered = _centered(z, valid, count, axis_name)
-        variance = _numerics.safe_div(_psum(jnp.sum(jnp.square(centered), axis=0), axis_name), count)
+        variance = _numerics.safe_div(_psum(jnp.sum(jnp.square(centered), axis=0, keepdims=True), axis_name),
+                                      count)
         return centered / jnp.sqrt(variance + eps)
 
     c = _numerics.safe_div(_psum(normalise(a).T @ normalise(b), axis_name), count)
@@ -455,7 +456,7 @@ def dino_loss(student_logits: Any, teacher_logits: Any, center: Any, *, student_
         s = _numerics.mask_inputs(where[None, :, None], s)
         t = _numerics.mask_inputs(where[None, :, None], t)
     targets = jax.lax.stop_gradient(
-        jax.nn.softmax((t - c) / jnp.asarray(teacher_temperature, dtype), axis=-1))      # [V, B, K]
+        jax.nn.softmax((t - c[None, None, :]) / jnp.asarray(teacher_temperature, dtype), axis=-1))  # [V, B, K]
     log_probs = jax.nn.log_softmax(s / jnp.asarray(student_temperature, dtype), axis=-1)  # [S, B, K]
     # Cross-entropy of every (view, crop) pair [V, S, B]; same-view pairs are dropped.
     cross = -jnp.einsum("vbk,sbk->vsb", targets, log_probs)
