@@ -84,12 +84,17 @@ def _masked_max(x: Array, valid: Any, axis: int = -1) -> Array:
         m = jnp.max(x, axis=axis, keepdims=True)
     else:
         m = jnp.max(jnp.where(valid, x, -jnp.inf), axis=axis, keepdims=True)
-        m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+        # Only "nothing valid" (-inf) becomes 0: a NaN maximum propagates.
+        m = jnp.where(m == -jnp.inf, jnp.zeros_like(m), m)
     return jax.lax.stop_gradient(m)
 
 
-def _masked_logsumexp(x: Array, valid: Any, axis: int = -1) -> Array:
-    """``log sum_{valid} exp(x)`` along ``axis`` (keepdims); 0 with zero gradient if none is valid."""
+def _shifted_and_log_total(x: Array, valid: Any, axis: int = -1) -> tuple[Array, Array]:
+    """``x - max`` and ``log sum_{valid} exp(x - max)`` (keepdims), ``max`` over valid entries.
+
+    The log of the sum is 0 with zero gradient where no entry is valid; a NaN
+    entry makes it NaN (only a sum ``<= 0`` takes the safe branch).
+    """
     m = _masked_max(x, valid, axis)
     shifted = x - m
     if valid is not None:
@@ -98,13 +103,37 @@ def _masked_logsumexp(x: Array, valid: Any, axis: int = -1) -> Array:
     if valid is not None:
         e = jnp.where(valid, e, jnp.zeros_like(e))
     total = jnp.sum(e, axis=axis, keepdims=True)
-    positive = total > 0
-    return m + jnp.where(positive, jnp.log(jnp.where(positive, total, jnp.ones_like(total))), jnp.zeros_like(total))
+    positive = ~(total <= 0)
+    log_total = jnp.where(positive, jnp.log(jnp.where(positive, total, jnp.ones_like(total))),
+                          jnp.zeros_like(total))
+    return shifted, log_total
+
+
+def _masked_logsumexp(x: Array, valid: Any, axis: int = -1) -> Array:
+    """``log sum_{valid} exp(x)`` along ``axis`` (keepdims); 0 with zero gradient if none is valid."""
+    m = _masked_max(x, valid, axis)
+    _, log_total = _shifted_and_log_total(x, valid, axis)
+    return m + log_total
 
 
 def _masked_log_softmax(x: Array, valid: Any, axis: int = -1) -> Array:
-    """Log-softmax over the valid entries; finite (and unused) at invalid ones."""
-    return x - _masked_logsumexp(x, valid, axis)
+    """Log-softmax over the valid entries; finite (and unused) at invalid ones.
+
+    Computed as ``(x - max) - log sum exp(x - max)``, the rounding of
+    ``jax.nn.log_softmax`` (and so of rax), not ``x - logsumexp(x)``.
+    """
+    shifted, log_total = _shifted_and_log_total(x, valid, axis)
+    return shifted - log_total
+
+
+def _label_nan(labels: Array, valid: Any) -> Array:
+    """``[...]``: NaN for a list with a NaN label at a valid item, else 0 (added to its value).
+
+    Losses that only compare labels (sorts, ``y_i > y_j``) would otherwise
+    drop a NaN label silently.
+    """
+    bad = jnp.isnan(labels) if valid is None else jnp.isnan(labels) & valid
+    return jnp.where(jnp.any(bad, axis=-1), jnp.asarray(jnp.nan, labels.dtype), jnp.zeros((), labels.dtype))
 
 
 def _masked_mean(values: Array, valid: Any, axis: int = -1) -> Array:
@@ -531,7 +560,7 @@ def listmle_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: 
     fill = jnp.finfo(s.dtype).min
     x = s_sorted if v_sorted is None else jnp.where(v_sorted, s_sorted, jnp.asarray(fill, s.dtype))
     suffix_lse = jax.lax.cumlogsumexp(x, axis=s.ndim - 1, reverse=True)
-    values = -_masked_sum(s_sorted - suffix_lse, v_sorted)
+    values = -_masked_sum(s_sorted - suffix_lse, v_sorted) + _label_nan(y, valid)
     return reduce_values(values, reduction=reduction, weights=weights, where=list_valid, fn=fn)
 
 
@@ -540,13 +569,16 @@ def _pairwise(fn: str, scores: Any, labels: Any, where: Any, pair_fn, reduction:
     n = s.shape[-1]
     batch = s.shape[:-1]
     diff = (s[..., :, None] - s[..., None, :]).reshape(batch + (n * n,))
-    ok = (y[..., :, None] > y[..., None, :])
+    label_diff = y[..., :, None] - y[..., None, :]
+    # A NaN label makes its pairs NaN (and counted) instead of silently invalid.
+    ok = (label_diff > 0) | jnp.isnan(label_diff)
     if valid is not None:
         ok = ok & valid[..., :, None] & valid[..., None, :]
     ok = ok.reshape(batch + (n * n,))
     if pair_mask is not None:
         ok = ok & pair_mask
-    return reduce_values(pair_fn(diff), reduction=reduction, weights=weights, where=ok, fn=fn)
+    values = pair_fn(diff) + 0.0 * jnp.where(jnp.isnan(label_diff), label_diff, 0.0).reshape(batch + (n * n,))
+    return reduce_values(values, reduction=reduction, weights=weights, where=ok, fn=fn)
 
 
 @_registry.builtin(tags=("ranking",))
