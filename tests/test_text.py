@@ -331,3 +331,21 @@ def test_minimum_risk_loss_trains_on_bleu_under_jit():
 
     np.testing.assert_allclose(loss(jnp.array([[0.0, -50.0]])), 0.0, atol=1e-6)
     np.testing.assert_allclose(loss(jnp.array([[-50.0, 0.0]])), 1.0, atol=1e-6)
+
+
+def test_minimum_risk_loss_empty_batch_and_nan():
+    # Issue 11 items 4 and 5: size-0 batch is 0.0 with zero gradients; NaN stays NaN.
+    empty = np.zeros((0, 3), np.float32)
+    value, (g_lp, g_r) = jax.value_and_grad(minimum_risk_loss, argnums=(0, 1))(empty, empty)
+    assert float(value) == 0.0 and g_lp.shape == (0, 3) and g_r.shape == (0, 3)
+    log_p = -np.ones((2, 3), np.float32)
+    rewards = np.full((2, 3), 0.5, np.float32)
+    bad_lp = log_p.copy()
+    bad_lp[1, 1] = np.nan
+    bad_r = rewards.copy()
+    bad_r[1, 0] = np.nan
+    for lp, r in ((bad_lp, rewards), (log_p, bad_r)):
+        got = np.asarray(minimum_risk_loss(lp, r, reduction="none"))
+        assert np.isnan(got[1]) and got[0] == pytest.approx(0.5)
+        # masked: exactly the clean value
+        assert float(minimum_risk_loss(lp, r, where=np.array([True, False]))) == pytest.approx(0.5)
