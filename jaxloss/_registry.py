@@ -34,7 +34,8 @@ class Argument:
       ``"probabilities"`` (in [0, 1]), ``"log_probabilities"`` (<= 0),
       ``"class_indices"`` (integers in ``[0, C)``; out of range gives NaN),
       ``"ids"`` (integers compared for equality only, any value),
-      ``"flags"`` (booleans per example), ``"parameters"`` (learned arrays
+      ``"flags"`` (booleans per example), ``"paddings"`` (1.0 marks a padded
+      position of the argument named in ``PADDED``), ``"parameters"`` (learned arrays
       shared by the batch, such as class centres or proxies: ``where`` does
       not mask them), ``"data"`` (anything else, per example).
     classes: for ``"class_indices"``, where ``C`` is read: ``(argument, axis)``
@@ -84,7 +85,10 @@ _ROLE_BY_NAME = {
     "class_centers": "parameters", "proxies": "parameters", "centers": "parameters", "center": "parameters",
     "weight": "parameters",
     "desirable": "flags",
+    "logit_paddings": "paddings", "label_paddings": "paddings",
 }
+# Which argument a ``"paddings"`` argument pads (1.0 marks a padded position).
+PADDED = {"logit_paddings": "logits", "label_paddings": "labels"}
 _DEFAULT_CLASSES = (0, ("axis", "channel_axis"))
 _IDS = ("ids",)
 # Per-loss exceptions to the rules above (integer labels read as class indices

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -194,102 +195,156 @@ def _first_bad(bad: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return index, jnp.ravel(x)[index]
 
 
-def _kept(where: Any, x: jax.Array, unreduced_shape: tuple[int, ...], axis: int) -> jax.Array | None:
-    """``where`` broadcast to ``x`` (None: check every entry of ``x``)."""
-    if where is None:
-        return None
-    m = jnp.broadcast_to(jnp.asarray(where, bool), unreduced_shape)
-    if x.shape == tuple(unreduced_shape):
-        return m
-    if x.ndim == len(unreduced_shape) + 1:  # per-example loss: add back the reduced axis
-        return jnp.broadcast_to(jnp.expand_dims(m, axis), x.shape)
+def _align(mask: jax.Array, shape: tuple[int, ...], axis: Any = None) -> jax.Array | None:
+    """A mask broadcast to an input's ``shape`` by jaxloss's mask conventions, or ``None``.
+
+    Tried in order: the same shape; the input's shape without its class axis
+    ``axis`` (per-example losses, channels-first included); a leading prefix
+    (per-example or per-pixel masks of ``[B, ..., D]`` inputs); the input's
+    shape without any one axis; numpy's right-aligned broadcasting.
+    """
+    m = tuple(mask.shape)
+    if m == shape:
+        return mask
+    candidates = []
+    if len(m) == len(shape) - 1:
+        if isinstance(axis, int) and -len(shape) <= axis < len(shape):
+            candidates.append(axis % len(shape))
+    if len(m) < len(shape) and shape[:len(m)] == m:
+        return jnp.broadcast_to(jnp.reshape(mask, m + (1,) * (len(shape) - len(m))), shape)
+    if len(m) == len(shape) - 1:
+        candidates += list(range(len(shape)))
+    for k in candidates:
+        if shape[:k] + shape[k + 1:] == m:
+            return jnp.broadcast_to(jnp.expand_dims(mask, k), shape)
+    try:
+        if np.broadcast_shapes(m, shape) == shape:
+            return jnp.broadcast_to(mask, shape)
+    except ValueError:
+        pass
     return None
 
 
-def _data_checks(fn_name: str, bound: inspect.BoundArguments, unreduced_shape: tuple[int, ...] = ()) -> None:
-    """Adds checkify checks for the data-dependent conditions of the contract."""
-    arguments = bound.arguments
-    where = arguments.get("where")
-    class_axis = arguments.get("axis", -1)
+def _check(ok: jax.Array, x: jax.Array, msg: str) -> None:
+    index, first = _first_bad(~ok, x)
+    checkify.check(jnp.all(ok), msg + ", got {} at flat index {}", first, index)
 
-    def unmasked(bad: jax.Array, x: jax.Array) -> jax.Array:
-        kept = _kept(where, x, unreduced_shape, class_axis)
-        return bad if kept is None else bad & kept
-    positional = [(k, v) for k, v in arguments.items()
-                  if k not in ("reduction", "weights", "where") and hasattr(v, "shape") or isinstance(v, np.ndarray)]
-    for key, value in positional:
-        x = jnp.asarray(value)
-        if jnp.issubdtype(x.dtype, jnp.floating) and x.size:
-            bad = unmasked(~jnp.isfinite(x), x)
-            index, first = _first_bad(bad, x)
-            checkify.check(~jnp.any(bad), f"jaxloss.{fn_name}: {key} must be finite, got {{}} at flat index {{}}",
-                           first, index)
+
+def _data_checks(fn: Callable[..., Any], fn_name: str, bound: inspect.BoundArguments,
+                 unreduced_shape: tuple[int, ...] | None) -> None:
+    """Adds checkify checks for the data-dependent conditions of the contract.
+
+    What each argument is (logits, probabilities, class indices, shared
+    parameters, paddings) comes from the registry, the one place that knows.
+    Masked positions (``where``) and padded positions are never checked.
+    """
+    arguments = bound.arguments
+    names = [p for p in inspect.signature(fn).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    data = {p.name: jnp.asarray(arguments[p.name]) for p in names
+            if p.name in arguments and hasattr(arguments[p.name], "shape")}
+    keywords = {k: v for k, v in arguments.items() if k not in data}
+    roles = _registry.arguments(fn, {k: v.dtype for k, v in data.items()})
+    class_axis = next((keywords[k] for k in ("axis", "channel_axis") if isinstance(keywords.get(k), int)), -1)
+    where = arguments.get("where")
+    where = None if where is None else jnp.asarray(where, bool)
+    if where is not None and unreduced_shape is not None:
+        try:
+            where = jnp.broadcast_to(where, unreduced_shape)
+        except ValueError:
+            pass
+
+    def kept(name: str, x: jax.Array) -> jax.Array | None:
+        """Positions of ``x`` to check; ``None`` when they cannot be told apart."""
+        keep = jnp.ones(x.shape, bool)
+        role = roles.get(name)
+        if where is not None and (role is None or role.masked):
+            aligned = _align(where, tuple(x.shape), class_axis)
+            if aligned is None:
+                return None
+            keep = keep & aligned
+        for pad_name, padded in _registry.PADDED.items():
+            if padded == name and pad_name in data:
+                pads = _align(data[pad_name] <= 0, tuple(x.shape))
+                if pads is not None:
+                    keep = keep & pads
+        return keep
+
+    for name, x in data.items():
+        role = roles.get(name, _registry.Argument("data"))
+        if x.size == 0 or role.role in ("paddings", "flags"):
+            continue
+        keep = kept(name, x)
+        if keep is None:
+            continue
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            _check(~keep | jnp.isfinite(x), x, f"jaxloss.{fn_name}: {name} must be finite")
+        if role.role == "probabilities":
+            _check(~keep | ((x >= 0) & (x <= 1)), x, f"jaxloss.{fn_name}: {name} must be in [0, 1]")
+        domain = _registry.LABEL_DOMAINS.get(fn_name) if name == "labels" else None
+        if domain is not None:
+            y = x.astype(jnp.float32) if not jnp.issubdtype(x.dtype, jnp.floating) else x
+            if domain == "unit":
+                good, expected = (y >= 0) & (y <= 1), "in [0, 1]"
+            elif domain == "sign":
+                good, expected = (y == -1) | (y == 1), "-1 or +1"
+            else:
+                good, expected = (y == 0) | (y == 1), "0 or 1"
+            _check(~keep | good, x, f"jaxloss.{fn_name}: {name} must be {expected}")
+        elif role.role == "class_indices" and jnp.issubdtype(x.dtype, jnp.integer):
+            num_classes = _registry.num_classes(role, data, keywords)
+            if num_classes is None:
+                continue
+            unsigned = x.dtype.kind == "u"
+            good = (x < num_classes) if unsigned else (x >= 0) & (x < num_classes)
+            ignore_index = keywords.get("ignore_index")
+            allowed = f"[0, {num_classes})"
+            if ignore_index is not None:
+                allowed += f" or ignore_index={ignore_index}"
+                if not unsigned or ignore_index >= 0:
+                    good = good | (x == ignore_index)
+            _check(~keep | good, x, f"jaxloss.{fn_name}: {name} must be in {allowed}")
+
     weights = arguments.get("weights")
     if weights is not None:
         w = jnp.asarray(weights)
-        if where is not None and w.shape != tuple(unreduced_shape):
-            w = jnp.broadcast_to(w, unreduced_shape)
-        bad = unmasked(w < 0, w)
-        index, first = _first_bad(bad, w)
-        checkify.check(~jnp.any(bad), f"jaxloss.{fn_name}: weights must be >= 0, got {{}} at flat index {{}}",
-                       first, index)
-    probabilities = arguments.get("probabilities")
-    if probabilities is not None:
-        p = jnp.asarray(probabilities)
-        bad = unmasked((p < 0) | (p > 1), p)
-        index, first = _first_bad(bad, p)
-        checkify.check(~jnp.any(bad),
-                       f"jaxloss.{fn_name}: probabilities must be in [0, 1], got {{}} at flat index {{}}",
-                       first, index)
-    labels = arguments.get("labels")
-    if labels is None:
-        return
-    y = jnp.asarray(labels)
-    if jnp.issubdtype(y.dtype, jnp.integer):
-        first_name, first_value = next(iter(arguments.items()))
-        axis = arguments.get("axis", -1)
-        ref = jnp.asarray(first_value)
-        if first_name == "labels" or ref.ndim != y.ndim + 1:
-            return
-        num_classes = ref.shape[axis]
-        ok = ~unmasked(~((y >= 0) & (y < num_classes)), y)
-        ignore_index = arguments.get("ignore_index")
-        if ignore_index is not None:
-            ok = ok | (y == ignore_index)
-        index, first = _first_bad(~ok, y)
-        allowed = f"[0, {num_classes})" + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
-        checkify.check(jnp.all(ok), f"jaxloss.{fn_name}: labels must be in {allowed}, got {{}} at flat index {{}}",
-                       first, index)
-        return
-    domain = _registry.LABEL_DOMAINS.get(fn_name)
-    if domain == "unit":
-        bad = (y < 0) | (y > 1)
-        expected = "in [0, 1]"
-    elif domain == "sign":
-        bad = (y != -1) & (y != 1)
-        expected = "-1 or +1"
-    elif domain == "binary":
-        bad = (y != 0) & (y != 1)
-        expected = "0 or 1"
-    else:
-        return
-    bad = unmasked(bad, y)
-    index, first = _first_bad(bad, y)
-    checkify.check(~jnp.any(bad), f"jaxloss.{fn_name}: labels must be {expected}, got {{}} at flat index {{}}",
-                   first, index)
+        keep = jnp.ones(w.shape, bool)
+        if where is not None:
+            if unreduced_shape is not None:
+                w = jnp.broadcast_to(w, unreduced_shape)
+            aligned = _align(where, tuple(w.shape))
+            keep = aligned if aligned is not None else keep
+        _check(~keep | (w >= 0), w, f"jaxloss.{fn_name}: weights must be >= 0")
+
+
+def _raise_first(error: Any) -> None:
+    """Runs on the host under ``jit``: our message is the first line the user reads."""
+    message = error.get()
+    if message:
+        print(message.splitlines()[0], file=sys.stderr, flush=True)
+        error.throw()
 
 
 def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps a loss so bad data values raise a clear error, also under ``jax.jit``.
 
-    Checks, by argument name: every float data array is finite; ``weights``
-    are non-negative; ``probabilities`` lie in ``[0, 1]``; integer ``labels``
-    lie in ``[0, C)`` (or equal ``ignore_index``), ``C`` being the size of the
-    first argument's class ``axis``; float ``labels`` lie in the loss's label
-    domain (``[0, 1]`` for binary cross-entropies, ``{-1, +1}`` for hinge
-    losses). Built on :mod:`jax.experimental.checkify`: called eagerly the
-    error is raised directly; inside ``jax.jit`` it is raised when the
-    computation runs (as a ``JaxRuntimeError`` carrying the same message).
+    Checks, for what the registry says each argument is: every float data
+    array is finite; ``weights`` are non-negative; probabilities lie in
+    ``[0, 1]``; integer class indices (``labels``, or integer ``targets`` of
+    the segmentation losses) lie in ``[0, C)`` or equal ``ignore_index``,
+    ``C`` read from the class axis (``axis``/``channel_axis``) or from the
+    class centres, proxies or output weight the loss takes; labels lie in the
+    loss's label domain (``[0, 1]`` for binary cross-entropies, ``{-1, +1}``
+    for hinge losses, ``{0, 1}`` for the Lovasz hinge). Positions that
+    ``where`` masks (per example, per pixel, per item) and padded positions
+    (``logit_paddings``) are not checked: a masked NaN is valid input.
+
+    Built on :mod:`jax.experimental.checkify`. Called eagerly (concrete
+    inputs), the error is raised directly and its text is our message. Under
+    ``jax.jit`` the values are known only when the computation runs: the error
+    is raised then, and our message is printed to stderr first, so it is the
+    first line the user reads, above XLA's callback traceback (whose last
+    line repeats it).
 
     Args:
       fn: any jaxloss loss (or a loss with the same argument names).
@@ -320,10 +375,15 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     def body(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        unreduced: tuple[int, ...] = ()
-        if bound.arguments.get("where") is not None:  # masked entries are not checked
-            unreduced = jax.eval_shape(lambda *a: fn(*a, **{**kwargs, "reduction": "none", "where": None}), *args).shape
-        _data_checks(fn_name, bound, tuple(unreduced))
+        unreduced: tuple[int, ...] | None = None
+        if bound.arguments.get("where") is not None or bound.arguments.get("weights") is not None:
+            try:
+                unreduced = tuple(jax.eval_shape(
+                    lambda *a: fn(*a, **{**kwargs, "reduction": "none", "where": None, "weights": None}),
+                    *args).shape)
+            except Exception:  # pylint: disable=broad-except
+                unreduced = None  # the loss itself reports bad shapes below
+        _data_checks(fn, fn_name, bound, unreduced)
         return fn(*args, **kwargs)
 
     @functools.wraps(fn)
@@ -331,14 +391,14 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         leaves = jax.tree_util.tree_leaves((args, kwargs))
         dynamic = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
         static = {k: v for k, v in kwargs.items() if k not in dynamic}
-        checked_body = checkify.checkify(lambda a, kw: body(*a, **kw, **static))
-        error, out = checked_body(args, dynamic)
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
-            # Under an outer transformation the values are not known yet: raise
-            # when the computation runs.
-            jax.debug.callback(lambda err: err.throw(), error)
-        else:
-            error.throw()
+            # Under jax.jit (or another transformation) the values are not known
+            # yet: raise when the computation runs, our message printed first.
+            error, out = checkify.checkify(lambda a, kw: body(*a, **kw, **static))(args, dynamic)
+            jax.debug.callback(_raise_first, error)
+            return out
+        error, out = checkify.checkify(lambda a, kw: body(*a, **kw, **static))(args, dynamic)
+        error.throw()
         return out
 
     return wrapper

@@ -21,7 +21,16 @@ dtype      bfloat16/float16 inputs give float32 results and input-dtype
            gradients
 shapes     mismatched shapes and wrong dtypes raise ``ValueError``/``TypeError``
            instead of broadcasting silently
+nan        a NaN in any unmasked float input gives a NaN loss (a diverged
+           model shows in the logs), never a healthy-looking number
+empty      a batch of size 0 gives 0.0 with zero, finite gradients
+labels     an integer class index outside ``[0, C)`` (-1, C, 255 as uint8,
+           2**32 - 1 as uint32) gives NaN, never a wrapped or clamped value
 ========== ==================================================================
+
+Which argument is logits, probabilities, class indices or shared parameters
+is read from the registry (:func:`jaxloss._registry.arguments`), the one
+place that knows it.
 """
 
 from __future__ import annotations
@@ -36,11 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
-CHECKS = ("call", "reduction", "jit", "trace", "vmap", "grad", "edge", "where",
-          "all_masked", "dtype", "shapes")
+from jaxloss import _registry
 
-_LARGE_NAMES = ("logits", "scores")
-_PROBABILITY_NAMES = ("probabilities",)
+CHECKS = ("call", "reduction", "jit", "trace", "vmap", "grad", "edge", "where",
+          "all_masked", "dtype", "shapes", "nan", "empty", "labels")
 
 
 @dataclasses.dataclass
@@ -198,6 +206,7 @@ class _Context:
         self.kwargs = kwargs
         self.rtol, self.atol, self.grad_tolerance = rtol, atol, grad_tolerance
         self.names = _param_names(fn, len(args))
+        self.roles = _registry.arguments(fn, {n: np.asarray(a).dtype for n, a in zip(self.names, self.args)})
         self.float_pos = _float_positions(self.args)
         self.f32_args = tuple(a.astype(np.float32) if i in self.float_pos else a
                               for i, a in enumerate(self.args))
@@ -241,6 +250,10 @@ class _Context:
 
     def fail(self, msg):
         raise _CheckFailed(msg)
+
+    def _role(self, i):
+        arg = self.roles.get(self.names[i])
+        return arg.role if arg is not None else "data"
 
     # ----------------------------------------------------------------- checks
     def check_call(self):
@@ -360,7 +373,7 @@ class _Context:
             first = self.f32_args[same[0]]
             ident = tuple(first if i in same else a for i, a in enumerate(self.f32_args))
             cases.append(("identical inputs (zero residual, zero distance)", ident))
-        large = [i for i in fp if self.names[i] in _LARGE_NAMES]
+        large = [i for i in fp if self._role(i) == "logits"]
         if large:
             big = tuple(np.where(a >= 0, 1e4, -1e4).astype(np.float32) if i in large else a
                         for i, a in enumerate(self.f32_args))
@@ -368,7 +381,7 @@ class _Context:
             b16 = tuple(jnp.asarray(np.asarray(b) * 60.0 / 1e4, jnp.bfloat16) if i in large else
                         (jnp.asarray(a, jnp.bfloat16) if i in fp else a) for i, (a, b) in enumerate(zip(self.f32_args, big)))
             cases.append(("logits of magnitude 60 (bfloat16)", b16))
-        probs = [i for i in fp if self.names[i] in _PROBABILITY_NAMES]
+        probs = [i for i in fp if self._role(i) == "probabilities"]
         if probs:
             exact = tuple((np.arange(a.size).reshape(a.shape) % 2).astype(np.float32) if i in probs else a
                           for i, a in enumerate(self.f32_args))
@@ -490,3 +503,79 @@ class _Context:
                 problems.append(f"an integer {self.names[i]} did not raise TypeError")
         if problems or notes:
             self.fail("; ".join(problems + notes))
+
+    def check_nan(self):
+        if not self.float_pos:
+            return "no float inputs"
+        problems = []
+        for i in self.float_pos:
+            if np.size(self.f32_args[i]) == 0:
+                continue
+            poisoned = list(self.f32_args)
+            a = np.array(poisoned[i], copy=True)
+            a.reshape(-1)[0] = np.nan
+            poisoned[i] = a
+            value = self.call(tuple(poisoned))
+            if not np.isnan(float(value)):
+                problems.append(f"a NaN in {self.names[i]} gives the finite loss {float(value)!r} instead of NaN")
+        if problems:
+            self.fail("; ".join(problems))
+
+    def check_empty(self):
+        shape = self.unreduced_shape()
+        if len(shape) == 0:
+            return "the unreduced loss has no batch axis"
+        n = shape[0]
+        batched = [i for i in _array_positions(self.f32_args) if np.shape(self.f32_args[i])[0] == n
+                   and self.roles.get(self.names[i], _registry.Argument("data")).masked]
+        if not batched:
+            return "no input shares the batch axis of the unreduced loss"
+        empty = tuple(a[:0] if i in batched else a for i, a in enumerate(self.f32_args))
+        for reduction in ("sum", "mean"):
+            value = self.call(empty, reduction=reduction)
+            if not float(value) == 0.0:
+                self.fail(f"an empty batch gives {float(value)!r} for reduction={reduction!r}, expected 0.0")
+            grads = self.grad_fn(empty, reduction=reduction)
+            if not _all_finite(grads):
+                self.fail(f"an empty batch has non-finite gradients for reduction={reduction!r}")
+            if any(np.any(np.asarray(g) != 0) for g in grads):
+                self.fail(f"an empty batch has non-zero gradients for reduction={reduction!r}")
+        none = self.call(empty, reduction="none")
+        if np.shape(none)[:1] != (0,):
+            self.fail(f"an empty batch gives unreduced values of shape {np.shape(none)}, expected a leading 0")
+
+    def check_labels(self):
+        values = dict(zip(self.names, self.f32_args))
+        targets = [(i, self.roles[n]) for i, n in enumerate(self.names)
+                   if n in self.roles and self.roles[n].role == "class_indices"
+                   and np.issubdtype(np.asarray(self.args[i]).dtype, np.integer)]
+        if not targets:
+            return "no integer class-index input"
+        problems = []
+        for i, arg in targets:
+            num_classes = _registry.num_classes(arg, values, self.kwargs)
+            if num_classes is None:
+                problems.append(f"the registry cannot tell the number of classes of {self.names[i]}")
+                continue
+            probes = [(-1, np.int32), (num_classes, np.int32)]
+            if num_classes <= 255:
+                probes.append((255, np.uint8))
+            probes.append((2**32 - 1, np.uint32))
+            for bad, dtype in probes:
+                if bad == self.kwargs.get("ignore_index"):
+                    continue
+                labels = np.array(self.args[i], copy=True).astype(dtype)
+                labels.reshape(-1)[0] = bad
+                args = list(self.f32_args)
+                args[i] = labels
+                try:
+                    value = self.call(tuple(args))
+                except (ValueError, TypeError) as e:
+                    problems.append(f"{self.names[i]} as {np.dtype(dtype).name} raised {type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}")
+                    continue
+                if not np.isnan(float(value)):
+                    problems.append(f"{self.names[i]} = {bad} ({np.dtype(dtype).name}, C = {num_classes}) gives "
+                                    f"the finite loss {float(value)!r} instead of NaN")
+        if problems:
+            self.fail("; ".join(problems))

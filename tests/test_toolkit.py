@@ -406,6 +406,103 @@ def test_checked_ignores_masked_positions(mode):
     _close(ce(jnp.zeros((2, 3)), jnp.array([1, 7]), where=jnp.array([True, False])), np.log(3.0))
 
 
+def _rng_arrays():
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)  # noqa: E731
+    return rng, f32
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_masked_and_padded_settings_do_not_crash(mode):
+    # Issue 11 item 6: valid inputs with where= crashed checked() for these losses.
+    rng, f32 = _rng_arrays()
+    labels, where = jnp.array([0, 1, 2, 1]), jnp.array([True, True, True, False])
+    for name in ("arcface_loss", "cosface_loss"):
+        fn = dict(_both(jaxloss.get(name)))[mode]
+        emb, centers = f32(4, 5).at[3].set(jnp.nan), f32(3, 5)  # NaN in the masked example only
+        _close(fn(emb, centers, labels, where=where), jaxloss.get(name)(emb, centers, labels, where=where))
+    lsce = dict(_both(jaxloss.linear_softmax_cross_entropy))[mode]
+    hidden, weight = f32(4, 5), f32(5, 7)
+    _close(lsce(hidden, weight, labels, where=where),
+           jaxloss.linear_softmax_cross_entropy(hidden, weight, labels, where=where))
+    # Pixel masks on the segmentation losses, with NaN at a masked pixel.
+    predictions = f32(2, 4, 4, 3).at[0, 0, 0].set(jnp.nan)
+    targets = jnp.asarray(rng.integers(0, 3, (2, 4, 4)))
+    pixels = jnp.asarray(rng.uniform(size=(2, 4, 4)) > 0.3).at[0, 0, 0].set(False)
+    for name in ("dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "generalized_dice_loss"):
+        fn = dict(_both(jaxloss.get(name)))[mode]
+        value = fn(predictions, targets, where=pixels)
+        _close(value, jaxloss.get(name)(predictions, targets, where=pixels))
+        assert np.isfinite(float(value))
+    # Item masks on the pairwise ranking losses, with NaN at a masked item.
+    scores = f32(2, 5).at[0, 4].set(jnp.nan)
+    relevance = jnp.asarray(rng.integers(0, 3, (2, 5)), jnp.float32)
+    items = jnp.array([[True] * 4 + [False]] * 2)
+    for name in ("pairwise_hinge_loss", "pairwise_logistic_loss", "ranking_softmax_loss"):
+        fn = dict(_both(jaxloss.get(name)))[mode]
+        _close(fn(scores, relevance, where=items), jaxloss.get(name)(scores, relevance, where=items))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_skips_masked_and_padded_ctc_frames(mode):
+    # Issue 11 item 6: NaN at masked (where) or padded (logit_paddings) positions is valid input.
+    rng, f32 = _rng_arrays()
+    fn = dict(_both(jaxloss.ctc_loss))[mode]
+    logits = f32(3, 6, 4)
+    logit_paddings, labels, label_paddings = jnp.zeros((3, 6)), jnp.ones((3, 2), jnp.int32), jnp.zeros((3, 2))
+    where = jnp.array([True, True, False])
+    _close(fn(logits.at[2].set(jnp.nan), logit_paddings, labels, label_paddings, where=where),
+           jaxloss.ctc_loss(logits, logit_paddings, labels, label_paddings, where=where))
+    padded = logit_paddings.at[0, 5].set(1.0)
+    _close(fn(logits.at[0, 5].set(jnp.nan), padded, labels, label_paddings),
+           jaxloss.ctc_loss(logits, padded, labels, label_paddings))
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.ctc_loss: logits must be finite, got nan"):
+        jax.block_until_ready(fn(logits.at[0, 1].set(jnp.nan), logit_paddings, labels, label_paddings))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("name", ["dice_loss", "jaccard_loss", "focal_tversky_loss"])
+def test_checked_integer_targets_like_labels(mode, name):
+    # Issue 11 item 6: integer targets of the segmentation losses are class indices too.
+    rng, f32 = _rng_arrays()
+    fn = dict(_both(jaxloss.get(name)))[mode]
+    targets = jnp.asarray(rng.integers(0, 3, (2, 4, 4))).at[1, 2, 3].set(3)
+    with pytest.raises(CHECK_ERRORS, match=rf"jaxloss\.{name}: targets must be in \[0, 3\), got 3 at flat index 27"):
+        jax.block_until_ready(fn(f32(2, 4, 4, 3), targets))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_checked_lovasz_hinge_binary_labels(mode):
+    rng, f32 = _rng_arrays()
+    fn = dict(_both(jaxloss.lovasz_hinge_loss))[mode]
+    labels = jnp.asarray(rng.integers(0, 2, (2, 4, 4))).at[0, 0, 1].set(2)
+    with pytest.raises(CHECK_ERRORS, match=r"jaxloss\.lovasz_hinge_loss: labels must be 0 or 1, got 2 at flat index 1"):
+        jax.block_until_ready(fn(f32(2, 4, 4), labels))
+
+
+@pytest.mark.parametrize("make", [np.asarray, jnp.asarray], ids=["numpy", "jax"])
+def test_checked_numpy_and_jax_weights_alike(make):
+    fn = jaxloss.checked(jaxloss.huber_loss)
+    p, t = jnp.array([0.2, 0.1, 0.3]), jnp.array([0.0, 1.0, 0.5])
+    with pytest.raises(CHECK_ERRORS, match=r"weights must be >= 0, got -1\.0 at flat index 2"):
+        fn(p, t, weights=make(np.array([1.0, 2.0, -1.0], np.float32)))
+    good = make(np.array([1.0, 2.0, 0.5], np.float32))
+    _close(fn(p, t, weights=good), jaxloss.huber_loss(p, t, weights=jnp.asarray(good)))
+    # Masked NaN targets with NumPy weights: not checked, as with JAX weights.
+    _close(fn(p, t.at[2].set(jnp.nan), weights=good, where=jnp.array([True, True, False])),
+           jaxloss.huber_loss(p[:2], t[:2], weights=jnp.asarray(good)[:2]))
+
+
+def test_checked_under_jit_prints_our_message_first(capfd):
+    # Issue 11 item 6: under jit the first line a user reads is jaxloss's message.
+    fn = jax.jit(jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels))
+    with pytest.raises(CHECK_ERRORS) as info:
+        jax.block_until_ready(fn(jnp.zeros((2, 3)), jnp.array([0, 5])))
+    assert "jaxloss.softmax_cross_entropy_with_integer_labels: labels must be in [0, 3), got 5" in str(info.value)
+    first = [line for line in capfd.readouterr().err.splitlines() if line.strip()][0]
+    assert first.startswith("jaxloss.softmax_cross_entropy_with_integer_labels: labels must be in [0, 3), got 5")
+
+
 # ================================================================ check_loss
 @jaxloss.make_loss
 def sqrt_error(predictions, targets):
