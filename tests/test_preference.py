@@ -310,6 +310,10 @@ def test_sequence_log_probs_edges():
     # ... unless the position is skipped.
     ok = pref.sequence_log_probs(big, jnp.array([[1, 3, 2]], jnp.int32), where=jnp.array([[True, False, True]]))
     assert np.isfinite(float(ok[0]))
+    # A NaN logit at a kept position shows (a diverged model is never a healthy number).
+    nan_logits = big.at[0, 1, 2].set(jnp.nan)
+    assert np.isnan(float(pref.sequence_log_probs(nan_logits, labels)[0]))
+    assert np.isfinite(float(pref.sequence_log_probs(nan_logits, labels, where=jnp.array([[True, False, True]]))[0]))
 
 
 def test_traced_hyper_parameters():
