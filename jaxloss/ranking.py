@@ -34,7 +34,7 @@ valid negative is left out), of lower rank whole examples ``[...]``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -424,18 +424,36 @@ def margin_ranking_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 0.0, red
 
 
 # ------------------------------------------------------------------- listwise (rax)
-def _list_inputs(fn: str, scores: Any, labels: Any, where: Any, pairwise: bool = False):
-    """Validates ``[..., list_size]`` scores and labels and reads ``where``.
+_LAMBDAWEIGHTS = (None, "dcg", "dcg2", "labeldiff")
 
-    Returns ``(scores, labels, item_valid, list_valid, pair_mask)``: inputs in
-    the compute dtype with invalid items replaced by 0, the ``[..., n]`` item
-    mask (or ``None``), the ``[...]`` mask of lists with a valid item (or
-    ``None``) and, for pairwise losses, a ``[..., n*n]`` pair mask (or ``None``).
+
+class _Lists(NamedTuple):
+    """Prepared ``[..., n]`` inputs of a list loss (see :func:`_list_inputs`)."""
+
+    scores: Array
+    labels: Array
+    valid: Any  # [..., n] item mask or None
+    list_valid: Any  # [...] lists with a valid item, or None
+    pair_mask: Any  # [..., n*n] pair mask or None (pairwise losses)
+    segments: Any  # [..., n] integer segment ids or None
+    group: Any  # [..., n, n]: both items valid and in one segment, or None (every pair)
+    unit_valid: Any  # where of the per-unit values: list_valid, or the first item of each segment
+
+
+def _list_inputs(fn: str, scores: Any, labels: Any, where: Any, segments: Any = None,
+                 pairwise: bool = False) -> _Lists:
+    """Validates ``[..., list_size]`` scores, labels and segments, and reads ``where``.
+
+    Scores and labels come back in the compute dtype with invalid items
+    replaced by 0 (first half of the double-where).
     """
     s = _checks.floating(fn, "scores", scores)
     y = _checks.real(fn, "labels", labels)
     _checks.rank_at_least(fn, "scores", s, 1, "[..., list_size]")
     _checks.same_shape(fn, ("scores", s), ("labels", y))
+    if segments is not None:
+        segments = _checks.integer(fn, "segments", segments)
+        _checks.same_shape(fn, ("scores", s), ("segments", segments))
     dtype = _numerics.compute_dtype(s, y)
     s, y = s.astype(dtype), y.astype(dtype)
     n = s.shape[-1]
@@ -449,39 +467,126 @@ def _list_inputs(fn: str, scores: Any, labels: Any, where: Any, pairwise: bool =
     list_valid = None if valid is None else jnp.any(valid, axis=-1)
     s = _numerics.mask_inputs(valid, s)
     y = _numerics.mask_inputs(valid, y)
-    return s, y, valid, list_valid, pair_mask
+    group = _pair_group(valid, segments)
+    unit_valid = list_valid if segments is None else _first_of_segment(group, n)
+    return _Lists(s, y, valid, list_valid, pair_mask, segments, group, unit_valid)
+
+
+def _pair_group(valid: Any, segments: Any) -> Any:
+    """``[..., n, n]``: items ``i`` and ``j`` both valid and (with segments) in one segment."""
+    group = None if valid is None else valid[..., :, None] & valid[..., None, :]
+    if segments is not None:
+        same = segments[..., :, None] == segments[..., None, :]
+        group = same if group is None else group & same
+    return group
+
+
+def _first_of_segment(group: Array, n: int) -> Array:
+    """``[..., n]``: the first valid item of each segment (where rax puts a segment's value)."""
+    earlier = jnp.tril(jnp.ones((n, n), bool), k=-1)  # earlier[i, j]: j < i
+    diagonal = jnp.diagonal(group, axis1=-2, axis2=-1)  # item i valid
+    return diagonal & ~jnp.any(group & earlier, axis=-1)
+
+
+def _unit_sum(x: Array, lists: _Lists) -> Array:
+    """Sum of per-item terms over each list ``[...]``, or each segment (at every item, ``[..., n]``)."""
+    if lists.segments is None:
+        return _masked_sum(x, lists.valid)
+    rows = jnp.broadcast_to(x[..., None, :], lists.group.shape)
+    return jnp.sum(jnp.where(lists.group, rows, jnp.zeros_like(rows)), axis=-1)
+
+
+def _unit_label_nan(lists: _Lists) -> Array:
+    """NaN for a list (or segment) with a NaN label at a valid item, else 0."""
+    if lists.segments is None:
+        return _label_nan(lists.labels, lists.valid)
+    bad = jnp.broadcast_to(jnp.isnan(lists.labels)[..., None, :], lists.group.shape) & lists.group
+    return jnp.where(jnp.any(bad, axis=-1), jnp.asarray(jnp.nan, lists.labels.dtype),
+                     jnp.zeros((), lists.labels.dtype))
+
+
+def _rows(x: Array) -> Array:
+    """``[..., n] -> [..., n, n]`` with ``x[..., j]`` in column ``j`` of every row."""
+    return jnp.broadcast_to(x[..., None, :], x.shape + (x.shape[-1],))
+
+
+def _segment_log_softmax(lists: _Lists) -> Array:
+    """Log-softmax of each item's score within its list (or segment), over valid items."""
+    if lists.segments is None:
+        return _masked_log_softmax(lists.scores, lists.valid)
+    return jnp.diagonal(_masked_log_softmax(_rows(lists.scores), lists.group), axis1=-2, axis2=-1)
+
+
+def _exact_ranks(x: Array, valid: Any, segments: Any) -> Array:
+    """1-based ranks by decreasing ``x`` (ties: the earlier item first), invalid items last.
+
+    Within the list, or within each segment; this is ``rax.utils.ranks``.
+    """
+    x = jax.lax.stop_gradient(x)
+    n = x.shape[-1]
+    invalid = jnp.zeros(x.shape, jnp.int32) if valid is None else (~valid).astype(jnp.int32)
+    index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+    if segments is None:
+        _, _, order = jax.lax.sort((invalid, -x, index), dimension=x.ndim - 1, num_keys=3)
+        return jnp.argsort(order, axis=-1).astype(jnp.int32) + 1
+    # Count the items of the same segment that come first in the order
+    # (valid first, then by decreasing x, then by position).
+    inv_i, inv_j = invalid[..., :, None], invalid[..., None, :]
+    x_i, x_j = x[..., :, None], x[..., None, :]
+    earlier = jnp.tril(jnp.ones((n, n), bool), k=-1)  # earlier[i, j]: j < i
+    before = (inv_j < inv_i) | ((inv_j == inv_i) & ((x_j > x_i) | ((x_j == x_i) & earlier)))
+    same = segments[..., :, None] == segments[..., None, :]
+    return 1 + jnp.sum(before & same, axis=-1, dtype=jnp.int32)
+
+
+_SEGMENTS_ARG = """segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list."""
+
+_LISTWISE_RETURNS = """``[...]`` per-list values for ``reduction="none"`` (rax's
+      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
+      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar."""
+
+
+def _listwise_doc(fn):
+    fn.__doc__ = fn.__doc__.replace("{segments}", _SEGMENTS_ARG).replace("{returns}", _LISTWISE_RETURNS)
+    return fn
 
 
 @_registry.builtin(tags=("ranking",))
-def ranking_softmax_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
-                         where: Any = None) -> Array:
+@_listwise_doc
+def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
+                         weights: Any = None, where: Any = None) -> Array:
     r"""Listwise softmax cross-entropy of rax (``rax.softmax_loss``), per list.
 
     .. math::
 
         \ell(s, y) = -\sum_{i} y_i \log \frac{\exp s_i}{\sum_{j} \exp s_j}
 
-    with both sums over the valid items. Labels are used as they are (not
-    normalised to a distribution), as rax does by default.
+    with both sums over the valid items (of one segment). Labels are used as
+    they are (not normalised to a distribution), as rax does by default. The
+    log-softmax is ``(s - max) - log sum exp(s - max)``, the rounding of
+    ``jax.nn.log_softmax`` and rax.
 
     Args:
       scores: ``[..., list_size]`` float scores.
       labels: ``[..., list_size]`` real relevance labels (graded or binary).
+      {segments}
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`);
         ``"mean"`` equals rax's ``reduce_fn=jnp.mean``.
-      weights: float per-list weights broadcastable to ``[...]``.
+      weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask. With the rank of ``scores`` it marks valid items
         ``[..., list_size]`` (rax's ``where``; a list without a valid item is
         left out of the ``"mean"``); of lower rank it marks whole lists ``[...]``.
 
     Returns:
-      ``[...]`` per-list values for ``reduction="none"`` (rax's
-      ``reduce_fn=None``), else a scalar.
+      {returns}
 
     Raises:
-      ValueError: ``scores`` and ``labels`` shapes differ, rank 0 ``scores``, a
-        ``where`` that fits neither reading, or an unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, a ``where`` that fits neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -497,15 +602,140 @@ def ranking_softmax_loss(scores: Any, labels: Any, *, reduction: str = "mean", w
       using JAX", KDD 2022, https://github.com/google/rax
     """
     fn = "ranking_softmax_loss"
-    s, y, valid, list_valid, _ = _list_inputs(fn, scores, labels, where)
-    log_p = _masked_log_softmax(s, valid)
-    values = -_masked_sum(y * log_p, valid)
-    return reduce_values(values, reduction=reduction, weights=weights, where=list_valid, fn=fn)
+    lists = _list_inputs(fn, scores, labels, where, segments)
+    values = -_unit_sum(lists.labels * _segment_log_softmax(lists), lists)
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
 
 
 @_registry.builtin(tags=("ranking",))
-def listmle_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
-                 where: Any = None) -> Array:
+@_listwise_doc
+def poly1_softmax_loss(scores: Any, labels: Any, *, epsilon: Any = 1.0, segments: Any = None,
+                       reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Poly-1 softmax loss (rax ``poly1_softmax_loss``): softmax cross-entropy plus ``epsilon (1 - p_t)``.
+
+    .. math::
+
+        \ell(s, y) = -\sum_i y_i \log p_i + \epsilon \Big(1 - \sum_i \hat y_i \, p_i\Big),
+        \qquad p = \mathrm{softmax}(s), \quad
+        \hat y = \frac{y}{\sum_j y_j}
+
+    over the valid items (of one segment); a list without relevant item
+    (:math:`\sum_j y_j = 0`) takes :math:`\hat y_i = 1 / n_{valid}`, as rax's
+    ``normalize_probabilities``.
+
+    Args:
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
+      epsilon: the weight :math:`\epsilon` of the poly-1 term (Python float or
+        traced array; rax's default 1).
+      {segments}
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float per-list weights broadcastable to the unreduced values.
+      where: boolean mask: valid items ``[..., list_size]`` or whole lists
+        ``[...]`` (lower rank), as in :func:`ranking_softmax_loss`.
+
+    Returns:
+      {returns}
+
+    Raises:
+      ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
+        neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> # log 2 + (1 - 1/2) for two equal scores and one relevant item
+      >>> round(float(ranking.poly1_softmax_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]))), 5)
+      1.19315
+
+    References:
+      Leng, Xu, Tan, Li, Chen, Lu, Zhou, "PolyLoss: A Polynomial Expansion
+      Perspective of Classification Loss Functions", ICLR 2022,
+      https://arxiv.org/abs/2204.12511; rax ``poly1_softmax_loss``,
+      https://github.com/google/rax
+    """
+    fn = "poly1_softmax_loss"
+    lists = _list_inputs(fn, scores, labels, where, segments)
+    y = lists.labels
+    log_p = _segment_log_softmax(lists)
+    p = jnp.exp(log_p)
+    ce = -_unit_sum(y * log_p, lists)
+    label_total = _unit_sum(y, lists)
+    # p_t with labels normalised to a distribution; uniform over the valid
+    # items when no label is positive (rax's normalize_probabilities).
+    pt_labels = _numerics.safe_div(_unit_sum(y * p, lists), label_total)
+    pt_uniform = _numerics.safe_div(_unit_sum(p, lists), _unit_sum(jnp.ones_like(p), lists))
+    pt = jnp.where(label_total != 0, pt_labels, pt_uniform)
+    values = ce + jnp.asarray(epsilon, ce.dtype) * (1.0 - pt)
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
+
+
+@_registry.builtin(tags=("ranking",))
+@_listwise_doc
+def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
+                        weights: Any = None, where: Any = None) -> Array:
+    r"""Unique softmax loss (rax ``unique_softmax_loss``): each item against the items labelled below it.
+
+    .. math::
+
+        \ell(s, y) = -\sum_i (2^{y_i} - 1)
+            \log \frac{\exp s_i}{\exp s_i + \sum_{j : y_j < y_i} \exp s_j}
+
+    over the valid items (of one segment), so ties in the labels never compete
+    (Zhu and Klabjan 2020).
+
+    Args:
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels (gain ``2**y - 1``).
+      {segments}
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float per-list weights broadcastable to the unreduced values.
+      where: boolean mask: valid items ``[..., list_size]`` or whole lists
+        ``[...]`` (lower rank), as in :func:`ranking_softmax_loss`.
+
+    Returns:
+      {returns}
+
+    Raises:
+      ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
+        neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> # (2^1 - 1) * -log(e^0 / (e^0 + e^0)) = log 2; the label-0 item has gain 0
+      >>> round(float(ranking.unique_softmax_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]))), 6)
+      0.693147
+
+    References:
+      Zhu, Klabjan, "Listwise Learning to Rank by Exploring Unique Ratings",
+      WSDM 2020, https://arxiv.org/abs/1906.09301; rax ``unique_softmax_loss``,
+      https://github.com/google/rax
+    """
+    fn = "unique_softmax_loss"
+    lists = _list_inputs(fn, scores, labels, where, segments)
+    s, y = lists.scores, lists.labels
+    n = s.shape[-1]
+    lower = y[..., None, :] < y[..., :, None]  # [i, j]: y_j < y_i
+    eye = jnp.eye(n, dtype=bool)
+    if lists.group is not None:
+        lower = lower & lists.group
+    if lists.valid is not None:
+        eye = eye & lists.valid[..., :, None]
+    log_p = jnp.diagonal(_masked_log_softmax(_rows(s), lower | eye), axis1=-2, axis2=-1)
+    gains = jnp.exp2(y) - 1.0
+    values = -_unit_sum(gains * log_p, lists)
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
+
+
+@_registry.builtin(tags=("ranking",))
+@_listwise_doc
+def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
+                 weights: Any = None, where: Any = None) -> Array:
     r"""ListMLE: negative Plackett-Luce log-likelihood of the order given by the labels (rax).
 
     With :math:`\pi` the valid items sorted by decreasing label (ties keep
@@ -515,25 +745,29 @@ def listmle_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: 
 
         \ell(s, y) = -\sum_{k} \Big(s_{\pi_k} - \log \sum_{l \ge k} \exp s_{\pi_l}\Big)
 
-    The suffix sums are a reverse cumulative ``logsumexp`` (``O(list_size)``
-    memory). Equals ``rax.listmle_loss``.
+    Without segments the suffix sums are a reverse cumulative ``logsumexp``
+    (``O(list_size)`` memory); with segments each item's suffix is found by
+    comparing labels within its segment (``O(list_size**2)``). Equals
+    ``rax.listmle_loss``. A NaN label at a valid item makes the list NaN.
 
     Args:
       scores: ``[..., list_size]`` float scores.
       labels: ``[..., list_size]`` real relevance labels; only their order matters.
+      {segments}
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
-      weights: float per-list weights broadcastable to ``[...]``.
+      weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask. With the rank of ``scores`` it marks valid items
         ``[..., list_size]`` (rax's ``where``; a list without a valid item is
         left out of the ``"mean"``); of lower rank it marks whole lists ``[...]``.
 
     Returns:
-      ``[...]`` per-list values for ``reduction="none"``, else a scalar.
+      {returns}
 
     Raises:
-      ValueError: ``scores`` and ``labels`` shapes differ, rank 0 ``scores``, a
-        ``where`` that fits neither reading, or an unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, a ``where`` that fits neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -547,7 +781,18 @@ def listmle_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: 
       rax ``listmle_loss``, https://github.com/google/rax
     """
     fn = "listmle_loss"
-    s, y, valid, list_valid, _ = _list_inputs(fn, scores, labels, where)
+    lists = _list_inputs(fn, scores, labels, where, segments)
+    s, y, valid = lists.scores, lists.labels, lists.valid
+    if lists.segments is not None:
+        n = s.shape[-1]
+        # The suffix of item i: items of its segment that do not come before it
+        # in the label order (lower label, or equal label and not earlier).
+        not_earlier = jnp.triu(jnp.ones((n, n), bool))  # [i, j]: j >= i
+        y_i, y_j = y[..., :, None], y[..., None, :]
+        suffix = ((y_j < y_i) | ((y_j == y_i) & not_earlier)) & lists.group
+        suffix_lse = _masked_logsumexp(_rows(s), suffix)[..., 0]
+        values = -_unit_sum(s - suffix_lse, lists) + _unit_label_nan(lists)
+        return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
     invalid = jnp.zeros(s.shape, jnp.int32) if valid is None else (~valid).astype(jnp.int32)
     index = jax.lax.broadcasted_iota(jnp.int32, s.shape, s.ndim - 1)
     # Valid items first, then by decreasing label; lax.sort is stable, so ties
@@ -561,62 +806,123 @@ def listmle_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: 
     x = s_sorted if v_sorted is None else jnp.where(v_sorted, s_sorted, jnp.asarray(fill, s.dtype))
     suffix_lse = jax.lax.cumlogsumexp(x, axis=s.ndim - 1, reverse=True)
     values = -_masked_sum(s_sorted - suffix_lse, v_sorted) + _label_nan(y, valid)
-    return reduce_values(values, reduction=reduction, weights=weights, where=list_valid, fn=fn)
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
 
 
-def _pairwise(fn: str, scores: Any, labels: Any, where: Any, pair_fn, reduction: str, weights: Any) -> Array:
-    s, y, valid, _, pair_mask = _list_inputs(fn, scores, labels, where, pairwise=True)
+# ----------------------------------------------------------------------- pairwise
+def _lambdaweights(kind: str, lists: _Lists) -> Array:
+    """rax's ``labeldiff_lambdaweight``, ``dcg_lambdaweight``, ``dcg2_lambdaweight`` (defaults), ``[..., n, n]``.
+
+    Ranks come from the scores (within segments) and carry no gradient, as in rax.
+    """
+    y = lists.labels
+    n = y.shape[-1]
+    if kind == "labeldiff":
+        return jnp.abs(y[..., :, None] - y[..., None, :])
+    ranks = _exact_ranks(lists.scores, lists.valid, lists.segments).astype(y.dtype)
+    gains = jnp.exp2(y) - 1.0
+    gain_diff = jnp.abs(gains[..., :, None] - gains[..., None, :])
+    if kind == "dcg":
+        # |1/log2(1 + r_i) - 1/log2(1 + r_j)|
+        discounts = 1.0 / jnp.log2(ranks + 1.0)
+        pair_discount = jnp.abs(discounts[..., :, None] - discounts[..., None, :])
+    else:
+        # dcg2: |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|, 0 for equal ranks (double-where: d(0) = inf)
+        gap = jnp.abs(ranks[..., :, None] - ranks[..., None, :])
+        nonzero = gap != 0
+        safe_gap = jnp.where(nonzero, gap, jnp.ones_like(gap))
+        step = jnp.abs(1.0 / jnp.log2(safe_gap + 1.0) - 1.0 / jnp.log2(safe_gap + 2.0))
+        pair_discount = jnp.where(nonzero, step, jnp.zeros_like(step))
+    return pair_discount * float(n) * gain_diff
+
+
+def _pairwise(fn: str, scores: Any, labels: Any, where: Any, segments: Any, lambdaweight: Any, pair_fn,
+              reduction: str, weights: Any, every_pair: bool = False) -> Array:
+    """rax's ``pairwise_loss``: ``pair_fn(s_i - s_j, y_i - y_j)`` for pairs with ``y_i > y_j``.
+
+    ``every_pair`` counts every pair of valid items (``pairwise_mse_loss``).
+    """
+    _checks.choice(fn, "lambdaweight", lambdaweight, _LAMBDAWEIGHTS)
+    lists = _list_inputs(fn, scores, labels, where, segments, pairwise=True)
+    s, y = lists.scores, lists.labels
     n = s.shape[-1]
-    batch = s.shape[:-1]
-    diff = (s[..., :, None] - s[..., None, :]).reshape(batch + (n * n,))
+    pairs_shape = s.shape[:-1] + (n * n,)
+    score_diff = s[..., :, None] - s[..., None, :]
     label_diff = y[..., :, None] - y[..., None, :]
     # A NaN label makes its pairs NaN (and counted) instead of silently invalid.
-    ok = (label_diff > 0) | jnp.isnan(label_diff)
-    if valid is not None:
-        ok = ok & valid[..., :, None] & valid[..., None, :]
-    ok = ok.reshape(batch + (n * n,))
-    if pair_mask is not None:
-        ok = ok & pair_mask
-    values = pair_fn(diff) + 0.0 * jnp.where(jnp.isnan(label_diff), label_diff, 0.0).reshape(batch + (n * n,))
-    return reduce_values(values, reduction=reduction, weights=weights, where=ok, fn=fn)
+    nan_label = jnp.isnan(label_diff)
+    ok = jnp.ones(label_diff.shape, bool) if every_pair else (label_diff > 0) | nan_label
+    if lists.group is not None:
+        ok = ok & lists.group
+    values = pair_fn(score_diff, label_diff) + 0.0 * jnp.where(nan_label, label_diff, 0.0)
+    if lambdaweight is not None:
+        values = values * _lambdaweights(lambdaweight, lists)
+    ok = ok.reshape(pairs_shape)
+    if lists.pair_mask is not None:
+        ok = ok & lists.pair_mask
+    return reduce_values(values.reshape(pairs_shape), reduction=reduction, weights=weights, where=ok, fn=fn)
+
+
+_PAIRWISE_ARGS = """scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
+      {segments}
+      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
+        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
+        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
+        discounts :math:`d(r) = 1/\\log_2(1 + r)` and :math:`r` the ranks by
+        score), ``dcg2_lambdaweight`` (LambdaLoss:
+        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
+        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
+        defaults. Ranks carry no gradient.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to the pairs
+        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
+        (lower rank)."""
+
+_PAIRWISE_RETURNS = """``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
+      ``i * list_size + j``; pairs that do not count are 0) for
+      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
+      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
+      (0 if there is none)."""
+
+_PAIRWISE_RAISES = """ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, an unknown ``lambdaweight``, a ``where`` that fits no
+        reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``."""
+
+
+def _pairwise_doc(fn):
+    fn.__doc__ = (fn.__doc__.replace("{args}", _PAIRWISE_ARGS).replace("{returns}", _PAIRWISE_RETURNS)
+                  .replace("{raises}", _PAIRWISE_RAISES).replace("{segments}", _SEGMENTS_ARG))
+    return fn
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
-                        where: Any = None) -> Array:
+@_pairwise_doc
+def pairwise_hinge_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
+                        reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Pairwise hinge loss (rax ``pairwise_hinge_loss``), one value per pair.
 
-    For every pair of valid items :math:`(i, j)` of one list with
+    For every pair of valid items :math:`(i, j)` of one list (segment) with
     :math:`y_i > y_j`:
 
     .. math::
 
         \ell_{ij} = \max(0, 1 - (s_i - s_j))
 
-    Other pairs are 0 in the unreduced values and left out of the ``"mean"``,
-    which is the mean over all valid pairs of the batch (rax's
-    ``reduce_fn=jnp.mean``; 0 if there is none). Memory is
-    ``O(list_size**2)`` per list.
+    Memory is ``O(list_size**2)`` per list.
 
     Args:
-      scores: ``[..., list_size]`` float scores.
-      labels: ``[..., list_size]`` real relevance labels.
-      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
-      weights: float weights broadcastable to the pairs
-        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
-      where: boolean mask: valid items ``[..., list_size]`` (rank of
-        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
-        (lower rank).
+      {args}
 
     Returns:
-      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
-      ``i * list_size + j``) for ``reduction="none"``, as rax's
-      ``reduce_fn=None``; else a scalar.
+      {returns}
 
     Raises:
-      ValueError: ``scores`` and ``labels`` shapes differ, rank 0 ``scores``, a
-        ``where`` that fits no reading, or an unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
+      {raises}
 
     Example:
       >>> import jax.numpy as jnp
@@ -631,43 +937,33 @@ def pairwise_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", we
       Clickthrough Data", KDD 2002, https://doi.org/10.1145/775047.775067;
       rax ``pairwise_hinge_loss``, https://github.com/google/rax
     """
-    return _pairwise("pairwise_hinge_loss", scores, labels, where, lambda d: jax.nn.relu(1.0 - d),
-                     reduction, weights)
+    return _pairwise("pairwise_hinge_loss", scores, labels, where, segments, lambdaweight,
+                     lambda d, _: jax.nn.relu(1.0 - d), reduction, weights)
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_logistic_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
-                           where: Any = None) -> Array:
+@_pairwise_doc
+def pairwise_logistic_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
+                           reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Pairwise logistic (RankNet) loss (rax ``pairwise_logistic_loss``), one value per pair.
 
-    For every pair of valid items :math:`(i, j)` of one list with
+    For every pair of valid items :math:`(i, j)` of one list (segment) with
     :math:`y_i > y_j`:
 
     .. math::
 
         \ell_{ij} = \log(1 + \exp(-(s_i - s_j)))
 
-    computed with ``softplus``. Other pairs are 0 in the unreduced values and
-    left out of the ``"mean"`` (the mean over all valid pairs of the batch, as
-    rax's ``reduce_fn=jnp.mean``). Memory is ``O(list_size**2)`` per list.
+    computed with ``softplus``; with ``lambdaweight="dcg"`` this is LambdaRank.
 
     Args:
-      scores: ``[..., list_size]`` float scores.
-      labels: ``[..., list_size]`` real relevance labels.
-      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
-      weights: float weights broadcastable to the pairs ``[..., list_size * list_size]``.
-      where: boolean mask: valid items ``[..., list_size]`` (rank of
-        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
-        (lower rank).
+      {args}
 
     Returns:
-      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
-      ``i * list_size + j``) for ``reduction="none"``; else a scalar.
+      {returns}
 
     Raises:
-      ValueError: ``scores`` and ``labels`` shapes differ, rank 0 ``scores``, a
-        ``where`` that fits no reading, or an unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
+      {raises}
 
     Example:
       >>> import jax.numpy as jnp
@@ -678,16 +974,242 @@ def pairwise_logistic_loss(scores: Any, labels: Any, *, reduction: str = "mean",
     References:
       Burges, Shaked, Renshaw, Lazier, Deeds, Hamilton, Hullender, "Learning to
       Rank using Gradient Descent", ICML 2005,
-      https://doi.org/10.1145/1102351.1102363;
+      https://doi.org/10.1145/1102351.1102363; Wang, Li, Golbandi, Bendersky,
+      Najork, "The LambdaLoss Framework for Ranking Metric Optimization", CIKM
+      2018, https://doi.org/10.1145/3269206.3271784;
       rax ``pairwise_logistic_loss``, https://github.com/google/rax
     """
-    return _pairwise("pairwise_logistic_loss", scores, labels, where, lambda d: jax.nn.softplus(-d),
-                     reduction, weights)
+    return _pairwise("pairwise_logistic_loss", scores, labels, where, segments, lambdaweight,
+                     lambda d, _: jax.nn.softplus(-d), reduction, weights)
 
 
 @_registry.builtin(tags=("ranking",))
-def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, reduction: str = "mean",
-                     weights: Any = None, where: Any = None) -> Array:
+@_pairwise_doc
+def pairwise_soft_zero_one_loss(scores: Any, labels: Any, *, segments: Any = None,
+                                lambdaweight: str | None = None, reduction: str = "mean", weights: Any = None,
+                                where: Any = None) -> Array:
+    r"""Pairwise soft 0-1 loss (rax ``pairwise_soft_zero_one_loss``), one value per pair.
+
+    For every pair of valid items :math:`(i, j)` of one list (segment) with
+    :math:`y_i > y_j`, a smooth count of mis-ordered pairs:
+
+    .. math::
+
+        \ell_{ij} = \sigma(-(s_i - s_j))
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> float(ranking.pairwise_soft_zero_one_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0])))
+      0.5
+
+    References:
+      Wang, Li, Golbandi, Bendersky, Najork, "The LambdaLoss Framework for
+      Ranking Metric Optimization", CIKM 2018,
+      https://doi.org/10.1145/3269206.3271784; rax
+      ``pairwise_soft_zero_one_loss``, https://github.com/google/rax
+    """
+    return _pairwise("pairwise_soft_zero_one_loss", scores, labels, where, segments, lambdaweight,
+                     lambda d, _: jax.nn.sigmoid(-d), reduction, weights)
+
+
+@_registry.builtin(tags=("ranking",))
+@_pairwise_doc
+def pairwise_mse_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
+                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Pairwise squared error of score and label differences (rax ``pairwise_mse_loss``).
+
+    For *every* pair of valid items :math:`(i, j)` of one list (segment),
+    :math:`i = j` included, as rax:
+
+    .. math::
+
+        \ell_{ij} = \big((s_i - s_j) - (y_i - y_j)\big)^2
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> ranking.pairwise_mse_loss(jnp.array([1.0, 0.0]), jnp.array([3.0, 0.0]), reduction="none")
+      Array([0., 4., 4., 0.], dtype=float32)
+
+    References:
+      Qin, Yan, Zhuang, Tay, Pasumarthi, Wang, Bendersky, Najork, "Are Neural
+      Rankers still Outperformed by Gradient Boosted Decision Trees?", ICLR
+      2021, https://openreview.net/forum?id=Ut1vF_q_vC; rax
+      ``pairwise_mse_loss``, https://github.com/google/rax
+    """
+    return _pairwise("pairwise_mse_loss", scores, labels, where, segments, lambdaweight,
+                     lambda d, t: jnp.square(d - t), reduction, weights, every_pair=True)
+
+
+@_registry.builtin(tags=("ranking",))
+@_pairwise_doc
+def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool = False, segments: Any = None,
+                     lambdaweight: str | None = None, reduction: str = "mean", weights: Any = None,
+                     where: Any = None) -> Array:
+    r"""Pairwise quantile-regression loss (rax ``pairwise_qr_loss``), one value per pair.
+
+    For every pair of valid items :math:`(i, j)` of one list (segment) with
+    :math:`y_i > y_j`, with :math:`e = (y_i - y_j) - (s_i - s_j)`:
+
+    .. math::
+
+        \ell_{ij} = \tau \max(0, e)^k + (1 - \tau) \max(0, -e)^k,
+        \qquad k = 2 \text{ if squared else } 1
+
+    Args:
+      tau: the quantile :math:`\tau \in (0, 1]` (Python float or traced array).
+      squared: square the two hinge terms (a Python bool).
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+      ValueError: ``tau`` outside ``(0, 1]`` or a non-bool ``squared``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> # e = 2 - 0.5: tau * 1.5
+      >>> float(ranking.pairwise_qr_loss(jnp.array([0.5, 0.0]), jnp.array([2.0, 0.0]), tau=0.8))
+      1.2000000476837158
+
+    References:
+      Koenker, Bassett, "Regression Quantiles", Econometrica 1978,
+      https://doi.org/10.2307/1913643; rax ``pairwise_qr_loss``,
+      https://github.com/google/rax
+    """
+    fn = "pairwise_qr_loss"
+    _checks.in_range(fn, "tau", tau, low=0.0, high=1.0, low_open=True)
+    _checks.choice(fn, "squared", squared, (True, False))
+
+    def pair_fn(d, t):
+        dtype = d.dtype
+        under = jax.nn.relu(t - d)
+        over = jax.nn.relu(d - t)
+        if squared:
+            under, over = jnp.square(under), jnp.square(over)
+        q = jnp.asarray(tau, dtype)
+        return q * under + (1.0 - q) * over
+
+    return _pairwise(fn, scores, labels, where, segments, lambdaweight, pair_fn, reduction, weights)
+
+
+# ---------------------------------------------------------------------- pointwise
+def _pointwise_doc(fn):
+    fn.__doc__ = fn.__doc__.replace("{args}", """scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real labels, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`);
+        ``"mean"`` is over the valid items, as rax's ``reduce_fn=jnp.mean``.
+      weights: float weights broadcastable to ``[..., list_size]``.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank).""").replace("{returns}", """``[..., list_size]`` per-item values for ``reduction="none"`` (0 at
+      invalid items), else a scalar.""").replace("{raises}", """ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
+        neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.""")
+    return fn
+
+
+@_registry.builtin(tags=("ranking",))
+@_pointwise_doc
+def pointwise_sigmoid_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                           where: Any = None) -> Array:
+    r"""Pointwise sigmoid cross-entropy of each item's score (rax ``pointwise_sigmoid_loss``).
+
+    .. math::
+
+        \ell_i = -\bar y_i \log \sigma(s_i) - (1 - \bar y_i) \log(1 - \sigma(s_i)),
+        \qquad \bar y_i = \min(\max(y_i, 0), 1)
+
+    computed as :math:`\max(s_i, 0) - s_i \bar y_i + \log(1 + e^{-|s_i|})`
+    (graded labels above 1 count as relevant, as rax clips them).
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> round(float(ranking.pointwise_sigmoid_loss(jnp.array([0.0, 0.0]), jnp.array([2.0, 0.0]))), 6)
+      0.693147
+
+    References:
+      Jagerman, Qin, Wang, Bendersky, Najork, "Rax: Composable Learning-to-Rank
+      using JAX", KDD 2022, https://github.com/google/rax
+    """
+    fn = "pointwise_sigmoid_loss"
+    lists = _list_inputs(fn, scores, labels, where)
+    s, y = lists.scores, jnp.clip(lists.labels, 0.0, 1.0)
+    # -y log sigma(s) - (1 - y) log sigma(-s) = relu(s) - s y + log1p(exp(-|s|))
+    values = jax.nn.relu(s) - s * y + jnp.log1p(jnp.exp(-jnp.abs(s)))
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.valid, fn=fn)
+
+
+@_registry.builtin(tags=("ranking",))
+@_pointwise_doc
+def pointwise_mse_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                       where: Any = None) -> Array:
+    r"""Pointwise squared error of each item's score against its label (rax ``pointwise_mse_loss``).
+
+    .. math::
+
+        \ell_i = (s_i - y_i)^2
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> ranking.pointwise_mse_loss(jnp.array([[1.0, 0.0]]), jnp.array([[3.0, 0.0]]), reduction="none")
+      Array([[4., 0.]], dtype=float32)
+
+    References:
+      Jagerman, Qin, Wang, Bendersky, Najork, "Rax: Composable Learning-to-Rank
+      using JAX", KDD 2022, https://github.com/google/rax
+    """
+    fn = "pointwise_mse_loss"
+    lists = _list_inputs(fn, scores, labels, where)
+    values = jnp.square(lists.scores - lists.labels)
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.valid, fn=fn)
+
+
+@_registry.builtin(tags=("ranking",))
+@_listwise_doc
+def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, segments: Any = None,
+                     reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""ApproxNDCG: minus NDCG with sigmoid-smoothed ranks (rax ``approx_t12n(ndcg_metric)``).
 
     .. math::
@@ -695,30 +1217,32 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, reduct
         \hat r_i = 1 + \sum_{j \ne i} \sigma\Big(\frac{s_j - s_i}{T}\Big), \qquad
         \ell = -\frac{1}{\mathrm{IDCG}(y)} \sum_i \frac{2^{y_i} - 1}{\log_2(1 + \hat r_i)}
 
-    with sums over valid items and :math:`\mathrm{IDCG}` the DCG of the items
-    sorted by label (replaced by 1 when it is 0, so such lists give 0). Values
-    lie in ``[-1, 0]`` for non-negative labels. Memory is ``O(list_size**2)``
-    per list.
+    with sums over valid items (of one segment) and :math:`\mathrm{IDCG}` the
+    DCG of the items sorted by label (replaced by 1 when it is 0, so such
+    lists give 0). Values lie in ``[-1, 0]`` for non-negative labels. Memory is
+    ``O(list_size**2)`` per list.
 
     Args:
       scores: ``[..., list_size]`` float scores.
       labels: ``[..., list_size]`` real relevance labels (gain ``2**y - 1``).
       temperature: :math:`T > 0` of the sigmoid; smaller is closer to exact
         ranks (Python float or traced array).
+      {segments}
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
-      weights: float per-list weights broadcastable to ``[...]``.
+      weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask. With the rank of ``scores`` it marks valid items
         ``[..., list_size]`` (rax's ``where``; a list without a valid item is
         left out of the ``"mean"``); of lower rank it marks whole lists ``[...]``.
 
     Returns:
-      ``[...]`` per-list values for ``reduction="none"``, else a scalar.
+      {returns}
 
     Raises:
-      ValueError: ``scores`` and ``labels`` shapes differ, rank 0 ``scores``,
-        ``temperature <= 0``, a ``where`` that fits neither reading, or an
-        unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, ``temperature <= 0``, a ``where`` that fits neither
+        reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -736,26 +1260,331 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, reduct
     """
     fn = "approx_ndcg_loss"
     _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
-    s, y, valid, list_valid, _ = _list_inputs(fn, scores, labels, where)
+    lists = _list_inputs(fn, scores, labels, where, segments)
+    s, y = lists.scores, lists.labels
     n = s.shape[-1]
     t = jnp.asarray(temperature, s.dtype)
-    # Smoothed 1-based ranks: 1 + sum over other valid items of sigma((s_j - s_i) / T).
+    # Smoothed 1-based ranks: 1 + sum over other valid items (of the segment) of sigma((s_j - s_i) / T).
     step = jax.nn.sigmoid((s[..., None, :] - s[..., :, None]) / t)
     others = jnp.broadcast_to(~jnp.eye(n, dtype=bool), step.shape)
-    if valid is not None:
-        others = others & valid[..., :, None] & valid[..., None, :]
+    if lists.group is not None:
+        others = others & lists.group
     ranks = 1.0 + jnp.sum(jnp.where(others, step, jnp.zeros_like(step)), axis=-1)
     gains = jnp.expm1(y * math.log(2.0))
-    inv_log2 = math.log(2.0)
-    dcg = _masked_sum(gains * inv_log2 / jnp.log1p(ranks), valid)
-    # Ideal DCG: valid items sorted by decreasing gain, exact ranks 1..n.
-    invalid = jnp.zeros(s.shape, jnp.int32) if valid is None else (~valid).astype(jnp.int32)
-    _, _, ideal_gains = jax.lax.sort((invalid, -gains, gains), dimension=s.ndim - 1, num_keys=2)
-    positions = jnp.arange(n, dtype=s.dtype)
-    discounts = jnp.broadcast_to(inv_log2 / jnp.log(positions + 2.0), s.shape)
-    ideal_valid = None if valid is None else jnp.sort(invalid, axis=-1) == 0
-    idcg = _masked_sum(ideal_gains * discounts, ideal_valid)
+    ln2 = math.log(2.0)  # 1 / log2(1 + r) = ln 2 / log1p(r)
+    dcg = _unit_sum(gains * ln2 / jnp.log1p(ranks), lists)
+    # Ideal DCG: exact ranks of the gains (within the segment).
+    ideal_ranks = _exact_ranks(gains, lists.valid, lists.segments).astype(s.dtype)
+    idcg = _unit_sum(gains * ln2 / jnp.log1p(ideal_ranks), lists)
     # rax replaces an ideal DCG of 0 by 1 (double-where: no gradient through it).
     nonzero = idcg != 0
     values = -dcg / jnp.where(nonzero, idcg, jnp.ones_like(idcg))
-    return reduce_values(values, reduction=reduction, weights=weights, where=list_valid, fn=fn)
+    return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
+
+
+# ------------------------------------------------------------------------ metrics
+def _metric_inputs(fn: str, scores: Any, labels: Any, topn: Any, where: Any):
+    """Scores, labels, item mask, ranks ``[..., n]`` and the retrieved items (rank ``<= topn``)."""
+    if topn is not None:
+        _checks.integer_option(fn, "topn", topn)
+        if topn < 1:
+            _checks._fail(ValueError, _checks.message(fn, "topn", "must be >= 1 or None", topn))
+    lists = _list_inputs(fn, scores, labels, where)
+    s, y, valid = lists.scores, lists.labels, lists.valid
+    ranks = _exact_ranks(s, valid, None)
+    # rax's _retrieved_items: valid, a score that is not -inf, within the top n.
+    retrieved = ~jnp.isneginf(jax.lax.stop_gradient(s))
+    if valid is not None:
+        retrieved = retrieved & valid
+    if topn is not None:
+        retrieved = retrieved & (ranks <= topn)
+    return lists, ranks.astype(s.dtype), retrieved
+
+
+def _metric_sum(x: Array, valid: Any) -> Array:
+    return _masked_sum(x, valid)
+
+
+def _per_list(values: Array, lists: _Lists) -> Array:
+    """Lists without a valid item are 0, as rax's ``reduce_fn=None``."""
+    if lists.list_valid is None:
+        return values
+    return jnp.where(lists.list_valid, values, jnp.zeros_like(values))
+
+
+_METRIC_ARGS = """scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted."""
+
+_METRIC_RETURNS = """``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores)."""
+
+_METRIC_RAISES = """ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``."""
+
+
+def _metric_doc(fn):
+    fn.__doc__ = (fn.__doc__.replace("{args}", _METRIC_ARGS).replace("{returns}", _METRIC_RETURNS)
+                  .replace("{raises}", _METRIC_RAISES))
+    return fn
+
+
+def _dcg(gains: Array, ranks: Array, retrieved: Array, valid: Any) -> Array:
+    # 1 / log2(1 + r) = ln 2 / log1p(r)
+    return _metric_sum(jnp.where(retrieved, gains * math.log(2.0) / jnp.log1p(ranks), 0.0), valid)
+
+
+@_metric_doc
+def dcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+    r"""Discounted cumulative gain per list (rax ``dcg_metric``); a metric, not a loss.
+
+    .. math::
+
+        \mathrm{DCG@}k = \sum_{i : r_i \le k} \frac{2^{y_i} - 1}{\log_2(1 + r_i)}
+
+    with :math:`r_i` the 1-based rank of item :math:`i` by score. Jittable
+    and vmappable; rank-based, so its gradient w.r.t. the scores is 0 (use a
+    loss such as :func:`approx_ndcg_loss` to train).
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> # ranks 2, 1, 3: (2^1 - 1) / log2(3) + (2^2 - 1) / log2(2)
+      >>> round(float(ranking.dcg_metric(jnp.array([0.5, 0.9, 0.1]), jnp.array([1.0, 2.0, 0.0]))), 5)
+      3.63093
+
+    References:
+      Järvelin, Kekäläinen, "Cumulated Gain-based Evaluation of IR
+      Techniques", TOIS 2002, https://doi.org/10.1145/582415.582418; rax
+      ``dcg_metric``, https://github.com/google/rax
+    """
+    lists, ranks, retrieved = _metric_inputs("dcg_metric", scores, labels, topn, where)
+    gains = jnp.exp2(lists.labels) - 1.0
+    return _per_list(_dcg(gains, ranks, retrieved, lists.valid), lists)
+
+
+@_metric_doc
+def ndcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+    r"""Normalised DCG per list (rax ``ndcg_metric``); a metric, not a loss.
+
+    .. math::
+
+        \mathrm{NDCG@}k = \frac{\mathrm{DCG@}k(s, y)}{\mathrm{DCG@}k(y^*, y)}
+
+    the DCG of the ranking by score (see :func:`dcg_metric`) divided by the
+    DCG of the ideal ranking (by gain); an ideal DCG of 0 (no relevant item)
+    is replaced by 1, so such lists score 0, as rax.
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> scores = jnp.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+      >>> labels = jnp.array([[2.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+      >>> # the ideal order; then the reverse: (3/log2(4) + 1/log2(3)) / (3/log2(2) + 1/log2(3))
+      >>> ranking.ndcg_metric(scores, labels)
+      Array([1.        , 0.58688265], dtype=float32)
+
+    References:
+      Järvelin, Kekäläinen, "Cumulated Gain-based Evaluation of IR
+      Techniques", TOIS 2002, https://doi.org/10.1145/582415.582418; rax
+      ``ndcg_metric``, https://github.com/google/rax
+    """
+    lists, ranks, retrieved = _metric_inputs("ndcg_metric", scores, labels, topn, where)
+    gains = jnp.exp2(lists.labels) - 1.0
+    dcg = _dcg(gains, ranks, retrieved, lists.valid)
+    ideal_ranks = _exact_ranks(gains, lists.valid, None).astype(gains.dtype)
+    ideal_retrieved = ~jnp.isneginf(gains)
+    if lists.valid is not None:
+        ideal_retrieved = ideal_retrieved & lists.valid
+    if topn is not None:
+        ideal_retrieved = ideal_retrieved & (ideal_ranks <= topn)
+    idcg = _dcg(gains, ideal_ranks, ideal_retrieved, lists.valid)
+    nonzero = idcg != 0
+    return _per_list(dcg / jnp.where(nonzero, idcg, jnp.ones_like(idcg)), lists)
+
+
+@_metric_doc
+def mrr_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+    r"""Reciprocal rank of the first relevant item per list (rax ``mrr_metric``); a metric.
+
+    .. math::
+
+        \mathrm{RR@}k = \max_{i : y_i \ge 1,\ r_i \le k} \frac{1}{r_i}
+
+    (0 if no relevant item is retrieved); relevant means label ``>= 1``. The
+    mean over lists is the MRR.
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> float(ranking.mrr_metric(jnp.array([0.9, 0.5, 0.1]), jnp.array([0.0, 0.0, 1.0])))
+      0.3333333432674408
+
+    References:
+      Voorhees, "The TREC-8 Question Answering Track Report", TREC 1999; rax
+      ``mrr_metric``, https://github.com/google/rax
+    """
+    lists, ranks, retrieved = _metric_inputs("mrr_metric", scores, labels, topn, where)
+    hit = retrieved & (lists.labels >= 1)
+    reciprocal = jnp.where(hit, 1.0 / ranks, jnp.zeros_like(ranks))
+    return _per_list(jnp.max(reciprocal, axis=-1, initial=0.0), lists)
+
+
+def _relevant_counts(fn: str, scores: Any, labels: Any, topn: Any, where: Any):
+    lists, ranks, retrieved = _metric_inputs(fn, scores, labels, topn, where)
+    relevant = lists.labels >= 1
+    if lists.valid is not None:
+        relevant = relevant & lists.valid
+    one = jnp.ones_like(lists.scores)
+    hits = _metric_sum(jnp.where(retrieved & relevant, one, 0.0), None)
+    n_relevant = _metric_sum(jnp.where(relevant, one, 0.0), None)
+    n_retrieved = _metric_sum(jnp.where(retrieved, one, 0.0), None)
+    return lists, ranks, retrieved, relevant, hits, n_relevant, n_retrieved
+
+
+def _at_least_one(x: Array) -> Array:
+    """rax replaces a count of 0 by 1 in the denominators."""
+    return jnp.where(x == 0, jnp.ones_like(x), x)
+
+
+@_metric_doc
+def precision_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+    r"""Precision per list (rax ``precision_metric``): relevant retrieved over retrieved; a metric.
+
+    .. math::
+
+        \mathrm{P@}k = \frac{|\{i : y_i \ge 1,\ r_i \le k\}|}{|\{i : r_i \le k\}|}
+
+    over valid items (a denominator of 0 counts as 1).
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> float(ranking.precision_metric(jnp.array([0.9, 0.5, 0.1]), jnp.array([1.0, 0.0, 1.0]), topn=2))
+      0.5
+
+    References:
+      Manning, Raghavan, Schütze, "Introduction to Information Retrieval",
+      2008, ch. 8, https://nlp.stanford.edu/IR-book/; rax ``precision_metric``,
+      https://github.com/google/rax
+    """
+    lists, _, _, _, hits, _, n_retrieved = _relevant_counts("precision_metric", scores, labels, topn, where)
+    return _per_list(hits / _at_least_one(n_retrieved), lists)
+
+
+@_metric_doc
+def recall_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+    r"""Recall per list (rax ``recall_metric``): relevant retrieved over relevant; a metric.
+
+    .. math::
+
+        \mathrm{R@}k = \frac{|\{i : y_i \ge 1,\ r_i \le k\}|}{|\{i : y_i \ge 1\}|}
+
+    over valid items (a list without relevant item scores 0).
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> float(ranking.recall_metric(jnp.array([0.9, 0.5, 0.1]), jnp.array([1.0, 0.0, 1.0]), topn=2))
+      0.5
+
+    References:
+      Manning, Raghavan, Schütze, "Introduction to Information Retrieval",
+      2008, ch. 8, https://nlp.stanford.edu/IR-book/; rax ``recall_metric``,
+      https://github.com/google/rax
+    """
+    lists, _, _, _, hits, n_relevant, _ = _relevant_counts("recall_metric", scores, labels, topn, where)
+    return _per_list(hits / _at_least_one(n_relevant), lists)
+
+
+@_metric_doc
+def ap_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+    r"""Average precision per list (rax ``ap_metric``); a metric. Its mean over lists is MAP.
+
+    .. math::
+
+        \mathrm{AP@}k = \frac{1}{|\{j : y_j \ge 1\}|}
+            \sum_{i : y_i \ge 1,\ r_i \le k} \frac{|\{j : y_j \ge 1,\ r_j \le r_i\}|}{r_i}
+
+    over valid items (a list without relevant item scores 0).
+
+    Args:
+      {args}
+
+    Returns:
+      {returns}
+
+    Raises:
+      {raises}
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import ranking
+      >>> # relevant at ranks 1 and 3: (1/1 + 2/3) / 2
+      >>> round(float(ranking.ap_metric(jnp.array([0.9, 0.5, 0.1]), jnp.array([1.0, 0.0, 1.0]))), 6)
+      0.833333
+
+    References:
+      Manning, Raghavan, Schütze, "Introduction to Information Retrieval",
+      2008, ch. 8, https://nlp.stanford.edu/IR-book/; rax ``ap_metric``,
+      https://github.com/google/rax
+    """
+    lists, ranks, retrieved, relevant, _, n_relevant, _ = _relevant_counts("ap_metric", scores, labels, topn,
+                                                                         where)
+    # Relevant items ranked at or above each item (invalid items rank last, so never above a valid one).
+    above = relevant[..., None, :] & (ranks[..., None, :] <= ranks[..., :, None])
+    precision_at = jnp.sum(above, axis=-1).astype(ranks.dtype) / ranks
+    total = jnp.sum(jnp.where(retrieved & relevant, precision_at, 0.0), axis=-1)
+    return _per_list(total / _at_least_one(n_relevant), lists)
