@@ -212,21 +212,20 @@ def main(argv=None) -> dict:
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     cols = 16
     rows = max(1, min(8, len(samples) // cols))
-    fig, axes = plt.subplots(rows, cols + 1, figsize=(cols * 0.6 + 2.4, rows * 0.65 + 0.6),
-                             gridspec_kw={"width_ratios": [1] * cols + [4]})
+    montage = np.ones((rows * 9 - 1, cols * 9 - 1))  # 8x8 tiles with one-pixel white gaps
     labels = judge.predict_proba(samples[: rows * cols])[:, :10]
-    for i in range(rows):
-        for j in range(cols):
-            k = i * cols + j
-            ax = axes[i, j]
-            ax.imshow(samples[k].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if labels[k].max() >= args.confidence:
-                ax.set_title(str(labels[k].argmax()), fontsize=7, pad=1)
-        axes[i, cols].axis("off")
-    gs = axes[0, cols].get_gridspec()
-    ax_loss = fig.add_subplot(gs[:, cols])
-    ax_loss.plot(np.convolve(losses, np.ones(50) / 50, mode="valid") if len(losses) >= 50 else losses)
+    fig, (ax_grid, ax_loss) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 1]})
+    for k in range(rows * cols):
+        i, j = divmod(k, cols)
+        montage[i * 9:i * 9 + 8, j * 9:j * 9 + 8] = 1.0 - samples[k].reshape(8, 8)
+        if labels[k].max() >= args.confidence:
+            ax_grid.text(j * 9 + 7.4, i * 9 + 0.2, str(labels[k].argmax()), color="tab:red", fontsize=7,
+                         ha="right", va="top")
+    ax_grid.imshow(montage, cmap="gray", vmin=0, vmax=1)
+    ax_grid.axis("off")
+    ax_grid.set_title(f"{rows * cols} DDIM samples; red digit = the judge's label when confident", fontsize=10)
+    smooth = 50 if len(losses) >= 50 else 1
+    ax_loss.plot(np.convolve(losses, np.ones(smooth) / smooth, mode="valid"))
     ax_loss.set(yscale="log", xlabel="step", title="training loss")
     fig.suptitle(f"DDIM samples ({args.prediction_type}, {args.weighting}); digit = judge's label when "
                  f"confident: {judged['diffusion samples']:.0%} (noise {judged['pure noise']:.0%})", fontsize=10)
