@@ -372,8 +372,8 @@ def vicreg_loss(z1: Any, z2: Any, *, invariance_weight: Any = 25.0, variance_wei
 # ------------------------------------------------------------------- DINO
 @_registry.builtin(tags=("self_supervised",))
 def dino_loss(student_logits: Any, teacher_logits: Any, center: Any, *, student_temperature: Any = 0.1,
-              teacher_temperature: Any = 0.04, reduction: str = "mean", weights: Any = None,
-              where: Any = None) -> Array:
+              teacher_temperature: Any = 0.04, axis_name: Any = None, reduction: str = "mean",
+              weights: Any = None, where: Any = None) -> Array:
     r"""DINO self-distillation loss between student crops and centred, sharpened teacher views.
 
     With :math:`S` student crops, :math:`V` teacher views (the first :math:`V`
@@ -403,6 +403,9 @@ def dino_loss(student_logits: Any, teacher_logits: Any, center: Any, *, student_
       student_temperature: :math:`\tau_s > 0`.
       teacher_temperature: :math:`\tau_t > 0` (DINO warms it up from 0.04 to
         0.07; pass the scheduled value).
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s) the
+        batch is sharded over: ``"sum"`` and ``"mean"`` run over the examples
+        of every device (the values themselves are per example).
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float per-example weights broadcastable to ``[B]``.
       where: boolean ``[B]`` (or broadcastable); ``False`` masks an example in
@@ -462,7 +465,7 @@ def dino_loss(student_logits: Any, teacher_logits: Any, center: Any, *, student_
     cross = -jnp.einsum("vbk,sbk->vsb", targets, log_probs)
     keep = jnp.asarray([[v != k for k in range(crops)] for v in range(views)], dtype)
     values = jnp.einsum("vsb,vs->b", cross, keep) / len(pairs)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
 def dino_center_update(center: Any, teacher_logits: Any, *, momentum: Any = 0.9, axis_name: Any = None,
