@@ -140,6 +140,9 @@ def arguments(fn_or_name: Any, dtypes: dict[str, Any] | None = None) -> dict[str
         role = _ROLE_BY_NAME.get(p)
         if role is None and p.endswith("_logits"):
             role = "logits"
+        if p == "labels" and name in LABEL_DOMAINS:
+            out[p] = Argument("data")  # binary or sign labels, checked against their domain
+            continue
         if role is None and p in ("labels", "targets") and dtypes is not None and p in dtypes:
             dt = dtypes[p]
             import numpy as np  # local: only needed here

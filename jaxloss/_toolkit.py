@@ -22,10 +22,14 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
     r"""Turns a function returning unreduced values into a loss that keeps the contract.
 
     The wrapped function takes the data arrays positionally and returns the
-    unreduced values: elementwise (``axis=None``, all data arrays of one shape)
-    or per example (``axis`` given: float arrays share a shape ``[..., C]``,
-    integer arrays have that shape without ``axis``, values have shape
-    ``[...]``). The loss returned adds the common keywords and, around ``fn``:
+    unreduced values: elementwise (``axis=None``, all data arrays of one
+    shape), per example over a class ``axis`` (``axis`` given: float arrays
+    share a shape ``[..., C]``, integer arrays have that shape without
+    ``axis``, values have shape ``[...]``), or, with ``axis=None`` and inputs
+    of different shapes, whatever the function returns, provided its output
+    shape is a leading prefix of every input's shape (``nll(logits [B, C],
+    labels [B]) -> [B]``); ``weights``/``where`` then broadcast to that output
+    shape. Any other shape mismatch is a ``ValueError``, never broadcasting. The loss returned adds the common keywords and, around ``fn``:
     shape and dtype checks naming the loss and the argument, the dtype policy
     (16-bit floats computed and returned in float32), the double-where that
     replaces masked inputs by 0 before ``fn`` sees them, and
@@ -87,8 +91,14 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
             _checks._fail(TypeError, _checks.message(loss_name, names[0] if names else "inputs",
                                                      "(the first data array) must have a floating dtype",
                                                      arrays[0].dtype if arrays else "no arrays"))
-        if axis is None:
-            _checks.same_shape(loss_name, *zip(names, arrays))
+        if axis is None and len({x.shape for x in arrays}) > 1:
+            # Inputs of different shapes (nll(logits [B, C], labels [B]) -> [B]): the
+            # unreduced shape is the function's output shape, a leading prefix of
+            # every input's shape; anything else is a shape error, never broadcasting.
+            value_shape = _output_shape(fn, arrays, hyper_parameters)
+            if value_shape is None or any(x.shape[:len(value_shape)] != value_shape for x in arrays):
+                _checks.same_shape(loss_name, *zip(names, arrays))
+        elif axis is None:
             value_shape = arrays[0].shape
         else:
             _checks.same_shape(loss_name, *floats)
@@ -105,8 +115,10 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
         for x in arrays:
             if jnp.issubdtype(x.dtype, jnp.floating):
                 x = x.astype(dtype)
-                mask = where_in if axis is None or x.ndim == len(value_shape) else jnp.expand_dims(where_in, ax) \
-                    if where_in is not None else None
+                mask = None
+                if where_in is not None:
+                    mask = (jnp.expand_dims(where_in, ax) if axis is not None and x.ndim != len(value_shape)
+                            else _align(where_in, tuple(x.shape)))
                 x = _numerics.mask_inputs(mask, x)
             prepared.append(x)
         values = jnp.asarray(fn(*prepared, **hyper_parameters))
@@ -126,6 +138,15 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
                if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.kind != p.VAR_POSITIONAL]
     loss.__signature__ = inspect.Signature(positional + keyword + extra)  # type: ignore[attr-defined]
     return loss
+
+
+def _output_shape(fn: Callable[..., Any], arrays: list[jax.Array], hyper_parameters: dict[str, Any]) -> Any:
+    """The shape ``fn`` returns on these inputs, or ``None`` if it fails to trace."""
+    try:
+        with jax.numpy_rank_promotion("allow"):
+            return tuple(jax.eval_shape(lambda *a: fn(*a, **hyper_parameters), *arrays).shape)
+    except Exception:  # pylint: disable=broad-except
+        return None
 
 
 def _data_names(fn: Callable[..., Any], n: int) -> list[str]:

@@ -146,12 +146,39 @@ def test_make_loss_per_example_label_shape_is_checked():
         jaxloss.make_loss(axis=2)(my_integer_ce.__wrapped__)(jnp.zeros((5, 4)), jnp.zeros(5, jnp.int32))
 
 
+@jaxloss.make_loss
+def plain_nll(logits, labels):
+    # Issue 11 item 10: inputs of different shapes, output [B].
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
+
+
+def test_make_loss_inputs_of_different_shapes():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(5, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=5).astype(np.int32)
+    expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels)  # reference: optax
+    _close(plain_nll(logits, labels, reduction="none"), expected)
+    weights = np.array([1.0, 2.0, 0.0, 1.0, 3.0], np.float32)
+    _close(plain_nll(logits, labels, weights=weights), np.sum(weights * expected) / weights.sum())
+    where = np.array([True, False, True, True, False])
+    poisoned = logits.copy()
+    poisoned[1] = np.nan
+    _close(plain_nll(poisoned, labels, where=where), np.mean(np.asarray(expected)[where]))
+    grads = jax.grad(lambda x: plain_nll(x, labels, where=where))(poisoned)
+    assert np.all(np.isfinite(grads)) and np.all(np.asarray(grads)[1] == 0)
+    with pytest.raises(ValueError, match=r"jaxloss\.plain_nll: logits \(5, 4\) and labels \(4,\) must have the same"):
+        plain_nll(logits, labels[:4])
+
+
 def test_make_loss_per_example_passes_check_loss():
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(6, 4))
     labels = rng.integers(0, 4, size=6).astype(np.int32)
     report = check_loss(my_integer_ce, logits, labels, raise_on_failure=False)
-    assert report.ok, str(report)
+    # take_along_axis wraps -1 to the last class: check_loss catches the silently wrong number.
+    assert list(report.failures) == ["labels"], str(report)
+    assert "labels = -1 (int32, C = 4) gives the finite loss" in report.failures["labels"]
 
 
 # =================================================================== combine
