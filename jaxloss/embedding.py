@@ -5,9 +5,10 @@ Pairwise losses (:func:`cosine_distance`, :func:`cosine_embedding_loss`,
 :func:`contrastive_loss`) return one value per example (the input shape minus
 the feature axis). Batch-global losses (:func:`batch_hard_triplet_loss`,
 :func:`ntxent_loss`, :func:`supervised_contrastive_loss`, :func:`info_nce_loss`,
-:func:`clip_loss`, :func:`siglip_loss`, :func:`circle_loss`) compare every
-example with every other one of the batch; they return one value per anchor
-``[B]`` and take ``axis_name``: inside ``jax.shard_map`` (or ``pmap``) they
+:func:`clip_loss`, :func:`siglip_loss`, :func:`circle_loss`,
+:func:`multi_similarity_loss`, :func:`lifted_structure_loss`,
+:func:`npairs_loss`) compare every example with every other one of the
+batch; they return one value per anchor ``[B]`` and take ``axis_name``: inside ``jax.shard_map`` (or ``pmap``) they
 ``all_gather`` the embeddings of every device, so all examples of the global
 batch serve as candidates, and the value and gradients equal the single-device
 computation on the full batch.
@@ -15,6 +16,15 @@ computation on the full batch.
 For the batch-global losses ``where`` (shape ``[B]``) removes an example both
 as an anchor and as a candidate (positive or negative) of the other anchors,
 so masking an example equals slicing it off the batch.
+:func:`proxy_anchor_loss` is batch-global too but returns one value per proxy
+``[C]``; its ``where`` still masks examples ``[B]``.
+
+Class-center and proxy losses (:func:`arcface_loss`, :func:`cosface_loss`,
+:func:`sub_center_arcface_loss`, :func:`soft_triple_loss`,
+:func:`proxy_nca_loss`, :func:`proxy_anchor_loss`) take the centers or
+proxies as an ordinary input, so they train with the model's parameters. The
+second metric-learning part equals pytorch-metric-learning 2.x with its
+default distances and reducers.
 
 Contrastive losses compare L2-normalised embeddings (cosine similarity);
 Euclidean distances use a square root with a finite gradient at 0.
@@ -127,10 +137,9 @@ def cosine_distance(predictions: Any, targets: Any, *, axis: int = -1, epsilon: 
         \ell = 1 - \frac{\langle p, t \rangle}
                         {\sqrt{\max(\|p\|^2, \epsilon)}\,\sqrt{\max(\|t\|^2, \epsilon)}}
 
-    optax ``cosine_distance`` semantics. The Keras loss identifier
-    ``"cosine_similarity"`` resolves to this function in the registry: Keras's
-    ``CosineSimilarity`` loss is :math:`-\cos`, this one :math:`1 - \cos`, so
-    the values differ by the constant 1 and the gradients are identical.
+    optax ``cosine_distance`` semantics. Keras's ``CosineSimilarity`` loss is
+    :math:`-\cos`, this one :math:`1 - \cos`: the values differ by the
+    constant 1 and the gradients are identical.
 
     Args:
       predictions: ``[..., D]`` float vectors (features on ``axis``).
@@ -152,14 +161,11 @@ def cosine_distance(predictions: Any, targets: Any, *, axis: int = -1, epsilon: 
 
     Example:
       >>> import jax.numpy as jnp
-      >>> import jaxloss
       >>> from jaxloss import embedding
       >>> x = jnp.array([[1.0, 0.0], [0.0, 2.0]])
       >>> y = jnp.array([[2.0, 0.0], [0.0, -3.0]])
       >>> embedding.cosine_distance(x, y, reduction="none")
       Array([0., 2.], dtype=float32)
-      >>> jaxloss.get("cosine_similarity").__name__
-      'cosine_distance'
       >>> float(embedding.cosine_distance(x, y))
       1.0
 
@@ -938,14 +944,22 @@ def siglip_loss(image_embeddings: Any, text_embeddings: Any, *, logit_scale: Any
 
 
 # ------------------------------------------------------- class-center losses
-def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, scale: Any, where: Any,
-                    target_logit: Any) -> tuple[Array, Any]:
-    """Cross entropy of ``scale * cos`` with the target class's cosine replaced by ``target_logit(cos)``."""
-    _checks.in_range(fn, "scale", scale, low=0.0, low_open=True)
+def _center_inputs(fn: str, embeddings: Any, centers: Any, labels: Any, where: Any, centers_name: str,
+                   per_class: int = 1) -> tuple[Array, Array, Array, Any, int]:
+    """Validates ``embeddings [..., D]``, ``centers [C * per_class, D]`` and integer ``labels [...]``.
+
+    Returns the embeddings and centers in the compute dtype, the labels, with
+    masked examples replaced by zeros (first half of the double-where),
+    ``where`` broadcast to ``[...]`` and the number of classes ``C``.
+    """
     e = _checks.floating(fn, "embeddings", embeddings)
-    w = _checks.floating(fn, "class_centers", class_centers)
+    w = _checks.floating(fn, centers_name, centers)
     _checks.rank_at_least(fn, "embeddings", e, 1, "[..., features]")
-    _checks.shape(fn, "class_centers", w, (None, e.shape[-1]), f"[num_classes, {e.shape[-1]}]")
+    what = "[num_classes, " if per_class == 1 else "[num_classes * " + str(per_class) + ", "
+    _checks.shape(fn, centers_name, w, (None, e.shape[-1]), f"{what}{e.shape[-1]}]")
+    if w.shape[0] % per_class:
+        raise ValueError(_checks.message(fn, centers_name, f"must have a multiple of {per_class} rows "
+                                         f"({per_class} per class)", f"shape {w.shape}"))
     y = _checks.integer(fn, "labels", labels)
     out_shape = e.shape[:-1]
     _checks.shape(fn, "labels", y, out_shape, f"{out_shape} (the embeddings shape without features)")
@@ -956,8 +970,35 @@ def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, s
                                       "the unreduced loss shape")
         e = _numerics.mask_inputs(where[..., None], e)
         y = _numerics.mask_inputs(where, y, 0)
-    num_classes = w.shape[0]
-    cos = jnp.clip(_l2_normalize(e) @ _l2_normalize(w).T, -1.0, 1.0)       # [..., C]
+    return e, w, y, where, w.shape[0] // per_class
+
+
+def _per_class_option(fn: str, argument: str, value: Any) -> int:
+    _checks.integer_option(fn, argument, value, allow_none=False)
+    if value < 1:
+        raise ValueError(_checks.message(fn, argument, "must be >= 1", repr(value)))
+    return int(value)
+
+
+def _softmax_cross_entropy(logits: Array, labels: Array) -> Array:
+    """``logsumexp(logits) - logits[label]`` per example; NaN for a label outside ``[0, C)``."""
+    return jax.nn.logsumexp(logits, axis=-1) - _numerics.take_class(logits, labels, -1)
+
+
+def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, scale: Any, where: Any,
+                    target_logit: Any, sub_centers: int = 1) -> tuple[Array, Any]:
+    """Cross entropy of ``scale * cos`` with the target class's cosine replaced by ``target_logit(cos)``.
+
+    With ``sub_centers = K > 1`` the cosine of class ``c`` is the largest
+    cosine with its centers ``c * K ... c * K + K - 1`` (sub-center ArcFace).
+    """
+    _checks.in_range(fn, "scale", scale, low=0.0, low_open=True)
+    e, w, y, where, num_classes = _center_inputs(fn, embeddings, class_centers, labels, where, "class_centers",
+                                                 sub_centers)
+    dtype = e.dtype
+    cos = jnp.clip(_l2_normalize(e) @ _l2_normalize(w).T, -1.0, 1.0)       # [..., C * K]
+    if sub_centers > 1:
+        cos = jnp.max(cos.reshape(*cos.shape[:-1], num_classes, sub_centers), axis=-1)
     valid = (y >= 0) & (y < num_classes)
     target = jax.nn.one_hot(jnp.where(valid, y, 0), num_classes, dtype=bool)
     cos_target = jnp.sum(jnp.where(target, cos, jnp.zeros_like(cos)), axis=-1)
@@ -1175,3 +1216,517 @@ def circle_loss(embeddings: Any, labels: Any, *, gamma: Any = 80.0, margin: Any 
     values = jax.nn.softplus(lse_pos + lse_neg)
     where = _and(where, has_pos & has_neg)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+# ------------------------------------- metric learning, second part (PML 2.x)
+def _log1p_sum_exp(x: Array, mask: Array) -> Array:
+    """``log(1 + sum_j exp(x_j))`` over the last axis where ``mask``; 0 for a row without entries.
+
+    pytorch-metric-learning's ``logsumexp(..., add_one=True)``: the log-sum-exp
+    of the entries and one extra 0, i.e. ``softplus(logsumexp(x))``.
+    """
+    lse, some = _masked_logsumexp(x, mask)
+    return jnp.where(some, jax.nn.softplus(lse), jnp.zeros_like(lse))
+
+
+def _pair_masks(y: Array, y_all: Array, valid: Array, own: Array) -> tuple[Array, Array]:
+    """``[B, B_global]`` positives (same label, not itself) and negatives (other label) among valid candidates."""
+    same = y[:, None] == y_all[None, :]
+    return same & ~own & valid[None, :], ~same & valid[None, :]
+
+
+@_registry.builtin(tags=("embedding",))
+def multi_similarity_loss(embeddings: Any, labels: Any, *, alpha: Any = 2.0, beta: Any = 50.0, base: Any = 0.5,
+                          axis_name: Any = None, reduction: str = "mean", weights: Any = None,
+                          where: Any = None) -> Array:
+    r"""Multi-similarity loss (Wang et al. 2019), pytorch-metric-learning ``MultiSimilarityLoss``.
+
+    With cosine similarities :math:`s_{ij}`, positives :math:`P(i)` (same
+    label, :math:`j \ne i`) and negatives :math:`N(i)` of anchor :math:`i`:
+
+    .. math::
+
+        \ell_i = \frac{1}{\alpha} \log\Bigl(1 + \sum_{j \in P(i)} e^{-\alpha (s_{ij} - \lambda)}\Bigr)
+               + \frac{1}{\beta} \log\Bigl(1 + \sum_{k \in N(i)} e^{\beta (s_{ik} - \lambda)}\Bigr)
+
+    with :math:`\lambda` = ``base``. As pytorch-metric-learning (no miner,
+    ``MeanReducer``), ``"mean"`` averages over all anchors; an anchor without
+    a positive (or negative) has 0 for that term.
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings (compared after L2 normalisation).
+      labels: ``[B]`` integer class labels.
+      alpha: the scale :math:`\alpha > 0` of the positive term.
+      beta: the scale :math:`\beta > 0` of the negative term.
+      base: the similarity offset :math:`\lambda`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        embeddings of every device act as candidates and ``"mean"`` is the
+        global mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-anchor weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes an example as an anchor and as
+        a candidate (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``labels`` not ``[B]``,
+        ``alpha <= 0`` or ``beta <= 0``, or an unknown ``reduction``.
+      TypeError: non-float ``embeddings`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+      >>> embedding.multi_similarity_loss(x, jnp.array([0, 0, 1]), reduction="none").round(4)
+      Array([0.1566, 0.1566, 0.    ], dtype=float32)
+
+    References:
+      Wang et al., "Multi-Similarity Loss with General Pair Weighting for Deep
+      Metric Learning", CVPR 2019, https://arxiv.org/abs/1904.06627;
+      pytorch-metric-learning ``MultiSimilarityLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#multisimilarityloss
+    """
+    fn = "multi_similarity_loss"
+    _checks.in_range(fn, "alpha", alpha, low=0.0, low_open=True)
+    _checks.in_range(fn, "beta", beta, low=0.0, low_open=True)
+    _checks.in_range(fn, "base", base)
+    (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    x = _l2_normalize(x)
+    x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
+    sim = x @ x_all.T
+    positive, negative = _pair_masks(y, y_all, valid, own)
+    a, b = jnp.asarray(alpha, x.dtype), jnp.asarray(beta, x.dtype)
+    shifted = sim - jnp.asarray(base, x.dtype)
+    values = _log1p_sum_exp(-a * shifted, positive) / a + _log1p_sum_exp(b * shifted, negative) / b
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def lifted_structure_loss(embeddings: Any, labels: Any, *, positive_margin: Any = 0.0, negative_margin: Any = 1.0,
+                          axis_name: Any = None, reduction: str = "mean", weights: Any = None,
+                          where: Any = None) -> Array:
+    r"""Generalized lifted structure loss (Hermans et al. 2017), PML ``GeneralizedLiftedStructureLoss``.
+
+    With Euclidean distances :math:`d_{ij}` between L2-normalised embeddings,
+    positives :math:`P(i)` and negatives :math:`N(i)` of anchor :math:`i`:
+
+    .. math::
+
+        \ell_i = \Bigl[\log \sum_{j \in P(i)} e^{d_{ij} - m_p}
+                      + \log \sum_{k \in N(i)} e^{m_n - d_{ik}}\Bigr]_+
+
+    A log-sum-exp over no candidate is 0, so, as in pytorch-metric-learning,
+    an anchor without a positive still pays its negative term; ``"mean"``
+    averages over all anchors (``MeanReducer``). The distance's square root
+    has a finite gradient at 0 (identical embeddings).
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings (L2-normalised inside).
+      labels: ``[B]`` integer class labels.
+      positive_margin: :math:`m_p`.
+      negative_margin: :math:`m_n`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        embeddings of every device act as candidates and ``"mean"`` is the
+        global mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-anchor weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes an example as an anchor and as
+        a candidate (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``labels`` not ``[B]``, or an
+        unknown ``reduction``.
+      TypeError: non-float ``embeddings`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+      >>> embedding.lifted_structure_loss(x, jnp.array([0, 0, 1]), reduction="none").round(4)
+      Array([0.    , 0.    , 0.2789], dtype=float32)
+
+    References:
+      Hermans, Beyer and Leibe, "In Defense of the Triplet Loss for Person
+      Re-Identification", 2017 (section 2, generalized lifted embedding),
+      https://arxiv.org/abs/1703.07737; Oh Song et al., "Deep Metric Learning
+      via Lifted Structured Feature Embedding", CVPR 2016,
+      https://arxiv.org/abs/1511.06452; pytorch-metric-learning
+      ``GeneralizedLiftedStructureLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#generalizedliftedstructureloss
+    """
+    fn = "lifted_structure_loss"
+    _checks.in_range(fn, "positive_margin", positive_margin)
+    _checks.in_range(fn, "negative_margin", negative_margin)
+    (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    x = _l2_normalize(x)
+    x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
+    squared = (jnp.sum(x * x, axis=-1)[:, None] + jnp.sum(x_all * x_all, axis=-1)[None, :]
+               - 2.0 * x @ x_all.T)
+    dist = _numerics.safe_sqrt(jnp.maximum(squared, 0.0))
+    positive, negative = _pair_masks(y, y_all, valid, own)
+    lse_pos, _ = _masked_logsumexp(dist - jnp.asarray(positive_margin, x.dtype), positive)
+    lse_neg, _ = _masked_logsumexp(jnp.asarray(negative_margin, x.dtype) - dist, negative)
+    values = jnp.maximum(lse_pos + lse_neg, 0.0)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def npairs_loss(anchors: Any, positives: Any, *, axis_name: Any = None, reduction: str = "mean",
+                weights: Any = None, where: Any = None) -> Array:
+    r"""N-pair loss (Sohn 2016), pytorch-metric-learning ``NPairsLoss``.
+
+    Each anchor classifies its own positive among the positives of the batch:
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{\langle \hat a_i, \hat p_i \rangle}}
+                            {\sum_j e^{\langle \hat a_i, \hat p_j \rangle}}
+
+    with L2-normalised :math:`\hat a, \hat p` (pytorch-metric-learning's
+    ``DotProductSimilarity`` normalises by default). Row ``i`` of ``anchors``
+    and ``positives`` share a class and rows are of distinct classes (PML
+    keeps one pair per label).
+
+    Args:
+      anchors: ``[B, D]`` float embeddings.
+      positives: ``[B, D]`` float embeddings; ``positives[i]`` pairs with ``anchors[i]``.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        positives of every device act as negatives and ``"mean"`` is the
+        global mean, equal to the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-pair weights broadcastable to ``[B]``.
+      where: boolean ``[B]``; ``False`` removes a pair as an anchor and its
+        positive as a negative (masking equals slicing it off).
+
+    Returns:
+      ``[B]`` per-anchor values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: inputs not ``[B, D]`` of one shape, or an unknown ``reduction``.
+      TypeError: non-float inputs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> a = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> embedding.npairs_loss(a, a, reduction="none").round(6)
+      Array([0.313262, 0.313262], dtype=float32)
+
+    References:
+      Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss
+      Objective", NeurIPS 2016,
+      https://papers.nips.cc/paper/6200-improved-deep-metric-learning-with-multi-class-n-pair-loss-objective;
+      pytorch-metric-learning ``NPairsLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#npairsloss
+    """
+    fn = "npairs_loss"
+    a, p, valid, own, where = _pair_logits(fn, anchors, positives, ("anchors", "positives"), where, axis_name)
+    values = _cross_entropy_own(a @ _gather(p, axis_name).T, own, valid)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
+
+
+@_registry.builtin(tags=("embedding",))
+def proxy_nca_loss(embeddings: Any, proxies: Any, labels: Any, *, softmax_scale: Any = 1.0,
+                   reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Proxy-NCA loss (Movshovitz-Attias et al. 2017), pytorch-metric-learning ``ProxyNCALoss``.
+
+    With squared Euclidean distances between the L2-normalised embedding and
+    proxies, :math:`d_c = \|\hat x - \hat p_c\|^2`, and :math:`s` = ``softmax_scale``:
+
+    .. math::
+
+        \ell = -\log \frac{e^{-s\, d_y}}{\sum_c e^{-s\, d_c}}
+
+    (pytorch-metric-learning's ``NCALoss`` against the proxies, with its
+    default ``LpDistance(power=2)``). A label outside ``[0, C)`` gives NaN at
+    that position.
+
+    Args:
+      embeddings: ``[..., D]`` float embeddings.
+      proxies: ``[C, D]`` float class proxies (learned with the model).
+      labels: ``[...]`` integer class labels.
+      softmax_scale: :math:`s > 0`.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``proxies`` not ``[C, D]``, ``labels`` not ``[...]``,
+        ``softmax_scale <= 0``, or an unknown ``reduction``.
+      TypeError: non-float embeddings or proxies, non-integer labels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> proxies = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> x = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+      >>> embedding.proxy_nca_loss(x, proxies, jnp.array([0, 1]), reduction="none").round(4)
+      Array([0.1269, 0.6931], dtype=float32)
+
+    References:
+      Movshovitz-Attias et al., "No Fuss Distance Metric Learning using
+      Proxies", ICCV 2017, https://arxiv.org/abs/1703.07464;
+      pytorch-metric-learning ``ProxyNCALoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#proxyncaloss
+    """
+    fn = "proxy_nca_loss"
+    _checks.in_range(fn, "softmax_scale", softmax_scale, low=0.0, low_open=True)
+    e, w, y, where, _ = _center_inputs(fn, embeddings, proxies, labels, where, "proxies")
+    e, w = _l2_normalize(e), _l2_normalize(w)
+    w_squared = jnp.sum(w * w, axis=-1).reshape((1,) * (e.ndim - 1) + (w.shape[0],))
+    squared = jnp.sum(e * e, axis=-1, keepdims=True) + w_squared - 2.0 * e @ w.T
+    values = _softmax_cross_entropy(-jnp.asarray(softmax_scale, e.dtype) * squared, y)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+def _log1p_sum_exp_over_batch(x: Array, mask: Array, axis_name: Any) -> tuple[Array, Array]:
+    """``log(1 + sum_i exp(x_ic))`` over the batch axis 0 where ``mask``, summed over devices.
+
+    Returns the ``[C]`` values (0 where a column has no entry) and whether
+    each column has an entry anywhere in the global batch.
+    """
+    low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
+    shift = jnp.max(jax.lax.stop_gradient(jnp.where(mask, x, low)), axis=0, initial=low)
+    count = jnp.sum(mask, axis=0)
+    if axis_name is not None:
+        shift = jax.lax.pmax(shift, axis_name)
+        count = jax.lax.psum(count, axis_name)
+    some = count > 0
+    shift = jnp.where(some, shift, jnp.zeros_like(shift))
+    exps = jnp.where(mask, jnp.exp(jnp.where(mask, x - shift[None, :], jnp.zeros_like(x))), jnp.zeros_like(x))
+    total = jnp.sum(exps, axis=0)
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
+    lse = jnp.log(jnp.where(some, total, jnp.ones_like(total))) + shift
+    return jnp.where(some, jax.nn.softplus(lse), jnp.zeros_like(lse)), some
+
+
+@_registry.builtin(tags=("embedding",))
+def proxy_anchor_loss(embeddings: Any, proxies: Any, labels: Any, *, margin: Any = 0.1, alpha: Any = 32.0,
+                      axis_name: Any = None, reduction: str = "mean", weights: Any = None,
+                      where: Any = None) -> Array:
+    r"""Proxy-anchor loss (Kim et al. 2020), pytorch-metric-learning ``ProxyAnchorLoss``.
+
+    Each proxy :math:`c` is an anchor; with cosine similarities
+    :math:`s_{ic}` between the batch and the proxies, :math:`X_c^+` the
+    examples of class :math:`c`, :math:`X_c^-` the others, :math:`P^+` the
+    proxies with at least one example in the batch and :math:`C` proxies:
+
+    .. math::
+
+        \mathrm{pos}_c = \log\Bigl(1 + \sum_{i \in X_c^+} e^{-\alpha (s_{ic} - \delta)}\Bigr),
+        \quad
+        \mathrm{neg}_c = \log\Bigl(1 + \sum_{i \in X_c^-} e^{\alpha (s_{ic} + \delta)}\Bigr),
+        \quad
+        \ell_c = \frac{C}{|P^+|}\,\mathrm{pos}_c + \mathrm{neg}_c
+
+    The values are per proxy ``[C]`` and reduced over proxies: ``"mean"`` is
+    pytorch-metric-learning's value
+    :math:`\frac{1}{|P^+|}\sum_c \mathrm{pos}_c + \frac{1}{C}\sum_c \mathrm{neg}_c`.
+    ``where`` masks *examples* (they leave every sum); ``weights`` weigh
+    proxies. An example whose label lies outside ``[0, C)`` makes every value
+    NaN.
+
+    Args:
+      embeddings: ``[B, D]`` float embeddings.
+      proxies: ``[C, D]`` float class proxies (learned with the model).
+      labels: ``[B]`` integer class labels.
+      margin: the margin :math:`\delta`.
+      alpha: the scale :math:`\alpha > 0`.
+      axis_name: inside ``shard_map``/``pmap``, the mapped axis name(s): the
+        sums over examples run over the global batch, so every device gets
+        the single-device full-batch value.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` over proxies.
+      weights: float per-proxy weights broadcastable to ``[C]``.
+      where: boolean ``[B]``; ``False`` removes an example (masking equals
+        slicing it off).
+
+    Returns:
+      ``[C]`` per-proxy values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``embeddings`` not ``[B, D]``, ``proxies`` not ``[C, D]``,
+        ``labels`` not ``[B]``, ``alpha <= 0``, or an unknown ``reduction``.
+      TypeError: non-float embeddings or proxies, non-integer labels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> proxies = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> x = jnp.array([[1.0, 0.1], [0.1, 1.0]])
+      >>> embedding.proxy_anchor_loss(x, proxies, jnp.array([0, 1]), alpha=4.0, reduction="none").round(4)
+      Array([1.1972, 1.1972], dtype=float32)
+
+    References:
+      Kim, Kim, Cho and Kwak, "Proxy Anchor Loss for Deep Metric Learning",
+      CVPR 2020, https://arxiv.org/abs/2003.13911; pytorch-metric-learning
+      ``ProxyAnchorLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#proxyanchorloss
+    """
+    fn = "proxy_anchor_loss"
+    _checks.in_range(fn, "margin", margin)
+    _checks.in_range(fn, "alpha", alpha, low=0.0, low_open=True)
+    (x,), y, where, _, _ = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
+    p = _checks.floating(fn, "proxies", proxies)
+    _checks.shape(fn, "proxies", p, (None, x.shape[-1]), f"[num_classes, {x.shape[-1]}]")
+    dtype = _numerics.compute_dtype(x, p)
+    x, p = x.astype(dtype), p.astype(dtype)
+    num_classes = p.shape[0]
+    valid = jnp.ones(y.shape, bool) if where is None else where
+    cos = _l2_normalize(x) @ _l2_normalize(p).T                              # [B, C]
+    same = y[:, None] == jnp.arange(num_classes)[None, :]
+    a, m = jnp.asarray(alpha, dtype), jnp.asarray(margin, dtype)
+    pos, has_pos = _log1p_sum_exp_over_batch(-a * (cos - m), same & valid[:, None], axis_name)
+    neg, _ = _log1p_sum_exp_over_batch(a * (cos + m), ~same & valid[:, None], axis_name)
+    values = _numerics.safe_div(num_classes * pos, jnp.sum(has_pos).astype(dtype)) + neg
+    bad = jnp.sum(valid & ((y < 0) | (y >= num_classes)))
+    if axis_name is not None:
+        bad = jax.lax.psum(bad, axis_name)
+    values = jnp.where(bad > 0, jnp.asarray(jnp.nan, dtype), values)
+    return reduce_values(values, reduction=reduction, weights=weights, where=None, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",))
+def soft_triple_loss(embeddings: Any, centers: Any, labels: Any, *, centers_per_class: int = 10, la: Any = 20.0,
+                     gamma: Any = 0.1, margin: Any = 0.01, reduction: str = "mean", weights: Any = None,
+                     where: Any = None) -> Array:
+    r"""SoftTriple loss (Qian et al. 2019), pytorch-metric-learning ``SoftTripleLoss``.
+
+    Each class has :math:`K` centers; the similarity to class :math:`c` is a
+    softmax-weighted mean of the cosines :math:`s_{c,k}` to its centers,
+
+    .. math::
+
+        S_c = \sum_k \frac{e^{s_{c,k}/\gamma}}{\sum_{k'} e^{s_{c,k'}/\gamma}}\, s_{c,k},
+        \qquad
+        \ell = -\log \frac{e^{\lambda (S_y - \delta)}}
+                          {e^{\lambda (S_y - \delta)} + \sum_{c \ne y} e^{\lambda S_c}}
+
+    with :math:`\lambda` = ``la`` and :math:`\delta` = ``margin``. Center
+    ``c * K + k`` is center :math:`k` of class :math:`c` (PML's layout). As
+    in pytorch-metric-learning, the centers' regulariser is not part of the
+    loss. A label outside ``[0, C)`` gives NaN at that position.
+
+    Args:
+      embeddings: ``[..., D]`` float embeddings.
+      centers: ``[C * K, D]`` float centers, ``K = centers_per_class``.
+      labels: ``[...]`` integer class labels.
+      centers_per_class: :math:`K`, a Python int ``>= 1``.
+      la: the logit scale :math:`\lambda > 0`.
+      gamma: the softmax temperature :math:`\gamma > 0` over a class's centers.
+      margin: the margin :math:`\delta`.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``centers`` not ``[C * K, D]``, ``labels`` not ``[...]``,
+        ``centers_per_class`` not an int ``>= 1``, ``la <= 0``,
+        ``gamma <= 0``, or an unknown ``reduction``.
+      TypeError: non-float embeddings or centers, non-integer labels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> centers = jnp.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+      >>> x = jnp.array([[1.0, 0.1], [0.1, 1.0]])
+      >>> embedding.soft_triple_loss(x, centers, jnp.array([0, 1]), centers_per_class=2, la=4.0,
+      ...                            reduction="none").round(4)
+      Array([0.0317, 0.2707], dtype=float32)
+
+    References:
+      Qian et al., "SoftTriple Loss: Deep Metric Learning Without Triplet
+      Sampling", ICCV 2019, https://arxiv.org/abs/1909.05235;
+      pytorch-metric-learning ``SoftTripleLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#softtripleloss
+    """
+    fn = "soft_triple_loss"
+    k = _per_class_option(fn, "centers_per_class", centers_per_class)
+    _checks.in_range(fn, "la", la, low=0.0, low_open=True)
+    _checks.in_range(fn, "gamma", gamma, low=0.0, low_open=True)
+    _checks.in_range(fn, "margin", margin)
+    e, w, y, where, num_classes = _center_inputs(fn, embeddings, centers, labels, where, "centers", k)
+    sim = _l2_normalize(e) @ _l2_normalize(w).T
+    sim = sim.reshape(*sim.shape[:-1], num_classes, k)                      # [..., C, K]
+    weight = jax.nn.softmax(sim / jnp.asarray(gamma, e.dtype), axis=-1)
+    per_class = jnp.sum(weight * sim, axis=-1)                              # [..., C]
+    target = jax.nn.one_hot(y, num_classes, dtype=e.dtype)                 # out of range: all 0, NaN below
+    logits = jnp.asarray(la, e.dtype) * (per_class - jnp.asarray(margin, e.dtype) * target)
+    values = _softmax_cross_entropy(logits, y)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("embedding",))
+def sub_center_arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, sub_centers: int = 3,
+                            scale: Any = 64.0, margin: Any = 0.5, reduction: str = "mean", weights: Any = None,
+                            where: Any = None) -> Array:
+    r"""Sub-center ArcFace (Deng et al. 2020), pytorch-metric-learning ``SubCenterArcFaceLoss``.
+
+    Each class has :math:`K` sub-centers; the cosine to class :math:`c` is the
+    largest cosine to its sub-centers, :math:`\cos\theta_c = \max_k s_{c,k}`,
+    and the loss is :func:`arcface_loss` on these cosines:
+
+    .. math::
+
+        \ell = -\log \frac{e^{s\, \phi(\theta_y)}}
+                          {e^{s\, \phi(\theta_y)} + \sum_{c \ne y} e^{s \cos\theta_c}},
+        \qquad \phi(\theta) = \begin{cases} \cos(\theta + m) & \theta \le \pi - m \\
+                                             \cos\theta - m \sin m & \theta > \pi - m \end{cases}
+
+    Center ``c * K + k`` is sub-center :math:`k` of class :math:`c` (PML's
+    layout). ``margin`` is in radians (PML takes degrees: its 28.6 is
+    0.4992 rad). A label outside ``[0, C)`` gives NaN at that position.
+
+    Args:
+      embeddings: ``[..., D]`` float embeddings.
+      class_centers: ``[C * K, D]`` float sub-centers, ``K = sub_centers``.
+      labels: ``[...]`` integer class labels.
+      sub_centers: :math:`K`, a Python int ``>= 1``.
+      scale: the logit scale :math:`s > 0`.
+      margin: the angular margin :math:`m` in radians.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``class_centers`` not ``[C * K, D]``, ``labels`` not
+        ``[...]``, ``sub_centers`` not an int ``>= 1``, ``scale <= 0``, or an
+        unknown ``reduction``.
+      TypeError: non-float embeddings or centers, non-integer labels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, -1.0], [0.0, 1.0], [-1.0, 0.0]])
+      >>> x = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+      >>> embedding.sub_center_arcface_loss(x, centers, jnp.array([0, 1]), sub_centers=2, scale=4.0,
+      ...                                   reduction="none").round(4)
+      Array([0.0294, 1.8697], dtype=float32)
+
+    References:
+      Deng et al., "Sub-center ArcFace: Boosting Face Recognition by
+      Large-scale Noisy Web Faces", ECCV 2020,
+      https://www.ecva.net/papers/eccv_2020/papers_ECCV/papers/123560715.pdf;
+      pytorch-metric-learning ``SubCenterArcFaceLoss``,
+      https://kevinmusgrave.github.io/pytorch-metric-learning/losses/#subcenterarcfaceloss
+    """
+    fn = "sub_center_arcface_loss"
+    k = _per_class_option(fn, "sub_centers", sub_centers)
+    _checks.in_range(fn, "margin", margin)
+    values, where = _margin_softmax(fn, embeddings, class_centers, labels, scale, where,
+                                    lambda cos: _arcface_target(cos, margin), sub_centers=k)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)

@@ -103,3 +103,43 @@ SPECS = {
     "cosface_loss": Spec(_centers, {"scale": 16.0, "margin": 0.35}),
     "circle_loss": Spec(_class_pairs, {"gamma": 16.0, "margin": 0.4}),
 }
+
+
+# ----------------------------------------- metric learning, second part (PML)
+def _metric_batch(rng):
+    # Random embeddings in 3 classes: ties in the log-sum-exps and hinges are improbable.
+    return rng.normal(size=(_B, _D)), np.array([0, 0, 1, 1, 2, 2], np.int32)
+
+
+def _lifted_batch(rng):
+    # The outer [.]_+ is active for every anchor (its argument stays clearly positive).
+    return 0.3 * rng.normal(size=(_B, _D)) + np.array([1.0, 0.0, 0.0, 0.0]), np.array([0, 0, 1, 1, 2, 2], np.int32)
+
+
+def _proxies(rng):
+    # 4 proxies for a batch of 6 (no batch axis on the proxies).
+    return rng.normal(size=(_B, _D)), rng.normal(size=(4, _D)), np.array([0, 1, 2, 3, 0, 1], np.int32)
+
+
+def _sub_centers(rng):
+    # 4 classes x 2 centers = 8 rows (not the batch size 6). The embeddings sit near one sub-center
+    # of their class so the max over sub-centers has no near-tie.
+    centers = rng.normal(size=(8, _D))
+    labels = np.array([0, 1, 2, 3, 0, 1], np.int32)
+    return centers[2 * labels] + 0.1 * rng.normal(size=(_B, _D)), centers, labels
+
+
+_PROXY_ANCHOR_WHERE = ("where masks examples [B] while the unreduced values are per proxy [C]; "
+                       "tests/test_embedding_metric.py checks where == slicing, NaN at masked examples "
+                       "and the all-masked value")
+
+SPECS.update({
+    "multi_similarity_loss": Spec(_metric_batch, {"alpha": 2.0, "beta": 10.0, "base": 0.5}),
+    "lifted_structure_loss": Spec(_lifted_batch),
+    "npairs_loss": Spec(_two_towers),
+    "proxy_nca_loss": Spec(_proxies, {"softmax_scale": 2.0}),
+    "proxy_anchor_loss": Spec(_proxies, {"margin": 0.1, "alpha": 8.0},
+                              skip={"where": _PROXY_ANCHOR_WHERE, "all_masked": _PROXY_ANCHOR_WHERE}),
+    "soft_triple_loss": Spec(_sub_centers, {"centers_per_class": 2, "la": 8.0, "gamma": 0.5}),
+    "sub_center_arcface_loss": Spec(_sub_centers, {"sub_centers": 2, "scale": 8.0, "margin": 0.3}),
+})
