@@ -65,6 +65,7 @@ from jaxloss.classification import kl_divergence_with_log_targets as kl_divergen
 from jaxloss.classification import jensen_shannon_divergence as jensen_shannon_divergence
 from jaxloss.classification import smooth_labels as smooth_labels
 from jaxloss.classification import class_balanced_weights as class_balanced_weights
+from jaxloss.classification import z_loss as z_loss
 from jaxloss.segmentation import dice_loss as dice_loss
 from jaxloss.segmentation import jaccard_loss as jaccard_loss
 from jaxloss.segmentation import tversky_loss as tversky_loss
@@ -134,7 +135,7 @@ __all__ = [
     "softmax_focal_loss_with_integer_labels", "poly_loss_cross_entropy", "hinge_loss", "squared_hinge_loss",
     "multiclass_hinge_loss", "multi_margin_loss", "soft_margin_loss", "multilabel_soft_margin_loss",
     "kl_divergence", "kl_divergence_with_log_targets", "jensen_shannon_divergence", "smooth_labels",
-    "class_balanced_weights",
+    "class_balanced_weights", "z_loss",
     # segmentation
     "dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "generalized_dice_loss",
     "lovasz_hinge_loss", "lovasz_softmax_loss",

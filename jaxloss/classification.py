@@ -55,6 +55,35 @@ def _per_example_inputs(fn: str, where: Any, logits_name: str, logits: Any, labe
     return logits, labels, where, ax
 
 
+def _flatten_class_axes(fn: str, axis: Any, logits: Any, labels: Any, *,
+                        labels_have_classes: bool) -> tuple[Any, Any, int]:
+    """optax's tuple ``axis``: the class axes move last and flatten into one.
+
+    Integer labels then index the flattened classes (row-major over the class
+    axes in the order given), as optax does. An int ``axis`` passes through.
+    """
+    if not isinstance(axis, tuple):
+        return logits, labels, axis
+    logits = _checks.floating(fn, "logits", logits)
+    ndim = logits.ndim
+    if not axis or not all(isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        _checks._fail(ValueError, _checks.message(fn, "axis", "must be an int or a non-empty tuple of ints", axis))
+    for a in axis:
+        _checks.normalize_axis(fn, a, ndim)
+    class_axes = tuple(a % ndim for a in axis)
+    if len(set(class_axes)) != len(class_axes):
+        _checks._fail(ValueError, _checks.message(fn, "axis", "must not repeat an axis", axis))
+    batch_axes = tuple(a for a in range(ndim) if a not in class_axes)
+    order = batch_axes + class_axes
+    batch_shape = tuple(logits.shape[a] for a in batch_axes)
+    if labels_have_classes:
+        labels = _checks.real(fn, "labels", labels)
+        _checks.same_shape(fn, ("logits", logits), ("labels", labels))
+        labels = jnp.transpose(labels, order).reshape(batch_shape + (-1,))
+    logits = jnp.transpose(logits, order).reshape(batch_shape + (-1,))
+    return logits, labels, -1
+
+
 def _class_vector(fn: str, name: str, value: Any, num_classes: int, dtype: Any) -> Array:
     """A ``[C]`` class-weight vector (or scalar broadcast to ``[C]``), checked >= 0."""
     _checks.in_range(fn, name, value, low=0.0)
@@ -325,6 +354,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, axis: int = -1, label_smo
     """
     fn = "softmax_cross_entropy"
     _check_smoothing(fn, label_smoothing)
+    logits, labels, axis = _flatten_class_axes(fn, axis, logits, labels, labels_have_classes=True)
     x, q, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
     num_classes = x.shape[ax]
     q = (1.0 - label_smoothing) * q + label_smoothing / num_classes
@@ -395,6 +425,7 @@ def softmax_cross_entropy_with_integer_labels(
       2022, https://arxiv.org/abs/2204.02311
     """
     fn = "softmax_cross_entropy_with_integer_labels"
+    logits, labels, axis = _flatten_class_axes(fn, axis, logits, labels, labels_have_classes=False)
     _check_smoothing(fn, label_smoothing)
     _checks.integer_option(fn, "ignore_index", ignore_index)
     _checks.in_range(fn, "z_loss_weight", z_loss_weight, low=0.0)
@@ -1055,6 +1086,58 @@ def jensen_shannon_divergence(log_predictions: Any, log_targets: Any, *, axis: i
 
 
 # --------------------------------------------------------------- utilities
+@_registry.builtin(tags=("language_model", "regularizer"))
+def z_loss(logits: Any, *, axis: int = -1, reduction: str = "mean", weights: Any = None,
+           where: Any = None) -> Array:
+    r"""Auxiliary z-loss: the squared log-partition function of the logits (PaLM, ST-MoE).
+
+    .. math::
+
+        \ell = \Big(\log \sum_c e^{x_c}\Big)^2
+
+    Keeps the softmax normaliser near 1 (``log Z`` near 0), which stabilises
+    large-vocabulary training in low precision; added to the cross-entropy with
+    a small weight (PaLM uses ``1e-4``). Computed with ``logsumexp`` (the
+    maximum is subtracted before the exponential).
+
+    Args:
+      logits: ``[..., C]`` float logits (class axis ``axis``).
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]`` (padding tokens).
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``logits`` of rank 0, a bad ``axis``, or an unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> float(jaxloss.z_loss(jnp.log(jnp.array([[0.5, 1.5]]))))  # log Z = log 2
+      0.480453...
+
+    References:
+      Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways", 2022,
+      https://arxiv.org/abs/2204.02311; Zoph et al., "ST-MoE: Designing Stable and
+      Transferable Sparse Expert Models", 2022, https://arxiv.org/abs/2202.08906
+    """
+    fn = "z_loss"
+    x = _checks.floating(fn, "logits", logits)
+    _checks.rank_at_least(fn, "logits", x, 1, "a class axis")
+    ax = _checks.normalize_axis(fn, axis, x.ndim)
+    example_shape = x.shape[:ax] + x.shape[ax + 1:]
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), example_shape,
+                                      "the per-example shape")
+    x = _numerics.mask_inputs(_numerics.expand_where(where, ax), x.astype(_numerics.compute_dtype(x)))
+    values = jnp.square(jax.nn.logsumexp(x, axis=ax))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
 def smooth_labels(labels: Any, alpha: Any) -> Array:
     r"""Label smoothing of one-hot or distribution labels (optax ``smooth_labels``).
 

@@ -1082,3 +1082,61 @@ def test_where_masks_like_slicing_torch_formula():
         x, labels, where=keep, **kw))(poisoned)
     _close(value, np_cross_entropy(logits[keep], labels[keep], weight=_CLASS_WEIGHTS, label_smoothing=0.1))
     assert np.all(np.asarray(grad)[~keep] == 0.0) and np.all(np.isfinite(np.asarray(grad)))
+
+
+# ============================================= issue 11: tuple class axes, z_loss
+@pytest.mark.parametrize("axis", [(1, 3), (3, 1), (-1,), (2, 3)])
+def test_integer_labels_tuple_axis_equals_optax(axis):
+    # optax flattens the class axes (moved last, in the order given) and indexes them with the labels.
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    batch_shape = tuple(d for i, d in enumerate(x.shape) if i not in {a % 4 for a in axis})
+    num_classes = int(np.prod([x.shape[a] for a in axis]))
+    y = rng.integers(0, num_classes, size=batch_shape).astype(np.int32)
+    expected = optax.softmax_cross_entropy_with_integer_labels(x, y, axis=axis)
+    got = jaxloss.softmax_cross_entropy_with_integer_labels(x, y, axis=axis, reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [(1, 3), (2, 1)])
+def test_distribution_labels_tuple_axis_equals_optax(axis):
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    q = rng.uniform(size=x.shape).astype(np.float32)
+    q = q / q.sum(axis=axis, keepdims=True)
+    expected = optax.softmax_cross_entropy(x, q, axis=axis)
+    got = jaxloss.softmax_cross_entropy(x, q, axis=axis, reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_tuple_axis_errors():
+    x = jnp.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"jaxloss\.softmax_cross_entropy_with_integer_labels: axis must be in"):
+        jaxloss.softmax_cross_entropy_with_integer_labels(x, jnp.zeros(2, jnp.int32), axis=(1, 5))
+    with pytest.raises(ValueError, match=r"jaxloss\.softmax_cross_entropy: axis must not repeat an axis"):
+        jaxloss.softmax_cross_entropy(x, x, axis=(1, -2))
+
+
+def test_z_loss_is_squared_logsumexp():
+    # Reference: scipy's logsumexp (PaLM / ST-MoE: z_loss = log(Z)^2).
+    from scipy.special import logsumexp
+    rng = np.random.default_rng(13)
+    x = rng.normal(scale=3.0, size=(4, 7))
+    np.testing.assert_allclose(jaxloss.z_loss(x.astype(np.float32), reduction="none"),
+                               logsumexp(x, axis=-1) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(jaxloss.z_loss(x.T.astype(np.float32), axis=0, reduction="none"),
+                               logsumexp(x, axis=-1) ** 2, rtol=1e-6)
+    big = jnp.array([[1e4, -1e4, 0.0]])
+    assert np.isfinite(float(jaxloss.z_loss(big))) and np.all(np.isfinite(jax.grad(jaxloss.z_loss)(big)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_strict_promotion_accepts_every_float_dtype(dtype):
+    # Issue 11 item 8: under strict promotion (conftest) the compute dtype is chosen explicitly.
+    rng = np.random.default_rng(14)
+    x = jnp.asarray(rng.normal(size=(3, 4)), dtype)
+    y = jnp.array([0, 1, 3])
+    with jax.numpy_dtype_promotion("strict"):
+        for value in (jaxloss.softmax_cross_entropy_with_integer_labels(x, y), jaxloss.huber_loss(x, x * 0.5),
+                      jaxloss.z_loss(x), jaxloss.sigmoid_binary_cross_entropy(x, jnp.ones_like(x))):
+            assert value.dtype == jnp.float32 and np.isfinite(float(value))

@@ -49,6 +49,7 @@ SPECS = {
         # class_weights change the "mean" denominator (torch), which check_loss's reduction check does not
         # model; they are covered against torch in tests/test_classification.py.
         kwargs={"label_smoothing": 0.1, "z_loss_weight": 1e-3}),
+    "z_loss": Spec(lambda r: (_logits(r),)),
     "nll_loss": Spec(lambda r: (_log_distribution(r), _int_labels(r)), skip={
         "nan": "as torch nll_loss, only log p of the label's class enters the formula; a NaN in another class "
                "of the row is not read (a diverged log_softmax upstream makes the whole row NaN, which is)"}),
