@@ -20,15 +20,10 @@ from jaxloss._reduction import reduce_values
 Array = jax.Array
 
 # A finite stand-in for log(0) inside the recursion. Finite so that no
-# gradient meets inf - inf; so far below any real path log-probability that
+# arithmetic meets inf - inf; so far below any real path log-probability that
 # it never changes a reachable state (exp(_LOG_ZERO - m) underflows to 0),
 # and absorbing: _LOG_ZERO + any log-probability rounds back to _LOG_ZERO.
 _LOG_ZERO = -1e30
-
-
-def _logsumexp3(a: Array, b: Array, c: Array) -> Array:
-    m = jnp.maximum(jnp.maximum(a, b), c)
-    return m + jnp.log(jnp.exp(a - m) + jnp.exp(b - m) + jnp.exp(c - m))
 
 
 def _shift(x: Array, k: int, fill: Array) -> Array:
@@ -39,101 +34,60 @@ def _shift(x: Array, k: int, fill: Array) -> Array:
     return jnp.concatenate([x[..., -k:], pad], axis=-1)
 
 
-def _forward(emit: Array, valid: Array, can_skip: Array, keep: bool) -> tuple[Array, Array | None]:
-    """Forward variables: alpha_t(s) = log P(prefix of length t+1 ending in s).
+def _forward(emit: Array, valid: Array, skip_bias: Array, start: Array, keep: bool
+             ) -> tuple[Array, Array, Array | None]:
+    """Scaled forward variables of the CTC recursion (Graves et al. 2006, eq. 6-7).
 
-    ``emit`` ``[T, B, S]``, ``valid`` ``[T, B]``, ``can_skip`` ``[B, S]``.
-    Returns the last alpha ``[B, S]`` and, if ``keep``, all of them ``[T, B, S]``.
+    ``emit`` ``[T, R, S]`` log-probabilities of each extended state's symbol,
+    ``valid`` ``[T, R]`` real frames (others leave the state unchanged, so
+    padding may sit anywhere), ``skip_bias`` ``[R, S]`` 0 where the skip
+    ``s - 2 -> s`` is allowed and log(0) elsewhere, ``start`` ``[R]`` the
+    first state of each row (0, or an offset for right-aligned rows).
+
+    The carry is ``alpha_t(s) - c_t`` with ``c_t = max_s alpha_t(s)``
+    (Rabiner's scaling, in log space): it stays near 0, so adding a frame's
+    log-probability never loses the digits that a running total of a few
+    thousand would (float32 keeps ~3e-4 absolute at 4000). ``sum_t c_t`` is
+    kept apart. Returns the last scaled alpha ``[R, S]``, the log scale
+    ``[R]`` and, if ``keep``, every scaled alpha ``[T, R, S]``.
     """
-    _, batch, num_states = emit.shape
-    log_zero = jnp.asarray(_LOG_ZERO, emit.dtype)
-    # Before the first frame all mass sits on a virtual state that feeds s = 0
-    # and s = 1: alpha_{-1} = (log 1, log 0, ...) and the recursion run from
-    # t = 0 gives alpha_0 = (log y_blank, log y_l1, log 0, ...).
-    alpha0 = jnp.full((batch, num_states), log_zero).at[:, 0].set(0.0)
+    _, rows, num_states = emit.shape
+    dtype = emit.dtype
+    log_zero = jnp.asarray(_LOG_ZERO, dtype)
+    # Before the first frame all mass sits on a virtual state that feeds
+    # ``start`` and ``start + 1``: the recursion from there gives
+    # alpha_0 = (log y_blank, log y_l1, log 0, ...) shifted by ``start``.
+    states = jnp.arange(num_states, dtype=start.dtype)[None, :]
+    alpha = jnp.where(states == start[:, None], jnp.zeros((), dtype), log_zero)
+    scale = jnp.zeros((rows,), dtype)
 
-    def step(alpha, xs):
+    def step(carry, xs):
+        alpha, scale = carry
         emit_t, valid_t = xs
-        skip = jnp.where(can_skip, _shift(alpha, 2, log_zero), log_zero)
-        new = _logsumexp3(alpha, _shift(alpha, 1, log_zero), skip) + emit_t
-        alpha = jnp.where(valid_t[:, None], new, alpha)  # padded frames leave alpha unchanged
-        return alpha, (alpha if keep else None)
+        advance = _shift(alpha, 1, log_zero)
+        skip = _shift(alpha, 2, log_zero) + skip_bias
+        m = jnp.maximum(jnp.maximum(alpha, advance), skip)
+        # log(e^a + e^b + e^c) = m + log(e^(a-m) + e^(b-m) + e^(c-m)), m = max.
+        new = m + jnp.log(jnp.exp(alpha - m) + jnp.exp(advance - m) + jnp.exp(skip - m)) + emit_t
+        top = jnp.max(new, axis=-1)
+        alpha = jnp.where(valid_t[:, None], new - top[:, None], alpha)  # padded frames: unchanged
+        scale = scale + jnp.where(valid_t, top, jnp.zeros_like(top))
+        return (alpha, scale), (alpha if keep else None)
 
-    return jax.lax.scan(step, alpha0, (emit, valid))
+    (alpha, scale), alphas = jax.lax.scan(step, (alpha, scale), (emit, valid))
+    return alpha, scale, alphas
 
 
-def _final_mask(label_lengths: Array, num_states: int) -> Array:
-    """The states a complete path may end in: the last label or the blank after it."""
-    s = jnp.arange(num_states)[None, :]
-    return (s == 2 * label_lengths[:, None]) | ((s == 2 * label_lengths[:, None] - 1) & (label_lengths[:, None] > 0))
-
-
-def _log_likelihood_from(alpha_last: Array, label_lengths: Array) -> Array:
+def _log_likelihood_from(alpha_last: Array, scale: Array, final: Array) -> Array:
+    """log p = sum_t c_t + log sum over the final states of the scaled alpha."""
     log_zero = jnp.asarray(_LOG_ZERO, alpha_last.dtype)
-    ends = jnp.where(_final_mask(label_lengths, alpha_last.shape[-1]), alpha_last, log_zero)
+    ends = jnp.where(final, alpha_last, log_zero)
     m = jnp.max(ends, axis=-1, keepdims=True)
-    return (m + jnp.log(jnp.sum(jnp.exp(ends - m), axis=-1, keepdims=True)))[:, 0]
+    return scale + (m + jnp.log(jnp.sum(jnp.exp(ends - m), axis=-1, keepdims=True)))[:, 0]
 
 
-@jax.custom_vjp
-def _ctc_log_likelihood(emit: Array, valid: Array, can_skip: Array, label_lengths: Array) -> Array:
-    """log p(labels | inputs) by the CTC forward recursion, ``[B]``.
-
-    ``emit`` ``[T, B, S]``: the log-probability of each extended state's
-    symbol at each frame (states of Graves et al. 2006: the labels with blanks
-    between and around, ``S = 2N + 1``, blank at even ``s``); ``valid``
-    ``[T, B]`` marks real frames (right padding); ``can_skip`` ``[B, S]``
-    marks label states reachable from ``s - 2``; ``label_lengths`` ``[B]``.
-
-    The gradient is the forward-backward one (Graves et al. 2006, eq. 14):
-    ``d log p / d emit_t(s) = exp(alpha_t(s) + beta_t(s) - log p)``, the
-    posterior probability of state ``s`` at frame ``t``, which costs one extra
-    scan instead of differentiating through the forward scan.
-    """
-    alpha_last, _ = _forward(emit, valid, can_skip, keep=False)
-    return _log_likelihood_from(alpha_last, label_lengths)
-
-
-def _ctc_fwd(emit, valid, can_skip, label_lengths):
-    alpha_last, alphas = _forward(emit, valid, can_skip, keep=True)
-    log_likelihood = _log_likelihood_from(alpha_last, label_lengths)
-    return log_likelihood, (emit, valid, can_skip, label_lengths, alphas, log_likelihood)
-
-
-def _ctc_bwd(residuals, cotangent):
-    emit, valid, can_skip, label_lengths, alphas, log_likelihood = residuals
-    _, batch, num_states = emit.shape
-    log_zero = jnp.asarray(_LOG_ZERO, emit.dtype)
-    # beta_t(s) = log P(suffix after frame t | state s at t), emissions after t only.
-    beta_last = jnp.where(_final_mask(label_lengths, num_states), jnp.zeros((), emit.dtype), log_zero)
-    # Into s at t+1 from s (stay), s-1 (advance), s-2 (skip if allowed at s):
-    # backwards, beta_t(s) collects from s, s+1 and s+2 (if s+2 may skip).
-    skip_from = _shift(can_skip, -2, jnp.asarray(False))
-
-    def step(beta, xs):
-        emit_t, valid_t, alpha_t = xs
-        # occupancy at t uses beta_t (the carry), then beta_{t-1} is formed
-        # from beta_t and emit_t.
-        posterior = jnp.exp(alpha_t + beta - log_likelihood[:, None])
-        posterior = jnp.where(valid_t[:, None], posterior, jnp.zeros_like(posterior))
-        after = beta + emit_t
-        skip = jnp.where(skip_from, _shift(after, -2, log_zero), log_zero)
-        previous = _logsumexp3(after, _shift(after, -1, log_zero), skip)
-        return jnp.where(valid_t[:, None], previous, beta), posterior
-
-    _, posteriors = jax.lax.scan(step, beta_last, (emit, valid, alphas), reverse=True)
-    # An impossible alignment has log p at the log(0) stand-in; the caller
-    # replaces its value, and its gradient here is 0 rather than garbage.
-    possible = log_likelihood > 0.5 * _LOG_ZERO
-    scale = jnp.where(possible, cotangent, jnp.zeros_like(cotangent))
-    return scale[None, :, None] * posteriors, None, None, None
-
-
-_ctc_log_likelihood.defvjp(_ctc_fwd, _ctc_bwd)
-
-
-def _ctc_states(labels: Array, blank_id: int) -> tuple[Array, Array]:
-    """Extended state symbols ``[B, 2N + 1]`` and where the skip is allowed."""
+def _states(labels: Array, label_lengths: Array, blank_id: int, dtype: jnp.dtype) -> tuple[Array, Array, Array]:
+    """Extended symbols ``[B, S]`` (``S = 2N + 1``), skip bias ``[B, S]`` and final states ``[B, S]``."""
     batch, n = labels.shape
     blanks = jnp.full((batch, n), blank_id, labels.dtype)
     extended = jnp.stack([blanks, labels], axis=-1).reshape(batch, 2 * n)
@@ -141,47 +95,137 @@ def _ctc_states(labels: Array, blank_id: int) -> tuple[Array, Array]:
     # The skip s-2 -> s is allowed into a label state whose label differs from
     # the label two states back (Graves et al. 2006, eq. 6-7).
     previous = _shift(extended, 2, jnp.asarray(blank_id, labels.dtype))
-    is_label = (jnp.arange(2 * n + 1) % 2 == 1)[None, :]
-    return extended, is_label & (extended != previous)
+    s = jnp.arange(2 * n + 1, dtype=label_lengths.dtype)[None, :]
+    can_skip = (s % 2 == 1) & (extended != previous)
+    skip_bias = jnp.where(can_skip, jnp.zeros((), dtype), jnp.asarray(_LOG_ZERO, dtype))
+    # A complete path ends in the last label or in the blank after it.
+    last = 2 * label_lengths[:, None]
+    final = (s == last) | ((s == last - 1) & (label_lengths[:, None] > 0))
+    return extended, skip_bias, final
+
+
+def _emissions(log_probs: Array, labels: Array, blank_id: int) -> Array:
+    """``[T, B, S]`` log-probability of each extended state's symbol at each frame."""
+    batch, frames, _ = log_probs.shape
+    n = labels.shape[1]
+    # Gather the N labels once and interleave them with the blank column
+    # (a gather of N per frame instead of 2N + 1).
+    label_emit = jnp.take_along_axis(log_probs, jnp.broadcast_to(labels[:, None, :], (batch, frames, n)), axis=2)
+    blank_emit = log_probs[:, :, blank_id:blank_id + 1]
+    emit = jnp.stack([jnp.broadcast_to(blank_emit, label_emit.shape), label_emit], axis=-1).reshape(batch, frames, 2 * n)
+    emit = jnp.concatenate([emit, blank_emit], axis=-1)
+    # A -inf log-probability (a class masked out upstream) becomes log(0).
+    emit = jnp.maximum(emit, jnp.asarray(_LOG_ZERO, emit.dtype))
+    return jnp.moveaxis(emit, 1, 0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _ctc_log_likelihood(log_probs: Array, valid: Array, labels: Array, label_lengths: Array, blank_id: int) -> Array:
+    """log p(labels | inputs) by the CTC forward recursion, ``[B]``.
+
+    ``log_probs`` ``[B, T, K]`` (log-softmax over classes), ``valid``
+    ``[B, T]`` real frames, ``labels`` ``[B, N]`` in ``[0, K)`` (right padded),
+    ``label_lengths`` ``[B]``.
+
+    The gradient is the forward-backward one (Graves et al. 2006, eq. 14-16):
+    ``d log p / d log y_t(k)`` is the posterior probability that frame ``t``
+    emits ``k``, ``sum over states s with symbol k of alpha_t(s) beta_t(s) / p``.
+    See :func:`_ctc_fwd` for how it is computed.
+    """
+    emit = _emissions(log_probs, labels, blank_id)
+    _, skip_bias, final = _states(labels, label_lengths, blank_id, log_probs.dtype)
+    alpha, scale, _ = _forward(emit, valid.T, skip_bias, jnp.zeros_like(label_lengths), keep=False)
+    return _log_likelihood_from(alpha, scale, final)
+
+
+def _ctc_fwd(log_probs, valid, labels, label_lengths, blank_id):
+    # The backward variables are the forward variables of the reversed
+    # problem: beta_t(s) + log y_t(s) of a row is alpha of the row with frames
+    # and extended states flipped, at frame T-1-t and state S-1-s (a flipped
+    # row is right-aligned: its states start at S - S_b). Both directions then
+    # run as one scan over 2B rows, and flipping back is a reversal of two axes.
+    batch = log_probs.shape[0]
+    emit = _emissions(log_probs, labels, blank_id)
+    num_states = emit.shape[-1]
+    _, skip_bias, final = _states(labels, label_lengths, blank_id, log_probs.dtype)
+    # Into state s' of the flipped row from s' - 2 is, unflipped, s from s + 2.
+    skip_bias_back = jnp.flip(_shift(skip_bias, -2, jnp.asarray(_LOG_ZERO, skip_bias.dtype)), axis=-1)
+    start = jnp.concatenate([jnp.zeros_like(label_lengths), num_states - 1 - 2 * label_lengths])
+    both = jnp.concatenate([emit, jnp.flip(emit, axis=(0, 2))], axis=1)
+    valid_both = jnp.concatenate([valid.T, jnp.flip(valid.T, axis=0)], axis=1)
+    alpha, scale, alphas = _forward(both, valid_both, jnp.concatenate([skip_bias, skip_bias_back]), start, keep=True)
+    log_likelihood = _log_likelihood_from(alpha[:batch], scale[:batch], final)
+    one_hot = jax.nn.one_hot(labels, log_probs.shape[-1], dtype=log_probs.dtype)
+    return log_likelihood, (alphas, emit, valid, one_hot, log_likelihood)
+
+
+def _ctc_bwd(blank_id, residuals, cotangent):
+    alphas, emit, valid, one_hot, log_likelihood = residuals
+    batch = emit.shape[1]
+    # log alpha_t(s) + log beta_t(s), up to one constant per frame (the two
+    # scales): alpha + (beta + log y) - log y.
+    joint = alphas[:, :batch] + jnp.flip(alphas[:, batch:], axis=(0, 2)) - emit
+    # Every path visits exactly one state per real frame, so the posteriors of
+    # a frame sum to 1: normalising per frame removes the scales and the
+    # rounding that a division by p would carry over all frames.
+    top = jnp.max(joint, axis=-1, keepdims=True)
+    posterior = jnp.exp(joint - top)
+    posterior = posterior / jnp.sum(posterior, axis=-1, keepdims=True)
+    # An impossible alignment has log p at the log(0) stand-in; the caller
+    # replaces its value, and its gradient here is 0 rather than garbage.
+    possible = log_likelihood > 0.5 * _LOG_ZERO
+    scale = jnp.where(possible, cotangent, jnp.zeros_like(cotangent))
+    posterior = jnp.where(valid.T[:, :, None], posterior, jnp.zeros_like(posterior)) * scale[None, :, None]
+    # Per class: label states through a one-hot product (much faster on CPU
+    # than the scatter-add that transposes the gather), blank states summed.
+    grad = jnp.einsum("tbn,bnk->btk", posterior[:, :, 1::2], one_hot)
+    blank = jnp.sum(posterior[:, :, 0::2], axis=-1).T
+    grad = grad.at[:, :, blank_id].add(blank)
+    return grad, None, None, None
+
+
+_ctc_log_likelihood.defvjp(_ctc_fwd, _ctc_bwd)
 
 
 @functools.partial(jax.jit, static_argnames=("blank_id", "zero_infinity", "normalize_by_label_length"))
 def _ctc_values(z: Array, lp: Array, y: Array, yp: Array, where: Array | None, *, blank_id: int,
                 zero_infinity: bool, normalize_by_label_length: bool) -> Array:
     """Per-sequence CTC values ``[B]`` (jitted so eager calls compile once per shape)."""
-    batch, frames, num_classes = z.shape
+    num_classes = z.shape[-1]
     dtype = z.dtype
     rows = None if where is None else where[:, None]
-    z = _numerics.mask_inputs(None if rows is None else rows[:, :, None], z)
-    frame_valid = ~(_numerics.mask_inputs(rows, lp, 0) > 0.5)
-    label_valid = ~(_numerics.mask_inputs(rows, yp, 1) > 0.5)
+    lp = _numerics.mask_inputs(rows, lp, 0)
+    yp = _numerics.mask_inputs(rows, yp, 1)
+    frame_valid = ~(lp > 0.5)
+    label_valid = ~(yp > 0.5)
+    # Double-where on padded frames too: their logits never reach a value or
+    # a gradient, even when they are NaN.
+    keep = frame_valid if rows is None else frame_valid & rows
+    z = jnp.where(keep[:, :, None], z, jnp.zeros_like(z))
 
     # Right padding: the valid labels are the first label_length positions.
     label_lengths = jnp.sum(label_valid, axis=1, dtype=jnp.int32)
     frame_lengths = jnp.sum(frame_valid, axis=1, dtype=jnp.int32)
-    in_label = jnp.arange(y.shape[1])[None, :] < label_lengths[:, None]
+    in_label = jnp.arange(y.shape[1], dtype=jnp.int32)[None, :] < label_lengths[:, None]
     out_of_range = jnp.any(in_label & ((y < 0) | (y >= num_classes)), axis=1)
     safe_labels = jnp.where(in_label & ~out_of_range[:, None], y, blank_id).astype(jnp.int32)
 
     log_probs = jax.nn.log_softmax(z, axis=-1)
-    extended, can_skip = _ctc_states(safe_labels, blank_id)
-    # [T, B, S] log-probability of each state's symbol, time-major for the scans.
-    emit = jnp.take_along_axis(log_probs, jnp.broadcast_to(extended[:, None, :], (batch, frames, extended.shape[1])),
-                               axis=2)
-    nll = -_ctc_log_likelihood(jnp.moveaxis(emit, 1, 0), frame_valid.T, can_skip, label_lengths)
+    nll = -_ctc_log_likelihood(log_probs, frame_valid, safe_labels, label_lengths, blank_id)
     # Rounding can leave -log p a few ulps below 0 for a certain path; a
-    # likelihood is at most 1.
-    nll = jnp.where(nll > 0, nll, jnp.zeros_like(nll))
+    # likelihood is at most 1. (Written so that NaN passes through.)
+    nll = jnp.where(nll < 0, jnp.zeros_like(nll), nll)
 
     # A path needs one frame per label plus a blank between equal neighbours.
-    repeats = jnp.sum(in_label[:, 1:] & (safe_labels[:, 1:] == safe_labels[:, :-1]), axis=1)
-    impossible = frame_lengths < label_lengths + repeats
+    repeats = jnp.sum(in_label[:, 1:] & (safe_labels[:, 1:] == safe_labels[:, :-1]), axis=1, dtype=jnp.int32)
+    impossible = (frame_lengths < label_lengths + repeats) & ~jnp.isnan(nll)
     fill = jnp.asarray(0.0 if zero_infinity else jnp.inf, dtype)
     values = jnp.where(impossible, fill, nll)
     if normalize_by_label_length:
         values = values / jnp.maximum(label_lengths, 1).astype(dtype)
-    values = jnp.where(out_of_range, jnp.asarray(jnp.nan, dtype), values)
-    return values
+    # A NaN padding indicator or an out-of-range label is a broken input: NaN.
+    broken = out_of_range | jnp.any(jnp.isnan(lp), axis=1) | jnp.any(jnp.isnan(yp), axis=1)
+    return jnp.where(broken, jnp.asarray(jnp.nan, dtype), values)
 
 
 @_registry.builtin(aliases=("ctc",), tags=("sequence",))

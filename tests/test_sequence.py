@@ -196,3 +196,108 @@ def test_errors():
         ctc_loss(*ok[:2], np.ones((2, 2), np.float32), ok[3])
     with pytest.raises(ValueError, match="logits"):
         ctc_loss(z[0], *ok[1:])
+
+
+# --- optax's own CTC test cases (optax/losses/_classification_test.py, CTCTest), value and gradient ---
+
+def _lengths_to_paddings(lengths, maxlength):
+    return (np.arange(maxlength)[None, :] >= np.asarray(lengths)[:, None]).astype(np.float32)
+
+
+def _optax_cases():
+    """The three CTCTest cases of optax, drawn from a seeded generator."""
+    rng = np.random.default_rng(1234)
+    # test_with_one_to_one_alignment: T == N, no repeats, so the only path is the labels.
+    batch, steps, classes = 8, 50, 40
+    logits = rng.normal(size=(batch, steps, classes)).astype(np.float32)
+    labels = rng.integers(1, classes, size=(batch, steps)).astype(np.int32)
+    for n in range(batch):
+        for t in range(1, steps):
+            while labels[n, t] == labels[n, t - 1]:
+                labels[n, t] = rng.integers(1, classes)
+    yield ("one_to_one", logits, np.zeros((batch, steps), np.float32), labels, np.zeros((batch, steps), np.float32),
+           [list(range(steps))] * batch)
+    # test_with_one_to_one_alignment_and_paddings: frames and labels padded alike.
+    batch, classes, steps = 5, 13, 7
+    logits = rng.normal(size=(batch, steps, classes)).astype(np.float32)
+    labels = np.array([rng.permutation(np.arange(1, classes))[:steps] for _ in range(batch)], np.int32)
+    lengths = rng.integers(3, 6, size=batch)
+    paddings = _lengths_to_paddings(lengths, steps)
+    yield "paddings", logits, paddings, labels, paddings, [list(range(n)) for n in lengths]
+    # test_repeat_with_one_to_one_alignment: repeats need a blank in between; 2 padded labels.
+    labels = np.pad(np.array([[1, 2, 2, 3], [2, 3, 4, 4], [1, 1, 1, 1], [1, 1, 2, 3], [1, 1, 1, 2]]), [(0, 0), (0, 2)])
+    alignments = [[1, 2, 0, 2, 3], [2, 3, 4, 0, 4], [1, 0, 1, 0, 1, 0, 1], [1, 0, 1, 2, 3], [1, 0, 1, 0, 1, 2]]
+    frame_lengths = np.array([len(a) for a in alignments])
+    logits = rng.normal(size=(5, frame_lengths.max(), 5)).astype(np.float32)
+    yield ("repeats", logits, _lengths_to_paddings(frame_lengths, frame_lengths.max()), labels.astype(np.int32),
+           _lengths_to_paddings([4] * 5, 6), alignments)
+
+
+@pytest.mark.parametrize("case", ["one_to_one", "paddings", "repeats"])
+def test_optax_test_cases_value_and_gradient(case):
+    name, logits, lp, labels, yp, paths = next(c for c in _optax_cases() if c[0] == case)
+    batch = logits.shape[0]
+    value, grad = jax.value_and_grad(lambda z: ctc_loss(z, lp, labels, yp))(jnp.asarray(logits))
+    # optax's expectations: a single alignment, so -log p is the path's sum and
+    # the gradient of the mean is (softmax - onehot(path)) / B on real frames.
+    lps = _np_log_softmax(logits.astype(np.float64))
+    if case == "repeats":
+        symbols = paths
+        paths = [list(range(len(a))) for a in paths]
+    else:
+        symbols = [[labels[b, t] for t in p] for b, p in enumerate(paths)]
+    per_seq = [-sum(lps[b, t, k] for t, k in zip(paths[b], symbols[b])) for b in range(batch)]
+    np.testing.assert_allclose(value, np.mean(per_seq), rtol=1e-6)
+    expect = np.exp(lps)
+    for b in range(batch):
+        expect[b, len(paths[b]):] = 0.0
+        for t, k in zip(paths[b], symbols[b]):
+            expect[b, t, k] -= 1.0
+    np.testing.assert_allclose(grad, expect / batch, rtol=1e-6, atol=1e-9)
+    optax = pytest.importorskip("optax")
+    theirs = jax.grad(lambda z: jnp.mean(optax.ctc_loss(z, lp, labels, yp)))(jnp.asarray(logits))
+    np.testing.assert_allclose(grad, theirs, rtol=1e-6, atol=1e-9)
+
+
+def test_gradient_matches_torch_float64_to_float32_precision():
+    # float32 recursion over 300 frames: the posteriors must not inherit the
+    # rounding of log-likelihoods in the hundreds (scaled forward variables,
+    # per-frame normalised posteriors).
+    torch = pytest.importorskip("torch")
+    logits, lp, labels, yp, tl, ll = _batch(seed=7, B=4, T=300, K=20, N=40)
+    tz = torch.tensor(logits, requires_grad=True)
+    args = (torch.tensor(labels, dtype=torch.long), torch.tensor(tl), torch.tensor(ll))
+    torch.nn.functional.ctc_loss(torch.log_softmax(tz, -1).transpose(0, 1), *args, reduction="sum").backward()
+    grad = jax.grad(lambda z: ctc_loss(z, lp, labels, yp, reduction="sum"))(jnp.asarray(logits, jnp.float32))
+    # Measured when written: 1.2e-5 (jaxloss), 2.3e-4 (optax 0.2.8), 4.7e-4
+    # (torch in float32), against torch in float64; the gradient's scale is 1.
+    np.testing.assert_allclose(grad, tz.grad.numpy(), rtol=0, atol=3e-5)
+
+
+def test_nan_in_a_real_frame_gives_nan_and_padding_stays_clean():
+    logits, lp, labels, yp, tl, _ = _batch(seed=8)
+    logits = logits.astype(np.float32)
+    poisoned = logits.copy()
+    poisoned[1, 0, 2] = np.nan                       # a real frame of example 1
+    poisoned[2, tl[2]:, :] = np.nan                  # padded frames of example 2
+    values = ctc_loss(poisoned, lp, labels, yp, reduction="none")
+    clean = ctc_loss(logits, lp, labels, yp, reduction="none")
+    assert np.isnan(values[1])
+    others = np.arange(len(tl)) != 1
+    np.testing.assert_allclose(np.asarray(values)[others], np.asarray(clean)[others], rtol=1e-6)
+    # NaN at a padded frame reaches neither the value nor the gradient.
+    keep = np.arange(len(tl)) != 1
+    grad = jax.grad(lambda z: ctc_loss(z, lp, labels, yp, where=jnp.asarray(keep)))(jnp.asarray(poisoned))
+    assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad[1]) == 0)
+    # A NaN padding indicator is a broken input, not a padded frame.
+    bad_lp = lp.copy()
+    bad_lp[0, 0] = np.nan
+    assert np.isnan(ctc_loss(logits, bad_lp, labels, yp, reduction="none")[0])
+
+
+def test_empty_batch_gives_zero_and_zero_gradient():
+    args = (np.zeros((0, 5), np.float32), np.zeros((0, 2), np.int32), np.zeros((0, 2), np.float32))
+    for reduction in ("mean", "sum"):
+        value, grad = jax.value_and_grad(lambda z: ctc_loss(z, *args, reduction=reduction))(jnp.zeros((0, 5, 4)))
+        assert float(value) == 0.0 and grad.shape == (0, 5, 4)
+    assert ctc_loss(jnp.zeros((0, 5, 4)), *args, reduction="none").shape == (0,)
