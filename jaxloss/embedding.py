@@ -1582,7 +1582,9 @@ def proxy_anchor_loss(embeddings: Any, proxies: Any, labels: Any, *, margin: Any
     num_classes = p.shape[0]
     valid = jnp.ones(y.shape, bool) if where is None else where
     cos = _l2_normalize(x) @ _l2_normalize(p).T                              # [B, C]
-    same = y[:, None] == jnp.arange(num_classes)[None, :]
+    if jnp.iinfo(y.dtype).max < num_classes:   # e.g. int8 labels and 200 proxies: widen losslessly
+        y = y.astype(jnp.int32)
+    same = y[:, None] == jnp.arange(num_classes, dtype=y.dtype)[None, :]
     a, m = jnp.asarray(alpha, dtype), jnp.asarray(margin, dtype)
     pos, has_pos = _log1p_sum_exp_over_batch(-a * (cos - m), same & valid[:, None], axis_name)
     neg, _ = _log1p_sum_exp_over_batch(a * (cos + m), ~same & valid[:, None], axis_name)
