@@ -119,6 +119,15 @@ from jaxloss.robust import general_robust_loss as general_robust_loss
 from jaxloss.robust import adaptive_robust_nll as adaptive_robust_nll
 from jaxloss.robust import uncertainty_weighted_sum as uncertainty_weighted_sum
 from jaxloss.large_vocab import linear_softmax_cross_entropy as linear_softmax_cross_entropy
+from jaxloss.preference import sequence_log_probs as sequence_log_probs
+from jaxloss.preference import dpo_rewards as dpo_rewards
+from jaxloss.preference import dpo_loss as dpo_loss
+from jaxloss.preference import simpo_loss as simpo_loss
+from jaxloss.preference import cpo_loss as cpo_loss
+from jaxloss.preference import orpo_loss as orpo_loss
+from jaxloss.preference import kto_loss as kto_loss
+from jaxloss.distillation import knowledge_distillation_loss as knowledge_distillation_loss
+from jaxloss.distillation import generalized_jsd_loss as generalized_jsd_loss
 
 __version__ = "0.1.0"
 
@@ -159,4 +168,8 @@ __all__ = [
     "general_robust_loss", "adaptive_robust_nll", "uncertainty_weighted_sum",
     # large_vocab
     "linear_softmax_cross_entropy",
+    # preference
+    "sequence_log_probs", "dpo_rewards", "dpo_loss", "simpo_loss", "cpo_loss", "orpo_loss", "kto_loss",
+    # distillation
+    "knowledge_distillation_loss", "generalized_jsd_loss",
 ]

@@ -116,9 +116,12 @@ def log1mexp(x: jax.Array) -> jax.Array:
     """``log(1 - exp(x))`` for ``x <= 0``, accurate near 0 and for large ``-x``."""
     # Maechler (2012): use log(-expm1(x)) for x > -log 2, log1p(-exp(x)) below.
     x = jnp.minimum(x, -jnp.finfo(x.dtype).tiny)
-    return jnp.where(x > -0.6931471805599453,
-                     jnp.log(-jnp.expm1(x)),
-                     jnp.log1p(-jnp.exp(x)))
+    near = x > -0.6931471805599453
+    # Double-where: each branch sees only inputs of its own range, so the branch
+    # not taken (log1p(-exp(0)) = -inf) cannot put NaN into the gradient.
+    x_near = jnp.where(near, x, -1.0)
+    x_far = jnp.where(near, -1.0, x)
+    return jnp.where(near, jnp.log(-jnp.expm1(x_near)), jnp.log1p(-jnp.exp(x_far)))
 
 
 def take_class(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:

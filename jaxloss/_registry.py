@@ -82,6 +82,9 @@ _ROLE_BY_NAME = {
     "probabilities": "probabilities",
     "log_probabilities": "log_probabilities", "log_predictions": "log_probabilities",
     "log_targets": "log_probabilities",
+    **{name: "log_probabilities" for name in (
+        "policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps",
+        "chosen_logps", "rejected_logps", "policy_logps", "reference_logps")},
     "class_centers": "parameters", "proxies": "parameters", "centers": "parameters", "center": "parameters",
     "weight": "parameters",
     "desirable": "flags",

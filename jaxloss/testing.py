@@ -13,7 +13,7 @@ vmap       ``jax.vmap`` over a new leading axis equals calling per slice
 grad       gradients match finite differences in float64
 edge       value and gradient stay finite at the contract's edge cases
            (zeros, identical inputs, logits of 1e4, probabilities 0 and 1,
-           bfloat16 logits of 60)
+           bfloat16 logits of 60, log-probabilities of -1e4 and exactly 0)
 where      masking the last example equals slicing it off, even when its
            inputs are NaN, and its gradient is exactly 0
 all_masked an all-``False`` mask gives 0 with finite, zero gradients
@@ -381,6 +381,11 @@ class _Context:
             b16 = tuple(jnp.asarray(np.asarray(b) * 60.0 / 1e4, jnp.bfloat16) if i in large else
                         (jnp.asarray(a, jnp.bfloat16) if i in fp else a) for i, (a, b) in enumerate(zip(self.f32_args, big)))
             cases.append(("logits of magnitude 60 (bfloat16)", b16))
+        logps = [i for i in fp if self._role(i) == "log_probabilities"]
+        if logps:
+            for label, value in (("log-probabilities of -1e4", -1e4), ("log-probabilities exactly 0", 0.0)):
+                cases.append((label, tuple(np.full_like(a, value) if i in logps else a
+                                           for i, a in enumerate(self.f32_args))))
         probs = [i for i in fp if self._role(i) == "probabilities"]
         if probs:
             exact = tuple((np.arange(a.size).reshape(a.shape) % 2).astype(np.float32) if i in probs else a
