@@ -45,6 +45,9 @@ _SCRIPT = textwrap.dedent(
         "info_nce_loss": (lambda a, b, y, **k: E.info_nce_loss(a, b, temperature=0.1, **k), labels),
         "clip_loss": (lambda a, b, y, **k: E.clip_loss(a, b, **k), labels),
         "siglip_loss": (lambda a, b, y, **k: E.siglip_loss(a, b, logit_scale=10.0, logit_bias=-10.0, **k), labels),
+        "multi_similarity_loss": (lambda a, b, y, **k: E.multi_similarity_loss(a, y, beta=10.0, **k), labels),
+        "lifted_structure_loss": (lambda a, b, y, **k: E.lifted_structure_loss(a, y, **k), labels),
+        "npairs_loss": (lambda a, b, y, **k: E.npairs_loss(a, b, **k), labels),
     }
 
     def close(a, b, what, rtol=1e-5, atol=1e-6):
@@ -81,6 +84,36 @@ _SCRIPT = textwrap.dedent(
             for g_ref, g_out, g_in in zip(g_full, g_outer, g_inner):
                 close(g_out, g_ref, f"{tag} grad (grad of shard_map)", atol=1e-5)
                 close(g_in, g_ref, f"{tag} grad (grad inside shard_map)", atol=1e-5)
+
+    # proxy_anchor_loss: per-proxy values [C] from sums over the global batch; proxies replicated.
+    proxies = jnp.asarray(rng.normal(size=(6, 6)), jnp.float32)
+    for extra in ({}, {"where": where}):
+        names = sorted(extra)
+
+        def pa_full(a, p, reduction="mean"):
+            return E.proxy_anchor_loss(a, p, labels, alpha=8.0, reduction=reduction, **extra)
+
+        def pa_sharded(a, p, reduction="mean"):
+            def local(a, p, y, *ex):
+                return E.proxy_anchor_loss(a, p, y, alpha=8.0, reduction=reduction, axis_name="data",
+                                           **dict(zip(names, ex)))
+            return jax.shard_map(local, mesh=mesh, in_specs=(data, P(), data) + (data,) * len(names),
+                                 out_specs=P())(a, p, labels, *[extra[n] for n in names])
+
+        for reduction in ("mean", "none"):
+            close(jax.jit(pa_sharded, static_argnums=2)(shard(x), proxies, reduction), pa_full(x, proxies, reduction),
+                  f"proxy_anchor_loss {names} value {reduction}")
+        g_ref = jax.grad(pa_full, argnums=(0, 1))(x, proxies)
+        g_out = jax.jit(jax.grad(pa_sharded, argnums=(0, 1)))(shard(x), proxies)
+        for a, b in zip(g_out, g_ref):
+            close(a, b, f"proxy_anchor_loss {names} grad (grad of shard_map)", atol=1e-5)
+
+        def pa_inner(a, p, y, *ex):
+            kw = dict(zip(names, ex))
+            return jax.grad(lambda q: E.proxy_anchor_loss(q, p, y, alpha=8.0, axis_name="data", **kw))(a)
+        g_in = jax.jit(jax.shard_map(pa_inner, mesh=mesh, in_specs=(data, P(), data) + (data,) * len(names),
+                                     out_specs=data))(x, proxies, labels, *[extra[n] for n in names])
+        close(g_in, g_ref[0], f"proxy_anchor_loss {names} grad (grad inside shard_map)", atol=1e-5)
 
     # pmap: the same global value on every device.
     xs, x2s = x.reshape(8, B // 8, 6), x2.reshape(8, B // 8, 6)
