@@ -106,7 +106,7 @@ def test_byol_equals_reference_and_stops_target_gradient():
     assert np.all(np.asarray(g_target) == 0)
     with jax.enable_x64(True):
         z64 = jnp.asarray(z, jnp.float64)
-        check_grads(lambda p: ssl.byol_loss(p, z64), (jnp.asarray(q, jnp.float64),), order=1, modes=("rev",),
+        check_grads(jax.jit(lambda p: ssl.byol_loss(p, z64)), (jnp.asarray(q, jnp.float64),), order=1, modes=("rev",),
                     atol=1e-5, rtol=1e-5, eps=1e-6)
 
 
@@ -123,7 +123,7 @@ def test_simsiam_equals_reference_and_stops_projection_gradient():
     assert np.any(np.asarray(g[0]) != 0) and np.any(np.asarray(g[1]) != 0)
     with jax.enable_x64(True):
         a64 = tuple(jnp.asarray(a, jnp.float64) for a in (p1, p2, z1, z2))
-        check_grads(lambda a, b: ssl.simsiam_loss(a, b, a64[2], a64[3]), a64[:2], order=1, modes=("rev",),
+        check_grads(jax.jit(lambda a, b: ssl.simsiam_loss(a, b, a64[2], a64[3])), a64[:2], order=1, modes=("rev",),
                     atol=1e-5, rtol=1e-5, eps=1e-6)
 
 
@@ -197,8 +197,8 @@ def test_batch_global_where_equals_slicing(name):
     where = jnp.asarray(keep)
     np.testing.assert_allclose(fn(jnp.asarray(p1), jnp.asarray(p2), where=where),
                                fn(jnp.asarray(z1[keep]), jnp.asarray(z2[keep])), rtol=1e-5)
-    grads = jax.grad(lambda a, b: fn(a, b, where=where), argnums=(0, 1))(jnp.asarray(p1), jnp.asarray(p2))
-    sliced = jax.grad(fn, argnums=(0, 1))(jnp.asarray(z1[keep]), jnp.asarray(z2[keep]))
+    grads = jax.jit(jax.grad(lambda a, b: fn(a, b, where=where), argnums=(0, 1)))(jnp.asarray(p1), jnp.asarray(p2))
+    sliced = jax.jit(jax.grad(fn, argnums=(0, 1)))(jnp.asarray(z1[keep]), jnp.asarray(z2[keep]))
     for g, s in zip(grads, sliced):
         assert np.all(np.asarray(g)[~keep] == 0)
         np.testing.assert_allclose(np.asarray(g)[keep], s, rtol=1e-4, atol=1e-6)
@@ -257,7 +257,7 @@ def test_dino_gradient_reaches_the_student_only():
     assert np.any(np.asarray(gs) != 0) and not np.any(gt) and not np.any(gc)
     with jax.enable_x64(True):
         t64, c64 = jnp.asarray(t, jnp.float64), jnp.asarray(c, jnp.float64)
-        check_grads(lambda x: ssl.dino_loss(x, t64, c64), (jnp.asarray(s, jnp.float64),), order=1,
+        check_grads(jax.jit(lambda x: ssl.dino_loss(x, t64, c64)), (jnp.asarray(s, jnp.float64),), order=1,
                     modes=("rev",), atol=1e-5, rtol=1e-5, eps=1e-6)
 
 
@@ -272,7 +272,8 @@ def test_dino_where_equals_slicing():
     masked = ssl.dino_loss(jnp.asarray(ps), jnp.asarray(pt), jnp.asarray(c), where=jnp.asarray(keep))
     sliced = ssl.dino_loss(jnp.asarray(s[:, keep]), jnp.asarray(t[:, keep]), jnp.asarray(c))
     np.testing.assert_allclose(masked, sliced, rtol=1e-6)
-    g = jax.grad(lambda x: ssl.dino_loss(x, jnp.asarray(pt), jnp.asarray(c), where=jnp.asarray(keep)))(jnp.asarray(ps))
+    g = jax.jit(jax.grad(lambda x: ssl.dino_loss(x, jnp.asarray(pt), jnp.asarray(c), where=jnp.asarray(keep))))(
+        jnp.asarray(ps))
     assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[:, ~keep] == 0)
 
 
