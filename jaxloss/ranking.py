@@ -483,7 +483,7 @@ def _pair_group(valid: Any, segments: Any) -> Any:
 
 def _first_of_segment(group: Array, n: int) -> Array:
     """``[..., n]``: the first valid item of each segment (where rax puts a segment's value)."""
-    earlier = jnp.tril(jnp.ones((n, n), bool), k=-1)  # earlier[i, j]: j < i
+    earlier = jnp.broadcast_to(jnp.tril(jnp.ones((n, n), bool), k=-1), group.shape)  # [i, j]: j < i
     diagonal = jnp.diagonal(group, axis1=-2, axis2=-1)  # item i valid
     return diagonal & ~jnp.any(group & earlier, axis=-1)
 
@@ -533,7 +533,7 @@ def _exact_ranks(x: Array, valid: Any, segments: Any) -> Array:
     # (valid first, then by decreasing x, then by position).
     inv_i, inv_j = invalid[..., :, None], invalid[..., None, :]
     x_i, x_j = x[..., :, None], x[..., None, :]
-    earlier = jnp.tril(jnp.ones((n, n), bool), k=-1)  # earlier[i, j]: j < i
+    earlier = jnp.broadcast_to(jnp.tril(jnp.ones((n, n), bool), k=-1), x.shape + (n,))  # [i, j]: j < i
     before = (inv_j < inv_i) | ((inv_j == inv_i) & ((x_j > x_i) | ((x_j == x_i) & earlier)))
     same = segments[..., :, None] == segments[..., None, :]
     return 1 + jnp.sum(before & same, axis=-1, dtype=jnp.int32)
@@ -721,7 +721,7 @@ def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduc
     s, y = lists.scores, lists.labels
     n = s.shape[-1]
     lower = y[..., None, :] < y[..., :, None]  # [i, j]: y_j < y_i
-    eye = jnp.eye(n, dtype=bool)
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=bool), lower.shape)
     if lists.group is not None:
         lower = lower & lists.group
     if lists.valid is not None:
@@ -787,7 +787,7 @@ def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: s
         n = s.shape[-1]
         # The suffix of item i: items of its segment that do not come before it
         # in the label order (lower label, or equal label and not earlier).
-        not_earlier = jnp.triu(jnp.ones((n, n), bool))  # [i, j]: j >= i
+        not_earlier = jnp.broadcast_to(jnp.triu(jnp.ones((n, n), bool)), s.shape + (n,))  # [i, j]: j >= i
         y_i, y_j = y[..., :, None], y[..., None, :]
         suffix = ((y_j < y_i) | ((y_j == y_i) & not_earlier)) & lists.group
         suffix_lse = _masked_logsumexp(_rows(s), suffix)[..., 0]
