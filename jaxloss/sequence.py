@@ -34,89 +34,111 @@ def _shift(x: Array, k: int, fill: Array) -> Array:
     return jnp.concatenate([x[..., -k:], pad], axis=-1)
 
 
-def _forward(emit: Array, valid: Array, skip_bias: Array, start: Array, keep: bool
-             ) -> tuple[Array, Array, Array | None]:
+def _logaddexp(a: Array, b: Array) -> Array:
+    # log(e^a + e^b) = max + log(1 + e^-|a-b|); two log(0) stand-ins stay one.
+    hi = jnp.maximum(a, b)
+    return hi + jnp.log(1 + jnp.exp(jnp.minimum(a, b) - hi))
+
+
+def _logaddexp3(a: Array, b: Array, c: Array) -> Array:
+    # With hi >= mid >= lo sorted by min/max: hi + log(1 + e^(mid-hi) + e^(lo-hi)),
+    # two exponentials instead of three.
+    ab_hi, ab_lo = jnp.maximum(a, b), jnp.minimum(a, b)
+    hi = jnp.maximum(ab_hi, c)
+    lo = jnp.minimum(ab_lo, c)
+    mid = jnp.maximum(ab_lo, jnp.minimum(ab_hi, c))
+    return hi + jnp.log(1 + jnp.exp(mid - hi) + jnp.exp(lo - hi))
+
+
+def _forward(blank_emit: Array, label_emit: Array, valid: Array, skip_bias: Array, start: Array, keep: bool
+             ) -> tuple[tuple[Array, Array], Array, tuple[Array, Array] | None]:
     """Scaled forward variables of the CTC recursion (Graves et al. 2006, eq. 6-7).
 
-    ``emit`` ``[T, R, S]`` log-probabilities of each extended state's symbol,
-    ``valid`` ``[T, R]`` real frames (others leave the state unchanged, so
-    padding may sit anywhere), ``skip_bias`` ``[R, S]`` 0 where the skip
-    ``s - 2 -> s`` is allowed and log(0) elsewhere, ``start`` ``[R]`` the
-    first state of each row (0, or an offset for right-aligned rows).
+    The extended states (blank, l1, blank, l2, ..., blank) are kept as two
+    arrays: blank states ``[R, N + 1]`` and label states ``[R, N]``. Blank
+    ``n`` is entered from blank ``n`` and label ``n - 1``; label ``n`` from
+    label ``n``, blank ``n`` and (the skip) label ``n - 1`` where the two
+    labels differ, so blanks need one log-add and labels two.
 
-    The carry is ``alpha_t(s) - c_t`` with ``c_t = max_s alpha_t(s)``
+    ``blank_emit`` ``[T, R]`` and ``label_emit`` ``[T, R, N]`` are the
+    frames' log-probabilities of the blank and of each label; ``valid``
+    ``[T, R]`` marks real frames (others leave the state unchanged, so padding
+    may sit anywhere); ``skip_bias`` ``[R, N]`` is 0 where the skip into label
+    ``n`` is allowed and log(0) elsewhere; ``start`` ``[R]`` is the first blank
+    of each row (0, or an offset for right-aligned rows).
+
+    The carry is ``alpha_t - c_t`` with ``c_t`` the frame's largest alpha
     (Rabiner's scaling, in log space): it stays near 0, so adding a frame's
     log-probability never loses the digits that a running total of a few
     thousand would (float32 keeps ~3e-4 absolute at 4000). ``sum_t c_t`` is
-    kept apart. Returns the last scaled alpha ``[R, S]``, the log scale
-    ``[R]`` and, if ``keep``, every scaled alpha ``[T, R, S]``.
+    kept apart. Returns the last scaled alphas (blank, label), the log scale
+    ``[R]`` and, if ``keep``, every scaled alpha ``([T, R, N + 1], [T, R, N])``.
     """
-    _, rows, num_states = emit.shape
-    dtype = emit.dtype
+    rows, n = label_emit.shape[1:]
+    dtype = label_emit.dtype
     log_zero = jnp.asarray(_LOG_ZERO, dtype)
-    # Before the first frame all mass sits on a virtual state that feeds
-    # ``start`` and ``start + 1``: the recursion from there gives
-    # alpha_0 = (log y_blank, log y_l1, log 0, ...) shifted by ``start``.
-    states = jnp.arange(num_states, dtype=start.dtype)[None, :]
-    alpha = jnp.where(states == start[:, None], jnp.zeros((), dtype), log_zero)
+    no_label = jnp.full((rows, 1), log_zero)
+    # Before the first frame all mass sits on blank ``start`` (log 1): the
+    # first real frame stays there or advances to the label after it, giving
+    # alpha_0 = (log y_blank, log y_l1, log 0, ...) from ``start`` on.
+    index = jnp.arange(n + 1, dtype=start.dtype)[None, :]
+    blank = jnp.where(index == start[:, None], jnp.zeros((), dtype), log_zero)
+    label = jnp.full((rows, n), log_zero)
     scale = jnp.zeros((rows,), dtype)
 
     def step(carry, xs):
-        alpha, scale = carry
-        emit_t, valid_t = xs
-        advance = _shift(alpha, 1, log_zero)
-        skip = _shift(alpha, 2, log_zero) + skip_bias
-        m = jnp.maximum(jnp.maximum(alpha, advance), skip)
-        # log(e^a + e^b + e^c) = m + log(e^(a-m) + e^(b-m) + e^(c-m)), m = max.
-        new = m + jnp.log(jnp.exp(alpha - m) + jnp.exp(advance - m) + jnp.exp(skip - m)) + emit_t
-        top = jnp.max(new, axis=-1)
-        alpha = jnp.where(valid_t[:, None], new - top[:, None], alpha)  # padded frames: unchanged
+        blank, label, scale = carry
+        blank_t, label_t, valid_t = xs
+        before = jnp.concatenate([no_label, label], axis=1)          # label n - 1 for blank n
+        new_blank = _logaddexp(blank, before) + blank_t[:, None]
+        new_label = _logaddexp3(label, blank[:, :n], before[:, :n] + skip_bias) + label_t
+        top = jnp.max(new_blank, axis=-1)
+        if n:
+            top = jnp.maximum(top, jnp.max(new_label, axis=-1))
+        keep_t = valid_t[:, None]
+        blank = jnp.where(keep_t, new_blank - top[:, None], blank)  # padded frames: unchanged
+        label = jnp.where(keep_t, new_label - top[:, None], label)
         scale = scale + jnp.where(valid_t, top, jnp.zeros_like(top))
-        return (alpha, scale), (alpha if keep else None)
+        return (blank, label, scale), ((blank, label) if keep else None)
 
-    (alpha, scale), alphas = jax.lax.scan(step, (alpha, scale), (emit, valid))
-    return alpha, scale, alphas
-
-
-def _log_likelihood_from(alpha_last: Array, scale: Array, final: Array) -> Array:
-    """log p = sum_t c_t + log sum over the final states of the scaled alpha."""
-    log_zero = jnp.asarray(_LOG_ZERO, alpha_last.dtype)
-    ends = jnp.where(final, alpha_last, log_zero)
-    m = jnp.max(ends, axis=-1, keepdims=True)
-    return scale + (m + jnp.log(jnp.sum(jnp.exp(ends - m), axis=-1, keepdims=True)))[:, 0]
+    (blank, label, scale), alphas = jax.lax.scan(step, (blank, label, scale), (blank_emit, label_emit, valid))
+    return (blank, label), scale, alphas
 
 
-def _states(labels: Array, label_lengths: Array, blank_id: int, dtype: jnp.dtype) -> tuple[Array, Array, Array]:
-    """Extended symbols ``[B, S]`` (``S = 2N + 1``), skip bias ``[B, S]`` and final states ``[B, S]``."""
-    batch, n = labels.shape
-    blanks = jnp.full((batch, n), blank_id, labels.dtype)
-    extended = jnp.stack([blanks, labels], axis=-1).reshape(batch, 2 * n)
-    extended = jnp.concatenate([extended, jnp.full((batch, 1), blank_id, labels.dtype)], axis=1)
-    # The skip s-2 -> s is allowed into a label state whose label differs from
-    # the label two states back (Graves et al. 2006, eq. 6-7).
-    previous = _shift(extended, 2, jnp.asarray(blank_id, labels.dtype))
-    s = jnp.arange(2 * n + 1, dtype=label_lengths.dtype)[None, :]
-    can_skip = (s % 2 == 1) & (extended != previous)
-    skip_bias = jnp.where(can_skip, jnp.zeros((), dtype), jnp.asarray(_LOG_ZERO, dtype))
+def _log_likelihood_from(alphas: tuple[Array, Array], scale: Array, label_lengths: Array) -> Array:
+    """log p = sum_t c_t + log(alpha(last blank) + alpha(last label))."""
+    blank, label = alphas
+    log_zero = jnp.asarray(_LOG_ZERO, blank.dtype)
     # A complete path ends in the last label or in the blank after it.
-    last = 2 * label_lengths[:, None]
-    final = (s == last) | ((s == last - 1) & (label_lengths[:, None] > 0))
-    return extended, skip_bias, final
+    end_blank = jnp.take_along_axis(blank, label_lengths[:, None], axis=1)[:, 0]
+    if label.shape[1]:
+        end_label = jnp.take_along_axis(label, jnp.maximum(label_lengths - 1, 0)[:, None], axis=1)[:, 0]
+        end_label = jnp.where(label_lengths > 0, end_label, log_zero)
+    else:
+        end_label = jnp.full_like(end_blank, log_zero)
+    return scale + _logaddexp(end_blank, end_label)
 
 
-def _emissions(log_probs: Array, labels: Array, blank_id: int) -> Array:
-    """``[T, B, S]`` log-probability of each extended state's symbol at each frame."""
+def _skip_bias(labels: Array, dtype: jnp.dtype) -> Array:
+    """``[B, N]``: 0 where label ``n`` may be entered from label ``n - 1``, log(0) elsewhere.
+
+    The skip over the blank is allowed between different labels (Graves et
+    al. 2006, eq. 7); label 0 has no predecessor.
+    """
+    differs = labels[:, 1:] != labels[:, :-1]
+    can_skip = jnp.concatenate([jnp.zeros((labels.shape[0], 1), bool), differs], axis=1)
+    return jnp.where(can_skip, jnp.zeros((), dtype), jnp.asarray(_LOG_ZERO, dtype))
+
+
+def _emissions(log_probs: Array, labels: Array, blank_id: int) -> tuple[Array, Array]:
+    """Time-major log-probabilities of the blank ``[T, B]`` and of each label ``[T, B, N]``."""
     batch, frames, _ = log_probs.shape
     n = labels.shape[1]
-    # Gather the N labels once and interleave them with the blank column
-    # (a gather of N per frame instead of 2N + 1).
     label_emit = jnp.take_along_axis(log_probs, jnp.broadcast_to(labels[:, None, :], (batch, frames, n)), axis=2)
-    blank_emit = log_probs[:, :, blank_id:blank_id + 1]
-    emit = jnp.stack([jnp.broadcast_to(blank_emit, label_emit.shape), label_emit], axis=-1).reshape(batch, frames, 2 * n)
-    emit = jnp.concatenate([emit, blank_emit], axis=-1)
+    blank_emit = log_probs[:, :, blank_id]
     # A -inf log-probability (a class masked out upstream) becomes log(0).
-    emit = jnp.maximum(emit, jnp.asarray(_LOG_ZERO, emit.dtype))
-    return jnp.moveaxis(emit, 1, 0)
+    log_zero = jnp.asarray(_LOG_ZERO, log_probs.dtype)
+    return jnp.maximum(blank_emit, log_zero).T, jnp.moveaxis(jnp.maximum(label_emit, log_zero), 1, 0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
@@ -132,54 +154,59 @@ def _ctc_log_likelihood(log_probs: Array, valid: Array, labels: Array, label_len
     emits ``k``, ``sum over states s with symbol k of alpha_t(s) beta_t(s) / p``.
     See :func:`_ctc_fwd` for how it is computed.
     """
-    emit = _emissions(log_probs, labels, blank_id)
-    _, skip_bias, final = _states(labels, label_lengths, blank_id, log_probs.dtype)
-    alpha, scale, _ = _forward(emit, valid.T, skip_bias, jnp.zeros_like(label_lengths), keep=False)
-    return _log_likelihood_from(alpha, scale, final)
+    blank_emit, label_emit = _emissions(log_probs, labels, blank_id)
+    skip_bias = _skip_bias(labels, log_probs.dtype)
+    alphas, scale, _ = _forward(blank_emit, label_emit, valid.T, skip_bias, jnp.zeros_like(label_lengths), keep=False)
+    return _log_likelihood_from(alphas, scale, label_lengths)
 
 
 def _ctc_fwd(log_probs, valid, labels, label_lengths, blank_id):
     # The backward variables are the forward variables of the reversed
     # problem: beta_t(s) + log y_t(s) of a row is alpha of the row with frames
     # and extended states flipped, at frame T-1-t and state S-1-s (a flipped
-    # row is right-aligned: its states start at S - S_b). Both directions then
-    # run as one scan over 2B rows, and flipping back is a reversal of two axes.
-    batch = log_probs.shape[0]
-    emit = _emissions(log_probs, labels, blank_id)
-    num_states = emit.shape[-1]
-    _, skip_bias, final = _states(labels, label_lengths, blank_id, log_probs.dtype)
-    # Into state s' of the flipped row from s' - 2 is, unflipped, s from s + 2.
-    skip_bias_back = jnp.flip(_shift(skip_bias, -2, jnp.asarray(_LOG_ZERO, skip_bias.dtype)), axis=-1)
-    start = jnp.concatenate([jnp.zeros_like(label_lengths), num_states - 1 - 2 * label_lengths])
-    both = jnp.concatenate([emit, jnp.flip(emit, axis=(0, 2))], axis=1)
-    valid_both = jnp.concatenate([valid.T, jnp.flip(valid.T, axis=0)], axis=1)
-    alpha, scale, alphas = _forward(both, valid_both, jnp.concatenate([skip_bias, skip_bias_back]), start, keep=True)
-    log_likelihood = _log_likelihood_from(alpha[:batch], scale[:batch], final)
+    # row is right-aligned: its blanks start at N - L). Both directions then
+    # run as one scan over 2B rows, and flipping back reverses two axes.
+    batch, n = labels.shape
+    blank_emit, label_emit = _emissions(log_probs, labels, blank_id)
+    skip_bias = _skip_bias(labels, log_probs.dtype)
+    # Into label n' of the flipped row from n' - 1 is, unflipped, label n from n + 1.
+    skip_back = jnp.flip(jnp.concatenate([skip_bias[:, 1:], skip_bias[:, :1]], axis=1), axis=1)
+    start = jnp.concatenate([jnp.zeros_like(label_lengths), n - label_lengths])
+    alphas, scale, kept = _forward(
+        jnp.concatenate([blank_emit, jnp.flip(blank_emit, axis=0)], axis=1),
+        jnp.concatenate([label_emit, jnp.flip(label_emit, axis=(0, 2))], axis=1),
+        jnp.concatenate([valid.T, jnp.flip(valid.T, axis=0)], axis=1),
+        jnp.concatenate([skip_bias, skip_back]), start, keep=True)
+    log_likelihood = _log_likelihood_from((alphas[0][:batch], alphas[1][:batch]), scale[:batch], label_lengths)
     one_hot = jax.nn.one_hot(labels, log_probs.shape[-1], dtype=log_probs.dtype)
-    return log_likelihood, (alphas, emit, valid, one_hot, log_likelihood)
+    return log_likelihood, (kept, blank_emit, label_emit, valid, one_hot, log_likelihood)
 
 
 def _ctc_bwd(blank_id, residuals, cotangent):
-    alphas, emit, valid, one_hot, log_likelihood = residuals
-    batch = emit.shape[1]
+    (blank_alphas, label_alphas), blank_emit, label_emit, valid, one_hot, log_likelihood = residuals
+    batch = blank_emit.shape[1]
     # log alpha_t(s) + log beta_t(s), up to one constant per frame (the two
     # scales): alpha + (beta + log y) - log y.
-    joint = alphas[:, :batch] + jnp.flip(alphas[:, batch:], axis=(0, 2)) - emit
+    joint_blank = blank_alphas[:, :batch] + jnp.flip(blank_alphas[:, batch:], axis=(0, 2)) - blank_emit[:, :, None]
+    joint_label = label_alphas[:, :batch] + jnp.flip(label_alphas[:, batch:], axis=(0, 2)) - label_emit
     # Every path visits exactly one state per real frame, so the posteriors of
     # a frame sum to 1: normalising per frame removes the scales and the
     # rounding that a division by p would carry over all frames.
-    top = jnp.max(joint, axis=-1, keepdims=True)
-    posterior = jnp.exp(joint - top)
-    posterior = posterior / jnp.sum(posterior, axis=-1, keepdims=True)
+    top = jnp.max(joint_blank, axis=-1, keepdims=True)
+    if joint_label.shape[-1]:
+        top = jnp.maximum(top, jnp.max(joint_label, axis=-1, keepdims=True))
+    post_blank = jnp.exp(joint_blank - top)
+    post_label = jnp.exp(joint_label - top)
+    total = jnp.sum(post_blank, axis=-1, keepdims=True) + jnp.sum(post_label, axis=-1, keepdims=True)
     # An impossible alignment has log p at the log(0) stand-in; the caller
     # replaces its value, and its gradient here is 0 rather than garbage.
     possible = log_likelihood > 0.5 * _LOG_ZERO
     scale = jnp.where(possible, cotangent, jnp.zeros_like(cotangent))
-    posterior = jnp.where(valid.T[:, :, None], posterior, jnp.zeros_like(posterior)) * scale[None, :, None]
-    # Per class: label states through a one-hot product (much faster on CPU
-    # than the scatter-add that transposes the gather), blank states summed.
-    grad = jnp.einsum("tbn,bnk->btk", posterior[:, :, 1::2], one_hot)
-    blank = jnp.sum(posterior[:, :, 0::2], axis=-1).T
+    factor = jnp.where(valid.T[:, :, None], scale[None, :, None] / total, jnp.zeros_like(total))
+    # Per class: labels through a one-hot product (much faster on CPU than the
+    # scatter-add that transposes a gather), blanks summed.
+    grad = jnp.einsum("tbn,bnk->btk", post_label * factor, one_hot)
+    blank = (jnp.sum(post_blank, axis=-1, keepdims=True) * factor)[:, :, 0].T
     grad = grad.at[:, :, blank_id].add(blank)
     return grad, None, None, None
 
