@@ -132,6 +132,16 @@ def _xlogx_ratio(log_a: Array, log_b: Array) -> Array:
     return jnp.where(zero, jnp.zeros_like(log_a), jnp.exp(safe_a) * (safe_a - safe_b))
 
 
+def _kl_values(log_p: Array, t: Array, ax: int) -> Array:
+    """``sum_c t_c (log t_c - log p_c)`` with ``0 log 0 = 0`` on both sides.
+
+    A zero target at a zero prediction (``log_p = -inf``) adds 0 to the value
+    and every gradient, not NaN.
+    """
+    log_p = _log_where_weighted(log_p, t)
+    return jnp.sum(_numerics.xlogx(t) - t * log_p, axis=ax)
+
+
 def _relu(x: Array) -> Array:
     """``max(x, 0)`` with ``jax.nn.relu``'s conventions (gradient 0 at 0, NaN propagates) as one select.
 
@@ -984,9 +994,55 @@ def kl_divergence(log_predictions: Any, targets: Any, *, axis: int = -1, reducti
     fn = "kl_divergence"
     log_p, t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "targets", targets,
                                               axis, integer_labels=False)
-    # 0 * log 0 = 0 on both sides: a zero target at a zero prediction (log_p = -inf) adds 0, not NaN.
-    log_p = _log_where_weighted(log_p, t)
-    values = jnp.sum(_numerics.xlogx(t) - t * log_p, axis=ax)
+    values = _kl_values(log_p, t, ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(aliases=("generalized_kl_divergence",), tags=("divergence",))
+def convex_kl_divergence(log_predictions: Any, targets: Any, *, axis: int = -1, reduction: str = "mean",
+                         weights: Any = None, where: Any = None) -> Array:
+    r"""Generalised Kullback-Leibler divergence of unnormalised measures (optax ``convex_kl_divergence``).
+
+    .. math::
+
+        \ell = \sum_c \big(t_c (\log t_c - \log p_c) + p_c - t_c\big), \qquad 0 \log 0 = 0
+
+    The Bregman divergence of :math:`x \log x - x`; equal to :func:`kl_divergence`
+    when both sides sum to 1. optax 0.2.8 names it ``generalized_kl_divergence``
+    (an alias here).
+
+    Args:
+      log_predictions: ``[..., C]`` predicted log-measures.
+      targets: ``[..., C]`` non-negative target measures, same shape.
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, bad ``axis``, unknown ``reduction``.
+      TypeError: non-float ``log_predictions``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> log_p = jnp.log(jnp.array([[1.0, 1.0]]))
+      >>> round(float(jaxloss.classification.convex_kl_divergence(log_p, jnp.array([[2.0, 0.0]]))), 6)
+      1.386294
+
+    References:
+      Boyd and Vandenberghe, "Convex Optimization", 2004, p. 90,
+      https://stanford.edu/~boyd/cvxbook/; Bregman, "The relaxation method of
+      finding the common point of convex sets", 1967,
+      https://doi.org/10.1016/0041-5553(67)90040-7
+    """
+    fn = "convex_kl_divergence"
+    log_p, t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "targets", targets,
+                                              axis, integer_labels=False)
+    values = _kl_values(log_p, t, ax) + jnp.sum(jnp.exp(log_p) - t, axis=ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -1085,6 +1141,402 @@ def jensen_shannon_divergence(log_predictions: Any, log_targets: Any, *, axis: i
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
+# ---------------------------------------------------------- classic parity
+def _sparse_plus(x: Array) -> Array:
+    """``jax.nn.sparse_plus`` with its quadratic branch fed only ``[-1, 1]`` (no overflow in the unused branch)."""
+    inner = jnp.clip(x, -1.0, 1.0)  # NaN propagates
+    return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, 0.25 * jnp.square(inner + 1.0)))
+
+
+@_registry.builtin(tags=("binary", "fenchel_young"), labels="binary")
+def sparsemax_loss(logits: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                   where: Any = None) -> Array:
+    r"""Binary sparsemax loss: the Fenchel-Young loss of the sparse sigmoid (optax ``sparsemax_loss``).
+
+    .. math::
+
+        \ell = \operatorname{sparse\_plus}\big((1 - 2y)\,x\big), \qquad
+        \operatorname{sparse\_plus}(z) = \begin{cases} 0 & z \le -1 \\ \tfrac14 (z + 1)^2 & |z| < 1 \\
+        z & z \ge 1 \end{cases}
+
+    Zero exactly when ``jax.nn.sparse_sigmoid(logits) == labels``. For labels in
+    ``{0, 1}`` the argument is optax's ``where(labels, -logits, logits)``.
+
+    Args:
+      logits: ``[...]`` float logits.
+      labels: ``[...]`` labels in ``{0, 1}`` (any real dtype), same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, unknown ``reduction``.
+      TypeError: non-float ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.classification.sparsemax_loss(jnp.array([2.0, 0.0, -2.0]), jnp.array([0, 1, 1]),
+      ...                                       reduction="none")
+      Array([2.  , 0.25, 2.  ], dtype=float32)
+
+    References:
+      Blondel, Martins and Niculae, "Learning with Fenchel-Young Losses", JMLR 2020
+      (section 4.4), https://arxiv.org/abs/1901.02324
+    """
+    fn = "sparsemax_loss"
+    (x, y), where = _checks.elementwise_inputs(fn, where, [("logits", logits)], [("labels", labels)])
+    values = _sparse_plus((1.0 - 2.0 * y) * x)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("binary", "sign_labels"), labels="sign")
+def perceptron_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                    where: Any = None) -> Array:
+    r"""Binary perceptron loss with labels in ``{-1, +1}`` (optax ``perceptron_loss``).
+
+    .. math::
+
+        \ell = \max(0, -y s)
+
+    The gradient at the kink ``y s = 0`` is 0 (``jax.nn.relu``'s convention).
+
+    Args:
+      scores: ``[...]`` float decision values.
+      labels: ``[...]`` labels in ``{-1, +1}``, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` elementwise values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, unknown ``reduction``.
+      TypeError: non-float ``scores``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> jaxloss.classification.perceptron_loss(jnp.array([2.0, -0.5]), jnp.array([1.0, 1.0]),
+      ...                                        reduction="none")
+      Array([0. , 0.5], dtype=float32)
+
+    References:
+      Rosenblatt, "The perceptron: a probabilistic model for information storage
+      and organization in the brain", Psychological Review, 1958,
+      https://doi.org/10.1037/h0042519
+    """
+    fn = "perceptron_loss"
+    (s, y), where = _checks.elementwise_inputs(fn, where, [("scores", scores)], [("labels", labels)])
+    values = _relu(-y * s)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("integer_labels",))
+def multiclass_perceptron_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                               where: Any = None) -> Array:
+    r"""Multi-class perceptron loss (optax ``multiclass_perceptron_loss``).
+
+    .. math::
+
+        \ell = \max_c s_c - s_y
+
+    Args:
+      scores: ``[..., C]`` float scores (class axis last).
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: labels shape is not the scores' without the last axis,
+        unknown ``reduction``.
+      TypeError: non-float ``scores`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> scores = jnp.array([[2.0, 1.5, 0.0], [2.0, 1.5, 0.0]])
+      >>> jaxloss.classification.multiclass_perceptron_loss(scores, jnp.array([0, 2]), reduction="none")
+      Array([0., 2.], dtype=float32)
+
+    References:
+      Collins, "Discriminative Training Methods for Hidden Markov Models: Theory
+      and Experiments with Perceptron Algorithms", EMNLP 2002,
+      https://aclanthology.org/W02-1001/
+    """
+    fn = "multiclass_perceptron_loss"
+    s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
+    values = jnp.max(s, axis=ax) - _numerics.take_class(s, y, ax)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@jax.custom_jvp
+def _sparsemax(x: Array) -> Array:
+    """Euclidean projection of each row (last axis) onto the probability simplex (Martins & Astudillo)."""
+    num_classes = x.shape[-1]
+    x = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))  # the top score is exactly 0
+    u = -jnp.sort(-x, axis=-1)  # descending
+    cumsum = jnp.cumsum(u, axis=-1)
+    k = jnp.arange(1, num_classes + 1, dtype=x.dtype).reshape((1,) * (x.ndim - 1) + (num_classes,))
+    support = jnp.sum((1.0 + k * u > cumsum).astype(jnp.int32), axis=-1, keepdims=True)  # >= 1
+    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(x.dtype)
+    return _relu(x - tau)
+
+
+@_sparsemax.defjvp
+def _sparsemax_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    p = _sparsemax(x)
+    on = (p > 0).astype(x.dtype)
+    mean_on = jnp.sum(on * dx, axis=-1, keepdims=True) / jnp.sum(on, axis=-1, keepdims=True)
+    return p, on * (dx - mean_on)
+
+
+@_registry.builtin(tags=("integer_labels", "fenchel_young"))
+def multiclass_sparsemax_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                              where: Any = None) -> Array:
+    r"""Multi-class sparsemax loss (optax ``multiclass_sparsemax_loss``; Martins & Astudillo 2016).
+
+    With :math:`p = \operatorname{sparsemax}(s)`, the Euclidean projection of the
+    scores onto the probability simplex:
+
+    .. math::
+
+        \ell = \sum_c p_c (s_c - s_y) + \tfrac12 \big(1 - \lVert p \rVert_2^2\big),
+        \qquad \nabla_s \ell = p - e_y
+
+    the Fenchel-Young loss of the Gini negentropy: 0 exactly when
+    ``sparsemax(scores)`` puts all its mass on the label.
+
+    Args:
+      scores: ``[..., C]`` float scores (class axis last).
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: labels shape is not the scores' without the last axis,
+        unknown ``reduction``.
+      TypeError: non-float ``scores`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> scores = jnp.array([[0.0, 0.0], [3.0, 0.0]])
+      >>> jaxloss.classification.multiclass_sparsemax_loss(scores, jnp.array([0, 0]), reduction="none")
+      Array([0.25, 0.  ], dtype=float32)
+
+    References:
+      Martins and Astudillo, "From Softmax to Sparsemax: A Sparse Model of
+      Attention and Multi-Label Classification", ICML 2016,
+      https://arxiv.org/abs/1602.02068; Blondel, Martins and Niculae, "Learning
+      with Fenchel-Young Losses", JMLR 2020, https://arxiv.org/abs/1901.02324
+    """
+    fn = "multiclass_sparsemax_loss"
+    s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
+    p = _sparsemax(s)
+    # Scores relative to the label's: exact at any magnitude (1e4 - 1e4 is 0, not a rounding of 1e4).
+    relative = s - jnp.expand_dims(_numerics.take_class(s, y, ax), ax)
+    values = jnp.sum(p * relative, axis=ax) + 0.5 * (1.0 - jnp.sum(jnp.square(p), axis=ax))
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+def make_fenchel_young_loss(max_fun: Any) -> Any:
+    r"""Builds the Fenchel-Young loss of a max function (optax ``make_fenchel_young_loss``).
+
+    .. math::
+
+        \ell(s, t) = \Omega^*(s) - \langle t, s \rangle
+
+    where :math:`\Omega^*` is ``max_fun`` applied to each ``[C]`` row (the last
+    axis): ``jax.nn.logsumexp`` gives the softmax cross-entropy with
+    distribution targets, a hard ``max`` the perceptron. The returned loss
+    keeps the jaxloss contract: ``fenchel_young_loss(scores, targets, *,
+    reduction="mean", weights=None, where=None, **max_fun_kwargs)``, checked
+    shapes and dtypes, per-example values ``[...]``, and masked rows (replaced
+    by zeros before ``max_fun`` sees them) contributing exactly 0 to the value
+    and every gradient. Keyword arguments other than the three reduction
+    keywords are passed to ``max_fun``.
+
+    Args:
+      max_fun: a function ``[C] -> []`` (convex and, for gradients,
+        differentiable), e.g. ``jax.nn.logsumexp``.
+
+    Returns:
+      The loss function ``(scores [..., C], targets [..., C]) -> [...]`` or a scalar.
+
+    Raises:
+      TypeError: ``max_fun`` is not callable. The returned loss raises
+        ``ValueError`` for shapes that differ or an unknown ``reduction`` and
+        ``TypeError`` for non-float ``scores``.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> fy = jaxloss.classification.make_fenchel_young_loss(jax.nn.logsumexp)
+      >>> scores, targets = jnp.array([[1.0, 2.0, 3.0]]), jnp.array([[0.0, 0.0, 1.0]])
+      >>> bool(jnp.allclose(fy(scores, targets),
+      ...                   jaxloss.softmax_cross_entropy(scores, targets)))
+      True
+
+    References:
+      Blondel, Martins and Niculae, "Learning with Fenchel-Young Losses", JMLR
+      2020, https://arxiv.org/abs/1901.02324
+    """
+    if not callable(max_fun):
+        _checks._fail(TypeError, _checks.message("make_fenchel_young_loss", "max_fun", "must be callable",
+                                                 repr(max_fun)))
+
+    def fenchel_young_loss(scores: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
+                           where: Any = None, **kwargs: Any) -> Array:
+        fn = "fenchel_young_loss"
+        s, t, where, ax = _per_example_inputs(fn, where, "scores", scores, "targets", targets, -1,
+                                              integer_labels=False)
+        row_max = jnp.vectorize(lambda row: jnp.asarray(max_fun(row, **kwargs)), signature="(n)->()")
+        values = row_max(s).astype(s.dtype) - jnp.sum(t * s, axis=ax)
+        return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+    fenchel_young_loss.__doc__ = (
+        f"Fenchel-Young loss of ``{getattr(max_fun, '__name__', repr(max_fun))}`` "
+        "(built by :func:`jaxloss.classification.make_fenchel_young_loss`).")
+    return fenchel_young_loss
+
+
+@_registry.builtin(tags=("integer_labels", "robust"))
+def generalized_cross_entropy(logits: Any, labels: Any, *, q: Any = 0.5, axis: int = -1, reduction: str = "mean",
+                              weights: Any = None, where: Any = None) -> Array:
+    r"""Generalized cross-entropy, robust to label noise (Zhang & Sabuncu 2018; Keras).
+
+    .. math::
+
+        \ell = \frac{1 - p_y^{\,q}}{q}, \qquad p = \operatorname{softmax}(x)
+
+    computed as :math:`-\operatorname{expm1}(q \log p_y) / q` from the log-softmax,
+    so it is accurate for ``p_y`` near 0 and 1. ``q -> 0`` tends to the
+    cross-entropy, ``q = 1`` is the mean absolute error ``1 - p_y``. Equals
+    Keras' ``CategoricalGeneralizedCrossEntropy(q)`` on ``softmax(logits)``.
+
+    Args:
+      logits: ``[..., C]`` float logits (class axis ``axis``).
+      labels: ``[...]`` integer class indices; out of range gives NaN.
+      q: the exponent, in ``(0, 1)``.
+      axis: the class axis.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: ``q`` outside ``(0, 1)``, labels shape is not logits' without
+        ``axis``, bad ``axis``, unknown ``reduction``.
+      TypeError: non-float ``logits`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.log(jnp.array([[0.25, 0.75]]))
+      >>> float(jaxloss.classification.generalized_cross_entropy(logits, jnp.array([0])))  # (1 - 0.5) / 0.5
+      1.0
+
+    References:
+      Zhang and Sabuncu, "Generalized Cross Entropy Loss for Training Deep
+      Neural Networks with Noisy Labels", NeurIPS 2018, https://arxiv.org/abs/1805.07836
+    """
+    fn = "generalized_cross_entropy"
+    _checks.in_range(fn, "q", q, low=0.0, high=1.0, low_open=True, high_open=True)
+    x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=True)
+    shift = jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    shifted = x - shift
+    log_p_y = (_numerics.take_class(x, y, ax) - jnp.squeeze(shift, ax)) - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax))
+    q = jnp.asarray(q, x.dtype)
+    values = -jnp.expm1(q * log_p_y) / q
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("multilabel", "integer_labels"))
+def multilabel_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
+                           where: Any = None) -> Array:
+    r"""Multi-label margin loss with target lists ended by ``-1`` (torch ``multilabel_margin_loss``).
+
+    With :math:`J` the target classes (``labels`` up to the first ``-1``):
+
+    .. math::
+
+        \ell = \frac{1}{C} \sum_{j \in J} \sum_{i \notin J} \max\big(0, 1 - (s_j - s_i)\big)
+
+    As torch: an entry of ``labels`` after the first ``-1`` is not read, an
+    empty target list gives 0, and a class listed twice counts twice. A
+    target outside ``[0, C)`` (before the first ``-1``) gives NaN.
+
+    Args:
+      scores: ``[..., C]`` float scores (class axis last).
+      labels: ``[..., C]`` integer class indices padded with ``-1``, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``scores`` of rank 0, unknown ``reduction``.
+      TypeError: non-float ``scores`` or non-integer ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> scores = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+      >>> labels = jnp.array([[3, 0, -1, 1]])
+      >>> round(float(jaxloss.classification.multilabel_margin_loss(scores, labels)), 6)
+      0.85
+
+    References:
+      torch ``MultiLabelMarginLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.MultiLabelMarginLoss.html
+    """
+    fn = "multilabel_margin_loss"
+    s = _checks.floating(fn, "scores", scores)
+    _checks.rank_at_least(fn, "scores", s, 1, "a class axis")
+    labels = _checks.integer(fn, "labels", labels)
+    _checks.same_shape(fn, ("scores", s), ("labels", labels))
+    num_classes = s.shape[-1]
+    example_shape = s.shape[:-1]
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), example_shape,
+                                      "the per-example shape")
+        # Masked rows: zero scores and an empty target list (value 0, every gradient 0).
+        s = _numerics.mask_inputs(where[..., None], s)
+        labels = jnp.where(where[..., None], labels, -1)
+    s = s.astype(_numerics.compute_dtype(s))
+    listed = jnp.cumprod((labels != -1).astype(jnp.int32), axis=-1) > 0  # before the first -1
+    in_range = (labels >= 0) & (labels < num_classes)
+    target = listed & in_range
+    safe = jnp.where(target, labels, 0)
+    classes = jnp.arange(num_classes, dtype=safe.dtype).reshape((1,) * safe.ndim + (num_classes,))
+    is_target = jnp.any(target[..., :, None] & (safe[..., :, None] == classes), axis=-2)
+    s_j = jnp.take_along_axis(s, safe, axis=-1)
+    hinge = _relu(1.0 - s_j[..., :, None] + s[..., None, :])  # [..., j, i]
+    pairs = target[..., :, None] & ~is_target[..., None, :]
+    values = jnp.sum(jnp.where(pairs, hinge, jnp.zeros_like(hinge)), axis=(-2, -1)) / num_classes
+    values = jnp.where(jnp.any(listed & ~in_range, axis=-1), jnp.asarray(jnp.nan, s.dtype), values)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
 # --------------------------------------------------------------- utilities
 @_registry.builtin(tags=("language_model", "regularizer"))
 def z_loss(logits: Any, *, axis: int = -1, reduction: str = "mean", weights: Any = None,
@@ -1117,8 +1569,8 @@ def z_loss(logits: Any, *, axis: int = -1, reduction: str = "mean", weights: Any
     Example:
       >>> import jax.numpy as jnp
       >>> import jaxloss
-      >>> float(jaxloss.z_loss(jnp.log(jnp.array([[0.5, 1.5]]))))  # log Z = log 2
-      0.480453...
+      >>> round(float(jaxloss.z_loss(jnp.log(jnp.array([[0.5, 1.5]])))), 6)  # (log 2)**2
+      0.480453
 
     References:
       Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways", 2022,

@@ -38,6 +38,19 @@ def _margin_scores(rng):
     return rng.permutation(np.arange(B * C)).reshape(B, C) * 0.37 - 4.1
 
 
+
+def _target_lists(rng):
+    # torch's layout: the target classes of each row, then -1 (entries after it are not read).
+    rows = []
+    for _ in range(B):
+        k = int(rng.integers(1, C))
+        row = list(rng.permutation(C)[:k]) + [-1] * (C - k)
+        if k < C - 1:
+            row[k + 1] = int(rng.integers(0, C))  # after the first -1: ignored
+        rows.append(row)
+    return np.array(rows, np.int32)
+
+
 SPECS = {
     "sigmoid_binary_cross_entropy": Spec(lambda r: (_logits(r), _binary(r)),
                                          kwargs={"label_smoothing": 0.1}),
@@ -65,6 +78,15 @@ SPECS = {
     "soft_margin_loss": Spec(lambda r: (_logits(r), _sign(r))),
     "multilabel_soft_margin_loss": Spec(lambda r: (_logits(r), _binary(r)),
                                         kwargs={"class_weights": np.array([1.0, 2.0, 0.5, 1.5])}),
+    "sparsemax_loss": Spec(lambda r: (_logits(r), _binary(r))),
+    "perceptron_loss": Spec(lambda r: (_margin_scores(r) / 4.0, _sign(r))),
+    "multiclass_perceptron_loss": Spec(lambda r: (_margin_scores(r) / 8.0, _int_labels(r))),
+    "multiclass_sparsemax_loss": Spec(lambda r: (_logits(r), _int_labels(r))),
+    "generalized_cross_entropy": Spec(lambda r: (_logits(r), _int_labels(r)), kwargs={"q": 0.7}),
+    "multilabel_margin_loss": Spec(lambda r: (_margin_scores(r) / 8.0, _target_lists(r)), skip={
+        "labels": "-1 is torch's end-of-targets marker (an empty list gives 0), not an out-of-range label; "
+                  "C, 255 and 2**32 - 1 give NaN, tested in tests/test_classification_parity.py"}),
+    "convex_kl_divergence": Spec(lambda r: (_log_distribution(r), 2.0 * _distribution(r))),
     "kl_divergence": Spec(lambda r: (_log_distribution(r), _distribution(r))),
     "kl_divergence_with_log_targets": Spec(lambda r: (_log_distribution(r), _log_distribution(r))),
     "jensen_shannon_divergence": Spec(lambda r: (_log_distribution(r), _log_distribution(r))),
