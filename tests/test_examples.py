@@ -33,3 +33,52 @@ def test_custom_loss_example_runs(capsys):
     out = capsys.readouterr().out
     assert "check_loss(cauchy_loss): 11 passed, 0 failed" in out
     assert "FAILED edge: gradient is not finite" in out
+
+
+# ---------------------------------------------------------------------------
+# Every example runs in CI: each script under examples/ is found here and run with --smoke
+# (a few steps on tiny data) in its own interpreter, so an example cannot rot unnoticed.
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+ROOT = EXAMPLES.parent
+SMOKE_TIMEOUT_S = 300  # generous for 2 shared CPU cores; a smoke run takes seconds to tens of seconds
+SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_example_runs_with_smoke(name, tmp_path):
+    source = (EXAMPLES / f"{name}.py").read_text(encoding="utf-8")
+    if name == "keras_fit":
+        pytest.skip("run in-process by test_keras_fit_example_matches_keras_and_learns (one Keras start, not two)")
+    if "--smoke" not in source:
+        pytest.skip(f"examples/{name}.py has no --smoke flag yet: it runs only in full, outside the suite")
+    command = [sys.executable, str(EXAMPLES / f"{name}.py"), "--smoke"]
+    if "--output" in source:
+        command += ["--output", str(tmp_path / f"{name}.png")]
+    env = {**os.environ, "MPLBACKEND": "Agg", "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT),
+           "TQDM_DISABLE": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    assert done.returncode == 0, f"examples/{name}.py --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.stdout.strip(), f"examples/{name}.py --smoke printed nothing"
+    if "--output" in source:
+        written = list(tmp_path.glob(f"{name}*"))
+        assert written and all(p.stat().st_size > 0 for p in written), f"examples/{name}.py wrote no figure"
+
+
+def test_keras_fit_example_matches_keras_and_learns(tmp_path):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip("Keras must run on the JAX backend (KERAS_BACKEND=jax)")
+    import jax
+
+    # Keras's own layers (a Dense bias add) rely on JAX's default promotion, which the suite makes strict.
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        result = _load("keras_fit").main(["--smoke", "--output", str(tmp_path / "k.png")])
+    # The loss Keras reports for jaxloss.keras.Loss equals Keras's own sparse cross-entropy on logits.
+    assert result["test_loss"] == pytest.approx(result["keras_reference_loss"], rel=1e-5)
+    assert result["test_accuracy"] > 0.2  # two epochs on 256 images: well above chance (0.1)
+    assert (tmp_path / "k.png").stat().st_size > 0
