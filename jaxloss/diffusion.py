@@ -33,9 +33,11 @@ def _min_snr_weight(alpha2: Array, sigma2: Array, gamma: Array, prediction_type:
     if prediction_type == "epsilon":
         # min(snr, g) / snr = g sigma2 / alpha2 where snr > g, else 1
         safe_alpha2 = jnp.where(capped, alpha2, jnp.ones_like(alpha2))
-        return jnp.where(capped, gamma * sigma2 / safe_alpha2, jnp.ones_like(alpha2))
-    # "sample": min(snr, g) = alpha2 / sigma2 where snr <= g (then sigma2 > 0 unless both are 0), else g
-    return jnp.where(capped, jnp.broadcast_to(gamma, alpha2.shape), _numerics.safe_div(alpha2, sigma2))
+        weight = jnp.where(capped, gamma * sigma2 / safe_alpha2, jnp.ones_like(alpha2))
+    else:
+        # "sample": min(snr, g) = alpha2 / sigma2 where snr <= g (then sigma2 > 0 unless both are 0), else g
+        weight = jnp.where(capped, jnp.broadcast_to(gamma, alpha2.shape), _numerics.safe_div(alpha2, sigma2))
+    return weight  # a NaN alpha or sigma, hidden by the comparison, is restored by the caller
 
 
 @_registry.builtin(tags=("diffusion",))
@@ -72,7 +74,8 @@ def diffusion_loss(model_output: Any, samples: Any, noise: Any, alphas: Any, sig
     quantity (e.g. :math:`\min(\alpha^2, \gamma\sigma^2) / (\alpha^2 + \sigma^2)`),
     so ``sigmas`` or ``alphas`` at or near 0 stay finite in value and gradient.
     At exactly :math:`\sigma = 0` the EDM weight (infinite in the limit) is 0:
-    a noiseless example carries no signal there.
+    a noiseless example carries no signal there. A NaN in any input of an
+    example, read by the chosen formula or not, makes that example NaN.
 
     Args:
       model_output: ``[B, ...]`` float model prediction :math:`\hat y`.
@@ -169,4 +172,10 @@ def diffusion_loss(model_output: Any, samples: Any, noise: Any, alphas: Any, sig
     else:
         data2 = jnp.square(jnp.asarray(sigma_data, dtype))
         values = _numerics.safe_div(sigma2 + data2, sigma2 * data2) * error
+    # Not every input enters every formula (epsilon prediction never reads ``samples``);
+    # a NaN in any of them still marks the example NaN, never a healthy number.
+    unread = jnp.isnan(alpha) | jnp.isnan(sigma)
+    for x in (x0, eps):
+        unread = unread | jnp.any(jnp.isnan(x), axis=tuple(range(1, x.ndim)))
+    values = jnp.where(unread, jnp.asarray(jnp.nan, values.dtype), values)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)

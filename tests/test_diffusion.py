@@ -150,3 +150,27 @@ def test_errors():
         diffusion.diffusion_loss(x, x, x, jnp.ones(3), a)
     with pytest.raises(ValueError, match="jaxloss.diffusion_loss: model_output .* and noise .* must have the same"):
         diffusion.diffusion_loss(x, x, jnp.zeros((2, 4)), a, a)
+
+
+@pytest.mark.parametrize("kwargs", [{"prediction_type": "epsilon", "weighting": "min_snr"},
+                                    {"prediction_type": "sample", "weighting": "min_snr"},
+                                    {"prediction_type": "sample", "weighting": "edm"}])
+def test_check_loss_on_the_other_weightings(kwargs):
+    # The invariants suite runs v-prediction with min-SNR; the same inputs (snr 0.099 to 4.26,
+    # away from the default snr_gamma = 5) under the gradient, edge, masking and NaN checks.
+    from jaxloss.testing import check_loss
+    from tests.specs.diffusion import _diffusion
+
+    check_loss(diffusion.diffusion_loss, *_diffusion(np.random.default_rng(0)),
+               only=["grad", "edge", "where", "nan"], **kwargs)
+
+
+def test_single_feature_and_nan_schedule():
+    # Rank-1 inputs: the mean over no non-batch axis is the squared error itself.
+    out, x = jnp.array([1.0, 3.0]), jnp.zeros(2)
+    np.testing.assert_allclose(diffusion.diffusion_loss(out, x, x, jnp.ones(2), jnp.ones(2), reduction="none"),
+                               [1.0, 9.0])
+    for prediction_type in ("epsilon", "sample", "v_prediction"):
+        value = diffusion.diffusion_loss(out, x, x, jnp.array([jnp.nan, 0.5]), jnp.ones(2), weighting="min_snr",
+                                         prediction_type=prediction_type, reduction="none")
+        assert np.isnan(value[0]) and np.isfinite(value[1])
