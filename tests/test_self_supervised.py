@@ -318,3 +318,13 @@ def test_per_example_losses_finite_at_zero_vectors():
               lambda a: ssl.simsiam_loss(a, x, x, a), lambda a: ssl.simsiam_loss(x, a, a, x)):
         value, g = jax.value_and_grad(f)(zero)
         assert np.isfinite(float(value)) and np.all(np.isfinite(g))
+
+
+def test_single_example_batch_is_finite():
+    # One example: biased statistics are 0 (Barlow Twins: C = 0, loss D); VICReg's unbiased ones
+    # divide by N - 1 = 0 and are taken as 0 (torch would give NaN), leaving invariance + variance.
+    z1, z2 = jnp.array([[1.0, 2.0, 3.0]]), jnp.array([[1.0, 2.0, 4.0]])
+    for fn, expected in ((ssl.barlow_twins_loss, 3.0), (ssl.vicreg_loss, 25.0 / 3.0 + 25.0 * 0.99)):
+        value, grads = jax.value_and_grad(fn, argnums=(0, 1))(z1, z2)
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+        assert all(np.all(np.isfinite(g)) for g in grads)
