@@ -4,8 +4,9 @@ Both run in the same process on the same inputs. Calls are interleaved
 (jaxloss, optax, optax, jaxloss, ...) so that load from other processes on a
 shared machine hits both alike; each figure is the median of ``--repeats``
 warm calls (compilation excluded). A ratio below 1 means jaxloss is faster.
-Before timing, the values and gradients of the two are compared (largest
-relative difference printed).
+Before timing, the values and gradients of the two are compared: the largest
+difference relative to the largest magnitude. (optax's float32 gradients are
+themselves ~1e-5 off a float64 reference at these sizes; jaxloss's ~5e-7.)
 
     python benchmarks/ctc.py [--repeats 30] [--configs 16,200,32,40 8,1000,64,100]
 """
@@ -63,8 +64,9 @@ def interleaved_medians(fns, args, repeats):
 
 
 def max_relative_difference(a, b):
+    """Largest difference relative to the largest magnitude (a gradient's scale)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6 * np.max(np.abs(b)))))
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
 def main():
