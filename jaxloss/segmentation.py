@@ -54,6 +54,10 @@ class _Prepared(NamedTuple):
     example: Array | None   # [B] bool example mask for the reduction, or None
     class_weights: Array | None  # [K] or None
     batch: int
+    logits: Array           # [B, N, C] predictions before the activation, every class, masked pixels 0
+    onehot_all: Array       # [B, N, C] targets, every class, masked pixels 0
+    integer_targets: bool   # targets were class indices
+    spatial: tuple[int, ...]
 
 
 def _flag(fn: str, argument: str, value: Any) -> bool:
@@ -98,29 +102,55 @@ def _class_weights(fn: str, class_weights: Any, num_classes: int, include_backgr
     return cw
 
 
+def _channel_axis(fn: str, channel_axis: Any, ndim: int) -> int:
+    """The class axis as a non-negative index; the batch axis 0 cannot be it."""
+    axis = _checks.normalize_axis(fn, channel_axis, ndim, "channel_axis")
+    if axis == 0:
+        _checks._fail(ValueError, _checks.message(
+            fn, "channel_axis", "must not be the batch axis 0 (use -1 for channels last, 1 for channels first)",
+            channel_axis))
+    return axis
+
+
 def _prepare(fn: str, predictions: Any, targets: Any, where: Any, *, activation: Any,
-             include_background: Any, class_weights: Any, pred_name: str = "predictions",
-             target_name: str = "targets") -> _Prepared:
-    """Validates, casts, masks, activates and flattens the inputs of an overlap loss."""
+             include_background: Any, class_weights: Any, channel_axis: Any = -1, ignore_index: Any = None,
+             pred_name: str = "predictions", target_name: str = "targets") -> _Prepared:
+    """Validates, casts, masks, activates and flattens the inputs of an overlap loss.
+
+    Inputs with the classes on ``channel_axis`` are moved to channels last
+    first; ``ignore_index`` joins the pixel mask.
+    """
     _checks.choice(fn, "activation", activation, _ACTIVATIONS)
     include_background = _flag(fn, "include_background", include_background)
+    _checks.integer_option(fn, "ignore_index", ignore_index)
     pred = _checks.floating(fn, pred_name, predictions)
     _checks.rank_at_least(fn, pred_name, pred, 2, "[B, *spatial, C]")
-    shape = pred.shape
-    batch, spatial, num_classes = shape[0], tuple(shape[1:-1]), shape[-1]
+    user_shape = pred.shape
+    axis = _channel_axis(fn, channel_axis, pred.ndim)
+    user_index_shape = user_shape[:axis] + user_shape[axis + 1:]
     if not hasattr(targets, "dtype"):
         targets = np.asarray(targets)
     tdtype = jnp.result_type(targets)
     tshape = jnp.shape(targets)
-    integer_targets = tshape == shape[:-1]
+    integer_targets = tshape == user_index_shape
     if integer_targets:
         tgt = _checks.integer(fn, target_name, targets)   # class indices: float or bool is a TypeError
     else:
         tgt = _checks.real(fn, target_name, targets)
-        if tshape != shape:
+        if tshape != user_shape:
             _checks._fail(ValueError, _checks.message(
-                fn, target_name, f"must have shape {shape} (one-hot, like {pred_name}) or "
-                f"{shape[:-1]} (integer class indices)", f"shape {tshape} of dtype {tdtype}"))
+                fn, target_name, f"must have shape {user_shape} (one-hot, like {pred_name}) or "
+                f"{user_index_shape} (integer class indices)", f"shape {tshape} of dtype {tdtype}"))
+        if ignore_index is not None:
+            _checks._fail(ValueError, _checks.message(
+                fn, "ignore_index", "applies to integer class-index targets only (mask one-hot targets with "
+                "where=)", f"{ignore_index!r} with {target_name} of shape {tshape}"))
+    if axis != pred.ndim - 1:   # channels first (or anywhere): move the classes last, as the body expects
+        pred = jnp.moveaxis(pred, axis, -1)
+        if not integer_targets:
+            tgt = jnp.moveaxis(tgt, axis, -1)
+    shape = pred.shape
+    batch, spatial, num_classes = shape[0], tuple(shape[1:-1]), shape[-1]
     if activation == "softmax" and num_classes < 2:
         _checks._fail(ValueError, _checks.message(fn, "activation", "'softmax' needs at least 2 classes "
                                                   "(use 'sigmoid' for one channel)", f"{num_classes} class"))
@@ -130,8 +160,13 @@ def _prepare(fn: str, predictions: Any, targets: Any, where: Any, *, activation:
     float_targets = None if integer_targets else tgt
     dtype = _numerics.compute_dtype(pred, float_targets)
     pixel, example = _split_where(fn, where, batch, spatial)
+    if ignore_index is not None:
+        kept = tgt != ignore_index                 # those pixels leave every sum (torch/MONAI ignore_index)
+        pixel = kept if pixel is None else pixel & kept
+        example = jnp.any(pixel.reshape(batch, math.prod(spatial)), axis=1)
     cw = _class_weights(fn, class_weights, num_classes, include_background, dtype)
 
+    pixels = math.prod(spatial)   # explicit sizes: a size-0 batch cannot infer a -1
     channel_mask = None if pixel is None else pixel[..., None]
     pred = _numerics.mask_inputs(channel_mask, pred.astype(dtype))
     if activation == "softmax":
@@ -145,17 +180,23 @@ def _prepare(fn: str, predictions: Any, targets: Any, where: Any, *, activation:
         onehot = _numerics.one_hot(labels, num_classes, -1, dtype)
     else:
         onehot = _numerics.mask_inputs(channel_mask, tgt.astype(dtype))
+    logits = pred.reshape(batch, pixels, num_classes)
+    onehot_all = onehot.reshape(batch, pixels, num_classes)
     if not include_background:
-        probs, onehot = probs[..., 1:], onehot[..., 1:]
-    kept = probs.shape[-1]
-    pixels = math.prod(spatial)   # explicit sizes: a size-0 batch cannot infer a -1
-    probs = probs.reshape(batch, pixels, kept)
-    onehot = onehot.reshape(batch, pixels, kept)
+        # The dropped background channel is never read, but a NaN there still shows: contract, a NaN in an
+        # unmasked input gives NaN. Added as a constant, so no gradient changes.
+        dropped_nan = jnp.any(jnp.isnan(pred[..., 0]).reshape(batch, pixels), axis=1)
+        poison = jnp.where(dropped_nan, jnp.asarray(jnp.nan, dtype), jnp.zeros((), dtype))
+        probs = probs[..., 1:] + poison.reshape((batch,) + (1,) * (probs.ndim - 1))
+        onehot = onehot[..., 1:]
+    kept_classes = probs.shape[-1]
+    probs = probs.reshape(batch, pixels, kept_classes)
+    onehot = onehot.reshape(batch, pixels, kept_classes)
     pix = None
     if pixel is not None:
         pix = pixel.reshape(batch, pixels, 1).astype(dtype)
-        probs, onehot = probs * pix, onehot * pix
-    return _Prepared(probs, onehot, pix, example, cw, batch)
+        probs, onehot, onehot_all = probs * pix, onehot * pix, onehot_all * pix
+    return _Prepared(probs, onehot, pix, example, cw, batch, logits, onehot_all, integer_targets, spatial)
 
 
 def _pool(x: Array, batch_dice: bool) -> Array:
@@ -175,40 +216,53 @@ def _class_mean(per_class: Array, cw: Array | None, batch: int) -> Array:
 
 
 def _ratio(numerator: Array, denominator: Array) -> Array:
-    """Overlap ratio; ``0 / 0`` (an empty class with ``smooth=0``) counts as perfect overlap."""
+    """Overlap ratio; ``0 / 0`` (an empty class with no smoothing) counts as perfect overlap."""
     return _numerics.safe_div(numerator, denominator, fill=1.0)
 
 
-def _common_checks(fn: str, smooth: Any, batch_dice: Any) -> bool:
-    _checks.in_range(fn, "smooth", smooth, low=0.0)
-    return _flag(fn, "batch_dice", batch_dice)
+def _smoothing(fn: str, smooth_nr: Any, smooth_dr: Any, smooth: Any) -> tuple[Any, Any]:
+    """``(smooth_nr, smooth_dr)``; the older single ``smooth`` sets both (MONAI's two terms)."""
+    if smooth is not None:
+        _checks.in_range(fn, "smooth", smooth, low=0.0)
+        return smooth, smooth
+    _checks.in_range(fn, "smooth_nr", smooth_nr, low=0.0)
+    _checks.in_range(fn, "smooth_dr", smooth_dr, low=0.0)
+    return smooth_nr, smooth_dr
+
+
+def _common_checks(fn: str, smooth_nr: Any, smooth_dr: Any, smooth: Any, batch_dice: Any) -> tuple[Any, Any, bool]:
+    nr, dr = _smoothing(fn, smooth_nr, smooth_dr, smooth)
+    return nr, dr, _flag(fn, "batch_dice", batch_dice)
 
 
 def _tversky_per_class(fn: str, predictions: Any, targets: Any, *, alpha: Any, beta: Any, activation: Any,
-                       include_background: Any, smooth: Any, batch_dice: Any, class_weights: Any,
+                       include_background: Any, smooth_nr: Any, smooth_dr: Any, smooth: Any, batch_dice: Any,
+                       class_weights: Any, channel_axis: Any, ignore_index: Any,
                        where: Any) -> tuple[Array, _Prepared]:
     _checks.in_range(fn, "alpha", alpha, low=0.0)
     _checks.in_range(fn, "beta", beta, low=0.0)
-    batch_dice = _common_checks(fn, smooth, batch_dice)
+    smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, smooth, batch_dice)
     prep = _prepare(fn, predictions, targets, where, activation=activation,
-                    include_background=include_background, class_weights=class_weights)
+                    include_background=include_background, class_weights=class_weights,
+                    channel_axis=channel_axis, ignore_index=ignore_index)
     p, g = prep.probs, prep.onehot
     m = 1.0 if prep.pixel is None else prep.pixel
     dtype = p.dtype
     tp = _pool(p * g, batch_dice)
     fp = _pool(p * (m - g), batch_dice)          # p (1 - g) over kept pixels
     fn_ = _pool((m - p) * g, batch_dice)         # (1 - p) g over kept pixels
-    smooth = jnp.asarray(smooth, dtype)
-    index = _ratio(tp + smooth, tp + jnp.asarray(alpha, dtype) * fp + jnp.asarray(beta, dtype) * fn_ + smooth)
+    nr, dr = jnp.asarray(smooth_nr, dtype), jnp.asarray(smooth_dr, dtype)
+    index = _ratio(tp + nr, tp + jnp.asarray(alpha, dtype) * fp + jnp.asarray(beta, dtype) * fn_ + dr)
     return 1.0 - index, prep
 
 
 # ------------------------------------------------------------------- losses
 @_registry.builtin(tags=("segmentation",))
 def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softmax",
-              include_background: bool = True, squared: bool = False, smooth: Any = 1e-5,
-              batch_dice: bool = False, class_weights: Any = None, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+              include_background: bool = True, squared: bool = False, smooth_nr: Any = 1e-5,
+              smooth_dr: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
+              channel_axis: int = -1, ignore_index: int | None = None, smooth: Any = None,
+              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Soft Dice loss, averaged over classes (MONAI ``DiceLoss``, channels last).
 
     For class :math:`c` of one example, with probabilities :math:`p` and
@@ -216,11 +270,11 @@ def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softm
 
     .. math::
 
-        f_c = 1 - \frac{2 \sum_i p_{ic} g_{ic} + s}{\sum_i g_{ic}^{k} + \sum_i p_{ic}^{k} + s},
+        f_c = 1 - \frac{2 \sum_i p_{ic} g_{ic} + s_{nr}}{\sum_i g_{ic}^{k} + \sum_i p_{ic}^{k} + s_{dr}},
         \qquad \ell = \frac{1}{K} \sum_{c} w_c f_c
 
-    with :math:`k = 2` if ``squared`` else 1, :math:`s` = ``smooth`` (MONAI's
-    ``smooth_nr = smooth_dr``), :math:`w_c` the class weights and :math:`K` the
+    with :math:`k = 2` if ``squared`` else 1, :math:`s_{nr}, s_{dr}` =
+    ``smooth_nr``, ``smooth_dr`` (MONAI), :math:`w_c` the class weights and :math:`K` the
     number of classes kept. Equals ``monai.losses.DiceLoss`` with the classes
     moved to axis 1 and the same options (``softmax``/``sigmoid``,
     ``include_background``, ``squared_pred``, ``batch``, ``weight``), its
@@ -235,12 +289,20 @@ def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softm
         independent channel per class, multi-label) or ``None``.
       include_background: keep class 0; ``False`` drops it from the average.
       squared: square ``p`` and ``g`` in the denominator (Milletari et al.).
-      smooth: added to numerator and denominator, ``>= 0``.
+      smooth_nr: added to the numerator, ``>= 0`` (MONAI ``smooth_nr``).
+      smooth_dr: added to the denominator, ``>= 0`` (MONAI ``smooth_dr``).
       batch_dice: pool the sums over the whole batch (MONAI ``batch=True``);
         the pooled value is returned broadcast to ``[B]``.
       class_weights: ``[C]`` non-negative weights indexed by class (with
         ``include_background=False`` also ``[C - 1]``, MONAI's layout); the
         example's value is ``mean_c(class_weights[c] * f_c)``.
+      channel_axis: the class axis of ``predictions`` (and of one-hot
+        ``targets``): ``-1`` channels last (default), ``1`` channels first
+        (MONAI/PyTorch ``[B, C, *spatial]``, no transpose needed).
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave every sum (as if masked by ``where``); ``None`` ignores nothing.
+      smooth: older single smoothing term; when given it sets both
+        ``smooth_nr`` and ``smooth_dr``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float per-example weights broadcastable to ``[B]``.
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``
@@ -252,7 +314,8 @@ def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softm
 
     Raises:
       ValueError: ``targets`` of neither accepted shape, a bad ``where`` or
-        ``class_weights`` shape, ``smooth < 0``, an unknown ``activation`` or
+        ``class_weights`` shape, a negative smoothing term, a bad ``channel_axis`` or
+        ``ignore_index``, an unknown ``activation`` or
         ``reduction``, ``"softmax"`` or ``include_background=False`` with one
         class.
       TypeError: non-float ``predictions``, non-boolean ``where``.
@@ -275,26 +338,28 @@ def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softm
     """
     fn = "dice_loss"
     squared = _flag(fn, "squared", squared)
-    batch_dice = _common_checks(fn, smooth, batch_dice)
+    smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, smooth, batch_dice)
     prep = _prepare(fn, predictions, targets, where, activation=activation,
-                    include_background=include_background, class_weights=class_weights)
+                    include_background=include_background, class_weights=class_weights,
+                    channel_axis=channel_axis, ignore_index=ignore_index)
     p, g = prep.probs, prep.onehot
-    smooth = jnp.asarray(smooth, p.dtype)
+    nr, dr = jnp.asarray(smooth_nr, p.dtype), jnp.asarray(smooth_dr, p.dtype)
     intersection = _pool(p * g, batch_dice)
     if squared:
         denominator = _pool(g * g, batch_dice) + _pool(p * p, batch_dice)
     else:
         denominator = _pool(g, batch_dice) + _pool(p, batch_dice)
-    per_class = 1.0 - _ratio(2.0 * intersection + smooth, denominator + smooth)
+    per_class = 1.0 - _ratio(2.0 * intersection + nr, denominator + dr)
     values = _class_mean(per_class, prep.class_weights, prep.batch)
     return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
 
 
 @_registry.builtin(tags=("segmentation",))
 def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "softmax",
-                 include_background: bool = True, squared: bool = False, smooth: Any = 1e-5,
-                 batch_dice: bool = False, class_weights: Any = None, reduction: str = "mean",
-                 weights: Any = None, where: Any = None) -> Array:
+                 include_background: bool = True, squared: bool = False, smooth_nr: Any = 1e-5,
+                 smooth_dr: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
+                 channel_axis: int = -1, ignore_index: int | None = None, smooth: Any = None,
+                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Soft Jaccard (IoU) loss, averaged over classes (MONAI ``DiceLoss(jaccard=True)``).
 
     With :math:`I_c = \sum_i p_{ic} g_{ic}` and
@@ -302,11 +367,11 @@ def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "so
 
     .. math::
 
-        f_c = 1 - \frac{2 I_c + s}{2 (S_c - I_c) + s},
+        f_c = 1 - \frac{2 I_c + s_{nr}}{2 (S_c - I_c) + s_{dr}},
         \qquad \ell = \frac{1}{K} \sum_c w_c f_c
 
-    For ``s = 0`` this is :math:`1 - I_c / (S_c - I_c)`, one minus the soft
-    intersection over union; the factor 2 places ``smooth`` exactly where
+    Without smoothing this is :math:`1 - I_c / (S_c - I_c)`, one minus the soft
+    intersection over union; the factor 2 places the smoothing exactly where
     MONAI does, so the values equal ``monai.losses.DiceLoss(jaccard=True)``.
 
     Args:
@@ -317,9 +382,17 @@ def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "so
       activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
       include_background: keep class 0 in the average.
       squared: square ``p`` and ``g`` in the union term (MONAI ``squared_pred``).
-      smooth: added to numerator and denominator, ``>= 0``.
+      smooth_nr: added to the numerator, ``>= 0`` (MONAI ``smooth_nr``).
+      smooth_dr: added to the denominator, ``>= 0`` (MONAI ``smooth_dr``).
       batch_dice: pool the sums over the batch; the value is broadcast to ``[B]``.
       class_weights: ``[C]`` (or ``[C - 1]`` without background) non-negative weights.
+      channel_axis: the class axis of ``predictions`` (and of one-hot
+        ``targets``): ``-1`` channels last (default), ``1`` channels first
+        (MONAI/PyTorch ``[B, C, *spatial]``, no transpose needed).
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave every sum (as if masked by ``where``); ``None`` ignores nothing.
+      smooth: older single smoothing term; when given it sets both
+        ``smooth_nr`` and ``smooth_dr``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float per-example weights broadcastable to ``[B]``.
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
@@ -330,7 +403,8 @@ def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "so
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
-        ``smooth < 0``, an unknown ``activation`` or ``reduction``.
+        a negative smoothing term, a bad ``channel_axis`` or ``ignore_index``, an unknown
+        ``activation`` or ``reduction``.
       TypeError: non-float ``predictions``, non-boolean ``where``.
 
     Example:
@@ -349,26 +423,28 @@ def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "so
     """
     fn = "jaccard_loss"
     squared = _flag(fn, "squared", squared)
-    batch_dice = _common_checks(fn, smooth, batch_dice)
+    smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, smooth, batch_dice)
     prep = _prepare(fn, predictions, targets, where, activation=activation,
-                    include_background=include_background, class_weights=class_weights)
+                    include_background=include_background, class_weights=class_weights,
+                    channel_axis=channel_axis, ignore_index=ignore_index)
     p, g = prep.probs, prep.onehot
-    smooth = jnp.asarray(smooth, p.dtype)
+    nr, dr = jnp.asarray(smooth_nr, p.dtype), jnp.asarray(smooth_dr, p.dtype)
     intersection = _pool(p * g, batch_dice)
     if squared:
         total = _pool(g * g, batch_dice) + _pool(p * p, batch_dice)
     else:
         total = _pool(g, batch_dice) + _pool(p, batch_dice)
-    per_class = 1.0 - _ratio(2.0 * intersection + smooth, 2.0 * (total - intersection) + smooth)
+    per_class = 1.0 - _ratio(2.0 * intersection + nr, 2.0 * (total - intersection) + dr)
     values = _class_mean(per_class, prep.class_weights, prep.batch)
     return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
 
 
 @_registry.builtin(tags=("segmentation",))
 def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any = 0.5,
-                 activation: str | None = "softmax", include_background: bool = True, smooth: Any = 1e-5,
-                 batch_dice: bool = False, class_weights: Any = None, reduction: str = "mean",
-                 weights: Any = None, where: Any = None) -> Array:
+                 activation: str | None = "softmax", include_background: bool = True, smooth_nr: Any = 1e-5,
+                 smooth_dr: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
+                 channel_axis: int = -1, ignore_index: int | None = None, smooth: Any = None,
+                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Tversky loss, averaged over classes (MONAI ``TverskyLoss``).
 
     With soft true positives :math:`TP_c = \sum_i p_{ic} g_{ic}`, false
@@ -377,12 +453,12 @@ def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any 
 
     .. math::
 
-        f_c = 1 - \frac{TP_c + s}{TP_c + \alpha FP_c + \beta FN_c + s},
+        f_c = 1 - \frac{TP_c + s_{nr}}{TP_c + \alpha FP_c + \beta FN_c + s_{dr}},
         \qquad \ell = \frac{1}{K} \sum_c w_c f_c
 
     ``alpha`` weights false positives and ``beta`` false negatives (Salehi et
     al., MONAI); ``alpha = beta = 0.5`` is a Dice loss, ``alpha = beta = 1``
-    a Jaccard loss (up to where ``smooth`` enters).
+    a Jaccard loss (up to where the smoothing enters).
 
     Args:
       predictions: ``[B, *spatial, C]`` float scores (logits unless
@@ -393,9 +469,17 @@ def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any 
       beta: weight of the false negatives, ``>= 0``.
       activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
       include_background: keep class 0 in the average.
-      smooth: added to numerator and denominator, ``>= 0``.
+      smooth_nr: added to the numerator, ``>= 0`` (MONAI ``smooth_nr``).
+      smooth_dr: added to the denominator, ``>= 0`` (MONAI ``smooth_dr``).
       batch_dice: pool the sums over the batch; the value is broadcast to ``[B]``.
       class_weights: ``[C]`` (or ``[C - 1]`` without background) non-negative weights.
+      channel_axis: the class axis of ``predictions`` (and of one-hot
+        ``targets``): ``-1`` channels last (default), ``1`` channels first
+        (MONAI/PyTorch ``[B, C, *spatial]``, no transpose needed).
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave every sum (as if masked by ``where``); ``None`` ignores nothing.
+      smooth: older single smoothing term; when given it sets both
+        ``smooth_nr`` and ``smooth_dr``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float per-example weights broadcastable to ``[B]``.
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
@@ -406,7 +490,8 @@ def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any 
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
-        negative ``alpha``, ``beta`` or ``smooth``, an unknown ``activation``
+        negative ``alpha``, ``beta`` or smoothing term, a bad ``channel_axis`` or
+        ``ignore_index``, an unknown ``activation``
         or ``reduction``.
       TypeError: non-float ``predictions``, non-boolean ``where``.
 
@@ -426,17 +511,21 @@ def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any 
     """
     fn = "tversky_loss"
     per_class, prep = _tversky_per_class(fn, predictions, targets, alpha=alpha, beta=beta, activation=activation,
-                                         include_background=include_background, smooth=smooth,
-                                         batch_dice=batch_dice, class_weights=class_weights, where=where)
+                                         include_background=include_background, smooth_nr=smooth_nr,
+                                         smooth_dr=smooth_dr, smooth=smooth, batch_dice=batch_dice,
+                                         class_weights=class_weights, channel_axis=channel_axis,
+                                         ignore_index=ignore_index, where=where)
     values = _class_mean(per_class, prep.class_weights, prep.batch)
     return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
 
 
 @_registry.builtin(tags=("segmentation",))
 def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta: Any = 0.3, gamma: Any = 0.75,
-                       activation: str | None = "softmax", include_background: bool = True, smooth: Any = 1e-5,
-                       batch_dice: bool = False, class_weights: Any = None, reduction: str = "mean",
-                       weights: Any = None, where: Any = None) -> Array:
+                       activation: str | None = "softmax", include_background: bool = True,
+                       smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
+                       class_weights: Any = None, channel_axis: int = -1, ignore_index: int | None = None,
+                       smooth: Any = None, reduction: str = "mean", weights: Any = None,
+                       where: Any = None) -> Array:
     r"""Focal Tversky loss: the per-class Tversky loss raised to ``gamma``.
 
     With :math:`f^{T}_c` the per-class :func:`tversky_loss`:
@@ -444,7 +533,7 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
     .. math::
 
         f_c = \big(f^{T}_c\big)^{\gamma}
-            = \Big(1 - \frac{TP_c + s}{TP_c + \alpha FP_c + \beta FN_c + s}\Big)^{\gamma},
+            = \Big(1 - \frac{TP_c + s_{nr}}{TP_c + \alpha FP_c + \beta FN_c + s_{dr}}\Big)^{\gamma},
         \qquad \ell = \frac{1}{K} \sum_c w_c f_c
 
     ``gamma = 1`` gives :func:`tversky_loss` exactly. ``alpha`` weights false
@@ -466,9 +555,17 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
         near a perfect score; the paper's ``1 / (4/3)``).
       activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
       include_background: keep class 0 in the average.
-      smooth: added to numerator and denominator, ``>= 0``.
+      smooth_nr: added to the numerator, ``>= 0`` (MONAI ``smooth_nr``).
+      smooth_dr: added to the denominator, ``>= 0`` (MONAI ``smooth_dr``).
       batch_dice: pool the sums over the batch; the value is broadcast to ``[B]``.
       class_weights: ``[C]`` (or ``[C - 1]`` without background) non-negative weights.
+      channel_axis: the class axis of ``predictions`` (and of one-hot
+        ``targets``): ``-1`` channels last (default), ``1`` channels first
+        (MONAI/PyTorch ``[B, C, *spatial]``, no transpose needed).
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave every sum (as if masked by ``where``); ``None`` ignores nothing.
+      smooth: older single smoothing term; when given it sets both
+        ``smooth_nr`` and ``smooth_dr``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float per-example weights broadcastable to ``[B]``.
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
@@ -479,7 +576,8 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
-        negative ``alpha``, ``beta``, ``gamma`` or ``smooth``, an unknown
+        negative ``alpha``, ``beta``, ``gamma`` or smoothing term, a bad ``channel_axis`` or
+        ``ignore_index``, an unknown
         ``activation`` or ``reduction``.
       TypeError: non-float ``predictions``, non-boolean ``where``.
 
@@ -499,8 +597,10 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
     fn = "focal_tversky_loss"
     _checks.in_range(fn, "gamma", gamma, low=0.0)
     per_class, prep = _tversky_per_class(fn, predictions, targets, alpha=alpha, beta=beta, activation=activation,
-                                         include_background=include_background, smooth=smooth,
-                                         batch_dice=batch_dice, class_weights=class_weights, where=where)
+                                         include_background=include_background, smooth_nr=smooth_nr,
+                                         smooth_dr=smooth_dr, smooth=smooth, batch_dice=batch_dice,
+                                         class_weights=class_weights, channel_axis=channel_axis,
+                                         ignore_index=ignore_index, where=where)
     per_class = _numerics.safe_pow(jnp.maximum(per_class, 0.0), gamma)
     values = _class_mean(per_class, prep.class_weights, prep.batch)
     return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
@@ -509,8 +609,10 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
 @_registry.builtin(tags=("segmentation",))
 def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = "square",
                           activation: str | None = "softmax", include_background: bool = True,
-                          smooth: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
-                          reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+                          smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
+                          class_weights: Any = None, channel_axis: int = -1, ignore_index: int | None = None,
+                          smooth: Any = None, reduction: str = "mean", weights: Any = None,
+                          where: Any = None) -> Array:
     r"""Generalised Dice loss (Sudre et al. 2017; MONAI ``GeneralizedDiceLoss``).
 
     One ratio per example, the classes weighted by the inverse of their
@@ -518,8 +620,8 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
 
     .. math::
 
-        \ell = 1 - \frac{2 \sum_c v_c \sum_i p_{ic} g_{ic} + s}
-                        {\sum_c v_c \big(\sum_i g_{ic} + \sum_i p_{ic}\big) + s},
+        \ell = 1 - \frac{2 \sum_c v_c \sum_i p_{ic} g_{ic} + s_{nr}}
+                        {\sum_c v_c \big(\sum_i g_{ic} + \sum_i p_{ic}\big) + s_{dr}},
         \qquad v_c = u_c \cdot \begin{cases} G_c^{-2} & \text{"square"} \\
                                    G_c^{-1} & \text{"simple"} \\
                                    1 & \text{"uniform"} \end{cases}
@@ -537,11 +639,19 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
       weight_type: ``"square"`` (Sudre et al.), ``"simple"`` or ``"uniform"``.
       activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
       include_background: keep class 0.
-      smooth: added to numerator and denominator, ``>= 0``.
+      smooth_nr: added to the numerator, ``>= 0`` (MONAI ``smooth_nr``).
+      smooth_dr: added to the denominator, ``>= 0`` (MONAI ``smooth_dr``).
       batch_dice: pool the sums (and the weights) over the batch; the value
         is broadcast to ``[B]``.
       class_weights: ``[C]`` (or ``[C - 1]`` without background) non-negative
         factors on the volume weights.
+      channel_axis: the class axis of ``predictions`` (and of one-hot
+        ``targets``): ``-1`` channels last (default), ``1`` channels first
+        (MONAI/PyTorch ``[B, C, *spatial]``, no transpose needed).
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave every sum (as if masked by ``where``); ``None`` ignores nothing.
+      smooth: older single smoothing term; when given it sets both
+        ``smooth_nr`` and ``smooth_dr``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
       weights: float per-example weights broadcastable to ``[B]``.
       where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
@@ -552,7 +662,8 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
 
     Raises:
       ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
-        ``smooth < 0``, an unknown ``weight_type``, ``activation`` or
+        a negative smoothing term, a bad ``channel_axis`` or ``ignore_index``, an unknown
+        ``weight_type``, ``activation`` or
         ``reduction``.
       TypeError: non-float ``predictions``, non-boolean ``where``.
 
@@ -572,11 +683,12 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
     """
     fn = "generalized_dice_loss"
     _checks.choice(fn, "weight_type", weight_type, _WEIGHT_TYPES)
-    batch_dice = _common_checks(fn, smooth, batch_dice)
+    smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, smooth, batch_dice)
     prep = _prepare(fn, predictions, targets, where, activation=activation,
-                    include_background=include_background, class_weights=class_weights)
+                    include_background=include_background, class_weights=class_weights,
+                    channel_axis=channel_axis, ignore_index=ignore_index)
     p, g = prep.probs, prep.onehot
-    smooth = jnp.asarray(smooth, p.dtype)
+    nr, dr = jnp.asarray(smooth_nr, p.dtype), jnp.asarray(smooth_dr, p.dtype)
     intersection = _pool(p * g, batch_dice)        # [G, K]
     ground = _pool(g, batch_dice)
     denominator = ground + _pool(p, batch_dice)
@@ -591,10 +703,637 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
         volume_weights = jnp.where(present, raw, jnp.broadcast_to(largest, raw.shape))
     if prep.class_weights is not None:
         volume_weights = volume_weights * prep.class_weights[None, :]
-    numerator = 2.0 * jnp.sum(intersection * volume_weights, axis=-1) + smooth
-    total = jnp.sum(denominator * volume_weights, axis=-1) + smooth
+    numerator = 2.0 * jnp.sum(intersection * volume_weights, axis=-1) + nr
+    total = jnp.sum(denominator * volume_weights, axis=-1) + dr
     values = jnp.broadcast_to(1.0 - _ratio(numerator, total), (prep.batch,))
     return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
+
+
+# ------------------------------------------------------- compound (MONAI)
+def _dice_values(prep: _Prepared, *, squared: bool, jaccard: bool, smooth_nr: Any, smooth_dr: Any,
+                 batch_dice: bool) -> Array:
+    """MONAI ``DiceLoss`` per example ``[B]`` (``jaccard=True``: its soft-IoU form)."""
+    p, g = prep.probs, prep.onehot
+    nr, dr = jnp.asarray(smooth_nr, p.dtype), jnp.asarray(smooth_dr, p.dtype)
+    intersection = _pool(p * g, batch_dice)
+    if squared:
+        total = _pool(g * g, batch_dice) + _pool(p * p, batch_dice)
+    else:
+        total = _pool(g, batch_dice) + _pool(p, batch_dice)
+    denominator = 2.0 * (total - intersection) if jaccard else total
+    per_class = 1.0 - _ratio(2.0 * intersection + nr, denominator + dr)
+    return _class_mean(per_class, prep.class_weights, prep.batch)
+
+
+def _pixel_mean(per_pixel: Array, normaliser: Array, prep: _Prepared, batch_dice: bool) -> Array:
+    """``sum(per_pixel) / sum(normaliser)`` over an example's kept pixels (or the pooled batch): ``[B]``."""
+    if prep.pixel is not None:
+        per_pixel = per_pixel * prep.pixel[..., 0]
+        normaliser = normaliser * prep.pixel[..., 0]
+    total = jnp.sum(per_pixel, axis=1)
+    count = jnp.sum(normaliser, axis=1)
+    if batch_dice:
+        total, count = jnp.sum(total, keepdims=True), jnp.sum(count, keepdims=True)
+    return jnp.broadcast_to(_numerics.safe_div(total, count), (prep.batch,))
+
+
+def _full_class_weights(fn: str, class_weights: Any, num_classes: int, dtype: Any) -> Array | None:
+    """``[C]`` class weights indexed by class id (the cross-entropy layout, background included)."""
+    if class_weights is None:
+        return None
+    cw = _checks.floating(fn, "class_weights", class_weights)
+    if cw.shape != (num_classes,):
+        _checks._fail(ValueError, _checks.message(
+            fn, "class_weights", f"must have shape [{num_classes}] (every class, as the cross-entropy "
+            "weight; the Dice part drops the background itself)", cw.shape))
+    return cw.astype(dtype)
+
+
+@_registry.builtin(tags=("segmentation",))
+def dice_ce_loss(predictions: Any, targets: Any, *, lambda_dice: Any = 1.0, lambda_ce: Any = 1.0,
+                 activation: str | None = "softmax", include_background: bool = True, squared: bool = False,
+                 jaccard: bool = False, smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
+                 class_weights: Any = None, label_smoothing: Any = 0.0, channel_axis: int = -1,
+                 ignore_index: int | None = None, reduction: str = "mean", weights: Any = None,
+                 where: Any = None) -> Array:
+    r"""Dice loss plus cross-entropy (MONAI ``DiceCELoss``).
+
+    Per example, with :math:`D` the :func:`dice_loss` value (or the Jaccard
+    form with ``jaccard=True``) and :math:`CE` the pixel-averaged cross-entropy
+    of the logits:
+
+    .. math::
+
+        \ell = \lambda_{dice} D + \lambda_{ce} CE, \qquad
+        CE = \frac{\sum_i \sum_c -w_c \tilde y_{ic} \log \mathrm{softmax}(x_i)_c}{\sum_i n_i},
+        \qquad \tilde y = (1 - \epsilon) y + \epsilon / C
+
+    with :math:`w_c` the class weights (1 when ``None``), :math:`\epsilon` =
+    ``label_smoothing`` and :math:`n_i = w_{y_i}` for integer targets (torch's
+    weighted mean) or 1 for one-hot/soft targets (torch divides by the number
+    of pixels). With one channel (``C = 1``) the CE part is
+    ``BCEWithLogitsLoss(pos_weight=class_weights)``. As in MONAI the CE part
+    always reads ``predictions`` as logits; ``activation`` applies to the Dice
+    part only, and the CE part uses every class whatever
+    ``include_background``.
+
+    Equals ``monai.losses.DiceCELoss`` (channels moved, same options) for
+    ``reduction="mean"``. One difference by design: MONAI normalises the
+    class-weighted CE over the whole batch, jaxloss per example (so an
+    example's value does not depend on the others); with ``class_weights`` or
+    a pixel mask the two agree for a batch of one, or always with
+    ``batch_dice=True``, where both parts pool the batch as MONAI
+    ``batch=True`` does.
+
+    Args:
+      predictions: ``[B, *spatial, C]`` float logits (``channel_axis`` moves
+        the class axis).
+      targets: ``[B, *spatial, C]`` one-hot or soft targets, or
+        ``[B, *spatial]`` integer class indices.
+      lambda_dice: weight of the Dice part, ``>= 0``.
+      lambda_ce: weight of the cross-entropy part, ``>= 0``.
+      activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for the Dice part.
+      include_background: keep class 0 in the Dice part.
+      squared: MONAI ``squared_pred`` for the Dice part.
+      jaccard: use the Jaccard (soft IoU) form of the Dice part.
+      smooth_nr: added to the Dice numerator, ``>= 0``.
+      smooth_dr: added to the Dice denominator, ``>= 0``.
+      batch_dice: pool both parts over the batch (MONAI ``batch=True``); the
+        value is broadcast to ``[B]``.
+      class_weights: ``[C]`` non-negative weights by class id: the CE
+        ``weight`` (``pos_weight`` with one channel) and the Dice class
+        weights (without class 0 when ``include_background=False``, as MONAI).
+      label_smoothing: in ``[0, 1]``, torch semantics, softmax CE only.
+      channel_axis: the class axis: ``-1`` channels last, ``1`` channels first.
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave both parts (torch ``ignore_index``).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-example weights broadcastable to ``[B]``.
+      where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
+
+    Returns:
+      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
+        negative ``lambda_dice``, ``lambda_ce`` or smoothing term,
+        ``label_smoothing`` outside ``[0, 1]``, a bad ``channel_axis`` or
+        ``ignore_index``, an unknown ``activation`` or ``reduction``.
+      TypeError: non-float ``predictions``, non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])  # [1, 3, 2]
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> round(float(jaxloss.segmentation.dice_ce_loss(logits, labels)), 4)  # MONAI DiceCELoss: 1.16725
+      1.1673
+
+    References:
+      Isensee et al., "nnU-Net: a self-configuring method for deep
+      learning-based biomedical image segmentation", Nature Methods 2021,
+      https://doi.org/10.1038/s41592-020-01008-z; MONAI ``DiceCELoss``,
+      https://docs.monai.io/en/stable/losses.html#diceceloss
+    """
+    fn = "dice_ce_loss"
+    _checks.in_range(fn, "lambda_dice", lambda_dice, low=0.0)
+    _checks.in_range(fn, "lambda_ce", lambda_ce, low=0.0)
+    _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
+    squared = _flag(fn, "squared", squared)
+    jaccard = _flag(fn, "jaccard", jaccard)
+    smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, None, batch_dice)
+    prep = _prepare(fn, predictions, targets, where, activation=activation, include_background=include_background,
+                    class_weights=None, channel_axis=channel_axis, ignore_index=ignore_index)
+    x, y = prep.logits, prep.onehot_all
+    dtype, num_classes = x.dtype, x.shape[-1]
+    cw = _full_class_weights(fn, class_weights, num_classes, dtype)
+    if cw is not None and num_classes > 1:   # the Dice part: weight[1:] without background; none for one channel
+        prep = prep._replace(class_weights=cw if include_background else cw[1:])
+    dice = _dice_values(prep, squared=squared, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                        batch_dice=batch_dice)
+    if num_classes == 1:
+        # BCEWithLogits(pos_weight): -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x));
+        # log_sigmoid(-x) is log(1 - sigmoid(x)) without the cancellation.
+        pos_weight = jnp.ones((), dtype) if cw is None else cw[0]
+        per_pixel = -(pos_weight * y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))[..., 0]
+        normaliser = jnp.ones_like(per_pixel)
+    else:
+        eps = jnp.asarray(label_smoothing, dtype)
+        smoothed = (1.0 - eps) * y + eps / num_classes
+        w = (jnp.ones((num_classes,), dtype) if cw is None else cw).reshape(1, 1, num_classes)
+        per_pixel = -jnp.sum(w * smoothed * jax.nn.log_softmax(x, axis=-1), axis=-1)
+        normaliser = jnp.sum(w * y, axis=-1) if prep.integer_targets else jnp.ones_like(per_pixel)
+    ce = _pixel_mean(per_pixel, normaliser, prep, batch_dice)
+    values = jnp.asarray(lambda_dice, dtype) * dice + jnp.asarray(lambda_ce, dtype) * ce
+    return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
+
+
+@_registry.builtin(tags=("segmentation",))
+def dice_focal_loss(predictions: Any, targets: Any, *, lambda_dice: Any = 1.0, lambda_focal: Any = 1.0,
+                    gamma: Any = 2.0, alpha: Any = None, activation: str | None = "softmax",
+                    include_background: bool = True, squared: bool = False, jaccard: bool = False,
+                    smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
+                    class_weights: Any = None, channel_axis: int = -1, ignore_index: int | None = None,
+                    reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Dice loss plus sigmoid focal loss (MONAI ``DiceFocalLoss``).
+
+    Per example, with :math:`D` the :func:`dice_loss` value and :math:`F` the
+    sigmoid focal loss of the logits averaged over the kept classes and
+    pixels:
+
+    .. math::
+
+        \ell = \lambda_{dice} D + \lambda_{focal} F, \qquad
+        F = \frac{1}{K N} \sum_{i, c} w_c\, a_{ic}\, \sigma(-x_{ic} (2 y_{ic} - 1))^{\gamma}
+            \big(-y_{ic} \log \sigma(x_{ic}) - (1 - y_{ic}) \log \sigma(-x_{ic})\big)
+
+    with :math:`a_{ic} = \alpha y_{ic} + (1 - \alpha)(1 - y_{ic})` (1 when
+    ``alpha=None``), :math:`w_c` the class weights, :math:`K` the kept classes
+    and :math:`N` the (kept) pixels. As MONAI: the focal part is always the
+    sigmoid focal loss of the logits on the one-hot targets, ``activation``
+    applies to the Dice part only, ``include_background`` and
+    ``class_weights`` apply to both. Equals ``monai.losses.DiceFocalLoss``
+    (channels moved, same options) for ``reduction="mean"``.
+
+    Args:
+      predictions: ``[B, *spatial, C]`` float logits.
+      targets: ``[B, *spatial, C]`` one-hot or soft targets, or
+        ``[B, *spatial]`` integer class indices.
+      lambda_dice: weight of the Dice part, ``>= 0``.
+      lambda_focal: weight of the focal part, ``>= 0``.
+      gamma: focal exponent, ``>= 0``.
+      alpha: ``None`` or a balance factor in ``[0, 1]`` for the positives.
+      activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for the Dice part.
+      include_background: keep class 0 in both parts.
+      squared: MONAI ``squared_pred`` for the Dice part.
+      jaccard: use the Jaccard (soft IoU) form of the Dice part.
+      smooth_nr: added to the Dice numerator, ``>= 0``.
+      smooth_dr: added to the Dice denominator, ``>= 0``.
+      batch_dice: pool both parts over the batch (MONAI ``batch=True``).
+      class_weights: ``[C]`` (or ``[C - 1]`` without background, MONAI's
+        layout) non-negative weights for both parts.
+      channel_axis: the class axis: ``-1`` channels last, ``1`` channels first.
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave both parts.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-example weights broadcastable to ``[B]``.
+      where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``.
+
+    Returns:
+      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: bad shapes of ``targets``, ``where`` or ``class_weights``,
+        negative ``lambda_dice``, ``lambda_focal``, ``gamma`` or smoothing
+        term, ``alpha`` outside ``[0, 1]``, a bad ``channel_axis`` or
+        ``ignore_index``, an unknown ``activation`` or ``reduction``.
+      TypeError: non-float ``predictions``, non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])  # [1, 3, 2]
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> round(float(jaxloss.segmentation.dice_focal_loss(logits, labels)), 4)  # MONAI DiceFocalLoss: 0.73591
+      0.7359
+
+    References:
+      Lin, Goyal, Girshick, He and Dollar, "Focal Loss for Dense Object
+      Detection", ICCV 2017, https://arxiv.org/abs/1708.02002; MONAI
+      ``DiceFocalLoss``, https://docs.monai.io/en/stable/losses.html#dicefocalloss
+    """
+    fn = "dice_focal_loss"
+    _checks.in_range(fn, "lambda_dice", lambda_dice, low=0.0)
+    _checks.in_range(fn, "lambda_focal", lambda_focal, low=0.0)
+    _checks.in_range(fn, "gamma", gamma, low=0.0)
+    _checks.in_range(fn, "alpha", alpha, low=0.0, high=1.0)
+    squared = _flag(fn, "squared", squared)
+    jaccard = _flag(fn, "jaccard", jaccard)
+    smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, None, batch_dice)
+    prep = _prepare(fn, predictions, targets, where, activation=activation, include_background=include_background,
+                    class_weights=class_weights, channel_axis=channel_axis, ignore_index=ignore_index)
+    dice = _dice_values(prep, squared=squared, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+                        batch_dice=batch_dice)
+    x, y = prep.logits, prep.onehot_all
+    if x.shape[-1] != prep.probs.shape[-1]:   # include_background=False: the focal part drops class 0 too
+        x, y = x[..., 1:], y[..., 1:]
+    dtype = x.dtype
+    # MONAI sigmoid_focal_loss: BCE-with-logits times sigmoid(-x (2y - 1))**gamma, the power taken in log space.
+    bce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
+    focal = jnp.exp(jnp.asarray(gamma, dtype) * jax.nn.log_sigmoid(-x * (2.0 * y - 1.0))) * bce
+    if alpha is not None:
+        a = jnp.asarray(alpha, dtype)
+        focal = (y * a + (1.0 - y) * (1.0 - a)) * focal
+    if prep.class_weights is not None:
+        focal = focal * prep.class_weights.reshape(1, 1, -1)
+    kept = x.shape[-1]
+    per_pixel = jnp.sum(focal, axis=-1)
+    focal_mean = _pixel_mean(per_pixel, jnp.full(per_pixel.shape, kept, dtype), prep, batch_dice)
+    values = jnp.asarray(lambda_dice, dtype) * dice + jnp.asarray(lambda_focal, dtype) * focal_mean
+    return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
+
+
+# ------------------------------------------------- topology and boundaries
+def _max3(x: Array, axis: int) -> Array:
+    """Max over a 3-wide window along ``axis``, stride 1, ``-inf`` padding (torch ``max_pool``, padding 1).
+
+    Shifted slices and ``jnp.maximum`` rather than ``reduce_window``, so
+    reverse-mode autodiff works under every transformation.
+    """
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 1)
+    padded = jnp.pad(x, pad, constant_values=-jnp.inf)
+    n = x.shape[axis]
+    left, centre, right = (jax.lax.slice_in_dim(padded, k, k + n, axis=axis) for k in range(3))
+    return jnp.maximum(jnp.maximum(left, centre), right)
+
+
+def _soft_erode(x: Array) -> Array:
+    """Soft erosion: the minimum of the 3-pixel min-pools along each spatial axis (Shit et al.)."""
+    spatial = x.ndim - 2
+    eroded = None
+    for axis in range(1, spatial + 1):
+        pooled = -_max3(-x, axis)
+        eroded = pooled if eroded is None else jnp.minimum(eroded, pooled)
+    return eroded
+
+
+def _soft_dilate(x: Array) -> Array:
+    """Soft dilation: a 3 x 3 (x 3 ...) max-pool, separable as one 3-wide max per axis."""
+    for axis in range(1, x.ndim - 1):
+        x = _max3(x, axis)
+    return x
+
+
+def _soft_skeleton(x: Array, iterations: int) -> Array:
+    """Soft skeleton by iterated soft opening (Shit et al. 2021, ``soft_skel``)."""
+    skeleton = jax.nn.relu(x - _soft_dilate(_soft_erode(x)))
+    for _ in range(iterations):
+        x = _soft_erode(x)
+        delta = jax.nn.relu(x - _soft_dilate(_soft_erode(x)))
+        skeleton = skeleton + jax.nn.relu(delta - skeleton * delta)
+    return skeleton
+
+
+@_registry.builtin(tags=("segmentation",))
+def soft_cldice_loss(predictions: Any, targets: Any, *, iterations: int = 3, smooth: Any = 1.0,
+                     activation: str | None = "softmax", include_background: bool = True, channel_axis: int = -1,
+                     ignore_index: int | None = None, reduction: str = "mean", weights: Any = None,
+                     where: Any = None) -> Array:
+    r"""Soft clDice loss for tubular and thin structures (Shit et al. 2021).
+
+    With soft skeletons :math:`S_P, S_G` of the probabilities :math:`P` and
+    targets :math:`G` (``iterations`` rounds of soft erosion and opening by
+    3-pixel min/max pooling), summed over an example's pixels and kept classes:
+
+    .. math::
+
+        T_{prec} = \frac{\sum S_P G + s}{\sum S_P + s}, \quad
+        T_{sens} = \frac{\sum S_G P + s}{\sum S_G + s}, \quad
+        \ell = 1 - \frac{2\, T_{prec} T_{sens}}{T_{prec} + T_{sens}}
+
+    Equals the authors' ``soft_cldice`` (``cldice_loss/pytorch/cldice.py``)
+    on one example. Usually combined with a Dice loss
+    (:func:`jaxloss.combine`), as the authors' ``soft_dice_cldice``.
+
+    Args:
+      predictions: ``[B, *spatial, C]`` float scores (logits unless
+        ``activation=None``), one or more spatial axes (2D and 3D in the paper).
+      targets: ``[B, *spatial, C]`` one-hot or soft targets, or
+        ``[B, *spatial]`` integer class indices.
+      iterations: skeletonisation rounds, a Python int ``>= 0`` (the
+        authors' ``iter_``; about the largest structure radius in pixels).
+      smooth: added to the numerators and denominators, ``>= 0``.
+      activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
+      include_background: keep class 0 (the authors' ``exclude_background``
+        negated).
+      channel_axis: the class axis: ``-1`` channels last, ``1`` channels first.
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        are set to 0 in both maps before skeletonisation.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-example weights broadcastable to ``[B]``.
+      where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``
+        (masked pixels are 0 in both maps).
+
+    Returns:
+      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: a negative or non-int ``iterations``, ``smooth < 0``, bad
+        shapes of ``targets`` or ``where``, a bad ``channel_axis`` or
+        ``ignore_index``, an unknown ``activation`` or ``reduction``.
+      TypeError: non-float ``predictions``, non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> line = jnp.zeros((1, 5, 5)).at[:, 2, :].set(1.0)[..., None]  # a horizontal line, one channel
+      >>> float(jaxloss.segmentation.soft_cldice_loss(line, line, activation=None))
+      0.0
+      >>> round(float(jaxloss.segmentation.soft_cldice_loss(line, jnp.swapaxes(line, 1, 2), activation=None)), 4)
+      0.6667
+
+    References:
+      Shit, Paetzold, Sekuboyina et al., "clDice -- a Novel Topology-Preserving
+      Loss Function for Tubular Structure Segmentation", CVPR 2021,
+      https://arxiv.org/abs/2003.07311; code https://github.com/jocpae/clDice
+    """
+    fn = "soft_cldice_loss"
+    _checks.integer_option(fn, "iterations", iterations, allow_none=False)
+    if iterations < 0:
+        _checks._fail(ValueError, _checks.message(fn, "iterations", "must be >= 0", iterations))
+    _checks.in_range(fn, "smooth", smooth, low=0.0)
+    prep = _prepare(fn, predictions, targets, where, activation=activation, include_background=include_background,
+                    class_weights=None, channel_axis=channel_axis, ignore_index=ignore_index)
+    shape = (prep.batch, *prep.spatial, prep.probs.shape[-1])
+    p, g = prep.probs.reshape(shape), prep.onehot.reshape(shape)
+    skel_p, skel_g = _soft_skeleton(p, int(iterations)), _soft_skeleton(g, int(iterations))
+    axes = tuple(range(1, p.ndim))
+    s = jnp.asarray(smooth, p.dtype)
+    precision = _numerics.safe_div(jnp.sum(skel_p * g, axis=axes) + s, jnp.sum(skel_p, axis=axes) + s, fill=1.0)
+    sensitivity = _numerics.safe_div(jnp.sum(skel_g * p, axis=axes) + s, jnp.sum(skel_g, axis=axes) + s, fill=1.0)
+    values = 1.0 - _numerics.safe_div(2.0 * precision * sensitivity, precision + sensitivity)
+    return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
+
+
+def _squared_distance_to(feature: Array) -> Array:
+    """Exact squared Euclidean distance to the nearest ``True`` of ``feature [G, *spatial]``.
+
+    Separable (one brute-force minimum per axis, as Felzenszwalb and
+    Huttenlocher's decomposition): ``d(p) = min_q |p - q|^2`` equals the
+    minimum over the last axis of the minimum over the other axes. ``inf``
+    where ``feature`` has no ``True``. Memory ``O(size x longest axis)``.
+    """
+    dist = jnp.where(feature, 0.0, jnp.inf).astype(jnp.float32)
+    for axis in range(1, feature.ndim):
+        n = feature.shape[axis]
+        moved = jnp.moveaxis(dist, axis, -1)
+        offsets = jnp.square(jnp.arange(n, dtype=jnp.float32)[:, None] - jnp.arange(n, dtype=jnp.float32)[None, :])
+        offsets = offsets.reshape((1,) * (moved.ndim - 1) + (n, n))
+        moved = jnp.min(moved[..., None, :] + offsets, axis=-1)
+        dist = jnp.moveaxis(moved, -1, axis)
+    return dist
+
+
+def _distance_field(mask: Array) -> Array:
+    """MONAI ``HausdorffDTLoss.distance_field`` on ``[B, *spatial, K]`` (no gradient).
+
+    Per example and class, foreground ``mask > 0.5``: each pixel's Euclidean
+    distance to the nearest pixel of the other side (``edt(fg) + edt(bg)``);
+    all zeros when the example's class is all foreground or all background.
+    """
+    fg = jnp.moveaxis(jax.lax.stop_gradient(mask) > 0.5, -1, 1)          # [B, K, *spatial]
+    shape = fg.shape
+    fg = fg.reshape((shape[0] * shape[1],) + shape[2:])
+    to_bg = _squared_distance_to(~fg)
+    to_fg = _squared_distance_to(fg)
+    flat = fg.reshape(fg.shape[0], math.prod(fg.shape[1:]))   # explicit sizes: a size-0 batch cannot infer -1
+    both = jnp.any(flat, axis=1) & ~jnp.all(flat, axis=1)
+    both = jnp.broadcast_to(both.reshape((-1,) + (1,) * (fg.ndim - 1)), fg.shape)
+    squared = jnp.where(fg, to_bg, to_fg)
+    field = jnp.where(both, jnp.sqrt(jnp.where(both, squared, 0.0)), 0.0)
+    return jnp.moveaxis(field.reshape(shape), 1, -1)
+
+
+@_registry.builtin(tags=("segmentation",))
+def hausdorff_dt_loss(predictions: Any, targets: Any, *, alpha: Any = 2.0, activation: str | None = None,
+                      include_background: bool = False, channel_axis: int = -1, ignore_index: int | None = None,
+                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""Hausdorff distance-transform loss (Karimi and Salcudean 2019; MONAI ``HausdorffDTLoss``).
+
+    With :math:`d_P, d_G` the distance fields of the thresholded prediction
+    (:math:`p > 0.5`) and target (each pixel's Euclidean distance to the
+    nearest pixel on the other side of the boundary; 0 for a class that is
+    all foreground or all background), per class :math:`c`:
+
+    .. math::
+
+        f_c = \frac{1}{N} \sum_i (p_{ic} - g_{ic})^2 \big(d_{P,ic}^{\alpha} + d_{G,ic}^{\alpha}\big),
+        \qquad \ell = \frac{1}{K} \sum_c f_c
+
+    The distance fields carry no gradient (MONAI computes them under
+    ``no_grad``). The exact Euclidean distance transform is computed in JAX
+    (separable minimum over each axis, memory ``O(N x longest side)`` per
+    class), so the loss is jittable, vmappable and needs no host callback.
+    Defaults are MONAI's: ``activation=None`` (probabilities in) and
+    ``include_background=False``, which one-channel inputs ignore as MONAI
+    does. Equals ``monai.losses.HausdorffDTLoss`` (channels moved) for
+    ``reduction="mean"``; MONAI's ``batch=True`` gives the same mean.
+
+    Args:
+      predictions: ``[B, *spatial, C]`` float probabilities (or logits with
+        ``activation``), one or more spatial axes.
+      targets: ``[B, *spatial, C]`` one-hot targets or ``[B, *spatial]``
+        integer class indices.
+      alpha: exponent of the distances, ``>= 0``.
+      activation: ``None``, ``"softmax"`` or ``"sigmoid"``.
+      include_background: keep class 0 (ignored with one channel).
+      channel_axis: the class axis: ``-1`` channels last, ``1`` channels first.
+      ignore_index: with integer ``targets``, pixels whose label equals it
+        leave the mean (and count as background in the distance fields).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-example weights broadcastable to ``[B]``.
+      where: boolean example mask ``[B]`` or pixel mask ``[B, *spatial]``
+        (masked pixels leave the mean and are background for the fields).
+
+    Returns:
+      ``[B]`` per-example values for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: negative ``alpha``, bad shapes of ``targets`` or
+        ``where``, a bad ``channel_axis`` or ``ignore_index``, an unknown
+        ``activation`` or ``reduction``.
+      TypeError: non-float ``predictions``, non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> target = jnp.zeros((1, 1, 5)).at[0, 0, 3:].set(1.0)[..., None]   # [1, 1, 5, 1]
+      >>> pred = jnp.zeros((1, 1, 5)).at[0, 0, 1:].set(1.0)[..., None]     # two pixels too many
+      >>> float(jaxloss.segmentation.hausdorff_dt_loss(pred, target))  # (1 + 2**2) + (2**2 + 1) over 5 pixels
+      2.0
+
+    References:
+      Karimi and Salcudean, "Reducing the Hausdorff Distance in Medical Image
+      Segmentation with Convolutional Neural Networks", IEEE TMI 2019,
+      https://arxiv.org/abs/1904.10030; MONAI ``HausdorffDTLoss``,
+      https://docs.monai.io/en/stable/losses.html#hausdorffdtloss
+    """
+    fn = "hausdorff_dt_loss"
+    _checks.in_range(fn, "alpha", alpha, low=0.0)
+    include_background = _flag(fn, "include_background", include_background)
+    shape = jnp.shape(predictions)
+    if (len(shape) >= 2 and isinstance(channel_axis, int) and -len(shape) <= channel_axis < len(shape)
+            and shape[channel_axis] == 1):
+        include_background = True   # one channel: MONAI ignores include_background=False
+    prep = _prepare(fn, predictions, targets, where, activation=activation, include_background=include_background,
+                    class_weights=None, channel_axis=channel_axis, ignore_index=ignore_index)
+    kept = prep.probs.shape[-1]
+    full = (prep.batch, *prep.spatial, kept)
+    p, g = prep.probs, prep.onehot
+    dtype = p.dtype
+    field_p = _distance_field(p.reshape(full)).reshape(p.shape).astype(dtype)
+    field_g = _distance_field(g.reshape(full)).reshape(g.shape).astype(dtype)
+    a = jnp.asarray(alpha, dtype)
+    distance = _numerics.safe_pow(field_p, a) + _numerics.safe_pow(field_g, a)
+    per_pixel = jnp.sum(jnp.square(p - g) * distance, axis=-1)
+    values = _pixel_mean(per_pixel, jnp.full(per_pixel.shape, kept, dtype), prep, False)
+    return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
+
+
+# ---------------------------------------------------------------- images
+@_registry.builtin(tags=("segmentation",))
+def ssim_loss(predictions: Any, targets: Any, *, max_value: Any = 1.0, filter_size: int = 11,
+              filter_sigma: Any = 1.5, k1: Any = 0.01, k2: Any = 0.03, channel_axis: int = -1,
+              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+    r"""One minus the structural similarity (SSIM) of each image (Wang et al. 2004).
+
+    With Gaussian-weighted local means :math:`\mu`, variances :math:`\sigma^2`
+    and covariance :math:`\sigma_{xy}` (population statistics, window
+    ``filter_size`` with standard deviation ``filter_sigma``), at every pixel
+    whose window lies inside the image, for each channel:
+
+    .. math::
+
+        \mathrm{SSIM} = \frac{(2 \mu_x \mu_y + C_1)(2 \sigma_{xy} + C_2)}
+                             {(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)},
+        \qquad \ell = 1 - \operatorname{mean}_{\text{pixels, channels}} \mathrm{SSIM}
+
+    with :math:`C_1 = (k_1 L)^2`, :math:`C_2 = (k_2 L)^2`, :math:`L` =
+    ``max_value`` (the data range). Equals ``dm_pix.ssim`` and scikit-image's
+    ``structural_similarity(gaussian_weights=True, sigma=filter_sigma,
+    use_sample_covariance=False, data_range=max_value, channel_axis=-1)``
+    (whose border crop is exactly the "valid" region here). Identical
+    constant images give 0 with finite gradients.
+
+    Args:
+      predictions: ``[B, *spatial, C]`` float images (2D: ``[B, H, W, C]``;
+        one or more spatial axes, each at least ``filter_size`` long).
+      targets: float images of the same shape.
+      max_value: the data range :math:`L`, ``> 0``.
+      filter_size: odd Python int, the Gaussian window size.
+      filter_sigma: the window's standard deviation, ``> 0``.
+      k1: ``> 0``, the luminance constant.
+      k2: ``> 0``, the contrast constant.
+      channel_axis: the channel axis: ``-1`` channels last, ``1`` channels first.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float per-image weights broadcastable to ``[B]``.
+      where: boolean per-image mask broadcastable to ``[B]``.
+
+    Returns:
+      ``[B]`` per-image values ``1 - SSIM`` for ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, rank < 3, a spatial side shorter than
+        ``filter_size``, an even or non-positive ``filter_size``, a
+        non-positive ``max_value``, ``filter_sigma``, ``k1`` or ``k2``, a bad
+        ``channel_axis``, ``where`` or ``weights`` shape, an unknown ``reduction``.
+      TypeError: non-float inputs, non-boolean ``where``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> image = jnp.linspace(0.0, 1.0, 3 * 16 * 16).reshape(1, 16, 16, 3)
+      >>> float(jaxloss.segmentation.ssim_loss(image, image))
+      0.0
+      >>> round(float(jaxloss.segmentation.ssim_loss(image, 1.0 - image)), 4)  # scikit-image: 1 - (-0.82616)
+      1.8262
+
+    References:
+      Wang, Bovik, Sheikh and Simoncelli, "Image Quality Assessment: From
+      Error Visibility to Structural Similarity", IEEE TIP 2004,
+      https://doi.org/10.1109/TIP.2003.819861; scikit-image
+      ``structural_similarity``,
+      https://scikit-image.org/docs/stable/api/skimage.metrics.html#skimage.metrics.structural_similarity
+    """
+    fn = "ssim_loss"
+    x = _checks.floating(fn, "predictions", predictions)
+    y = _checks.floating(fn, "targets", targets)
+    _checks.same_shape(fn, ("predictions", x), ("targets", y))
+    _checks.rank_at_least(fn, "predictions", x, 3, "[B, *spatial, C]")
+    _checks.integer_option(fn, "filter_size", filter_size, allow_none=False)
+    if filter_size < 1 or filter_size % 2 == 0:
+        _checks._fail(ValueError, _checks.message(fn, "filter_size", "must be an odd int >= 1", filter_size))
+    for name, value in (("max_value", max_value), ("filter_sigma", filter_sigma), ("k1", k1), ("k2", k2)):
+        _checks.in_range(fn, name, value, low=0.0, low_open=True)
+    axis = _channel_axis(fn, channel_axis, x.ndim)
+    if axis != x.ndim - 1:
+        x, y = jnp.moveaxis(x, axis, -1), jnp.moveaxis(y, axis, -1)
+    batch, spatial = x.shape[0], x.shape[1:-1]
+    if min(spatial) < filter_size:
+        _checks._fail(ValueError, _checks.message(
+            fn, "predictions", f"must have every spatial side >= filter_size={filter_size}",
+            f"spatial shape {tuple(spatial)}"))
+    dtype = _numerics.compute_dtype(x, y)
+    example = None
+    if where is not None:
+        example = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), (batch,),
+                                        "the per-image shape [B]")
+        image_mask = example.reshape((batch,) + (1,) * (x.ndim - 1))
+        x, y = _numerics.mask_inputs(image_mask, x.astype(dtype)), _numerics.mask_inputs(image_mask, y.astype(dtype))
+    x, y = x.astype(dtype), y.astype(dtype)
+    radius = filter_size // 2
+    offsets = jnp.arange(-radius, radius + 1, dtype=dtype)
+    kernel = jnp.exp(-0.5 * jnp.square(offsets / jnp.asarray(filter_sigma, dtype)))
+    kernel = kernel / jnp.sum(kernel)
+
+    def blur(z: Array) -> Array:
+        # Separable Gaussian, "valid" region only: what scikit-image keeps after cropping its border.
+        for a in range(1, z.ndim - 1):
+            n = z.shape[a] - filter_size + 1
+            z = sum(kernel[k] * jax.lax.slice_in_dim(z, k, k + n, axis=a) for k in range(filter_size))
+        return z
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    c1 = jnp.square(jnp.asarray(k1, dtype) * jnp.asarray(max_value, dtype))
+    c2 = jnp.square(jnp.asarray(k2, dtype) * jnp.asarray(max_value, dtype))
+    numerator = (2.0 * mu_x * mu_y + c1) * (2.0 * cov + c2)
+    ssim_map = numerator / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    values = 1.0 - jnp.mean(ssim_map.reshape(batch, math.prod(ssim_map.shape[1:])), axis=1)
+    return reduce_values(values, reduction=reduction, weights=weights, where=example, fn=fn)
 
 
 # ------------------------------------------------------------------- Lovasz
@@ -794,11 +1533,16 @@ def lovasz_softmax_loss(logits: Any, labels: Any, *, per_image: bool = True, cla
 
 
 __all__ = [
+    "dice_ce_loss",
+    "dice_focal_loss",
     "dice_loss",
     "focal_tversky_loss",
     "generalized_dice_loss",
+    "hausdorff_dt_loss",
     "jaccard_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "soft_cldice_loss",
+    "ssim_loss",
     "tversky_loss",
 ]

@@ -48,3 +48,23 @@ SPECS = {
     "lovasz_hinge_loss": Spec(_binary),
     "lovasz_softmax_loss": Spec(_with_int),
 }
+
+
+def _thin(rng):
+    # Probabilities away from 0.5 so the thresholded distance fields do not flip under finite differences.
+    probs = rng.dirichlet(np.ones(_C), (_B, _H, _W))
+    return np.where(np.abs(probs - 0.5) < 0.05, probs + 0.1, probs), _int_labels(rng)
+
+
+def _images(rng):
+    images = rng.uniform(0.0, 1.0, (_B, 6, 7, 2))
+    return images, np.clip(images + rng.normal(0.0, 0.2, images.shape), 0.0, 1.0)
+
+
+SPECS.update({
+    "dice_ce_loss": Spec(_with_int, kwargs={"lambda_dice": 0.7, "label_smoothing": 0.1}),
+    "dice_focal_loss": Spec(_with_soft, kwargs={"gamma": 1.5, "alpha": 0.3}),
+    "soft_cldice_loss": Spec(_with_int, kwargs={"iterations": 2}),
+    "hausdorff_dt_loss": Spec(_thin),
+    "ssim_loss": Spec(_images, kwargs={"filter_size": 3}),
+})
