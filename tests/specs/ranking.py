@@ -33,6 +33,11 @@ def _lists(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return scores, labels
 
 
+def _soft_labels(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    # Labels inside (0, 1): pointwise_sigmoid_loss clips labels to [0, 1], kinks at the ends.
+    return rng.normal(size=(BATCH, LIST_SIZE)), rng.uniform(0.05, 0.95, size=(BATCH, LIST_SIZE))
+
+
 _PAIR_MEAN = ("'mean' averages over the valid pairs (y_i > y_j, both items valid), as rax's reduce_fn=jnp.mean, "
               "not over all list_size**2 positions of the unreduced array, whose invalid pairs are 0; "
               "tests/test_ranking.py checks the sum, the weighted values and this mean instead")
@@ -48,4 +53,16 @@ SPECS = {
     "pairwise_hinge_loss": Spec(_lists, skip={"reduction": _PAIR_MEAN}),
     "pairwise_logistic_loss": Spec(_lists, skip={"reduction": _PAIR_MEAN}),
     "approx_ndcg_loss": Spec(_lists, kwargs={"temperature": 0.8}),
+    "poly1_softmax_loss": Spec(_lists, kwargs={"epsilon": 0.5}),
+    "unique_softmax_loss": Spec(_lists),
+    "pointwise_sigmoid_loss": Spec(_soft_labels),
+    "pointwise_mse_loss": Spec(_lists),
+    # Every pair of valid items counts (i = j included), so with every item valid
+    # the "mean" is the plain mean of the list_size**2 positions.
+    "pairwise_mse_loss": Spec(_lists, kwargs={"lambdaweight": "labeldiff"}),
+    # Scores k * 0.37 + noise against integer label gaps keep s_i - s_j at least
+    # 0.09 from the kink at y_i - y_j; ranks (dcg weights) never change under
+    # finite differences since scores are 0.35 apart.
+    "pairwise_qr_loss": Spec(_lists, kwargs={"tau": 0.3}, skip={"reduction": _PAIR_MEAN}),
+    "pairwise_soft_zero_one_loss": Spec(_lists, kwargs={"lambdaweight": "dcg"}, skip={"reduction": _PAIR_MEAN}),
 }
