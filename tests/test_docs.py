@@ -105,6 +105,10 @@ def test_docstring_rst_is_rewritten_for_mkdocstrings():
     assert "| name | value |" in out and "| a | 1 |" in out
     assert "  rtol: tolerances.\n  atol: tolerances." in out
     assert "Examples:" in out and "Example:\n" not in out
+    # A docstring completed at import time ("{args}" filled in by the module) is read from the object.
+    assert module._TEMPLATE_FIELD.search("Args:\n  x: a.\n  {segments}\n")
+    runtime = module._runtime_docstring("jaxloss.regression.huber_loss")
+    assert runtime and runtime.startswith("Huber")
 
 
 # ---------------------------------------------------------------------------

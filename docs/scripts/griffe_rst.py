@@ -197,4 +197,30 @@ class RstToMarkdown(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
+            if _TEMPLATE_FIELD.search(obj.docstring.value):
+                obj.docstring.value = _runtime_docstring(obj.path) or obj.docstring.value
             obj.docstring.value = rst_to_markdown(obj.docstring.value, self._targets)
+
+
+# A docstring completed at import time (``fn.__doc__ = fn.__doc__.replace("{args}", ...)``, shared
+# argument text of a family): griffe reads the source, so such a docstring is taken from the object.
+_TEMPLATE_FIELD = re.compile(r"^\s*\{[a-z_]+\}\s*$", re.MULTILINE)
+
+
+def _runtime_docstring(path: str) -> str | None:
+    import importlib
+    import inspect
+
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return inspect.getdoc(obj)
+    return None
