@@ -105,13 +105,16 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loss", default="dpo", choices=tuple(DEFAULT_BETA))
     parser.add_argument("--beta", type=float, default=None, help="beta of the loss (default: TRL's for that loss)")
+    parser.add_argument("--nll-weight", type=float, default=0.0,
+                        help="weight of the chosen sentences' NLL added to the loss (TRL's rpo_alpha; ORPO has its own)")
     parser.add_argument("--context", type=int, default=LENGTH)
-    parser.add_argument("--sft-steps", type=int, default=1500)
-    parser.add_argument("--steps", type=int, default=300, help="preference-tuning steps")
+    parser.add_argument("--sft-steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=200, help="preference-tuning steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sft-learning-rate", type=float, default=2e-3)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--samples", type=int, default=1000, help="sentences sampled to count agreement")
+    parser.add_argument("--eval-every", type=int, default=20, help="preference steps between sampling checks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything, for CI")
     parser.add_argument("--output", default="outputs/dpo_bytes.png")
@@ -119,7 +122,7 @@ def parse_args(argv=None):
     if args.beta is None:
         args.beta = DEFAULT_BETA[args.loss]
     if args.smoke:
-        args.sft_steps, args.steps, args.samples = 30, 10, 100
+        args.sft_steps, args.steps, args.samples, args.eval_every = 30, 10, 100, 5
     return args
 
 
@@ -215,16 +218,29 @@ def main(argv=None) -> dict:
     averaged = args.loss in ("ipo", "simpo", "orpo")  # these methods use length-averaged log-probabilities
     reference_free = args.loss in ("simpo", "orpo")
 
-    def objective(p, c, cm, r, rm):
+    # The reference is frozen and the pairs are fixed: its log-probabilities are computed once.
+    reference_logps = jax.jit(lambda c, cm, r, rm: (log_probs(reference, c, cm, averaged),
+                                                    log_probs(reference, r, rm, averaged)))
+    train_data = tuple(jnp.asarray(a) for a in (chosen, chosen_mask, rejected, rejected_mask))
+    held_out_data = tuple(jnp.asarray(a) for a in (eval_chosen, eval_chosen_mask, eval_rejected, eval_rejected_mask))
+    train_reference = reference_logps(*train_data)
+    held_out_reference = reference_logps(*held_out_data)
+
+    def objective(p, c, cm, r, rm, rc, rr):
         pc, pr = log_probs(p, c, cm, averaged), log_probs(p, r, rm, averaged)
-        rc, rr = log_probs(reference, c, cm, averaged), log_probs(reference, r, rm, averaged)
+        if args.nll_weight and args.loss != "orpo":
+            nll = -jnp.sum(log_probs(p, c, cm)) / jnp.sum(cm)  # per byte, as the SFT loss
+            return args.nll_weight * nll + preference_loss(pc, pr, rc, rr)
+        return preference_loss(pc, pr, rc, rr)
+
+    def preference_loss(pc, pr, rc, rr):
         if args.loss == "dpo":
             return preference.dpo_loss(pc, pr, rc, rr, beta=args.beta)
         if args.loss == "ipo":
             return preference.dpo_loss(pc, pr, rc, rr, beta=args.beta, loss_type="ipo")
         if args.loss == "simpo":
             return preference.simpo_loss(pc, pr, beta=args.beta)
-        if args.loss == "orpo":
+        if args.loss == "orpo":  # ORPO's NLL of the chosen sentence, from the averaged log-probabilities
             return -jnp.mean(pc) + preference.orpo_loss(pc, pr, beta=args.beta)
         # KTO: unpaired; chosen sentences are desirable, rejected ones undesirable.
         policy, ref = jnp.concatenate([pc, pr]), jnp.concatenate([rc, rr])
@@ -232,42 +248,46 @@ def main(argv=None) -> dict:
         kl = jax.lax.stop_gradient(jnp.maximum(jnp.mean(policy - ref), 0.0))  # the batch KL estimate
         return preference.kto_loss(policy, ref, desirable, beta=args.beta, kl=kl)
 
-    def reward_accuracy(p, c, cm, r, rm):
+    @jax.jit
+    def reward_accuracy(p, c, cm, r, rm, rc, rr):
         """Fraction of pairs whose chosen sentence has the larger implicit reward (ties count half)."""
         pc, pr = log_probs(p, c, cm, averaged), log_probs(p, r, rm, averaged)
         if not reference_free:
-            pc, pr = pc - log_probs(reference, c, cm, averaged), pr - log_probs(reference, r, rm, averaged)
+            pc, pr = pc - rc, pr - rr  # beta > 0 does not change the comparison
         return jnp.mean(jnp.where(pc > pr, 1.0, jnp.where(pc == pr, 0.5, 0.0)))
 
     optimizer = optax.adam(args.learning_rate)
     opt_state = optimizer.init(params)
 
     @jax.jit
-    def step(p, state, c, cm, r, rm):
-        loss, grads = jax.value_and_grad(objective)(p, c, cm, r, rm)
+    def step(p, state, idx):
+        batch = tuple(a[idx] for a in (*train_data, *train_reference))
+        loss, grads = jax.value_and_grad(objective)(p, *batch)
         updates, state = optimizer.update(grads, state, p)
         return optax.apply_updates(p, updates), state, loss
 
-    held_out_args = tuple(jnp.asarray(a) for a in (eval_chosen, eval_chosen_mask, eval_rejected, eval_rejected_mask))
-    accuracy = jax.jit(reward_accuracy)
-    accuracy_before = float(accuracy(params, *held_out_args))
-    history = {"step": [], "loss": [], "accuracy": []}
+    def held_out_accuracy(p):
+        return float(reward_accuracy(p, *held_out_data, *held_out_reference))
+
+    accuracy_before = held_out_accuracy(params)
+    history = {"step": [0], "loss": [float("nan")], "accuracy": [accuracy_before], "grammatical": [before[0]],
+               "obey": [before[1]]}
     batch = min(args.batch_size, len(chosen))
     bar = tqdm(range(1, args.steps + 1), desc=args.loss, mininterval=0.5)
     for i in bar:
-        idx = rng.permutation(len(chosen))[:batch]
-        params, opt_state, loss = step(params, opt_state, *(jnp.asarray(a[idx]) for a in
-                                                           (chosen, chosen_mask, rejected, rejected_mask)))
-        if i % 10 == 0 or i == args.steps:
-            history["step"].append(i)
-            history["loss"].append(float(loss))
-            history["accuracy"].append(float(accuracy(params, *held_out_args)))
-            bar.set_postfix(loss=f"{float(loss):.4f}", held_out_accuracy=f"{history['accuracy'][-1]:.3f}")
+        params, opt_state, loss = step(params, opt_state, jnp.asarray(rng.permutation(len(chosen))[:batch]))
+        if i % args.eval_every == 0 or i == args.steps:
+            key, sub = jax.random.split(key)
+            grammatical, obey = rule_stats(sampler(params, sub))
+            for name, value in zip(history, (i, float(loss), held_out_accuracy(params), grammatical, obey)):
+                history[name].append(value)
+            bar.set_postfix(loss=f"{float(loss):.4f}", reward_accuracy=f"{history['accuracy'][-1]:.3f}",
+                            obey=f"{obey:.3f}", grammatical=f"{grammatical:.3f}")
 
     key, sub = jax.random.split(key)
     after_texts = sampler(params, sub)
     after = rule_stats(after_texts)
-    accuracy_after = float(accuracy(params, *held_out_args))
+    accuracy_after = held_out_accuracy(params)
     print(f"\n{'':28s} {'grammatical':>12s} {'obey agreement':>15s}")
     print(f"{'before (SFT reference)':28s} {before[0]:12.1%} {before[1]:15.1%}")
     print(f"{'after ' + args.loss:28s} {after[0]:12.1%} {after[1]:15.1%}")
@@ -285,13 +305,14 @@ def main(argv=None) -> dict:
     ax_bar.set_xticks(np.arange(2), labels)
     ax_bar.set(ylim=(0, 1.1), ylabel=f"fraction of {args.samples} samples", title="sampled sentences")
     ax_bar.legend(loc="lower right")
-    ax_curve.plot(history["step"], history["loss"], color="tab:blue")
-    ax_curve.set(xlabel="preference step", title=f"{args.loss} (beta {args.beta})")
-    ax_curve.set_ylabel("training loss", color="tab:blue")
-    ax_acc = ax_curve.twinx()
-    ax_acc.plot(history["step"], history["accuracy"], color="tab:orange")
-    ax_acc.set_ylim(0, 1.05)
-    ax_acc.set_ylabel("held-out implicit reward accuracy", color="tab:orange")
+    for name, label in (("obey", "samples obeying agreement"), ("grammatical", "samples grammatical"),
+                        ("accuracy", "held-out implicit reward accuracy")):
+        ax_curve.plot(history["step"], history[name], marker=".", label=label)
+    ax_curve.set(xlabel="preference step", ylim=(0, 1.05), title=f"{args.loss} (beta {args.beta}, lr {args.learning_rate})")
+    ax_loss = ax_curve.twinx()
+    ax_loss.plot(history["step"], history["loss"], color="0.5", ls="--", label="training loss")
+    ax_loss.set_ylabel("training loss (dashed)")
+    ax_curve.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(args.output, dpi=100)
     print(f"chart written to {args.output}")

@@ -79,7 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--expert-hidden", type=int, default=64)
     parser.add_argument("--balance-weight", type=float, default=0.01, help="weight of load_balancing_loss")
     parser.add_argument("--z-weight", type=float, default=1e-3, help="weight of router_z_loss in the balanced run")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)

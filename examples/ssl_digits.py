@@ -145,7 +145,8 @@ def make_objective(name: str, graphdef):
     return objective
 
 
-def probe(features_train, y_train, features_test, y_test, labels_per_class: int | None, seed: int) -> float:
+def probe(features_train, y_train, features_test, y_test, labels_per_class: int | None, seed: int,
+          max_iter: int = 2000) -> float:
     """Test accuracy of a logistic regression on standardised frozen features."""
     if labels_per_class is not None:
         rng = np.random.default_rng(seed)
@@ -154,7 +155,7 @@ def probe(features_train, y_train, features_test, y_test, labels_per_class: int 
     mean, std = features_train.mean(0), features_train.std(0) + 1e-6
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression(max_iter=2000).fit((features_train - mean) / std, y_train)
+        clf = LogisticRegression(max_iter=max_iter).fit((features_train - mean) / std, y_train)
     return float(clf.score((features_test - mean) / std, y_test))
 
 
@@ -211,8 +212,9 @@ def main(argv=None) -> dict:
             ("pre-trained encoder", features(kept, x_train), features(kept, x_test)),
             ("random encoder", features(initial, x_train), features(initial, x_test)),
             ("raw pixels", x_train, x_test)):
-        results[name] = {"all": probe(f_train, y_train, f_test, y_test, None, args.seed),
-                         "few": probe(f_train, y_train, f_test, y_test, args.few_labels, args.seed)}
+        max_iter = 100 if args.smoke else 2000
+        results[name] = {"all": probe(f_train, y_train, f_test, y_test, None, args.seed, max_iter),
+                         "few": probe(f_train, y_train, f_test, y_test, args.few_labels, args.seed, max_iter)}
     print(f"\nlinear probe test accuracy ({args.loss}, {args.steps} steps):")
     print(f"  {'':22s} {'all ' + str(len(y_train)) + ' labels':>16s} {str(args.few_labels) + ' labels per class':>20s}")
     for name, r in results.items():
