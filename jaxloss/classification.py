@@ -1521,9 +1521,11 @@ def multilabel_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean",
                                       "the per-example shape")
         # Masked rows: zero scores and an empty target list (value 0, every gradient 0).
         s = _numerics.mask_inputs(where[..., None], s)
-        labels = jnp.where(where[..., None], labels, -1)
+        labels = jnp.where(where[..., None], labels, jnp.asarray(-1, labels.dtype))
     s = s.astype(_numerics.compute_dtype(s))
-    listed = jnp.cumprod((labels != -1).astype(jnp.int32), axis=-1) > 0  # before the first -1
+    # Before the first -1 (an unsigned dtype has no -1: 255 in uint8 is an out-of-range class, not padding).
+    is_end = labels == -1 if jnp.issubdtype(labels.dtype, jnp.signedinteger) else jnp.zeros(labels.shape, bool)
+    listed = jnp.cumprod((~is_end).astype(jnp.int32), axis=-1) > 0
     in_range = (labels >= 0) & (labels < num_classes)
     target = listed & in_range
     safe = jnp.where(target, labels, 0)

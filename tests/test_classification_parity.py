@@ -1,0 +1,357 @@
+"""Reference tests for the classic-parity classification losses (issue 14, items 1-3).
+
+Every expected number comes from outside jaxloss:
+
+* optax (installed with the test extra): ``optax.losses.sparsemax_loss``,
+  ``multiclass_sparsemax_loss``, ``perceptron_loss``, ``multiclass_perceptron_loss``,
+  ``convex_kl_divergence`` and ``make_fenchel_young_loss``, values and ``jax.grad``
+  gradients, and NumPy transcriptions of their formulas in
+  ``optax/losses/_classification.py``, ``optax/losses/_fenchel_young.py`` and
+  ``optax/projections/_projections.py`` (``_projection_unit_simplex``);
+* Keras 3 on the JAX backend: ``keras.losses.CategoricalGeneralizedCrossEntropy`` on
+  ``softmax(logits)``, and a transcription of ``categorical_generalized_cross_entropy`` in
+  ``keras/src/losses/losses.py``;
+* PyTorch (``pytest.importorskip("torch")``): ``F.multilabel_margin_loss`` values and
+  autograd gradients, and a transcription of the loop in
+  ``aten/src/ATen/native/LossMultiLabelMargin.cpp`` (``multilabel_margin_loss_forward_out_frame``).
+
+Tolerances: 1e-5 relative, 1e-6 absolute in float32. Every random input is seeded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.special
+
+import jaxloss
+from jaxloss import classification as cl
+
+RTOL, ATOL = 1e-5, 1e-6
+F64 = np.float64
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _close(actual, expected, rtol=RTOL, atol=ATOL):
+    np.testing.assert_allclose(np.asarray(actual, F64), np.asarray(expected, F64), rtol=rtol, atol=atol)
+
+
+def _scores(rng, shape=(7, 5), scale=2.0):
+    return (rng.normal(size=shape) * scale).astype(np.float32)
+
+
+# ------------------------------------------------------------ NumPy transcriptions
+def np_sparse_plus(x):
+    # jax.nn.sparse_plus, as optax.losses.sparsemax_loss uses it.
+    return np.where(x <= -1.0, 0.0, np.where(x >= 1.0, x, (x + 1.0) ** 2 / 4))
+
+
+def np_sparsemax_loss(logits, labels):
+    # optax/losses/_classification.py: sparse_plus(where(labels, -logits, logits)).
+    return np_sparse_plus(np.where(labels, -logits, logits).astype(F64))
+
+
+def np_perceptron_loss(scores, labels):
+    # optax/losses/_classification.py: maximum(0, -predictor_outputs * targets).
+    return np.maximum(0.0, -np.asarray(scores, F64) * labels)
+
+
+def np_multiclass_perceptron_loss(scores, labels):
+    # optax/losses/_classification.py: max(scores, -1) - dot(scores, one_hot(labels)).
+    s = np.asarray(scores, F64)
+    return s.max(-1) - np.take_along_axis(s, labels[..., None], -1)[..., 0]
+
+
+def np_projection_simplex(values):
+    # optax/projections/_projections.py, _projection_unit_simplex (one vector, s = 1).
+    u = np.sort(values)[::-1]
+    cumsum_u = np.cumsum(u)
+    ind = np.arange(values.shape[0]) + 1
+    cond = 1.0 / ind + (u - cumsum_u / ind) > 0
+    idx = np.count_nonzero(cond)
+    return np.maximum(1.0 / idx + (values - cumsum_u[idx - 1] / idx), 0.0)
+
+
+def np_multiclass_sparsemax_loss(scores, labels):
+    # optax/losses/_classification.py, _multiclass_sparsemax_loss, row by row.
+    out = []
+    for row, label in zip(np.asarray(scores, F64), labels):
+        proba = np_projection_simplex(row)
+        shifted = row - row[label]
+        shifted[label] = 0.0
+        out.append(proba @ np.where(proba, shifted, 0.0) + 0.5 * (1.0 - proba @ proba))
+    return np.array(out)
+
+
+def np_multiclass_sparsemax_grad(scores, labels):
+    # The Fenchel-Young gradient (Blondel et al. 2020, prop. 2): sparsemax(s) - onehot(y), per row.
+    s = np.asarray(scores, F64)
+    return np.stack([np_projection_simplex(r) for r in s]) - np.eye(s.shape[-1])[labels]
+
+
+def np_convex_kl_divergence(log_predictions, targets):
+    # optax/losses/_classification.py, generalized_kl_divergence:
+    # kl_divergence (sum xlogy(t, t) - t * log_p) + sum(exp(log_p) - t).
+    log_p, t = np.asarray(log_predictions, F64), np.asarray(targets, F64)
+    kl = np.sum(scipy.special.xlogy(t, t) - t * log_p, -1)
+    return kl + np.sum(np.exp(log_p) - t, -1)
+
+
+def np_fenchel_young(max_fun, scores, targets):
+    # optax/losses/_fenchel_young.py: max_fun over the last axis minus vdot(targets, scores).
+    s, t = np.asarray(scores, F64), np.asarray(targets, F64)
+    return np.array([max_fun(r) for r in s.reshape(-1, s.shape[-1])]).reshape(s.shape[:-1]) - np.sum(t * s, -1)
+
+
+def np_generalized_cross_entropy(logits, labels, q):
+    # keras/src/losses/losses.py, categorical_generalized_cross_entropy on y_pred = softmax(logits):
+    # p = sum(y_pred * one_hot(y_true)); (1 - p**q) / q.
+    p = scipy.special.softmax(np.asarray(logits, F64), -1)
+    p_y = np.sum(p * np.eye(p.shape[-1])[labels], -1)
+    return (1.0 - p_y ** q) / q
+
+
+def np_multilabel_margin_loss(scores, labels):
+    # aten/src/ATen/native/LossMultiLabelMargin.cpp: for each row, is_target marks the classes listed
+    # before the first -1; sum over listed targets j and non-target i of max(0, 1 - (x[j] - x[i])), / C.
+    s = np.asarray(scores, F64)
+    out = []
+    for x, y in zip(s.reshape(-1, s.shape[-1]), labels.reshape(-1, s.shape[-1])):
+        c = x.shape[0]
+        listed = []
+        for v in y:
+            if v < 0:
+                break
+            listed.append(int(v))
+        is_target = np.zeros(c, bool)
+        is_target[listed] = True
+        total = 0.0
+        for j in listed:
+            for i in range(c):
+                if not is_target[i]:
+                    total += max(0.0, 1.0 - (x[j] - x[i]))
+        out.append(total / c)
+    return np.array(out).reshape(s.shape[:-1])
+
+
+def _target_lists(rng, n, c):
+    rows = []
+    for _ in range(n):
+        k = int(rng.integers(0, c + 1))
+        row = list(rng.permutation(c)[:k]) + [-1] * (c - k)
+        if k < c - 1:
+            row[k + 1] = int(rng.integers(0, c))  # after the first -1: not read
+        rows.append(row)
+    return np.array(rows, np.int64)
+
+
+# --------------------------------------------------------------------- optax
+def test_sparsemax_loss_matches_optax():
+    rng = _rng(1)
+    logits = _scores(rng, (6, 5), 1.5)
+    labels = rng.integers(0, 2, size=(6, 5))
+    ours = cl.sparsemax_loss(logits, labels, reduction="none")
+    _close(ours, np_sparsemax_loss(logits, labels))
+    _close(ours, optax.losses.sparsemax_loss(logits, labels))
+    grad = jax.grad(lambda x: cl.sparsemax_loss(x, labels, reduction="sum"))(logits)
+    _close(grad, jax.grad(lambda x: jnp.sum(optax.losses.sparsemax_loss(x, labels)))(logits))
+    # Float labels in {0, 1} read as optax's boolean labels.
+    _close(cl.sparsemax_loss(logits, labels.astype(np.float32), reduction="none"), ours)
+
+
+def test_perceptron_losses_match_optax():
+    rng = _rng(2)
+    scores = _scores(rng, (5, 6))
+    signs = rng.choice([-1.0, 1.0], size=(5, 6)).astype(np.float32)
+    ours = cl.perceptron_loss(scores, signs, reduction="none")
+    _close(ours, np_perceptron_loss(scores, signs))
+    _close(ours, optax.losses.perceptron_loss(scores, signs))
+    labels = rng.integers(0, 6, size=5)
+    ours = cl.multiclass_perceptron_loss(scores, labels, reduction="none")
+    _close(ours, np_multiclass_perceptron_loss(scores, labels))
+    _close(ours, optax.losses.multiclass_perceptron_loss(scores, labels))
+    grad = jax.grad(lambda s: cl.multiclass_perceptron_loss(s, labels, reduction="sum"))(scores)
+    _close(grad, jax.grad(lambda s: jnp.sum(optax.losses.multiclass_perceptron_loss(s, labels)))(scores))
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0])
+def test_multiclass_sparsemax_loss_matches_optax(scale):
+    rng = _rng(3)
+    scores = _scores(rng, (8, 6), scale)
+    labels = rng.integers(0, 6, size=8)
+    ours = cl.multiclass_sparsemax_loss(scores, labels, reduction="none")
+    _close(ours, np_multiclass_sparsemax_loss(scores, labels))
+    grad = jax.grad(lambda s: cl.multiclass_sparsemax_loss(s, labels, reduction="sum"))(scores)
+    _close(grad, np_multiclass_sparsemax_grad(scores, labels))
+    with jax.numpy_dtype_promotion("standard"):  # optax's simplex projection mixes int and float
+        _close(ours, optax.losses.multiclass_sparsemax_loss(scores, labels))
+        theirs = jax.grad(lambda s: jnp.sum(optax.losses.multiclass_sparsemax_loss(s, labels)))(scores)
+    _close(grad, theirs)
+
+
+def test_multiclass_sparsemax_loss_large_scores_and_batch_axes():
+    rng = _rng(4)
+    scores = _scores(rng, (2, 3, 5), 1.0)
+    labels = rng.integers(0, 5, size=(2, 3))
+    # Batch axes: the same per-row values as the flattened batch.
+    _close(cl.multiclass_sparsemax_loss(scores, labels, reduction="none").reshape(-1),
+           np_multiclass_sparsemax_loss(scores.reshape(-1, 5), labels.reshape(-1)))
+    # Scores of magnitude 1e4: values relative to the top score, exact (optax rounds at 1e4).
+    big = scores.reshape(-1, 5) + np.float32(1e4)
+    _close(cl.multiclass_sparsemax_loss(big, labels.reshape(-1), reduction="none"),
+           np_multiclass_sparsemax_loss(scores.reshape(-1, 5).astype(F64), labels.reshape(-1)), atol=1e-3)
+
+
+def test_convex_kl_divergence_matches_optax():
+    rng = _rng(5)
+    log_p = np.log(rng.uniform(0.05, 2.0, size=(6, 4))).astype(np.float32)
+    targets = rng.uniform(0.0, 2.0, size=(6, 4)).astype(np.float32)
+    targets[0, 1] = 0.0  # 0 log 0 = 0
+    ours = cl.convex_kl_divergence(log_p, targets, reduction="none")
+    _close(ours, np_convex_kl_divergence(log_p, targets))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # optax 0.2.8 renamed it generalized_kl_divergence
+        _close(ours, optax.losses.convex_kl_divergence(log_p, targets))
+    grad = jax.grad(lambda x: cl.convex_kl_divergence(x, targets, reduction="sum"))(log_p)
+    _close(grad, jax.grad(lambda x: jnp.sum(optax.losses.generalized_kl_divergence(x, targets)))(log_p))
+    assert jaxloss.get("generalized_kl_divergence") is cl.convex_kl_divergence
+
+
+@pytest.mark.parametrize("max_fun", [jax.nn.logsumexp, jnp.max], ids=["logsumexp", "max"])
+def test_make_fenchel_young_loss_matches_optax(max_fun):
+    rng = _rng(6)
+    scores = _scores(rng, (2, 3, 5))
+    targets = scipy.special.softmax(_scores(rng, (2, 3, 5)), -1).astype(np.float32)
+    ours = cl.make_fenchel_young_loss(max_fun)
+    theirs = optax.losses.make_fenchel_young_loss(max_fun)
+    np_max = (lambda r: scipy.special.logsumexp(r)) if max_fun is jax.nn.logsumexp else np.max
+    _close(ours(scores, targets, reduction="none"), np_fenchel_young(np_max, scores, targets))
+    _close(ours(scores, targets, reduction="none"), theirs(scores, targets))
+    _close(ours(scores, targets), np.mean(np_fenchel_young(np_max, scores, targets)))
+    grad = jax.grad(lambda s: ours(s, targets, reduction="sum"))(scores)
+    _close(grad, jax.grad(lambda s: jnp.sum(theirs(s, targets)))(scores))
+
+
+def test_fenchel_young_of_logsumexp_is_softmax_cross_entropy_and_keeps_the_contract():
+    rng = _rng(7)
+    fy = cl.make_fenchel_young_loss(jax.nn.logsumexp)
+    scores = rng.normal(size=(6, 4)) * 2.0
+    targets = scipy.special.softmax(rng.normal(size=(6, 4)), -1)
+    # optax's Fenchel-Young loss leaves out Omega(targets): for logsumexp it is the cross-entropy.
+    ce = -np.sum(targets * scipy.special.log_softmax(scores, -1), -1)
+    _close(fy(scores.astype(np.float32), targets.astype(np.float32), reduction="none"), ce)
+    # The invariants suite (jit, vmap, float64 finite differences, edges, where == slicing, dtypes).
+    report = jaxloss.testing.check_loss(fy, scores, targets, skip=["labels"])
+    assert report.ok, str(report)
+    # Keyword arguments reach max_fun.
+    scaled = cl.make_fenchel_young_loss(lambda r, *, t=1.0: t * jax.nn.logsumexp(r / t))
+    _close(scaled(scores, targets, t=1.0, reduction="none"), ce)
+    with pytest.raises(TypeError, match=r"^jaxloss.make_fenchel_young_loss: max_fun must be callable"):
+        cl.make_fenchel_young_loss(3.0)
+    with pytest.raises(ValueError, match=r"^jaxloss.fenchel_young_loss: scores"):
+        fy(scores, targets[:, :3])
+
+
+# --------------------------------------------------------------------- Keras
+def _keras():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip("Keras must run on the JAX backend (KERAS_BACKEND=jax)")
+    return keras
+
+
+@pytest.mark.parametrize("q", [0.2, 0.7])
+def test_generalized_cross_entropy_matches_keras(q):
+    rng = _rng(8)
+    logits = _scores(rng, (9, 5))
+    labels = rng.integers(0, 5, size=9)
+    ours = cl.generalized_cross_entropy(logits, labels, q=q, reduction="none")
+    _close(ours, np_generalized_cross_entropy(logits, labels, q))
+    keras = _keras()
+    probs = scipy.special.softmax(logits.astype(F64), -1).astype(np.float32)
+    expected = keras.losses.CategoricalGeneralizedCrossEntropy(q=q)(labels, probs)
+    _close(cl.generalized_cross_entropy(logits, labels, q=q), expected)
+    # Gradient against the formula through jax.nn.softmax (not our log-space form).
+    ref = jax.grad(lambda x: jnp.sum((1.0 - jnp.take_along_axis(jax.nn.softmax(x), labels[:, None], -1) ** q) / q))
+    _close(jax.grad(lambda x: cl.generalized_cross_entropy(x, labels, q=q, reduction="sum"))(logits), ref(logits))
+
+
+def test_generalized_cross_entropy_limits_and_errors():
+    rng = _rng(9)
+    logits = _scores(rng, (4, 3))
+    labels = rng.integers(0, 3, size=4)
+    log_p_y = np.take_along_axis(scipy.special.log_softmax(logits.astype(F64), -1), labels[:, None], -1)[:, 0]
+    # q -> 0 tends to the cross-entropy -log p_y.
+    _close(cl.generalized_cross_entropy(logits, labels, q=1e-4, reduction="none"), -log_p_y, rtol=1e-3)
+    # Saturated logits: p_y -> 0 gives 1/q, finite.
+    huge = np.array([[1e4, -1e4, 0.0]], np.float32)
+    _close(cl.generalized_cross_entropy(huge, np.array([1]), q=0.5), 2.0)
+    for bad in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=r"^jaxloss.generalized_cross_entropy: q must be > 0.0 and < 1.0"):
+            cl.generalized_cross_entropy(logits, labels, q=bad)
+    # A traced q is not checked and works.
+    _close(jax.jit(lambda q: cl.generalized_cross_entropy(logits, labels, q=q))(0.7),
+           np.mean(np_generalized_cross_entropy(logits, labels, 0.7)))
+
+
+# --------------------------------------------------------------------- torch
+def test_multilabel_margin_loss_transcription():
+    rng = _rng(10)
+    scores = _scores(rng, (12, 5), 1.0)
+    labels = _target_lists(rng, 12, 5)
+    labels[0] = [2, 2, -1, 0, 1]  # a class listed twice counts twice (as torch's loop)
+    labels[1] = [-1, 3, 3, 3, 3]  # empty list: 0
+    ours = cl.multilabel_margin_loss(scores, labels, reduction="none")
+    _close(ours, np_multilabel_margin_loss(scores, labels))
+    assert float(ours[1]) == 0.0
+    # Batch axes.
+    _close(cl.multilabel_margin_loss(scores.reshape(3, 4, 5), labels.reshape(3, 4, 5), reduction="none"),
+           np_multilabel_margin_loss(scores, labels).reshape(3, 4))
+
+
+def test_multilabel_margin_loss_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = _rng(11)
+    scores = rng.normal(size=(10, 6))
+    labels = _target_lists(rng, 10, 6)
+    x = torch.tensor(scores, dtype=torch.float64, requires_grad=True)
+    value = torch.nn.functional.multilabel_margin_loss(x, torch.tensor(labels))
+    (grad,) = torch.autograd.grad(value, x)
+    _close(cl.multilabel_margin_loss(scores.astype(np.float32), labels), value.item())
+    ours = jax.grad(lambda s: cl.multilabel_margin_loss(s, labels))(scores.astype(np.float32))
+    _close(ours, grad.numpy())
+    none = torch.nn.functional.multilabel_margin_loss(x, torch.tensor(labels), reduction="none")
+    _close(cl.multilabel_margin_loss(scores.astype(np.float32), labels, reduction="none"), none.detach().numpy())
+
+
+def test_multilabel_margin_loss_bad_labels_give_nan():
+    scores = np.zeros((3, 4), np.float32)
+    labels = np.array([[4, -1, 0, 0], [1, -2, -1, 0], [1, -1, 9, 9]])
+    values = np.asarray(cl.multilabel_margin_loss(scores, labels, reduction="none"))
+    assert np.isnan(values[0]) and np.isnan(values[1])  # C and -2 before the first -1
+    assert values[2] == pytest.approx(0.75)  # entries after the first -1 are not read (torch)
+    for dtype, bad in ((np.uint8, 255), (np.uint32, 2**32 - 1)):
+        lab = np.array([[bad, 0, 0, 0]], dtype)
+        assert np.isnan(float(cl.multilabel_margin_loss(scores[:1], lab)))
+    with pytest.raises(TypeError, match=r"^jaxloss.multilabel_margin_loss: labels must have an integer dtype"):
+        cl.multilabel_margin_loss(scores, labels.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^jaxloss.multilabel_margin_loss: scores \(3, 4\) and labels"):
+        cl.multilabel_margin_loss(scores, labels[:, :3])
+
+
+def test_new_losses_out_of_range_integer_labels_give_nan():
+    scores = _scores(_rng(12), (3, 4))
+    labels = np.array([0, 4, -1])
+    for fn in (cl.multiclass_perceptron_loss, cl.multiclass_sparsemax_loss, cl.generalized_cross_entropy):
+        values = np.asarray(fn(scores, labels, reduction="none"))
+        assert np.isfinite(values[0]) and np.isnan(values[1]) and np.isnan(values[2]), fn.__name__
