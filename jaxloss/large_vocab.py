@@ -27,7 +27,17 @@ from jaxloss._reduction import reduce_values
 
 Array = jax.Array
 
-_DEFAULT_CHUNK = 1024
+# With ``chunk_size=None`` a chunk holds about 2^21 logits (8 MiB in float32)
+# whatever the number of tokens: 256 columns for 8192 tokens, which keeps the
+# temporaries of value and gradient near 0.05x the naive path's.
+_CHUNK_ELEMENTS = 2 ** 21
+_MIN_CHUNK, _MAX_CHUNK = 128, 4096
+
+
+def _auto_chunk(num_tokens: int) -> int:
+    """The largest power of two <= 2^21 / N, clipped to [128, 4096]."""
+    target = max(1, _CHUNK_ELEMENTS // max(num_tokens, 1))
+    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, 1 << (target.bit_length() - 1))))
 
 
 def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Array | None,
@@ -175,7 +185,7 @@ _vocab_statistics.defvjp(_statistics_forward, _statistics_backward)
 
 @_registry.builtin(tags=("large_vocab",))
 def linear_softmax_cross_entropy(
-    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int = _DEFAULT_CHUNK,
+    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int | None = None,
     ignore_index: int | None = None, label_smoothing: Any = 0.0, z_loss_weight: Any = 0.0,
     logit_soft_cap: float | None = None, reduction: str = "mean", weights: Any = None, where: Any = None,
     axis_name: Any = None,
@@ -213,7 +223,9 @@ def linear_softmax_cross_entropy(
       labels: ``[...]`` integer token ids; out of ``[0, V)`` gives NaN unless
         equal to ``ignore_index``.
       bias: ``[V]`` float bias, or ``None``.
-      chunk_size: vocabulary columns per chunk (a Python int >= 1).
+      chunk_size: vocabulary columns per chunk (a Python int >= 1), or
+        ``None`` (default): about 2^21 logits per chunk (256 columns for 8192
+        tokens), between 128 and 4096 columns.
       ignore_index: label value to mask (e.g. ``-100`` for padding), or ``None``.
       label_smoothing: ``varepsilon`` in ``[0, 1]``.
       z_loss_weight: ``lambda_z >= 0`` (PaLM z-loss).
@@ -278,11 +290,33 @@ def linear_softmax_cross_entropy(
       Gemma Team, "Gemma 2" (logit soft-capping), 2024, https://arxiv.org/abs/2408.00118
     """
     fn = "linear_softmax_cross_entropy"
-    _checks.integer_option(fn, "chunk_size", chunk_size, allow_none=False)
-    _checks.in_range(fn, "chunk_size", chunk_size, low=1)
     _checks.integer_option(fn, "ignore_index", ignore_index)
     _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
     _checks.in_range(fn, "z_loss_weight", z_loss_weight, low=0.0)
+    hidden, weight, labels, bias, where = _checked_inputs(fn, hidden, weight, labels, bias, where, chunk_size,
+                                                          logit_soft_cap, ignore_index)
+    batch_shape = labels.shape
+    lse, label_logit, logit_sum, vocab = _token_statistics(hidden, weight, labels, bias, where, chunk_size,
+                                                           logit_soft_cap, axis_name)
+    values = ((1.0 - label_smoothing) * (lse - label_logit)
+              + (label_smoothing / vocab) * (vocab * lse - logit_sum)
+              + z_loss_weight * jnp.square(lse))
+    flat_labels = labels.reshape(-1)
+    in_range = (flat_labels >= 0) & (flat_labels < vocab)
+    values = jnp.where(in_range, values, jnp.nan).reshape(batch_shape)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+def _checked_inputs(fn: str, hidden: Any, weight: Any, labels: Any, bias: Any, where: Any, chunk_size: Any,
+                    logit_soft_cap: Any, ignore_index: int | None) -> tuple[Array, Array, Array, Array | None,
+                                                                            Array | None]:
+    """Validated ``hidden [..., D]``, ``weight [D, V]``, ``labels [...]``, ``bias`` and the token mask.
+
+    ``ignore_index`` is folded into the returned ``where``.
+    """
+    if chunk_size is not None:
+        _checks.integer_option(fn, "chunk_size", chunk_size, allow_none=False)
+        _checks.in_range(fn, "chunk_size", chunk_size, low=1)
     _checks.in_range(fn, "logit_soft_cap", logit_soft_cap, low=0.0, low_open=True)
     hidden = _checks.floating(fn, "hidden", hidden)
     weight = _checks.floating(fn, "weight", weight)
@@ -296,23 +330,34 @@ def linear_softmax_cross_entropy(
     if bias is not None:
         bias = _checks.floating(fn, "bias", bias)
         _checks.shape(fn, "bias", bias, (vocab,), f"[V] = ({vocab},)")
-    chunk = int(min(chunk_size, vocab))
-
-    if ignore_index is not None:
-        keep = labels != ignore_index
-        where = keep if where is None else _checks.broadcastable(
-            fn, "where", _checks.boolean(fn, "where", where), batch_shape, "the per-token shape") & keep
-    elif where is not None:
+    if where is not None:
         where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), batch_shape,
                                       "the per-token shape")
+    if ignore_index is not None:
+        keep = labels != ignore_index
+        where = keep if where is None else where & keep
+    return hidden, weight, labels, bias, where
+
+
+def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array | None, where: Array | None,
+                      chunk_size: int | None, logit_soft_cap: Any, axis_name: Any
+                      ) -> tuple[Array, Array, Array, Any]:
+    """Per token ``[N]`` (flattened): log-sum-exp, label logit and logit sum; and the global vocabulary size.
+
+    Masked tokens (``where`` False) get zero hidden states and label 0 (the
+    double-where: their values are discarded by the caller, their gradients
+    are 0 even when their inputs are NaN).
+    """
+    dim = hidden.shape[-1]
+    vocab = weight.shape[1]
     h = _numerics.mask_inputs(None if where is None else where[..., None], hidden)
     safe_labels = labels if where is None else jnp.where(where, labels, 0)
-
     n = int(jnp.size(labels))
+    chunk = int(min(_auto_chunk(n) if chunk_size is None else chunk_size, vocab))
     flat_h = h.reshape(n, dim)
     flat_labels = safe_labels.reshape(n)
-    soft_cap = None if logit_soft_cap is None else _checks.floating(fn, "logit_soft_cap", jnp.asarray(
-        logit_soft_cap, _numerics.compute_dtype(hidden, weight)))
+    soft_cap = None if logit_soft_cap is None else jnp.asarray(
+        logit_soft_cap, _numerics.compute_dtype(hidden, weight))
     # Tensor parallel: this device holds columns [offset, offset + V_local) of the vocabulary.
     local_labels = flat_labels
     if axis_name is not None:
@@ -332,9 +377,96 @@ def linear_softmax_cross_entropy(
         top = jax.lax.pmax(jax.lax.stop_gradient(lse), axis_name)
         summed = jax.lax.psum(jnp.stack([jnp.exp(lse - top), label_logit, logit_sum]), axis_name)
         lse, label_logit, logit_sum = top + jnp.log(summed[0]), summed[1], summed[2]
-    values = ((1.0 - label_smoothing) * (lse - label_logit)
-              + (label_smoothing / vocab) * (vocab * lse - logit_sum)
-              + z_loss_weight * jnp.square(lse))
+    return lse, label_logit, logit_sum, vocab
+
+
+def linear_sequence_log_probs(
+    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int | None = None,
+    ignore_index: int | None = None, where: Any = None, average: bool = False,
+    logit_soft_cap: float | None = None, axis_name: Any = None,
+) -> Array:
+    r"""Per-sequence log-probability of ``labels`` under ``hidden @ weight + bias``, never materialising ``[B, T, V]``.
+
+    With logits :math:`z = \mathrm{cap}(h W + b)` as in
+    :func:`linear_softmax_cross_entropy` and :math:`K_b` the kept positions
+    of sequence :math:`b` (``where`` and ``ignore_index``):
+
+    .. math::
+
+        s_b = \sum_{t \in K_b} \bigl(z_{b,t,y_{b,t}} - \log \sum_v e^{z_{b,t,v}}\bigr)
+        \quad\text{or, with } \texttt{average=True}, \quad \frac{s_b}{|K_b|}
+
+    the same value and gradients as
+    ``jaxloss.preference.sequence_log_probs(hidden @ weight + bias, labels, ...)``
+    (position by position, no shift), computed chunk by chunk over the
+    vocabulary like :func:`linear_softmax_cross_entropy`: the per-sequence
+    log-probabilities that the preference losses (DPO, SimPO, ORPO, ...)
+    consume, at ``O(B T chunk_size)`` temporary memory instead of ``O(B T V)``.
+    A sequence with no kept token gives 0 with zero gradient.
+
+    Args:
+      hidden: ``[..., T, D]`` float activations.
+      weight: ``[D, V]`` float output projection.
+      labels: ``[..., T]`` integer token ids; a kept label outside ``[0, V)``
+        gives NaN for its sequence.
+      bias: ``[V]`` float bias, or ``None``.
+      chunk_size: vocabulary columns per chunk (a Python int >= 1), or
+        ``None`` (default) for about 2^21 logits per chunk.
+      ignore_index: a label value that marks positions to skip (e.g. ``-100``),
+        or ``None``.
+      where: boolean mask broadcastable to ``[..., T]``; ``False`` skips a
+        position (prompt or padding tokens).
+      average: the mean over kept tokens instead of the sum.
+      logit_soft_cap: ``c > 0`` of Gemma 2's soft cap, or ``None``.
+      axis_name: the mesh axis (or axes) over which the vocabulary is split,
+        as in :func:`linear_softmax_cross_entropy`; the result is the same on
+        every device of the axis.
+
+    Returns:
+      ``[...]`` per-sequence log-probabilities (float32 for 16-bit inputs).
+
+    Raises:
+      ValueError: ``hidden`` of rank < 2, ``weight`` not ``[D, V]``, ``labels``
+        not ``hidden``'s shape without ``D``, ``bias`` not ``[V]``, bad
+        ``chunk_size`` or ``logit_soft_cap``, non-bool ``average``.
+      TypeError: non-float ``hidden``/``weight``/``bias``, non-integer
+        ``labels``, non-boolean ``where``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxloss.large_vocab import linear_sequence_log_probs
+      >>> h = jax.random.normal(jax.random.key(0), (2, 5, 8))
+      >>> w = jax.random.normal(jax.random.key(1), (8, 100))
+      >>> y = jnp.array([[1, 5, 99, 42, 0], [3, 3, 7, -100, -100]])
+      >>> fused = linear_sequence_log_probs(h, w, y, ignore_index=-100, chunk_size=32)
+      >>> logp = jax.nn.log_softmax(h @ w)
+      >>> kept = y != -100
+      >>> naive = jnp.sum(jnp.where(kept, jnp.take_along_axis(logp, jnp.where(kept, y, 0)[..., None], -1)[..., 0], 0), -1)
+      >>> bool(jnp.allclose(fused, naive, rtol=1e-5))
+      True
+
+    References:
+      Rafailov et al., "Direct Preference Optimization: Your Language Model is
+      Secretly a Reward Model", 2023, https://arxiv.org/abs/2305.18290;
+      Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models",
+      2024, https://arxiv.org/abs/2411.09009
+    """
+    fn = "linear_sequence_log_probs"
+    _checks.integer_option(fn, "ignore_index", ignore_index)
+    _checks.choice(fn, "average", average, (True, False))
+    hidden, weight, labels, bias, where = _checked_inputs(fn, hidden, weight, labels, bias, where, chunk_size,
+                                                          logit_soft_cap, ignore_index)
+    _checks.rank_at_least(fn, "hidden", hidden, 2, "[..., T, D]")
+    lse, label_logit, _, vocab = _token_statistics(hidden, weight, labels, bias, where, chunk_size,
+                                                   logit_soft_cap, axis_name)
+    flat_labels = labels.reshape(-1)
     in_range = (flat_labels >= 0) & (flat_labels < vocab)
-    values = jnp.where(in_range, values, jnp.nan).reshape(batch_shape)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    token = jnp.where(in_range, label_logit - lse, jnp.nan).reshape(labels.shape)
+    if where is not None:
+        where = jnp.broadcast_to(where, labels.shape)
+        token = jnp.where(where, token, jnp.zeros_like(token))  # second half of the double-where
+    total = jnp.sum(token, axis=-1)
+    if not average:
+        return total
+    count = jnp.sum(jnp.ones_like(token) if where is None else where.astype(token.dtype), axis=-1)
+    return _numerics.safe_div(total, count)
