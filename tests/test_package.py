@@ -7,7 +7,8 @@ import pathlib
 import jaxloss
 
 FAMILIES = ["regression", "classification", "segmentation", "boxes", "embedding", "ranking", "sequence", "text",
-            "generative", "robust", "large_vocab"]
+            "generative", "robust", "large_vocab", "preference", "distillation", "routing", "self_supervised",
+            "diffusion"]
 TOOLKIT = {"reduce", "available", "get", "register", "checked", "combine", "make_loss"}
 
 
@@ -48,20 +49,91 @@ def test_every_registered_loss_is_exported_and_keeps_the_common_keywords():
         assert params["reduction"].default == "mean"
 
 
-def test_keras_aliases_resolve():
-    # Keras 3 string identifiers (keras.losses.get) a Keras user passes as loss="...".
-    expected = {
-        "mse": "squared_error", "mae": "absolute_error", "mape": "absolute_percentage_error",
-        "msle": "squared_log_error", "huber": "huber_loss", "log_cosh": "log_cosh",
-        "binary_crossentropy": "binary_cross_entropy", "categorical_crossentropy": "softmax_cross_entropy",
-        "sparse_categorical_crossentropy": "softmax_cross_entropy_with_integer_labels", "hinge": "hinge_loss",
-        "squared_hinge": "squared_hinge_loss", "categorical_hinge": "multiclass_hinge_loss",
-        "kld": "kl_divergence", "poisson": "poisson_loss", "cosine_similarity": "cosine_distance",
-    }
-    for alias, name in expected.items():
+def test_keras_aliases_resolve_only_where_keras_gives_the_same_number():
+    # Keras 3 names whose Keras call loss(y_true, y_pred) equals the jaxloss function's value (the
+    # function is symmetric in its two arguments and Keras's mean equals jaxloss's): they resolve.
+    same = {"mse": "squared_error", "mae": "absolute_error", "msle": "squared_log_error", "huber": "huber_loss",
+            "log_cosh": "log_cosh"}
+    for alias, name in same.items():
         assert jaxloss.get(alias) is getattr(jaxloss, name), alias
         assert alias in jaxloss.available(aliases=True)
+    # The others would give a different number (argument order, probabilities, formula): refused, with
+    # the jaxloss function and the Keras adapter named.
+    import pytest
+
+    for alias in ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "kld",
+                  "mape", "poisson", "hinge", "categorical_hinge", "cosine_similarity"):
+        with pytest.raises(ValueError, match=rf"jaxloss.keras.get\('{alias}'\)"):
+            jaxloss.get(alias)
 
 
 def test_py_typed_ships():
     assert pathlib.Path(jaxloss.__file__).parent.joinpath("py.typed").exists()
+
+
+# ---------------------------------------------------------------------------
+# The built distribution (issue 16): sdist and wheel build, pass `twine check`, ship py.typed and the
+# data file, and the wheel installs into a fresh virtual environment and imports.
+
+def test_sdist_and_wheel_build_check_and_install(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    import pytest
+
+    pytest.importorskip("build")
+    root = pathlib.Path(jaxloss.__file__).resolve().parent.parent
+    # Build from a copy of what the sdist needs, so the work tree gets no build/ or egg-info.
+    src = tmp_path / "src"
+    shutil.copytree(root / "jaxloss", src / "jaxloss", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "CHANGELOG.md"):
+        shutil.copy(root / name, src / name)
+    dist = tmp_path / "dist"
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir",
+                           str(dist), str(src)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1
+    assert wheels[0].name.startswith(f"jaxloss-{jaxloss.__version__}-"), "the version has one source"
+    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    assert "jaxloss/py.typed" in names
+    assert "jaxloss/data/robust_log_partition.npz" in names
+    assert "jaxloss/keras.py" in names and not any(n.startswith(("tests/", "examples/")) for n in names)
+    metadata = zipfile.ZipFile(wheels[0]).read(
+        f"jaxloss-{jaxloss.__version__}.dist-info/METADATA").decode()
+    assert "Classifier: Typing :: Typed" in metadata and "Provides-Extra: keras" in metadata
+
+    if shutil.which("twine") or _has_module("twine"):
+        done = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *map(str, wheels + sdists)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    # A fresh venv that sees the installed dependencies (jax, chex, numpy) but not this checkout.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    done = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall",
+                           str(wheels[0])], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    probe = ("import jaxloss, pathlib, jax.numpy as jnp; "
+             "assert 'site-packages' in jaxloss.__file__, jaxloss.__file__; "
+             "assert pathlib.Path(jaxloss.__file__).with_name('py.typed').exists(); "
+             "import numpy as np; "
+             "table = np.load(pathlib.Path(jaxloss.__file__).parent / 'data' / 'robust_log_partition.npz'); "
+             "assert len(table.files) > 0; "
+             "print(float(jaxloss.huber_loss(jnp.array([0.0, 3.0]), jnp.array([0.0, 0.0]))), "
+             "float(jaxloss.general_robust_loss(jnp.array([1.0]), alpha=1.0, scale=1.0)))")
+    done = subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    huber, robust = map(float, done.stdout.split())
+    assert huber == 1.25                       # (0 + (3 - 0.5)) / 2, from the installed wheel
+    assert abs(robust - (2 ** 0.5 - 1)) < 1e-6  # Barron alpha = 1: sqrt(x^2 + 1) - 1
+
+
+def _has_module(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
