@@ -42,6 +42,7 @@ if keras.backend.backend() != "jax":  # pragma: no cover - depends on the enviro
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _registry
 from jaxloss import classification as _cls
@@ -160,7 +161,7 @@ class Loss(keras.losses.Loss):
         self.fn = fn
         self.kwargs = dict(kwargs)
 
-    def call(self, y_true: Any, y_pred: Any) -> jax.Array:
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         y_pred = jnp.asarray(y_pred)
         y_true = _labels_for(self.fn, jnp.asarray(y_true), y_pred)
         values = self.fn(y_pred, y_true, reduction="none", **self.kwargs)
@@ -211,7 +212,7 @@ def _same_rank(y_true: jax.Array, y_pred: jax.Array) -> tuple[jax.Array, jax.Arr
     return y_true, y_pred
 
 
-def _floats(y_true: Any, y_pred: Any) -> tuple[jax.Array, jax.Array]:
+def _floats(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[jax.Array, jax.Array]:
     y_pred = jnp.asarray(y_pred)
     if not jnp.issubdtype(y_pred.dtype, jnp.floating):
         y_pred = y_pred.astype(jnp.float32)
@@ -222,49 +223,49 @@ def _mean_last(values: jax.Array, axis: int = -1) -> jax.Array:
     return jnp.mean(values, axis=axis)
 
 
-def mean_squared_error(y_true: Any, y_pred: Any) -> jax.Array:
+def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.squared_error(p, t, reduction="none"))
 
 
-def mean_absolute_error(y_true: Any, y_pred: Any) -> jax.Array:
+def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.absolute_error(p, t, reduction="none"))
 
 
-def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> jax.Array:
+def mean_absolute_percentage_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.absolute_percentage_error(p, t, epsilon=_eps(), reduction="none"))
 
 
-def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> jax.Array:
+def mean_squared_logarithmic_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.squared_log_error(p, t, epsilon=_eps(), reduction="none"))
 
 
-def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> jax.Array:
+def huber(y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.huber_loss(p, t, delta=delta, reduction="none"))
 
 
-def log_cosh(y_true: Any, y_pred: Any) -> jax.Array:
+def log_cosh(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.log_cosh(p, t, reduction="none"))
 
 
-def poisson(y_true: Any, y_pred: Any) -> jax.Array:
+def poisson(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_reg.poisson_loss(p, t, epsilon=_eps(), reduction="none"))
 
 
-def kl_divergence(y_true: Any, y_pred: Any) -> jax.Array:
+def kl_divergence(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     # Keras clips both distributions to [eps, 1] and sums t log(t / p) over the last axis.
     t, p = _floats(y_true, y_pred)
     t, p = jnp.clip(t, _eps(), 1.0), jnp.clip(p, _eps(), 1.0)
     return _cls.kl_divergence(jnp.log(p), t, reduction="none")
 
 
-def cosine_similarity(y_true: Any, y_pred: Any, axis: int = -1) -> jax.Array:
+def cosine_similarity(y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> jax.Array:
     # Keras's value is the negative cosine similarity (so that minimising aligns the vectors).
     t, p = _floats(y_true, y_pred)
     return -_emb.cosine_similarity(p, t, axis=axis, reduction="none")
@@ -276,17 +277,17 @@ def _hinge_labels(t: jax.Array) -> jax.Array:
     return jnp.where(binary, 2.0 * t - 1.0, t)
 
 
-def hinge(y_true: Any, y_pred: Any) -> jax.Array:
+def hinge(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_cls.hinge_loss(p, _hinge_labels(t), reduction="none"))
 
 
-def squared_hinge(y_true: Any, y_pred: Any) -> jax.Array:
+def squared_hinge(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     return _mean_last(_cls.squared_hinge_loss(p, _hinge_labels(t), reduction="none"))
 
 
-def categorical_hinge(y_true: Any, y_pred: Any) -> jax.Array:
+def categorical_hinge(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     # Keras: max(0, 1 + max((1 - t) * p) - sum(t * p)); the max includes the 0 at the true class,
     # which jaxloss.multiclass_hinge_loss (Crammer-Singer, optax) does not.
     t, p = _floats(y_true, y_pred)
@@ -299,7 +300,7 @@ def _binary_smooth(t: jax.Array, label_smoothing: float) -> jax.Array:
     return t * (1.0 - label_smoothing) + 0.5 * label_smoothing if label_smoothing else t
 
 
-def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0,
+def binary_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False, label_smoothing: float = 0.0,
                         axis: int = -1) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     if from_logits:
@@ -310,7 +311,7 @@ def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, lab
     return _mean_last(values, axis)
 
 
-def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: bool = False, alpha: float = 0.25,
+def binary_focal_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, apply_class_balancing: bool = False, alpha: float = 0.25,
                               gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
                               axis: int = -1) -> jax.Array:
     # Keras: the clipped binary cross-entropy times (1 - p_t)**gamma, p_t from the unclipped
@@ -335,7 +336,7 @@ def _log_probabilities(p: jax.Array, from_logits: bool, axis: int) -> jax.Array:
     return jnp.log(jnp.clip(p, _eps(), 1.0 - _eps()))
 
 
-def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0,
+def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False, label_smoothing: float = 0.0,
                              axis: int = -1) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     if label_smoothing:
@@ -345,7 +346,7 @@ def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False
     return -jnp.sum(t * _log_probabilities(p, False, axis), axis=axis)
 
 
-def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
+def sparse_categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False,
                                     ignore_class: int | None = None, axis: int = -1) -> jax.Array:
     # Keras on valid labels; an ignored label gives 0 (and Keras's masked mean leaves it out).
     # Unlike Keras (whose one-hot of an out-of-range label is all zeros, so the loss is 0), a label
@@ -362,7 +363,7 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
     return values
 
 
-def categorical_focal_crossentropy(y_true: Any, y_pred: Any, alpha: float = 0.25, gamma: float = 2.0,
+def categorical_focal_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, alpha: float = 0.25, gamma: float = 2.0,
                                    from_logits: bool = False, label_smoothing: float = 0.0,
                                    axis: int = -1) -> jax.Array:
     t, p = _floats(y_true, y_pred)
@@ -374,7 +375,7 @@ def categorical_focal_crossentropy(y_true: Any, y_pred: Any, alpha: float = 0.25
     return jnp.sum(alpha * (1.0 - p) ** gamma * (-t * jnp.log(p)), axis=axis)
 
 
-def ctc(y_true: Any, y_pred: Any) -> jax.Array:
+def ctc(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     # Keras: labels [B, N] padded with 0 (also the blank), logits [B, T, K], every frame valid.
     labels = jnp.asarray(y_true)
     labels = jnp.round(labels).astype(jnp.int32) if jnp.issubdtype(labels.dtype, jnp.floating) else labels
@@ -387,13 +388,14 @@ def ctc(y_true: Any, y_pred: Any) -> jax.Array:
     return _seq.ctc_loss(logits, logit_paddings, labels, label_paddings, blank_id=0, reduction="none")
 
 
-def dice(y_true: Any, y_pred: Any, axis: Any = None) -> jax.Array:
+def dice(y_true: ArrayLike, y_pred: ArrayLike, axis: Any = None) -> jax.Array:
     # Keras: 1 - 2 sum(t p) / (sum t + sum p + eps), summed over `axis` (everything by default).
     t, p = _floats(y_true, y_pred)
     return 1.0 - 2.0 * jnp.sum(t * p, axis=axis) / (jnp.sum(t, axis=axis) + jnp.sum(p, axis=axis) + _eps())
 
 
-def tversky(y_true: Any, y_pred: Any, alpha: float = 0.5, beta: float = 0.5, axis: Any = None) -> jax.Array:
+def tversky(y_true: ArrayLike, y_pred: ArrayLike, alpha: float = 0.5, beta: float = 0.5,
+            axis: Any = None) -> jax.Array:
     # Keras: 1 - TP / (TP + alpha FP + beta FN + eps), with FP = sum((1 - p) t), FN = sum(p (1 - t))
     # as Keras writes them (its alpha weights sum((1 - y_pred) * y_true)).
     t, p = _floats(y_true, y_pred)
@@ -403,7 +405,7 @@ def tversky(y_true: Any, y_pred: Any, alpha: float = 0.5, beta: float = 0.5, axi
     return 1.0 - tp / (tp + alpha * fp + beta * fn + _eps())
 
 
-def circle(y_true: Any, y_pred: Any, ref_labels: Any = None, ref_embeddings: Any = None,
+def circle(y_true: ArrayLike, y_pred: ArrayLike, ref_labels: ArrayLike | None = None, ref_embeddings: ArrayLike | None = None,
            remove_diagonal: bool = True, gamma: float = 80.0, margin: float = 0.4) -> jax.Array:
     # Keras's circle loss on the embeddings as given (Keras does not normalise them;
     # jaxloss.circle_loss does), per example, masked to the positive values.
@@ -526,7 +528,7 @@ class KerasEquivalentLoss(keras.losses.Loss):
         self.fn = _FUNCTIONS[fn_name]
         self.config = {**defaults, **config}
 
-    def call(self, y_true: Any, y_pred: Any) -> jax.Array:
+    def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         return self.fn(y_true, y_pred, **self.config)
 
     def get_config(self) -> dict[str, Any]:
@@ -597,7 +599,7 @@ def get(name: str, **config: Any) -> Any:
         if not config:
             return fn
 
-        def bound(y_true: Any, y_pred: Any) -> jax.Array:
+        def bound(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
             return fn(y_true, y_pred, **config)
 
         bound.__name__ = fn.__name__
