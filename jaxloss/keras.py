@@ -311,7 +311,8 @@ def binary_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool 
     return _mean_last(values, axis)
 
 
-def binary_focal_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, apply_class_balancing: bool = False, alpha: float = 0.25,
+def binary_focal_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, apply_class_balancing: bool = False,
+                              alpha: float = 0.25,
                               gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
                               axis: int = -1) -> jax.Array:
     # Keras: the clipped binary cross-entropy times (1 - p_t)**gamma, p_t from the unclipped
@@ -336,7 +337,8 @@ def _log_probabilities(p: jax.Array, from_logits: bool, axis: int) -> jax.Array:
     return jnp.log(jnp.clip(p, _eps(), 1.0 - _eps()))
 
 
-def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False, label_smoothing: float = 0.0,
+def categorical_crossentropy(y_true: ArrayLike, y_pred: ArrayLike, from_logits: bool = False,
+                             label_smoothing: float = 0.0,
                              axis: int = -1) -> jax.Array:
     t, p = _floats(y_true, y_pred)
     if label_smoothing:
@@ -405,7 +407,8 @@ def tversky(y_true: ArrayLike, y_pred: ArrayLike, alpha: float = 0.5, beta: floa
     return 1.0 - tp / (tp + alpha * fp + beta * fn + _eps())
 
 
-def circle(y_true: ArrayLike, y_pred: ArrayLike, ref_labels: ArrayLike | None = None, ref_embeddings: ArrayLike | None = None,
+def circle(y_true: ArrayLike, y_pred: ArrayLike, ref_labels: ArrayLike | None = None,
+           ref_embeddings: ArrayLike | None = None,
            remove_diagonal: bool = True, gamma: float = 80.0, margin: float = 0.4) -> jax.Array:
     # Keras's circle loss on the embeddings as given (Keras does not normalise them;
     # jaxloss.circle_loss does), per example, masked to the positive values.
