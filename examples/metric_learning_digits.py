@@ -181,7 +181,7 @@ def plot_table(table: dict, path: Path) -> None:
     ax.set_xticks(np.arange(len(losses)) + 0.4 - width / 2, losses, rotation=35, ha="right")
     ax.set_ylabel("recall@1, held-out digits")
     ax.set_ylim(0, 1)
-    ax.legend()
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
