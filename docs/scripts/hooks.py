@@ -6,6 +6,9 @@ pages, so every build shows the current functions. Figures are regenerated only
 when a figure is missing or older than the figure script or a source file of
 ``jaxloss``, so that ``mkdocs serve`` does not rebuild forever on its own output.
 
+``on_config`` adds every page of ``docs/examples/`` and ``docs/api/`` that the
+nav of ``mkdocs.yml`` does not list yet to its section.
+
 ``on_files`` bundles the MathJax renderer from the ``django-static-mathjax``
 package (installed by the ``docs`` extra) into the site under
 ``javascripts/mathjax/``, so formulas render with no network.
@@ -46,6 +49,44 @@ def _stale(out_dir: pathlib.Path, names: list[str]) -> bool:
     sources = [_SCRIPT, *(_ROOT / "jaxloss").glob("*.py")]
     newest_source = max(s.stat().st_mtime for s in sources)
     return min(f.stat().st_mtime for f in figures) < newest_source
+
+
+# --------------------------------------------------------------------- navigation
+def _title(page: pathlib.Path) -> str:
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return page.stem.replace("_", " ").capitalize()
+
+
+def _nav_pages(items) -> set[str]:
+    found: set[str] = set()
+    for item in items or []:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        if isinstance(value, list):
+            found |= _nav_pages(value)
+        elif isinstance(value, str):
+            found.add(value)
+    return found
+
+
+def on_config(config, **kwargs):
+    """Adds to the "Examples" and "API reference" sections every page of ``docs/examples/`` and
+    ``docs/api/`` that ``mkdocs.yml`` does not list yet (titled by its first heading), so a new
+    example or family page is never left out of the navigation."""
+    docs_dir = pathlib.Path(config["docs_dir"])
+    listed = _nav_pages(config["nav"])
+    for section, folder in (("Examples", "examples"), ("API reference", "api")):
+        entries = next((item[section] for item in config["nav"] or []
+                        if isinstance(item, dict) and section in item), None)
+        if entries is None:
+            continue
+        for page in sorted((docs_dir / folder).glob("*.md")):
+            uri = f"{folder}/{page.name}"
+            if uri not in listed:
+                entries.append({_title(page): uri})
+                log.info("nav: added %s", uri)
+    return config
 
 
 def on_pre_build(config, **kwargs) -> None:
