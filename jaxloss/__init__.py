@@ -128,6 +128,15 @@ from jaxloss.preference import orpo_loss as orpo_loss
 from jaxloss.preference import kto_loss as kto_loss
 from jaxloss.distillation import knowledge_distillation_loss as knowledge_distillation_loss
 from jaxloss.distillation import generalized_jsd_loss as generalized_jsd_loss
+from jaxloss.routing import load_balancing_loss as load_balancing_loss
+from jaxloss.routing import router_z_loss as router_z_loss
+from jaxloss.self_supervised import byol_loss as byol_loss
+from jaxloss.self_supervised import simsiam_loss as simsiam_loss
+from jaxloss.self_supervised import barlow_twins_loss as barlow_twins_loss
+from jaxloss.self_supervised import vicreg_loss as vicreg_loss
+from jaxloss.self_supervised import dino_loss as dino_loss
+from jaxloss.self_supervised import dino_center_update as dino_center_update
+from jaxloss.diffusion import diffusion_loss as diffusion_loss
 
 __version__ = "0.1.0"
 
@@ -172,4 +181,10 @@ __all__ = [
     "sequence_log_probs", "dpo_rewards", "dpo_loss", "simpo_loss", "cpo_loss", "orpo_loss", "kto_loss",
     # distillation
     "knowledge_distillation_loss", "generalized_jsd_loss",
+    # routing (mixture of experts)
+    "load_balancing_loss", "router_z_loss",
+    # self-supervised
+    "byol_loss", "simsiam_loss", "barlow_twins_loss", "vicreg_loss", "dino_loss", "dino_center_update",
+    # diffusion
+    "diffusion_loss",
 ]

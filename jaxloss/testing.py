@@ -76,6 +76,35 @@ class _CheckFailed(Exception):
     pass
 
 
+# Compiled programs shared by every check of one loss (and every check_loss call
+# on the same loss and hyper-parameters in a process): only the "jit" check runs
+# op by op, everything else runs one compiled program per input shape. This is
+# what keeps the invariants suite over every registered loss fast.
+_COMPILED: dict[Any, Any] = {}
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for hyper-parameters (arrays by dtype, shape and bytes)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (np.ndarray, jax.Array)):
+        a = np.asarray(value)
+        return ("array", a.dtype.str, a.shape, a.tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
+
+
+def _compiled(key: Any, make: Callable[[], Any]) -> Any:
+    if key not in _COMPILED:
+        _COMPILED[key] = make()
+    return _COMPILED[key]
+
+
 def _float_positions(args: tuple[Any, ...]) -> list[int]:
     return [i for i, a in enumerate(args) if np.issubdtype(np.asarray(a).dtype, np.floating)]
 
@@ -213,19 +242,23 @@ class _Context:
         self._jitted = {}
 
     # ---------------------------------------------------------------- helpers
-    def call(self, args, **extra):
+    def eager(self, args, **extra):
         """Eager call (op by op)."""
         return self.fn(*args, **{**self.kwargs, **extra})
 
+    def call(self, args, **extra):
+        """Compiled call: one program per loss, hyper-parameters, options and input shapes."""
+        arrays = {k: v for k, v in extra.items() if v is not None and not isinstance(v, (str, bool, int, float))}
+        static = {k: v for k, v in extra.items() if k not in arrays}
+        key = ("call", self.fn, _freeze(self.kwargs), _freeze(static), tuple(sorted(arrays)))
+        compiled = _compiled(key, lambda: jax.jit(lambda a, kw: self.fn(*a, **self.kwargs, **static, **kw)))
+        return compiled(tuple(args), arrays)
+
     def jcall(self, args, reduction="mean", weights=None, where=None):
         """Jitted call, one compiled program per reduction and input shapes."""
-        key = ("call", reduction)
-        if key not in self._jitted:
-            self._jitted[key] = jax.jit(lambda a, w, m: self.fn(*a, **self.kwargs, reduction=reduction,
-                                                                 weights=w, where=m))
-        return self._jitted[key](tuple(args), weights, where)
+        return self.call(args, reduction=reduction, weights=weights, where=where)
 
-    def grad_fn(self, args, reduction="mean", where=None, jit=False):
+    def grad_fn(self, args, reduction="mean", where=None, jit=True):
         """Gradient of the reduced loss w.r.t. every float positional input."""
         pos = list(self.float_pos)
 
@@ -240,10 +273,8 @@ class _Context:
 
         if not jit:
             return grads(tuple(args), where)
-        key = ("grad", reduction)
-        if key not in self._jitted:
-            self._jitted[key] = jax.jit(grads)
-        return self._jitted[key](tuple(args), where)
+        key = ("grad", self.fn, _freeze(self.kwargs), reduction, where is None, tuple(pos))
+        return _compiled(key, lambda: jax.jit(grads))(tuple(args), where)
 
     def unreduced_shape(self):
         return jax.eval_shape(lambda *a: self.call(a, reduction="none"), *self.f32_args).shape
@@ -292,12 +323,12 @@ class _Context:
 
     def check_jit(self):
         for reduction in ("none", "mean"):
-            eager = self.call(self.f32_args, reduction=reduction)
-            jitted = jax.jit(lambda *a, r=reduction: self.call(a, reduction=r))(*self.f32_args)
+            eager = self.eager(self.f32_args, reduction=reduction)
+            jitted = self.call(self.f32_args, reduction=reduction)
             if not _close(eager, jitted, self.rtol, self.atol):
                 self.fail(f"jax.jit disagrees with eager execution for reduction={reduction!r} "
                           f"(max abs diff {_max_diff(eager, jitted):.3g})")
-        g_eager = self.grad_fn(self.f32_args)
+        g_eager = self.grad_fn(self.f32_args, jit=False)
         g_jit = self.grad_fn(self.f32_args, jit=True)
         for a, b in zip(g_eager, g_jit):
             if not _close(a, b, self.rtol * 10, self.atol * 10):
