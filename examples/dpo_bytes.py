@@ -105,7 +105,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loss", default="dpo", choices=tuple(DEFAULT_BETA))
     parser.add_argument("--beta", type=float, default=None, help="beta of the loss (default: TRL's for that loss)")
-    parser.add_argument("--nll-weight", type=float, default=0.0,
+    parser.add_argument("--nll-weight", type=float, default=1.0,
                         help="weight of the chosen sentences' NLL added to the loss (TRL's rpo_alpha; ORPO has its own)")
     parser.add_argument("--context", type=int, default=LENGTH)
     parser.add_argument("--sft-steps", type=int, default=800)
