@@ -441,7 +441,8 @@ def linear_sequence_log_probs(
       >>> fused = linear_sequence_log_probs(h, w, y, ignore_index=-100, chunk_size=32)
       >>> logp = jax.nn.log_softmax(h @ w)
       >>> kept = y != -100
-      >>> naive = jnp.sum(jnp.where(kept, jnp.take_along_axis(logp, jnp.where(kept, y, 0)[..., None], -1)[..., 0], 0), -1)
+      >>> token = jnp.take_along_axis(logp, jnp.where(kept, y, 0)[..., None], -1)[..., 0]
+      >>> naive = jnp.sum(jnp.where(kept, token, 0.0), -1)
       >>> bool(jnp.allclose(fused, naive, rtol=1e-5))
       True
 
