@@ -12,6 +12,7 @@ for a frozen teacher.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -205,3 +206,540 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
         mixed = _skewed_jsd(log_s, log_t, jnp.where(inside, b, 0.5), ax)
         values = jnp.where(b == 0, _kl(log_t, log_s, ax), jnp.where(b == 1, _kl(log_s, log_t, ax), mixed))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+# ------------------------------------------------- fused (linear) distillation
+# The two losses below fuse the output projections of a student and a teacher
+# language model with the divergence between their token distributions. The
+# vocabulary is walked ``chunk_size`` columns at a time, so the ``[N, V]``
+# logits exist nowhere, forward or backward:
+#
+# * pass 1: an online log-sum-exp (Milakov and Gimelshein) of the student's
+#   and the teacher's tempered logits;
+# * pass 2: the per-token divergence terms from the chunk's log-probabilities
+#   ``log p = z / T - lse``, summed over the vocabulary;
+# * backward (a ``jax.custom_vjp``): each chunk's logits are recomputed and
+#   turned straight into the gradients of both hidden states and weights, with
+#   the closed-form derivatives of the divergence w.r.t. the logits (below).
+#
+# With ``axis_name`` the vocabulary is split over devices (tensor parallel):
+# the log-sum-exps and the per-token sums are combined with one ``pmax`` and
+# two ``psum`` of small ``[k, N]`` arrays inside the forward rule.
+
+# With ``chunk_size=None`` a chunk holds about 2^21 logits per model (8 MiB in
+# float32): 256 columns for 8192 tokens.
+_FUSED_CHUNK_ELEMENTS = 2 ** 21
+_FUSED_MIN_CHUNK, _FUSED_MAX_CHUNK = 128, 4096
+# The divergence a fused call computes (static): KL(teacher || student),
+# KL(student || teacher), the skewed JSD at a fixed 0 < beta < 1, or all three
+# selected by a traced beta.
+_MODES = ("forward_kl", "reverse_kl", "jsd", "traced_beta")
+
+
+def _fused_auto_chunk(num_tokens: int) -> int:
+    """The largest power of two <= 2^21 / N, clipped to [128, 4096]."""
+    target = max(1, _FUSED_CHUNK_ELEMENTS // max(num_tokens, 1))
+    return int(min(_FUSED_MAX_CHUNK, max(_FUSED_MIN_CHUNK, 1 << (target.bit_length() - 1))))
+
+
+def _mesh_axes(x: Any) -> frozenset:
+    """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def _to_varying(x: Any, axes: frozenset) -> Any:
+    """``x`` marked as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
+
+    Loop carries must vary over the same mesh axes as the loop body's results,
+    and a ``custom_vjp`` cotangent over the same axes as its primal. An input
+    replicated over an axis (``hidden`` over the vocabulary axis, the weights
+    over a data axis) cast to varying gets the right gradient: the cast's
+    transpose sums the per-device cotangents over that axis.
+    """
+    missing = tuple(sorted(axes - _mesh_axes(x), key=str))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+
+def _chunk_start(i: Array, chunk: int, vocab: int) -> tuple[Array, Array]:
+    """First column of chunk ``i`` and which of its columns are new.
+
+    The last chunk is shifted left to end at the last column (no padded copy of
+    the weights); the columns it shares with the previous chunk are not new.
+    """
+    nominal = i * chunk
+    start = jnp.minimum(nominal, vocab - chunk)
+    return start, (start + jnp.arange(chunk)) >= nominal
+
+
+def _matmul_dtype(h: Array, w: Array, acc: Any) -> Any:
+    """The dtype of the chunk products: the inputs' own when they agree (bfloat16 products
+    accumulate in float32), else the compute dtype (each weight chunk is cast on its own)."""
+    return h.dtype if h.dtype == w.dtype else acc
+
+
+def _chunk_logits(h: Array, w: Array, start: Array, chunk: int, acc: Any) -> tuple[Array, Array]:
+    """``h @ w[:, start:start + chunk]`` accumulated in ``acc``, and the weight slice.
+
+    ``h`` is already in the product dtype; a weight of another dtype is cast
+    one chunk at a time, never whole.
+    """
+    w_c = jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1)
+    if w_c.dtype != h.dtype:
+        w_c = w_c.astype(h.dtype)
+    return jnp.matmul(h, w_c, preferred_element_type=acc), w_c
+
+
+def _divergence_terms(mode: str, ls: Array, lt: Array, beta: Array) -> dict[str, Array]:
+    """Per-class terms of the divergences (to be summed over the vocabulary) from log-probabilities.
+
+    ``kl_ts``: KL(t || s); ``kl_st``: KL(s || t); ``kl_tm``, ``kl_sm``:
+    KL(t || m) and KL(s || m) with ``m = (1 - beta) s + beta t``. Log-probabilities
+    of finite logits are finite, so ``p (log p - log q)`` needs no ``0 log 0`` guard.
+    """
+    out = {}
+    if mode in ("forward_kl", "traced_beta"):
+        out["kl_ts"] = jnp.exp(lt) * (lt - ls)
+    if mode in ("reverse_kl", "traced_beta"):
+        out["kl_st"] = jnp.exp(ls) * (ls - lt)
+    if mode in ("jsd", "traced_beta"):
+        # log m = logaddexp(log s + log(1 - beta), log t + log beta)
+        lm = jnp.logaddexp(ls + jnp.log1p(-beta), lt + jnp.log(beta))
+        out["kl_tm"] = jnp.exp(lt) * (lt - lm)
+        out["kl_sm"] = jnp.exp(ls) * (ls - lm)
+    return out
+
+
+def _combine(mode: str, sums: dict[str, Array], beta: Array, safe_beta: Array) -> Array:
+    """The per-token loss from the per-token divergences."""
+    if mode == "forward_kl":
+        return sums["kl_ts"]
+    if mode == "reverse_kl":
+        return sums["kl_st"]
+    mixed = safe_beta * sums["kl_tm"] + (1.0 - safe_beta) * sums["kl_sm"]
+    if mode == "jsd":
+        return mixed
+    return jnp.where(beta == 0, sums["kl_ts"], jnp.where(beta == 1, sums["kl_st"], mixed))
+
+
+def _safe_beta(mode: str, beta: Array) -> tuple[Array, Array]:
+    """``beta`` for the mixed formula (1/2 at the ends for a traced beta: double-where) and whether it applies."""
+    if mode != "traced_beta":
+        return beta, jnp.ones((), beta.dtype)
+    inside = (beta > 0) & (beta < 1)
+    return jnp.where(inside, beta, 0.5), inside.astype(beta.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _fused_divergence(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta: Array,
+                      chunk: int, mode: str, axis_name: Any) -> Array:
+    """Per token ``[N]``: the divergence of ``softmax(ht @ wt * inv_t)`` and ``softmax(hs @ ws * inv_t)``."""
+    return _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name)[0]
+
+
+def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
+    n, vocab = hs.shape[0], ws.shape[1]
+    acc = _numerics.compute_dtype(hs, ws, ht, wt)
+    axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
+    num_chunks = -(-vocab // chunk)
+    hs_mm = hs.astype(_matmul_dtype(hs, ws, acc))
+    ht_mm = ht.astype(_matmul_dtype(ht, wt, acc))
+
+    def logits(i):
+        start, new = _chunk_start(i, chunk, vocab)
+        us, _ = _chunk_logits(hs_mm, ws, start, chunk, acc)
+        ut, _ = _chunk_logits(ht_mm, wt, start, chunk, acc)
+        return us * inv_t, ut * inv_t, new
+
+    def lse_body(i, carry):
+        (m_s, s_s), (m_t, s_t) = carry
+        a, b, new = logits(i)
+        out = []
+        for z, m, s in ((a, m_s, s_s), (b, m_t, s_t)):
+            z = jnp.where(new[None, :], z, -jnp.inf)  # a column of the shifted last chunk counts once
+            # Online log-sum-exp: rescale the running sum to the new (stop-gradient) maximum.
+            top = jnp.maximum(m, jnp.max(z, axis=1))
+            out.append((top, s * jnp.exp(m - top) + jnp.sum(jnp.exp(z - top[:, None]), axis=1)))
+        return tuple(out)
+
+    init = tuple((_to_varying(jnp.full((n,), -jnp.inf, acc), axes), _to_varying(jnp.zeros((n,), acc), axes))
+                 for _ in range(2))
+    (m_s, s_s), (m_t, s_t) = jax.lax.fori_loop(0, num_chunks, lse_body, init)
+    lse = jnp.stack([m_s + jnp.log(s_s), m_t + jnp.log(s_t)])  # [2, N]
+    if axis_name is not None:
+        # Global log-sum-exp over the vocabulary slices: M + log sum_i exp(lse_i - M).
+        top = jax.lax.pmax(lse, axis_name)
+        lse = top + jnp.log(jax.lax.psum(jnp.exp(lse - top), axis_name))
+    lse_s, lse_t = lse[0], lse[1]
+    safe_beta, _ = _safe_beta(mode, beta)
+
+    def terms_body(i, sums):
+        a, b, new = logits(i)
+        terms = _divergence_terms(mode, a - lse_s[:, None], b - lse_t[:, None], safe_beta)
+        return {k: sums[k] + jnp.sum(jnp.where(new[None, :], v, 0.0), axis=1) for k, v in terms.items()}
+
+    names = _divergence_terms(mode, jnp.zeros((1, 1), acc), jnp.zeros((1, 1), acc), safe_beta).keys()
+    zero = _to_varying(jnp.zeros((n,), acc), axes | _mesh_axes(lse_s))
+    sums = jax.lax.fori_loop(0, num_chunks, terms_body, {k: zero for k in names})
+    if axis_name is not None:
+        keys = sorted(sums)
+        summed = jax.lax.psum(jnp.stack([sums[k] for k in keys]), axis_name)
+        sums = dict(zip(keys, summed))
+    value = _combine(mode, sums, beta, safe_beta)
+    return value, (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums)
+
+
+def _fused_backward(chunk, mode, axis_name, residuals, g):
+    (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums), flags = residuals
+    want_s, want_t = flags
+    vocab = ws.shape[1]
+    acc = _numerics.compute_dtype(hs, ws, ht, wt)
+    hs_dtype, ht_dtype = hs.dtype, ht.dtype
+    hs = hs.astype(_matmul_dtype(hs, ws, acc))
+    ht = ht.astype(_matmul_dtype(ht, wt, acc))
+    num_chunks = -(-vocab // chunk)
+    safe_beta, inside = _safe_beta(mode, beta)
+    # Per-token coefficients of each divergence in the loss (the traced-beta select).
+    if mode == "traced_beta":
+        c_ts, c_st, c_mix = (g * (beta == 0).astype(g.dtype), g * (beta == 1).astype(g.dtype), g * inside)
+    else:
+        c_ts = c_st = c_mix = g
+
+    def body(i, carry):
+        d_hs, d_ws, d_ht, d_wt, d_inv = carry
+        start, new = _chunk_start(i, chunk, vocab)
+        us, ws_c = _chunk_logits(hs, ws, start, chunk, acc)
+        ut, wt_c = _chunk_logits(ht, wt, start, chunk, acc)
+        ls, lt = us * inv_t - lse_s[:, None], ut * inv_t - lse_t[:, None]
+        ps, pt = jnp.exp(ls), jnp.exp(lt)
+        # d loss / d (z / T) for each divergence; with G = d loss / d log p the softmax
+        # Jacobian gives G - p sum(G):
+        #   KL(t||s):        d/ds = p_s - p_t                 d/dt = p_t (log t - log s - KL(t||s))
+        #   KL(s||t):        d/ds = p_s (log s - log t - KL(s||t))   d/dt = p_t - p_s
+        #   b KL(t||m) + (1-b) KL(s||m): d/ds = (1-b) p_s (log s - log m - KL(s||m)),
+        #                                d/dt = b p_t (log t - log m - KL(t||m))
+        # (the terms through log m cancel: d/dlog m of the loss is -m).
+        d_a = jnp.zeros_like(ls)
+        d_b = jnp.zeros_like(lt)
+        if mode in ("forward_kl", "traced_beta"):
+            d_a = d_a + c_ts[:, None] * (ps - pt)
+            d_b = d_b + c_ts[:, None] * pt * (lt - ls - sums["kl_ts"][:, None])
+        if mode in ("reverse_kl", "traced_beta"):
+            d_a = d_a + c_st[:, None] * ps * (ls - lt - sums["kl_st"][:, None])
+            d_b = d_b + c_st[:, None] * (pt - ps)
+        if mode in ("jsd", "traced_beta"):
+            lm = jnp.logaddexp(ls + jnp.log1p(-safe_beta), lt + jnp.log(safe_beta))
+            d_a = d_a + (c_mix * (1.0 - safe_beta))[:, None] * ps * (ls - lm - sums["kl_sm"][:, None])
+            d_b = d_b + (c_mix * safe_beta)[:, None] * pt * (lt - lm - sums["kl_tm"][:, None])
+        d_a = jnp.where(new[None, :], d_a, 0.0)
+        d_b = jnp.where(new[None, :], d_b, 0.0)
+        # z / T = u * inv_t: d/du = inv_t d/dz, d/dinv_t = sum u d/dz.
+        d_inv = d_inv + jnp.sum(d_a * us) + jnp.sum(d_b * ut)
+        d_us, d_ut = d_a * inv_t, d_b * inv_t
+        if want_s:
+            d_hs, d_ws = _accumulate(hs, ws_c, d_us, d_hs, d_ws, start)
+        if want_t:
+            d_ht, d_wt = _accumulate(ht, wt_c, d_ut, d_ht, d_wt, start)
+        return d_hs, d_ws, d_ht, d_wt, d_inv
+
+    axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
+
+    def zeros(shape, dtype, wanted):
+        return _to_varying(jnp.zeros(shape, dtype), axes) if wanted else None
+
+    init = (zeros(hs.shape, acc, want_s), zeros(ws.shape, ws.dtype, want_s), zeros(ht.shape, acc, want_t),
+            zeros(wt.shape, wt.dtype, want_t), _to_varying(jnp.zeros((), acc), axes))
+    d_hs, d_ws, d_ht, d_wt, d_inv = jax.lax.fori_loop(0, num_chunks, body, init)
+    d_beta = None
+    if mode in ("jsd", "traced_beta"):
+        # d/dbeta [b KL(t||m) + (1-b) KL(s||m)] = KL(t||m) - KL(s||m) (the terms through m cancel).
+        d_beta = _cotangent_like(jnp.sum(c_mix * (sums["kl_tm"] - sums["kl_sm"])), beta)
+    return (None if d_hs is None else d_hs.astype(hs_dtype), d_ws,
+            None if d_ht is None else d_ht.astype(ht_dtype), d_wt, _cotangent_like(d_inv, inv_t), d_beta)
+
+
+def _cotangent_like(d: Array, primal: Array) -> Array:
+    """A scalar hyper-parameter's cotangent with the primal's dtype and mesh axes.
+
+    Inside ``shard_map`` a hyper-parameter replicated over an axis gets the sum
+    of the per-device partial derivatives over that axis.
+    """
+    extra = tuple(sorted(_mesh_axes(d) - _mesh_axes(primal), key=str))
+    if extra:
+        d = jax.lax.psum(d, extra)
+    return _to_varying(d.astype(primal.dtype), _mesh_axes(primal))
+
+
+def _accumulate(h: Array, w_c: Array, d_u: Array, d_h: Array, d_w: Array, start: Array) -> tuple[Array, Array]:
+    """Adds one chunk's gradients: ``d_h += d_u w_c^T``, ``d_w[:, chunk] += h^T d_u``.
+
+    Read-modify-write on ``d_w``: the shifted last chunk adds zeros on the
+    columns it shares with the previous one.
+    """
+    acc = d_h.dtype
+    d_h = d_h + jnp.matmul(d_u.astype(w_c.dtype), w_c.T, preferred_element_type=acc)
+    h_mm = h if h.dtype == w_c.dtype else h.astype(w_c.dtype)
+    block = jnp.matmul(h_mm.T, d_u.astype(w_c.dtype), preferred_element_type=acc)
+    old = jax.lax.dynamic_slice_in_dim(d_w, start, d_u.shape[1], axis=1)
+    d_w = jax.lax.dynamic_update_slice_in_dim(d_w, (old.astype(acc) + block).astype(d_w.dtype), start, axis=1)
+    return d_h, d_w
+
+
+def _fused_forward_rule(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
+    value, residuals = _fused_forward(hs.value, ws.value, ht.value, wt.value, inv_t.value, beta.value,
+                                      chunk, mode, axis_name)
+    # Which side is differentiated (static): a frozen teacher (stop_gradient, or not
+    # an argument of jax.grad) costs no teacher-gradient matmuls.
+    flags = (hs.perturbed or ws.perturbed, ht.perturbed or wt.perturbed)
+    return value, (residuals, flags)
+
+
+_fused_divergence.defvjp(_fused_forward_rule, _fused_backward, symbolic_zeros=True)
+
+
+def _fused_inputs(fn: str, student_hidden: Any, student_weight: Any, teacher_hidden: Any, teacher_weight: Any,
+                  temperature: Any, chunk_size: Any, where: Any
+                  ) -> tuple[Array, Array, Array, Array, Any, Array | None, tuple[int, ...], int]:
+    """Validated, flattened ``[N, D]`` hidden states (masked rows zeroed), weights, ``where`` and the chunk."""
+    _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
+    if chunk_size is not None:
+        _checks.integer_option(fn, "chunk_size", chunk_size, allow_none=False)
+        _checks.in_range(fn, "chunk_size", chunk_size, low=1)
+    hs = _checks.floating(fn, "student_hidden", student_hidden)
+    ws = _checks.floating(fn, "student_weight", student_weight)
+    ht = _checks.floating(fn, "teacher_hidden", teacher_hidden)
+    wt = _checks.floating(fn, "teacher_weight", teacher_weight)
+    _checks.rank_at_least(fn, "student_hidden", hs, 1, "[..., Ds]")
+    _checks.rank_at_least(fn, "teacher_hidden", ht, 1, "[..., Dt]")
+    batch_shape = hs.shape[:-1]
+    _checks.shape(fn, "teacher_hidden", ht, (*batch_shape, None),
+                  f"[..., Dt] with [...] = {batch_shape} (student_hidden without its last axis)")
+    ds, dt = hs.shape[-1], ht.shape[-1]
+    _checks.shape(fn, "student_weight", ws, (ds, None), f"[Ds, V] with Ds = {ds} (student_hidden's last axis)")
+    vocab = ws.shape[1]
+    _checks.shape(fn, "teacher_weight", wt, (dt, vocab),
+                  f"[Dt, V] = ({dt}, {vocab}) (teacher_hidden's last axis, student_weight's V)")
+    if vocab == 0:
+        raise ValueError(_checks.message(fn, "student_weight", "must have at least one column (V >= 1)",
+                                         f"shape {ws.shape}"))
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), batch_shape,
+                                      "the per-token shape")
+    # First half of the double-where: masked tokens read zero hidden states.
+    mask = None if where is None else where[..., None]
+    n = 1
+    for size in batch_shape:
+        n *= size
+    hs = _numerics.mask_inputs(mask, hs).reshape(n, ds)
+    ht = _numerics.mask_inputs(mask, ht).reshape(n, dt)
+    chunk = int(min(_fused_auto_chunk(n) if chunk_size is None else chunk_size, max(vocab, 1)))
+    return hs, ws, ht, wt, where, batch_shape, chunk
+
+
+def _fused_values(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta: Array, chunk: int, mode: str,
+                  axis_name: Any) -> Array:
+    """Per-token ``[N]`` divergences; inside ``shard_map`` the arrays are first cast to common mesh axes."""
+    axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
+    hs, ws, ht, wt = (_to_varying(x, axes) for x in (hs, ws, ht, wt))
+    return _fused_divergence(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name)
+
+
+@_registry.builtin(tags=("distillation", "large_vocab"))
+def linear_knowledge_distillation_loss(
+    student_hidden: Any, student_weight: Any, teacher_hidden: Any, teacher_weight: Any, *,
+    temperature: Any = 1.0, chunk_size: int | None = None, axis_name: Any = None,
+    reduction: str = "mean", weights: Any = None, where: Any = None,
+) -> Array:
+    r"""Knowledge distillation of ``student_hidden @ student_weight`` from a teacher's, without materialising logits.
+
+    With student logits :math:`s = h_S W_S`, teacher logits :math:`t = h_T W_T`
+    and :math:`p^S = \operatorname{softmax}(s / T)`, :math:`p^T = \operatorname{softmax}(t / T)`:
+
+    .. math::
+
+        \ell = T^2 \sum_v p^T_v \big(\log p^T_v - \log p^S_v\big)
+
+    per token, the same value and gradients as
+    ``knowledge_distillation_loss(student_hidden @ student_weight,
+    teacher_hidden @ teacher_weight, temperature=T)``. The vocabulary is walked
+    ``chunk_size`` columns at a time: one pass for the two log-sum-exps (online,
+    rescaled to a running maximum), one for the divergence, and a backward pass
+    (a ``jax.custom_vjp``) that recomputes each chunk's logits and turns them
+    into gradients with :math:`\partial \ell / \partial s = T (p^S - p^T)` and
+    :math:`\partial \ell / \partial t = T\, p^T (\log p^T - \log p^S - \mathrm{KL})`.
+    Temporary memory is ``O(N * chunk_size)`` instead of ``O(N * V)``.
+
+    Gradients flow into all four arrays (and a traced ``temperature``), like
+    the unfused loss. When the teacher is not differentiated (frozen: wrapped
+    in ``jax.lax.stop_gradient`` or simply not an argument of ``jax.grad``),
+    the teacher's gradient matmuls are skipped (``custom_vjp`` symbolic
+    zeros), so a frozen teacher costs one recomputed teacher product per chunk
+    in the backward pass and nothing more. Matrix products accumulate in float32:
+    bfloat16 weights stay bfloat16 and a weight of another dtype than its
+    hidden states is cast one chunk at a time.
+
+    Args:
+      student_hidden: ``[..., Ds]`` float student activations (e.g. ``[B, T, Ds]``).
+      student_weight: ``[Ds, V]`` float student output projection.
+      teacher_hidden: ``[..., Dt]`` float teacher activations, same ``[...]``.
+      teacher_weight: ``[Dt, V]`` float teacher output projection.
+      temperature: :math:`T > 0` (Python float or traced array).
+      chunk_size: vocabulary columns per chunk (a Python int >= 1), or
+        ``None`` (default): about 2^21 logits per chunk and model (256 columns
+        for 8192 tokens), between 128 and 4096 columns.
+      axis_name: inside ``shard_map`` (or ``pmap``/``vmap`` with an axis name),
+        the mesh axis (or tuple of axes) over which the vocabulary is split;
+        ``None`` (default) when the weights hold the whole vocabulary. Device
+        ``i`` holds columns ``[i * V_local, (i + 1) * V_local)`` of *both*
+        weights; the hidden states are the same on every device of the axis
+        (their gradients are summed over it). The batch is reduced locally:
+        for a data axis use ``reduction="none"`` and
+        ``jaxloss.reduce(..., axis_name="data")``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]`` (padding, prompt tokens).
+
+    Returns:
+      ``[...]`` per-token values for ``reduction="none"``, else a scalar;
+      float32 for 16/32-bit inputs (float64 under ``jax_enable_x64``).
+
+    Raises:
+      ValueError: a hidden state of rank 0, mismatched ``[...]``, a weight not
+        ``[D, V]`` matching its hidden state, different vocabulary sizes,
+        ``temperature <= 0``, a bad ``chunk_size``, unknown ``reduction``.
+      TypeError: non-float arrays, non-boolean ``where``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> keys = jax.random.split(jax.random.key(0), 4)
+      >>> hs, ws = jax.random.normal(keys[0], (6, 8)), jax.random.normal(keys[1], (8, 100))
+      >>> ht, wt = jax.random.normal(keys[2], (6, 16)), jax.random.normal(keys[3], (16, 100))
+      >>> fused = jaxloss.distillation.linear_knowledge_distillation_loss(hs, ws, ht, wt, temperature=2.0,
+      ...                                                                 chunk_size=32)
+      >>> naive = jaxloss.distillation.knowledge_distillation_loss(hs @ ws, ht @ wt, temperature=2.0)
+      >>> bool(jnp.allclose(fused, naive, rtol=1e-5))
+      True
+
+    References:
+      Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network",
+      2015, https://arxiv.org/abs/1503.02531;
+      Milakov and Gimelshein, "Online normalizer calculation for softmax",
+      2018, https://arxiv.org/abs/1805.02867;
+      Hsu et al., "Liger Kernel: Efficient Triton Kernels for LLM Training"
+      (fused linear distillation, ``src/liger_kernel/chunked_loss/fused_linear_distillation.py``),
+      2024, https://arxiv.org/abs/2410.10989
+    """
+    fn = "linear_knowledge_distillation_loss"
+    hs, ws, ht, wt, where, batch_shape, chunk = _fused_inputs(fn, student_hidden, student_weight, teacher_hidden,
+                                                              teacher_weight, temperature, chunk_size, where)
+    acc = _numerics.compute_dtype(hs, ws, ht, wt)
+    temperature = jnp.asarray(temperature).astype(acc)
+    values = _fused_values(hs, ws, ht, wt, 1.0 / temperature, jnp.zeros((), acc), chunk, "forward_kl", axis_name)
+    values = jnp.square(temperature) * values.reshape(batch_shape)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@_registry.builtin(tags=("distillation", "large_vocab"))
+def linear_generalized_jsd_loss(
+    student_hidden: Any, student_weight: Any, teacher_hidden: Any, teacher_weight: Any, *,
+    beta: Any = 0.5, temperature: Any = 1.0, chunk_size: int | None = None, axis_name: Any = None,
+    reduction: str = "mean", weights: Any = None, where: Any = None,
+) -> Array:
+    r"""GKD's generalized Jensen-Shannon divergence of fused student and teacher projections, chunked over the vocabulary.
+
+    With :math:`S = \operatorname{softmax}(h_S W_S / T)`, :math:`P = \operatorname{softmax}(h_T W_T / T)`
+    (teacher) and :math:`M = (1 - \beta) S + \beta P`:
+
+    .. math::
+
+        \ell = \begin{cases}
+            \mathrm{KL}(P \,\|\, S) & \beta = 0 \\
+            \beta \, \mathrm{KL}(P \,\|\, M) + (1 - \beta) \, \mathrm{KL}(S \,\|\, M) & 0 < \beta < 1 \\
+            \mathrm{KL}(S \,\|\, P) & \beta = 1
+        \end{cases}
+
+    per token, the same value and gradients as
+    ``generalized_jsd_loss(student_hidden @ student_weight,
+    teacher_hidden @ teacher_weight, beta=beta, temperature=T)`` (TRL's
+    ``GKDTrainer.generalized_jsd_loss`` semantics), computed like
+    :func:`linear_knowledge_distillation_loss`: two chunked passes over the
+    vocabulary forward (log-sum-exps, then the divergence with
+    :math:`\log M` a ``logaddexp`` of the log-probabilities) and one backward
+    with the closed-form logit gradients
+    :math:`\partial \ell / \partial (s/T) = (1 - \beta) S (\log S - \log M - \mathrm{KL}(S \| M))`,
+    :math:`\partial \ell / \partial (t/T) = \beta P (\log P - \log M - \mathrm{KL}(P \| M))`
+    and :math:`\partial \ell / \partial \beta = \mathrm{KL}(P \| M) - \mathrm{KL}(S \| M)`.
+    Never materialises ``[N, V]``. Gradients flow into all four arrays, and
+    into a traced ``beta`` or ``temperature``; a frozen teacher (not
+    differentiated) skips the teacher's gradient matmuls.
+
+    Liger's ``LigerFusedLinearJSDLoss`` (the peer) chunks over tokens instead,
+    gives the teacher no gradient and mixes :math:`M = \beta S + (1 - \beta) P`
+    while weighting :math:`\beta \mathrm{KL}(P \| M) + (1 - \beta) \mathrm{KL}(S \| M)`;
+    here the mixture follows TRL and GKD: at ``beta=0.5`` the two agree.
+
+    Args:
+      student_hidden: ``[..., Ds]`` float student activations (e.g. ``[B, T, Ds]``).
+      student_weight: ``[Ds, V]`` float student output projection.
+      teacher_hidden: ``[..., Dt]`` float teacher activations, same ``[...]``.
+      teacher_weight: ``[Dt, V]`` float teacher output projection.
+      beta: :math:`\beta` in ``[0, 1]`` (a traced ``beta`` computes the three
+        cases in the same two passes and selects).
+      temperature: :math:`T > 0`; both logits are divided by it.
+      chunk_size: vocabulary columns per chunk (a Python int >= 1), or
+        ``None`` (default) for about 2^21 logits per chunk and model.
+      axis_name: the mesh axis (or axes) over which both weights' vocabulary is
+        split, as in :func:`linear_knowledge_distillation_loss`.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``; ``False`` drops a token.
+
+    Returns:
+      ``[...]`` per-token values for ``reduction="none"``, else a scalar;
+      float32 for 16/32-bit inputs (float64 under ``jax_enable_x64``).
+
+    Raises:
+      ValueError: mismatched shapes (as in
+        :func:`linear_knowledge_distillation_loss`), ``beta`` outside
+        ``[0, 1]``, ``temperature <= 0``, a bad ``chunk_size``, unknown ``reduction``.
+      TypeError: non-float arrays, non-boolean ``where``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> keys = jax.random.split(jax.random.key(0), 4)
+      >>> hs, ws = jax.random.normal(keys[0], (6, 8)), jax.random.normal(keys[1], (8, 100))
+      >>> ht, wt = jax.random.normal(keys[2], (6, 16)), jax.random.normal(keys[3], (16, 100))
+      >>> fused = jaxloss.distillation.linear_generalized_jsd_loss(hs, ws, ht, wt, beta=0.3, chunk_size=32)
+      >>> naive = jaxloss.distillation.generalized_jsd_loss(hs @ ws, ht @ wt, beta=0.3)
+      >>> bool(jnp.allclose(fused, naive, rtol=1e-5))
+      True
+
+    References:
+      Agarwal et al., "On-Policy Distillation of Language Models: Learning from
+      Self-Generated Mistakes" (GKD), ICLR 2024, https://arxiv.org/abs/2306.13649;
+      Hsu et al., "Liger Kernel: Efficient Triton Kernels for LLM Training"
+      (``src/liger_kernel/chunked_loss/jsd_loss.py``), 2024, https://arxiv.org/abs/2410.10989;
+      Milakov and Gimelshein, "Online normalizer calculation for softmax",
+      2018, https://arxiv.org/abs/1805.02867
+    """
+    fn = "linear_generalized_jsd_loss"
+    _checks.in_range(fn, "beta", beta, low=0.0, high=1.0)
+    hs, ws, ht, wt, where, batch_shape, chunk = _fused_inputs(fn, student_hidden, student_weight, teacher_hidden,
+                                                              teacher_weight, temperature, chunk_size, where)
+    acc = _numerics.compute_dtype(hs, ws, ht, wt)
+    if not _checks.is_concrete(beta):
+        mode = "traced_beta"
+    elif float(beta) == 0.0:
+        mode = "forward_kl"
+    elif float(beta) == 1.0:
+        mode = "reverse_kl"
+    else:
+        mode = "jsd"
+    inv_t = 1.0 / jnp.asarray(temperature).astype(acc)
+    values = _fused_values(hs, ws, ht, wt, inv_t, jnp.asarray(beta).astype(acc), chunk, mode, axis_name)
+    return reduce_values(values.reshape(batch_shape), reduction=reduction, weights=weights, where=where, fn=fn)
