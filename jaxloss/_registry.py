@@ -41,10 +41,13 @@ class Argument:
     classes: for ``"class_indices"``, where ``C`` is read: ``(argument, axis)``
       with ``axis`` an int or the name of the keyword holding it, and an
       optional keyword whose value divides the size (sub-centres per class).
+    stop_gradient: the loss stops the gradient at this argument by design
+      (BYOL/SimSiam targets, the DINO teacher): its gradient is exactly 0.
     """
 
     role: str
     classes: tuple[Any, ...] | None = None
+    stop_gradient: bool = False
 
     @property
     def masked(self) -> bool:
@@ -105,6 +108,11 @@ _OVERRIDES: dict[str, dict[str, Argument]] = {
     "proxy_nca_loss": {"labels": Argument("class_indices", ("proxies", 0))},
     "linear_softmax_cross_entropy": {"labels": Argument("class_indices", ("weight", 1))},
     "ctc_loss": {"labels": Argument("class_indices", ("logits", -1))},
+    # Targets behind a stop_gradient, where the papers put it.
+    "byol_loss": {"target_projections": Argument("data", stop_gradient=True)},
+    "simsiam_loss": {"z1": Argument("data", stop_gradient=True), "z2": Argument("data", stop_gradient=True)},
+    "dino_loss": {"teacher_logits": Argument("logits", stop_gradient=True),
+                  "center": Argument("parameters", stop_gradient=True)},
     # Metric-learning labels only say which examples share a class.
     **{name: {"labels": Argument("ids")} for name in (
         "ntxent_loss", "supervised_contrastive_loss", "circle_loss", "batch_hard_triplet_loss",

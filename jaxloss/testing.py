@@ -10,7 +10,8 @@ reduction  ``"sum"``/``"mean"``/weights agree with ``"none"``; unknown
 jit        ``jax.jit`` gives the same numbers as eager execution
 trace      float hyper-parameters can be traced arrays; one trace per shape
 vmap       ``jax.vmap`` over a new leading axis equals calling per slice
-grad       gradients match finite differences in float64
+grad       gradients match finite differences in float64 (inputs behind a
+           ``stop_gradient`` by design get exactly zero gradients)
 edge       value and gradient stay finite at the contract's edge cases
            (zeros, identical inputs, logits of 1e4, probabilities 0 and 1,
            bfloat16 logits of 60, log-probabilities of -1e4 and exactly 0)
@@ -282,6 +283,10 @@ class _Context:
     def fail(self, msg):
         raise _CheckFailed(msg)
 
+    def _stopped(self, i):
+        arg = self.roles.get(self.names[i])
+        return arg is not None and arg.stop_gradient
+
     def _role(self, i):
         arg = self.roles.get(self.names[i])
         return arg.role if arg is not None else "data"
@@ -377,7 +382,8 @@ class _Context:
             out = self.call(args64)
             if jnp.result_type(out) != jnp.float64:
                 self.fail(f"float64 inputs under jax_enable_x64 gave a {jnp.result_type(out)} result")
-            pos = self.float_pos
+            stopped = [i for i in self.float_pos if self._stopped(i)]
+            pos = [i for i in self.float_pos if i not in stopped]
             if not pos:
                 return "no float inputs to differentiate"
 
@@ -393,6 +399,18 @@ class _Context:
             except AssertionError as e:
                 first = [ln for ln in str(e).splitlines() if ln.strip()][:3]
                 self.fail("gradients do not match finite differences in float64: " + " | ".join(first))
+            if stopped:
+                def g(*float_args):
+                    full = list(args64)
+                    for i, a in zip(stopped, float_args):
+                        full[i] = a
+                    return self.call(tuple(full))
+
+                grads = jax.grad(g, argnums=tuple(range(len(stopped))))(*(args64[i] for i in stopped))
+                for i, gi in zip(stopped, grads):
+                    if np.any(np.asarray(gi) != 0):
+                        self.fail(f"{self.names[i]} is behind a stop_gradient (registry) but its gradient is "
+                                  f"not 0 (max {float(np.max(np.abs(gi))):.3g})")
 
     def _edge_cases(self):
         cases = []
