@@ -8,12 +8,15 @@ mixed with the renormalised router probabilities), pools the tokens and
 classifies. The same model, from the same initialisation, is trained twice:
 on the cross-entropy alone, and with the Switch Transformer auxiliary loss
 ``load_balancing_loss`` (weight ``--balance-weight``) plus a small
-``router_z_loss``. Without the auxiliary loss the router tends to send most
-tokens to a few experts (the others get no gradient and stay idle); with it
-the tokens spread over all experts at no cost in accuracy. The script prints
-test accuracy and each expert's share of the test tokens, and saves a chart::
+``router_z_loss``. Without the auxiliary loss the load is uneven: early in
+training most tokens go to two or three experts, and at the end some experts
+still take several times the share of others (an expert that receives few
+tokens gets little gradient, so it stays behind). With it, the tokens spread
+evenly over all experts at no cost in accuracy. The script prints test
+accuracy, each expert's share of the test tokens and the effective number of
+experts ``exp(entropy of the shares)``, and saves a chart::
 
-    python examples/moe_digits.py                 # about a minute on 2 CPU cores
+    python examples/moe_digits.py                 # about two minutes on 2 CPU cores
     python examples/moe_digits.py --top-k 2 --experts 16
     python examples/moe_digits.py --smoke         # a few seconds, for CI
 """
