@@ -268,3 +268,37 @@ def test_nav_gains_every_example_and_api_page(tmp_path):
     nav = hooks.on_config(config)["nav"]
     assert nav[1]["Examples"] == [{"Old": "examples/old.md"}, {"A new example": "examples/new_one.md"}]
     assert nav[2]["API reference"] == ["api/index.md", {"Fam": "api/fam.md"}]
+
+
+def test_pytorch_page_concatenated_ctc_targets():
+    """docs/migration/pytorch.md: torch's 1-D concatenated CTC targets, padded by the page's function,
+    give torch's ctc_loss (torch/nn/functional.py ``ctc_loss`` with 1-D targets) through jaxloss.ctc_loss."""
+    import numpy as np
+
+    import jaxloss.sequence as seq
+
+    page = (DOCS / "migration" / "pytorch.md").read_text(encoding="utf-8")
+    code = next(block for block in re.findall(r"```python\n(.*?)```", page, re.DOTALL)
+                if "def pad_concatenated_targets" in block)
+    namespace = {}
+    exec(compile(code.split("labels, label_paddings =")[0], "pytorch.md", "exec"), namespace)
+    pad = namespace["pad_concatenated_targets"]
+    lengths = np.array([3, 1, 4], np.int32)
+    targets = np.array([1, 2, 2, 3, 4, 1, 1, 2], np.int32)
+    labels, paddings = pad(targets, lengths, max_length=5)
+    expected = np.zeros((3, 5), np.int32)
+    for i, (start, n) in enumerate(zip(np.cumsum(lengths) - lengths, lengths)):
+        expected[i, :n] = targets[start:start + n]
+    np.testing.assert_array_equal(np.asarray(labels), expected)
+    np.testing.assert_array_equal(np.asarray(paddings), (np.arange(5)[None] >= lengths[:, None]).astype(np.float32))
+    try:
+        import torch
+    except ImportError:
+        return
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 9, 5)).astype(np.float32)                  # [B, T, K], batch first
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    reference = torch.nn.functional.ctc_loss(torch.tensor(log_probs).transpose(0, 1), torch.tensor(targets),
+                                             torch.full((3,), 9), torch.tensor(lengths), reduction="mean")
+    ours = seq.ctc_loss(log_probs, np.zeros((3, 9), np.float32), labels, paddings, normalize_by_label_length=True)
+    np.testing.assert_allclose(float(ours), float(reference), rtol=1e-5)
