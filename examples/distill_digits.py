@@ -62,7 +62,8 @@ def parse_args(argv=None):
     parser.add_argument("--teacher-hidden", type=int, default=512)
     parser.add_argument("--student-hidden", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=4.0, help="distillation temperature T")
-    parser.add_argument("--beta", type=float, default=0.5, help="beta of generalized_jsd_loss (0 forward KL, 1 reverse KL)")
+    parser.add_argument("--beta", type=float, default=0.5,
+                        help="beta of generalized_jsd_loss (0 forward KL, 1 reverse KL)")
     parser.add_argument("--alpha", type=float, default=0.5,
                         help="weight of the cross-entropy on labelled images; 1 - alpha weights the distillation term")
     parser.add_argument("--teacher-steps", type=int, default=1500)
@@ -175,7 +176,8 @@ def main(argv=None) -> dict:
 
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    names = ["teacher\n(all labels)", "student\nlabels only", "student +\nknowledge_distillation", "student +\ngeneralized_jsd"]
+    names = ["teacher\n(all labels)", "student\nlabels only", "student +\nknowledge_distillation",
+             "student +\ngeneralized_jsd"]
     means = [teacher_accuracy] + [summary[m] for m in METHODS]
     spreads = [0.0] + [float(np.std(results[m])) for m in METHODS]
     ax.bar(names, means, yerr=spreads, color=["0.6", "tab:gray", "tab:blue", "tab:orange"], capsize=4)

@@ -114,7 +114,8 @@ def parse_args(argv=None):
     parser.add_argument("--loss", default="dpo", choices=tuple(DEFAULT_BETA))
     parser.add_argument("--beta", type=float, default=None, help="beta of the loss (default: TRL's for that loss)")
     parser.add_argument("--nll-weight", type=float, default=1.0,
-                        help="weight of the chosen sentences' NLL added to the loss (TRL's rpo_alpha; ORPO has its own)")
+                        help="weight of the chosen sentences' NLL added to the loss "
+                             "(TRL's rpo_alpha; ORPO has its own)")
     parser.add_argument("--context", type=int, default=LENGTH)
     parser.add_argument("--sft-steps", type=int, default=800)
     parser.add_argument("--steps", type=int, default=200, help="preference-tuning steps")
@@ -316,7 +317,8 @@ def main(argv=None) -> dict:
     for name, label in (("obey", "samples obeying agreement"), ("grammatical", "samples grammatical"),
                         ("accuracy", "held-out implicit reward accuracy")):
         ax_curve.plot(history["step"], history[name], marker=".", label=label)
-    ax_curve.set(xlabel="preference step", ylim=(0, 1.05), title=f"{args.loss} (beta {args.beta}, lr {args.learning_rate}, NLL weight {args.nll_weight})")
+    ax_curve.set(xlabel="preference step", ylim=(0, 1.05),
+                 title=f"{args.loss} (beta {args.beta}, lr {args.learning_rate}, NLL weight {args.nll_weight})")
     ax_loss = ax_curve.twinx()
     ax_loss.plot(history["step"], history["loss"], color="0.5", ls="--", label="training loss")
     ax_loss.set_ylabel("training loss (dashed)")

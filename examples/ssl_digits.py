@@ -231,13 +231,13 @@ def main(argv=None) -> dict:
     names = list(results)
     width = 0.38
     for j, (key_, label) in enumerate((("all", "all labels"), ("few", f"{args.few_labels} labels per class"))):
-        values = [results[n][key_] for n in names]
-        ax_probe.bar(np.arange(len(names)) + (j - 0.5) * width, values, width, label=label)
-        for i, v in enumerate(values):
-            ax_probe.text(i + (j - 0.5) * width, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+        errors = [1.0 - results[n][key_] for n in names]  # error rates: the differences are a few points
+        ax_probe.bar(np.arange(len(names)) + (j - 0.5) * width, errors, width, label=label)
+        for i, e in enumerate(errors):
+            ax_probe.text(i + (j - 0.5) * width, e + 0.002, f"{e:.1%}", ha="center", fontsize=8)
     ax_probe.set_xticks(np.arange(len(names)), names)
-    ax_probe.set(ylim=(0.0, 1.08), ylabel="test accuracy", title="linear probe on frozen features")
-    ax_probe.legend(loc="lower right", fontsize=8)
+    ax_probe.set(ylabel="test error (1 - accuracy)", title="linear probe on frozen features")
+    ax_probe.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(args.output, dpi=100)
     print(f"chart written to {args.output}")
