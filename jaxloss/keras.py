@@ -76,7 +76,7 @@ def _labels_for(fn: Callable[..., Any], y_true: jax.Array, y_pred: jax.Array) ->
     return jnp.round(y_true).astype(jnp.int32)
 
 
-class Loss(keras.losses.Loss):
+class Loss(keras.losses.Loss):  # type: ignore[misc]  # Keras ships no type information
     """A jaxloss loss as a ``keras.losses.Loss``, for ``model.compile(loss=...)``.
 
     Keras calls ``loss(y_true, y_pred, sample_weight)``; this calls the jaxloss
@@ -164,7 +164,7 @@ class Loss(keras.losses.Loss):
     def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         y_pred = jnp.asarray(y_pred)
         y_true = _labels_for(self.fn, jnp.asarray(y_true), y_pred)
-        values = self.fn(y_pred, y_true, reduction="none", **self.kwargs)
+        values: jax.Array = self.fn(y_pred, y_true, reduction="none", **self.kwargs)
         if values.ndim >= 2 and values.shape == y_pred.shape:
             # Elementwise values are averaged over the last axis, as Keras's own losses do, so that a
             # sample_weight of shape [batch] (or [batch, time]) weights examples, not features.
@@ -174,7 +174,7 @@ class Loss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         if not isinstance(self.name_or_fn, str):
             raise NotImplementedError("jaxloss.keras.Loss: only a loss given by name can be serialised")
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update(name_or_fn=self.name_or_fn, **self.kwargs)
         return config
 
@@ -512,7 +512,7 @@ _CLASSES: dict[str, tuple[str, dict[str, Any], str]] = {
 KERAS_NAMES: tuple[str, ...] = tuple(sorted({*_FUNCTIONS, *_FUNCTION_ALIASES, *_CLASSES}))
 
 
-class KerasEquivalentLoss(keras.losses.Loss):
+class KerasEquivalentLoss(keras.losses.Loss):  # type: ignore[misc]
     """A Keras built-in loss computed with jaxloss, equal to Keras's class of the same name.
 
     Built by :func:`get` from a Keras class name; ``self.fn`` is the per-example
