@@ -230,7 +230,8 @@ def check_loss(
 class _Context:
     """Holds the example and runs each check."""
 
-    def __init__(self, fn, args, kwargs, rtol, atol, grad_tolerance):
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], rtol: float,
+                 atol: float, grad_tolerance: float) -> None:
         self.fn = fn
         self.args = tuple(np.asarray(a) if not isinstance(a, jax.Array) else np.asarray(a) for a in args)
         self.kwargs = kwargs
@@ -240,14 +241,13 @@ class _Context:
         self.float_pos = _float_positions(self.args)
         self.f32_args = tuple(a.astype(np.float32) if i in self.float_pos else a
                               for i, a in enumerate(self.args))
-        self._jitted = {}
 
     # ---------------------------------------------------------------- helpers
-    def eager(self, args, **extra):
+    def eager(self, args: tuple[Any, ...], **extra: Any) -> Any:
         """Eager call (op by op)."""
         return self.fn(*args, **{**self.kwargs, **extra})
 
-    def call(self, args, **extra):
+    def call(self, args: tuple[Any, ...], **extra: Any) -> Any:
         """Compiled call: one program per loss, hyper-parameters, options and input shapes."""
         arrays = {k: v for k, v in extra.items() if v is not None and not isinstance(v, (str, bool, int, float))}
         static = {k: v for k, v in extra.items() if k not in arrays}
@@ -255,16 +255,16 @@ class _Context:
         compiled = _compiled(key, lambda: jax.jit(lambda a, kw: self.fn(*a, **self.kwargs, **static, **kw)))
         return compiled(tuple(args), arrays)
 
-    def jcall(self, args, reduction="mean", weights=None, where=None):
+    def jcall(self, args: tuple[Any, ...], reduction: str = "mean", weights: Any = None, where: Any = None) -> Any:
         """Jitted call, one compiled program per reduction and input shapes."""
         return self.call(args, reduction=reduction, weights=weights, where=where)
 
-    def grad_fn(self, args, reduction="mean", where=None, jit=True):
+    def grad_fn(self, args: tuple[Any, ...], reduction: str = "mean", where: Any = None, jit: bool = True) -> Any:
         """Gradient of the reduced loss w.r.t. every float positional input."""
         pos = list(self.float_pos)
 
-        def grads(args, where):
-            def f(*float_args):
+        def grads(args: tuple[Any, ...], where: Any) -> Any:
+            def f(*float_args: Any) -> Any:
                 full = list(args)
                 for i, a in zip(pos, float_args):
                     full[i] = a
@@ -277,22 +277,22 @@ class _Context:
         key = ("grad", self.fn, _freeze(self.kwargs), reduction, where is None, tuple(pos))
         return _compiled(key, lambda: jax.jit(grads))(tuple(args), where)
 
-    def unreduced_shape(self):
+    def unreduced_shape(self) -> Any:
         return jax.eval_shape(lambda *a: self.call(a, reduction="none"), *self.f32_args).shape
 
-    def fail(self, msg):
+    def fail(self, msg: str) -> None:
         raise _CheckFailed(msg)
 
-    def _stopped(self, i):
+    def _stopped(self, i: int) -> bool:
         arg = self.roles.get(self.names[i])
         return arg is not None and arg.stop_gradient
 
-    def _role(self, i):
+    def _role(self, i: int) -> str:
         arg = self.roles.get(self.names[i])
         return arg.role if arg is not None else "data"
 
     # ----------------------------------------------------------------- checks
-    def check_call(self):
+    def check_call(self) -> Any:
         out = self.call(self.f32_args)
         if jnp.ndim(out) != 0:
             self.fail(f"reduction='mean' returned shape {jnp.shape(out)}, expected a scalar")
@@ -302,7 +302,7 @@ class _Context:
         if not _all_finite(none):
             self.fail("unreduced values are not finite on the example inputs")
 
-    def check_reduction(self):
+    def check_reduction(self) -> Any:
         none = np.asarray(self.call(self.f32_args, reduction="none"), np.float64)
         total = self.call(self.f32_args, reduction="sum")
         mean = self.call(self.f32_args, reduction="mean")
@@ -326,7 +326,7 @@ class _Context:
         else:
             self.fail("reduction='average' did not raise ValueError")
 
-    def check_jit(self):
+    def check_jit(self) -> Any:
         for reduction in ("none", "mean"):
             eager = self.eager(self.f32_args, reduction=reduction)
             jitted = self.call(self.f32_args, reduction=reduction)
@@ -339,7 +339,7 @@ class _Context:
             if not _close(a, b, self.rtol * 10, self.atol * 10):
                 self.fail(f"gradient under jax.jit disagrees with eager (max abs diff {_max_diff(a, b):.3g})")
 
-    def check_trace(self):
+    def check_trace(self) -> Any:
         try:
             defaults = {p.name: p.default for p in inspect.signature(self.fn).parameters.values()
                         if p.kind == p.KEYWORD_ONLY and isinstance(p.default, float)}
@@ -348,7 +348,7 @@ class _Context:
         float_kw = {k: v for k, v in {**defaults, **self.kwargs}.items() if isinstance(v, float)}
         traces = []
 
-        def traced(args, hp):
+        def traced(args: tuple[Any, ...], hp: dict[str, Any]) -> Any:
             traces.append(1)
             return self.fn(*args, **{**self.kwargs, **hp})
 
@@ -364,7 +364,7 @@ class _Context:
                       f"({float(first)} vs {float(eager)})")
         return None
 
-    def check_vmap(self):
+    def check_vmap(self) -> Any:
         other = tuple(np.roll(a, 1, axis=0) if np.ndim(a) else a for a in self.f32_args)
         stacked = tuple(np.stack([a, b]) for a, b in zip(self.f32_args, other))
         for reduction in ("none", "mean"):
@@ -375,7 +375,7 @@ class _Context:
                 self.fail(f"jax.vmap disagrees with per-slice calls for reduction={reduction!r} "
                           f"(max abs diff {_max_diff(mapped, each):.3g})")
 
-    def check_grad(self):
+    def check_grad(self) -> Any:
         with jax.enable_x64(True):
             args64 = tuple(jnp.asarray(a, jnp.float64) if i in self.float_pos else jnp.asarray(a)
                            for i, a in enumerate(self.args))
@@ -387,7 +387,7 @@ class _Context:
             if not pos:
                 return "no float inputs to differentiate"
 
-            def f(*float_args):
+            def f(*float_args: Any) -> Any:
                 full = list(args64)
                 for i, a in zip(pos, float_args):
                     full[i] = a
@@ -400,7 +400,7 @@ class _Context:
                 first = [ln for ln in str(e).splitlines() if ln.strip()][:3]
                 self.fail("gradients do not match finite differences in float64: " + " | ".join(first))
             if stopped:
-                def g(*float_args):
+                def g(*float_args: Any) -> Any:
                     full = list(args64)
                     for i, a in zip(stopped, float_args):
                         full[i] = a
@@ -412,8 +412,8 @@ class _Context:
                         self.fail(f"{self.names[i]} is behind a stop_gradient (registry) but its gradient is "
                                   f"not 0 (max {float(np.max(np.abs(gi))):.3g})")
 
-    def _edge_cases(self):
-        cases = []
+    def _edge_cases(self) -> Any:
+        cases: list[tuple[str, tuple[Any, ...]]] = []
         fp = self.float_pos
         zeros = tuple(np.zeros_like(a) if i in fp else a for i, a in enumerate(self.f32_args))
         cases.append(("all float inputs zero (zero vectors)", zeros))
@@ -442,7 +442,7 @@ class _Context:
             cases.append(("probabilities exactly 0 and 1", exact))
         return cases
 
-    def check_edge(self):
+    def check_edge(self) -> Any:
         problems = []
         for label, case in self._edge_cases():
             value = self.call(case)
@@ -455,7 +455,7 @@ class _Context:
         if problems:
             self.fail("; ".join(problems))
 
-    def _mask_and_slice(self):
+    def _mask_and_slice(self) -> Any:
         """Masks the last example; slices it off every array whose axis 0 is the batch."""
         shape = self.unreduced_shape()
         if len(shape) == 0 or shape[0] < 2:
@@ -471,7 +471,7 @@ class _Context:
                          else a for i, a in enumerate(self.f32_args))
         return where, sliced, poisoned
 
-    def check_where(self):
+    def check_where(self) -> Any:
         setup = self._mask_and_slice()
         if setup is None:
             return "the unreduced loss has no batch axis 0 shared with an input; where-vs-slicing not applicable"
@@ -493,7 +493,7 @@ class _Context:
             if np.ndim(g) and np.shape(g)[0] == where.shape[0] and np.any(np.asarray(g)[-1] != 0):
                 self.fail(f"masked position has a non-zero gradient w.r.t. {self.names[i]}")
 
-    def check_all_masked(self):
+    def check_all_masked(self) -> Any:
         shape = self.unreduced_shape()
         where = np.zeros(shape, bool)
         for reduction in ("sum", "mean"):
@@ -506,7 +506,7 @@ class _Context:
             if any(np.any(np.asarray(g) != 0) for g in grads):
                 self.fail(f"all-masked input has non-zero gradients for reduction={reduction!r}")
 
-    def check_dtype(self):
+    def check_dtype(self) -> Any:
         if not self.float_pos:
             return "no float inputs"
         for low in (jnp.bfloat16, jnp.float16):
@@ -522,7 +522,7 @@ class _Context:
                     self.fail(f"gradient w.r.t. {self.names[i]} is {jnp.result_type(g)}, "
                               f"expected the input's {jnp.dtype(low).name}")
 
-    def check_shapes(self):
+    def check_shapes(self) -> Any:
         arrays = _array_positions(self.f32_args)
         problems, notes = [], []
         if len(arrays) >= 2:
@@ -558,7 +558,7 @@ class _Context:
         if problems or notes:
             self.fail("; ".join(problems + notes))
 
-    def check_nan(self):
+    def check_nan(self) -> Any:
         if not self.float_pos:
             return "no float inputs"
         problems = []
@@ -575,7 +575,7 @@ class _Context:
         if problems:
             self.fail("; ".join(problems))
 
-    def check_empty(self):
+    def check_empty(self) -> Any:
         shape = self.unreduced_shape()
         if len(shape) == 0:
             return "the unreduced loss has no batch axis"
@@ -598,7 +598,7 @@ class _Context:
         if np.shape(none)[:1] != (0,):
             self.fail(f"an empty batch gives unreduced values of shape {np.shape(none)}, expected a leading 0")
 
-    def check_labels(self):
+    def check_labels(self) -> Any:
         values = dict(zip(self.names, self.f32_args))
         targets = [(i, self.roles[n]) for i, n in enumerate(self.names)
                    if n in self.roles and self.roles[n].role == "class_indices"
@@ -611,7 +611,7 @@ class _Context:
             if num_classes is None:
                 problems.append(f"the registry cannot tell the number of classes of {self.names[i]}")
                 continue
-            probes = [(-1, np.int32), (num_classes, np.int32)]
+            probes: list[tuple[int, Any]] = [(-1, np.int32), (num_classes, np.int32)]
             if num_classes <= 255:
                 probes.append((255, np.uint8))
             probes.append((2**32 - 1, np.uint32))
