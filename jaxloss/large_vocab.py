@@ -63,7 +63,7 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
 def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array, b_pad: Array | None):
     """Column ids, their validity (padding is invalid), and the weight/bias slices of chunk ``i``."""
     start = i * chunk
-    columns = start + jnp.arange(chunk)
+    columns = start + jnp.arange(chunk, dtype=jnp.int32)
     w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
     b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
     return columns, columns < vocab, w_c, b_c
@@ -355,7 +355,11 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
     n = int(jnp.size(labels))
     chunk = int(min(_auto_chunk(n) if chunk_size is None else chunk_size, vocab))
     flat_h = h.reshape(n, dim)
-    flat_labels = safe_labels.reshape(n)
+    # Labels of any integer dtype compare as int32 (under strict promotion an
+    # int32 column id and uint8 labels have no common type); one that does not
+    # fit wraps here but is out of range, and the caller's range check on the
+    # original labels turns it into NaN.
+    flat_labels = safe_labels.reshape(n).astype(jnp.int32)
     soft_cap = None if logit_soft_cap is None else jnp.asarray(
         logit_soft_cap, _numerics.compute_dtype(hidden, weight))
     # Tensor parallel: this device holds columns [offset, offset + V_local) of the vocabulary.
