@@ -602,7 +602,8 @@ def test_check_loss_catches_jit_eager_disagreement():
     report = check_loss(tracer_branching_loss, p, t, raise_on_failure=False)
     assert "jit" in report.failures, str(report)
     assert "jax.jit disagrees with eager execution" in report.failures["jit"]
-    assert "vmap" in report.failures  # vmap traces too
+    # Only the jit check compares with op-by-op execution; the other checks share compiled programs.
+    assert list(report.failures) == ["jit"], str(report)
 
 
 def test_check_loss_catches_bfloat16_result():
