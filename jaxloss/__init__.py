@@ -95,6 +95,13 @@ from jaxloss.embedding import siglip_loss as siglip_loss
 from jaxloss.embedding import arcface_loss as arcface_loss
 from jaxloss.embedding import cosface_loss as cosface_loss
 from jaxloss.embedding import circle_loss as circle_loss
+from jaxloss.embedding import multi_similarity_loss as multi_similarity_loss
+from jaxloss.embedding import proxy_anchor_loss as proxy_anchor_loss
+from jaxloss.embedding import proxy_nca_loss as proxy_nca_loss
+from jaxloss.embedding import npairs_loss as npairs_loss
+from jaxloss.embedding import lifted_structure_loss as lifted_structure_loss
+from jaxloss.embedding import soft_triple_loss as soft_triple_loss
+from jaxloss.embedding import sub_center_arcface_loss as sub_center_arcface_loss
 from jaxloss.ranking import bpr_loss as bpr_loss
 from jaxloss.ranking import top1_loss as top1_loss
 from jaxloss.ranking import bpr_max_loss as bpr_max_loss
@@ -163,7 +170,8 @@ __all__ = [
     "cosine_similarity", "cosine_distance", "cosine_embedding_loss", "hinge_embedding_loss",
     "triplet_margin_loss", "contrastive_loss", "batch_hard_triplet_loss", "ntxent_loss",
     "supervised_contrastive_loss", "info_nce_loss", "clip_loss", "siglip_loss", "arcface_loss",
-    "cosface_loss", "circle_loss",
+    "cosface_loss", "circle_loss", "multi_similarity_loss", "proxy_anchor_loss", "proxy_nca_loss", "npairs_loss",
+    "lifted_structure_loss", "soft_triple_loss", "sub_center_arcface_loss",
     # ranking
     "bpr_loss", "top1_loss", "bpr_max_loss", "top1_max_loss", "margin_ranking_loss", "ranking_softmax_loss",
     "listmle_loss", "pairwise_hinge_loss", "pairwise_logistic_loss", "approx_ndcg_loss",

@@ -127,7 +127,7 @@ def cosine_similarity(predictions: Any, targets: Any, *, axis: int = -1, epsilon
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
-@_registry.builtin(aliases=("cosine_similarity",), tags=("embedding",))
+@_registry.builtin(tags=("embedding",))
 def cosine_distance(predictions: Any, targets: Any, *, axis: int = -1, epsilon: Any = 1e-8,
                     reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Cosine distance, one minus the cosine similarity.
