@@ -128,7 +128,7 @@ def take_class(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
     """``values[..., labels, ...]`` along ``axis``; NaN where a label is out of range.
 
     ``labels`` has the shape of ``values`` without ``axis``. Labels outside
-    ``[0, C)`` never wrap or clamp: they give NaN (contract section 1).
+    ``[0, C)`` never wrap or clamp: they give NaN (docs/conventions.md, Integer labels).
     """
     num_classes = values.shape[axis]
     valid = (labels >= 0) & (labels < num_classes)
