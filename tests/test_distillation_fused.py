@@ -89,9 +89,10 @@ def _fused(kwargs):
 def test_values_match_numpy_transcriptions(name, kwargs, reference):
     hs, ws, ht, wt = _inputs()
     expected = reference(hs.astype(np.float64) @ ws, ht.astype(np.float64) @ wt)
-    # chunk 1, a chunk that leaves a shifted last chunk, the whole vocabulary, more than it.
-    for chunk in (1, 8, V, 1000):
-        got = _fused(kwargs)(hs, ws, ht, wt, chunk_size=chunk, reduction="none", **kwargs)
+    # chunk 1, a chunk that leaves a shifted last chunk (37 = 4 x 8 + 5), more than the vocabulary.
+    for chunk in (1, 8, 1000):
+        got = jax.jit(lambda *a, c=chunk: _fused(kwargs)(*a, chunk_size=c, reduction="none", **kwargs))(
+            hs, ws, ht, wt)
         np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=2e-5, atol=1e-6, err_msg=str(chunk))
     mean = _fused(kwargs)(hs, ws, ht, wt, chunk_size=8, **kwargs)
     np.testing.assert_allclose(float(mean), expected.mean(), rtol=2e-5)
@@ -149,7 +150,7 @@ def test_gradients_match_torch_autograd(kind, beta):
                                                        temperature=temperature, chunk_size=8, weights=weights)
 
         argnums = (0, 1, 2, 3, 4) + ((5,) if len(expected) == 6 else ())
-        value, grads = jax.value_and_grad(f, argnums=argnums)(*map(jnp.asarray, arrays), jnp.float64(temperature),
+        value, grads = jax.jit(jax.value_and_grad(f, argnums=argnums))(*map(jnp.asarray, arrays), jnp.float64(temperature),
                                                               jnp.float64(0.0 if beta is None else beta))
     np.testing.assert_allclose(float(value), loss.item(), rtol=1e-12)
     for g, e in zip(grads, expected):
@@ -163,11 +164,12 @@ def test_gradients_equal_unfused_with_mask_and_weights():
     hs[2] = np.nan  # a masked token with NaN inputs contributes nothing
     for kwargs, naive in ((dict(temperature=2.0), distill.knowledge_distillation_loss),
                           (dict(beta=0.7, temperature=0.8), distill.generalized_jsd_loss)):
-        fused = jax.value_and_grad(lambda *a: _fused(kwargs)(*a, chunk_size=8, where=where, weights=weights,
-                                                             **kwargs), argnums=(0, 1, 2, 3))(hs, ws, ht, wt)
+        fused = jax.jit(jax.value_and_grad(lambda *a: _fused(kwargs)(*a, chunk_size=8, where=where, weights=weights,
+                                                                     **kwargs), argnums=(0, 1, 2, 3)))(hs, ws, ht, wt)
         safe = np.where(where[:, None], hs, 0.0)
-        ref = jax.value_and_grad(lambda hs, ws, ht, wt: naive(hs @ ws, ht @ wt, where=where, weights=weights,
-                                                              **kwargs), argnums=(0, 1, 2, 3))(safe, ws, ht, wt)
+        ref = jax.jit(jax.value_and_grad(lambda hs, ws, ht, wt: naive(hs @ ws, ht @ wt, where=where,
+                                                                      weights=weights, **kwargs),
+                                         argnums=(0, 1, 2, 3)))(safe, ws, ht, wt)
         assert _rel(fused[0], ref[0]) < 1e-5
         for a, b in zip(fused[1], ref[1]):
             assert np.all(np.isfinite(a)) and _rel(a, b) < 1e-5
@@ -225,8 +227,8 @@ def test_bfloat16_weights_cast_chunk_by_chunk():
     got16 = distill.linear_generalized_jsd_loss(hs16, ws16, ht16, wt16, beta=0.4, chunk_size=8, reduction="none")
     assert got16.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got16, np.float64), expected16, rtol=2e-5, atol=1e-6)
-    grads = jax.grad(lambda *a: distill.linear_generalized_jsd_loss(*a, beta=0.4, chunk_size=8),
-                     argnums=(0, 1, 2, 3))(hs16, ws16, ht16, wt16)
+    grads = jax.jit(jax.grad(lambda *a: distill.linear_generalized_jsd_loss(*a, beta=0.4, chunk_size=8),
+                             argnums=(0, 1, 2, 3)))(hs16, ws16, ht16, wt16)
     assert [g.dtype for g in grads] == [jnp.bfloat16] * 4
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
 
@@ -238,8 +240,8 @@ def test_logits_of_magnitude_1e4_are_finite_and_exact():
     assert np.abs(s).max() > 5e3
     got = distill.linear_knowledge_distillation_loss(hs, ws, ht, wt, chunk_size=8, reduction="none")
     np.testing.assert_allclose(np.asarray(got, np.float64), np_distill_kl(s, t, 1.0), rtol=1e-3)
-    grads = jax.grad(lambda *a: distill.linear_generalized_jsd_loss(*a, chunk_size=8), argnums=(0, 1, 2, 3))(
-        hs, ws, ht, wt)
+    grads = jax.jit(jax.grad(lambda *a: distill.linear_generalized_jsd_loss(*a, chunk_size=8),
+                             argnums=(0, 1, 2, 3)))(hs, ws, ht, wt)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
 
 
@@ -256,8 +258,8 @@ def test_vocabulary_split_under_vmap_axis_name_equals_whole():
 
     ref_fn = lambda *a: distill.linear_generalized_jsd_loss(*a, beta=0.3, chunk_size=4)  # noqa: E731
     np.testing.assert_allclose(split(hs, slices(ws), ht, slices(wt)), np.full(4, ref_fn(hs, ws, ht, wt)), rtol=1e-5)
-    g = jax.grad(lambda *a: split(*a)[0], argnums=(0, 1, 2, 3))(hs, slices(ws), ht, slices(wt))
-    r = jax.grad(ref_fn, argnums=(0, 1, 2, 3))(hs, ws, ht, wt)
+    g = jax.jit(jax.grad(lambda *a: split(*a)[0], argnums=(0, 1, 2, 3)))(hs, slices(ws), ht, slices(wt))
+    r = jax.jit(jax.grad(ref_fn, argnums=(0, 1, 2, 3)))(hs, ws, ht, wt)
     for a, b in zip((g[0], whole(g[1]), g[2], whole(g[3])), r):
         assert _rel(a, b) < 1e-5
 
