@@ -64,9 +64,29 @@ def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array, b_pad: Array | None):
     """Column ids, their validity (padding is invalid), and the weight/bias slices of chunk ``i``."""
     start = i * chunk
     columns = start + jnp.arange(chunk, dtype=jnp.int32)
-    w_c = jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1)
+    w_c = _from_bits(jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1))
     b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
     return columns, columns < vocab, w_c, b_c
+
+
+# XLA:CPU computes a bfloat16 product in float32 and converts a loop-invariant
+# bfloat16 weight to float32 once, whole, before the loop (2.4 GB of
+# temporaries for Gemma-2 2B), however the chunk is sliced or cast. The loops
+# therefore see a bfloat16 weight as its uint16 bits (one bfloat16-sized copy,
+# half the float32 one): slicing bits is integer work that no pass rewrites,
+# and a chunk is widened exactly (bfloat16 is the top half of a float32)
+# inside the loop.
+
+
+def _to_bits(x: Array) -> Array:
+    return jax.lax.bitcast_convert_type(x, jnp.uint16) if x.dtype == jnp.bfloat16 else x
+
+
+def _from_bits(x: Array) -> Array:
+    """A sliced chunk as a float array: uint16 bits of bfloat16 widen to float32."""
+    if x.dtype != jnp.uint16:
+        return x
+    return jax.lax.bitcast_convert_type(x.astype(jnp.uint32) << 16, jnp.float32)
 
 
 def _varying_axes(x: Any) -> frozenset:
@@ -115,6 +135,7 @@ def _statistics_forward(h, weight, bias, labels, soft_cap, chunk):
     vocab = weight.shape[1]
     n = h.shape[0]
     w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
+    w_pad = _to_bits(w_pad)
 
     def body(i, carry):
         running_max, running_sum, label_logit, logit_sum = carry
@@ -144,6 +165,7 @@ def _statistics_backward(chunk, residuals, cotangents):
     g_lse, g_label, g_sum = cotangents
     vocab = weight.shape[1]
     w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
+    w_pad = _to_bits(w_pad)
 
     def body(i, carry):
         d_h, d_w, d_b, d_cap = carry
@@ -158,10 +180,10 @@ def _statistics_backward(chunk, residuals, cotangents):
         d_u = d_z if dz_du is None else d_z * dz_du
         if d_cap is not None:
             d_cap = d_cap + jnp.sum(jnp.where(valid[None, :], d_z * dz_dc, 0.0))
-        d_h = d_h + jnp.matmul(d_u.astype(w_c.dtype), w_c.T, preferred_element_type=acc)
-        d_w = jax.lax.dynamic_update_slice_in_dim(
-            d_w, jnp.matmul(h.T, d_u.astype(h.dtype), preferred_element_type=acc).astype(d_w.dtype),
-            start, axis=1)
+        # d_u is rounded to the weight's dtype as autodiff of ``h @ weight`` would.
+        d_h = d_h + jnp.matmul(d_u.astype(weight.dtype).astype(w_c.dtype), w_c.T, preferred_element_type=acc)
+        d_w_chunk = jnp.matmul(h.T, d_u.astype(h.dtype), preferred_element_type=acc).astype(weight.dtype)
+        d_w = jax.lax.dynamic_update_slice_in_dim(d_w, d_w_chunk, start, axis=1)
         if d_b is not None:
             d_b = jax.lax.dynamic_update_slice_in_dim(d_b, jnp.sum(d_u, axis=0).astype(d_b.dtype), start, axis=0)
         return d_h, d_w, d_b, d_cap
