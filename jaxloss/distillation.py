@@ -8,6 +8,14 @@ losses are per example (per position), ``[...]``, and ``where`` masks positions
 gradients. Gradients flow into both logits; wrap the teacher's in
 ``jax.lax.stop_gradient`` (or compute them outside the differentiated function)
 for a frozen teacher.
+
+For language models, :func:`linear_knowledge_distillation_loss` and
+:func:`linear_generalized_jsd_loss` take the student's and the teacher's
+final hidden states and output projections instead of logits, and walk the
+vocabulary in chunks: the same values and gradients without ever
+materialising the ``[N, V]`` logits (about 0.01-0.02x the memory of the
+materialised path at N=8192, D=512, V=32768), optionally with the vocabulary
+split over devices (``axis_name``).
 """
 
 from __future__ import annotations
