@@ -13,9 +13,10 @@ the same batches, with each of
   Neural Networks", 2017, with MSE in place of their L1).
 
 SSIM uses a 7-pixel Gaussian window (sigma 1.0), as 16x16 images are too
-small for the usual 11-pixel one; the test SSIM is computed the same way and
-equals scikit-image's ``structural_similarity(gaussian_weights=True,
-sigma=1.0, truncate=3.0, use_sample_covariance=False, data_range=1)``.
+small for the usual 11-pixel one; the test SSIM is computed the same way
+(scikit-image's formula with ``gaussian_weights=True,
+use_sample_covariance=False, data_range=1`` on that window; scikit-image
+itself would pick a 9-pixel window for sigma 1.0).
 The script prints the held-out SSIM and PSNR of each model (and of the noisy
 input) and saves noisy / MSE / SSIM / mix / clean rows to
 ``outputs/denoise_ssim.png``.
@@ -23,7 +24,7 @@ input) and saves noisy / MSE / SSIM / mix / clean rows to
 Run::
 
     python examples/denoise_ssim.py             # three models, about a minute on 2 CPU cores
-    python examples/denoise_ssim.py --losses ssim,mix --steps 2000
+    python examples/denoise_ssim.py --losses ssim,mix --steps 2000   # longer training
     python examples/denoise_ssim.py --smoke     # a few steps (the test suite runs this)
 """
 
@@ -139,7 +140,7 @@ def save_rows(rows: dict[str, np.ndarray], path: str, columns: int = 8) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--losses", default="mse,ssim,mix", help="comma-separated, from mse, ssim, mix")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=32)

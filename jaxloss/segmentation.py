@@ -1,10 +1,14 @@
-"""Segmentation losses: overlap (Dice family) and Lovasz losses, channels last.
+"""Segmentation losses: overlap (Dice family), compound (MONAI), topology, boundary and Lovasz losses.
+
+Also ``ssim_loss`` (one minus SSIM per image) for image restoration.
 
 Layout, shared by every loss here:
 
 * ``predictions`` (or ``logits``) ``[B, *spatial, C]``: one score per pixel
   and class, batch first, classes last, any number of spatial axes (none,
-  ``[H, W]``, ``[D, H, W]``, ...).
+  ``[H, W]``, ``[D, H, W]``, ...). The overlap, compound, clDice and
+  Hausdorff losses take ``channel_axis=1`` for MONAI/PyTorch channels-first
+  ``[B, C, *spatial]`` inputs (one-hot targets in the same layout).
 * ``targets`` either one-hot / soft ``[B, *spatial, C]`` (same shape, any real
   dtype) or integer class indices ``[B, *spatial]``. An index outside
   ``[0, C)`` makes its example's value NaN (never wrapped or clamped).
@@ -18,10 +22,12 @@ Layout, shared by every loss here:
   the pool.
 * ``where`` is either an **example mask** (``[B]``, or anything of rank <= 1
   that broadcasts to it) or a **pixel mask** ``[B, *spatial]`` (rank
-  ``1 + len(spatial)``, broadcastable). Masked pixels leave every sum (this is
-  the segmentation ``ignore_index``: pass ``where=labels != 255``); an example
-  whose pixels are all masked leaves the ``"mean"`` denominator. Masked inputs
-  never reach values or gradients, even when NaN.
+  ``1 + len(spatial)``, broadcastable). Masked pixels leave every sum (as
+  ``ignore_index=255`` does for integer targets, or ``where=labels != 255``);
+  an example whose pixels are all masked leaves the ``"mean"`` denominator.
+  Masked inputs never reach values or gradients, even when NaN.
+* MONAI's two smoothing terms: ``smooth_nr`` (numerator) and ``smooth_dr``
+  (denominator); the older single ``smooth`` sets both.
 
 Every sum is taken in at least float32 (float16/bfloat16 inputs are cast
 first), so 512x512 images in bfloat16 stay finite.
@@ -1243,8 +1249,10 @@ def ssim_loss(predictions: Any, targets: Any, *, max_value: Any = 1.0, filter_si
     ``max_value`` (the data range). Equals ``dm_pix.ssim`` and scikit-image's
     ``structural_similarity(gaussian_weights=True, sigma=filter_sigma,
     use_sample_covariance=False, data_range=max_value, channel_axis=-1)``
-    (whose border crop is exactly the "valid" region here). Identical
-    constant images give 0 with finite gradients.
+    (whose border crop is exactly the "valid" region here) whenever
+    ``filter_size`` is scikit-image's window for that sigma,
+    ``2 * int(3.5 * filter_sigma + 0.5) + 1`` (11 at the default 1.5).
+    Identical constant images give 0 with finite gradients.
 
     Args:
       predictions: ``[B, *spatial, C]`` float images (2D: ``[B, H, W, C]``;
