@@ -8,6 +8,16 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.fixture(autouse=True)
+def _user_promotion():
+    """The examples are user programs: optax (an integer step count times a float) and Keras layers rely on
+    JAX's default dtype and rank promotion, which the suite's conftest makes strict for the library."""
+    import jax
+
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        yield
+
+
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -31,7 +41,10 @@ def test_train_digits_rejects_options_the_loss_does_not_take(tmp_path):
 def test_custom_loss_example_runs(capsys):
     _load("custom_loss").main()
     out = capsys.readouterr().out
-    assert "check_loss(cauchy_loss): 11 passed, 0 failed" in out
+    import re
+
+    # The number of checks grows with jaxloss.testing; none may fail on the well-written loss.
+    assert re.search(r"check_loss\(cauchy_loss\): \d+ passed, 0 failed", out), out
     assert "FAILED edge: gradient is not finite" in out
 
 
@@ -73,11 +86,7 @@ def test_keras_fit_example_matches_keras_and_learns(tmp_path):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "jax":
         pytest.skip("Keras must run on the JAX backend (KERAS_BACKEND=jax)")
-    import jax
-
-    # Keras's own layers (a Dense bias add) rely on JAX's default promotion, which the suite makes strict.
-    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
-        result = _load("keras_fit").main(["--smoke", "--output", str(tmp_path / "k.png")])
+    result = _load("keras_fit").main(["--smoke", "--output", str(tmp_path / "k.png")])  # promotion: fixture above
     # The loss Keras reports for jaxloss.keras.Loss equals Keras's own sparse cross-entropy on logits.
     assert result["test_loss"] == pytest.approx(result["keras_reference_loss"], rel=1e-5)
     assert result["test_accuracy"] > 0.2  # two epochs on 256 images: well above chance (0.1)
