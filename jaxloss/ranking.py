@@ -7,13 +7,32 @@ Three groups live here:
   positive item ``[...]`` and the scores of ``K`` sampled negatives
   ``[..., K]``; the unreduced values are per example ``[...]``.
 * **Pairs of scores**: ``margin_ranking_loss`` (torch), elementwise.
-* **Listwise and pairwise learning to rank** over ``[..., list_size]``:
-  ``ranking_softmax_loss``, ``listmle_loss``, ``approx_ndcg_loss`` (per list,
-  ``[...]``) and ``pairwise_hinge_loss``, ``pairwise_logistic_loss`` (per pair,
-  ``[..., list_size * list_size]``, as rax returns them). They equal rax's
-  losses of the same name with the default options: the unreduced values equal
-  rax's with ``reduce_fn=None`` and ``reduction="mean"`` equals
-  ``reduce_fn=jnp.mean``.
+* **Learning to rank** over ``[..., list_size]``, equal to rax's losses of
+  the same name with the default options (the unreduced values equal rax's with
+  ``reduce_fn=None`` and ``reduction="mean"`` equals ``reduce_fn=jnp.mean``):
+
+  - listwise, per list ``[...]``: ``ranking_softmax_loss``,
+    ``poly1_softmax_loss``, ``unique_softmax_loss``, ``listmle_loss``,
+    ``approx_ndcg_loss``;
+  - pairwise, per pair ``[..., list_size * list_size]`` (as rax returns them):
+    ``pairwise_hinge_loss``, ``pairwise_logistic_loss``,
+    ``pairwise_soft_zero_one_loss``, ``pairwise_mse_loss``,
+    ``pairwise_qr_loss``, each with ``lambdaweight=None | "dcg" | "dcg2" |
+    "labeldiff"`` (rax's lambda weights);
+  - pointwise, per item ``[..., list_size]``: ``pointwise_sigmoid_loss``,
+    ``pointwise_mse_loss``.
+
+  Listwise and pairwise losses take ``segments`` (rax's): integer ids
+  ``[..., list_size]`` that pack several queries in one list; each segment is
+  ranked on its own, and a listwise loss then returns ``[..., list_size]``
+  with each segment's value at its first valid item.
+* **Ranking metrics** (not losses, not registered): ``dcg_metric``,
+  ``ndcg_metric``, ``mrr_metric``, ``ap_metric``, ``precision_metric``,
+  ``recall_metric``, each ``(scores, labels, *, topn=None, where=None)`` ->
+  ``[...]`` per list, jittable and vmappable, equal to rax's metrics.
+
+A NaN score or label at a valid item makes its list NaN (its pairs, for the
+pairwise losses), also where rax's comparisons would drop it silently.
 
 **The** ``where`` **of the list losses.** Its rank decides what it marks:
 
@@ -1301,10 +1320,6 @@ def _metric_inputs(fn: str, scores: Any, labels: Any, topn: Any, where: Any):
     return lists, ranks.astype(s.dtype), retrieved
 
 
-def _metric_sum(x: Array, valid: Any) -> Array:
-    return _masked_sum(x, valid)
-
-
 def _per_list(values: Array, lists: _Lists) -> Array:
     """Lists without a valid item are 0, as rax's ``reduce_fn=None``."""
     if lists.list_valid is None:
@@ -1338,7 +1353,7 @@ def _metric_doc(fn):
 
 def _dcg(gains: Array, ranks: Array, retrieved: Array, valid: Any) -> Array:
     # 1 / log2(1 + r) = ln 2 / log1p(r)
-    return _metric_sum(jnp.where(retrieved, gains * math.log(2.0) / jnp.log1p(ranks), 0.0), valid)
+    return _masked_sum(jnp.where(retrieved, gains * math.log(2.0) / jnp.log1p(ranks), 0.0), valid)
 
 
 @_metric_doc
@@ -1469,10 +1484,10 @@ def _relevant_counts(fn: str, scores: Any, labels: Any, topn: Any, where: Any):
     relevant = lists.labels >= 1
     if lists.valid is not None:
         relevant = relevant & lists.valid
-    one = jnp.ones_like(lists.scores)
-    hits = _metric_sum(jnp.where(retrieved & relevant, one, 0.0), None)
-    n_relevant = _metric_sum(jnp.where(relevant, one, 0.0), None)
-    n_retrieved = _metric_sum(jnp.where(retrieved, one, 0.0), None)
+    def count(mask):
+        return jnp.sum(mask, axis=-1).astype(lists.scores.dtype)
+
+    hits, n_relevant, n_retrieved = count(retrieved & relevant), count(relevant), count(retrieved)
     return lists, ranks, retrieved, relevant, hits, n_relevant, n_retrieved
 
 
