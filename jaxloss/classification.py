@@ -10,6 +10,7 @@ and ``weights`` broadcast to ``[...]``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -132,14 +133,80 @@ def _xlogx_ratio(log_a: Array, log_b: Array) -> Array:
     return jnp.where(zero, jnp.zeros_like(log_a), jnp.exp(safe_a) * (safe_a - safe_b))
 
 
+# The guards below are written with max/multiply only, no compare/select, in the forward pass: XLA:CPU
+# fuses the whole per-example value into one reduction then (its YNNPACK fusions take max, exp and log
+# but not select), as it does optax's unguarded formula; a select would materialise an [N, C] temporary
+# and add a pass over memory. The derivative conventions live in the custom JVPs, whose selects only
+# touch the tangent of the argument that needs them.
+def _zero_weight_floor(w: Array) -> Array:
+    """A floor for log values, built without a select: ``-inf`` where ``w > 0``, finite where ``w == 0``.
+
+    ``min(w * -max, 0) * max`` overflows to ``-inf`` for any weight ``w >= 2 / max``
+    (``6e-39`` in float32, ``1e-308`` in float64; smaller ones are subnormal) and
+    is 0 for ``w == 0``. ``max(log_p, floor)`` is then ``log_p`` wherever ``w``
+    is positive (``-inf`` stays ``-inf``) and finite where ``w`` is 0, so
+    ``w * max(log_p, floor)`` is ``0`` there even for ``log_p = -inf``. NaN propagates.
+    The ``min`` keeps XLA from folding the two constant factors into one ``-inf``
+    (``0 * -inf`` would be NaN).
+    """
+    big = jnp.finfo(w.dtype).max
+    return jnp.minimum(w * -big, 0.0) * big
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _kl_values(log_p: Array, t: Array, ax: int) -> Array:
     """``sum_c t_c (log t_c - log p_c)`` with ``0 log 0 = 0`` on both sides.
 
     A zero target at a zero prediction (``log_p = -inf``) adds 0 to the value
-    and every gradient, not NaN.
+    and every gradient, not NaN; a positive target at ``log_p = -inf`` gives
+    ``+inf``. Gradients: ``-t`` for ``log_p``; ``log t + 1 - log p`` for ``t > 0``
+    and ``-log p`` (0 where ``log p = -inf``) at ``t = 0``.
     """
-    log_p = _log_where_weighted(log_p, t)
-    return jnp.sum(_numerics.xlogx(t) - t * log_p, axis=ax)
+    tiny = jnp.finfo(t.dtype).tiny  # t log t -> 0 at t = 0 (the log is finite there)
+    return jnp.sum(t * (jnp.log(jnp.maximum(t, tiny)) - jnp.maximum(log_p, _zero_weight_floor(t))), axis=ax)
+
+
+@_kl_values.defjvp
+def _kl_values_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (log_p, t), (d_log_p, d_t) = primals, tangents
+    positive = ~(t <= 0)  # NaN propagates
+    d_xlogx = jnp.where(positive, jnp.log(jnp.where(positive, t, jnp.ones_like(t))) + 1.0, jnp.zeros_like(t))
+    guarded_log_p = jnp.where((t == 0) & (log_p == -jnp.inf), jnp.zeros_like(log_p), log_p)
+    tangent = jnp.sum(-t * d_log_p + (d_xlogx - guarded_log_p) * d_t, axis=ax)
+    return _kl_values(log_p, t, ax), tangent
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
+    """``-sum_c q_c log softmax(x)_c`` per example, finite where ``x = -inf`` meets ``q = 0``.
+
+    The shifted logits are floored at the lowest finite float, so a ``-inf``
+    logit (a masked class, probability exactly 0) with zero target weight adds
+    ``0 log 0 = 0`` to the value and every gradient. A positive weight on such a
+    class gives a huge finite value (``q * 3.4e38`` in float32) rather than ``inf``.
+    Gradients: ``sum(q) softmax(x) - q`` for the logits, ``-log softmax(x)``
+    for ``q`` (0 where ``q = 0`` and ``x = -inf``).
+    """
+    shifted, lse = _shifted_lse(x, ax)
+    return -jnp.sum(q * (shifted - lse), axis=ax)
+
+
+def _shifted_lse(x: Array, ax: int) -> tuple[Array, Array]:
+    """``x - max(x)`` floored at the lowest finite float, and its log-sum-exp (keepdims)."""
+    shifted = jnp.maximum(x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True)), jnp.finfo(x.dtype).min)
+    return shifted, jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))
+
+
+@_softmax_xent.defjvp
+def _softmax_xent_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (x, q), (dx, dq) = primals, tangents
+    shifted, lse = _shifted_lse(x, ax)
+    log_p = shifted - lse
+    value = -jnp.sum(q * log_p, axis=ax)
+    guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
+    d_logits = dx - jnp.sum(jnp.exp(log_p) * dx, axis=ax, keepdims=True)  # d log_softmax
+    tangent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
+    return value, tangent
 
 
 def _relu(x: Array) -> Array:
@@ -331,6 +398,11 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, axis: int = -1, label_smo
         \ell = -\sum_c w_c \, q_c \log \operatorname{softmax}(x)_c,
         \qquad q = (1 - \varepsilon) y + \varepsilon / C
 
+    A ``-inf`` logit (a masked class) with zero target weight adds ``0 log 0 = 0``
+    to the value and every gradient (optax gives NaN); a positive weight on it
+    gives a huge finite value (the shifted logits are floored at the lowest
+    finite float) instead of ``inf``.
+
     Args:
       logits: ``[..., C]`` float logits (class axis ``axis``).
       labels: ``[..., C]`` target distributions (any real dtype), same shape.
@@ -370,8 +442,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, axis: int = -1, label_smo
     q = (1.0 - label_smoothing) * q + label_smoothing / num_classes
     if class_weights is not None:
         q = q * _along(_class_vector(fn, "class_weights", class_weights, num_classes, x.dtype), ax, x.ndim)
-    log_p = _log_where_weighted(jax.nn.log_softmax(x, axis=ax), q)
-    values = -jnp.sum(q * log_p, axis=ax)
+    values = _softmax_xent(x, q, ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -685,9 +756,10 @@ def poly_loss_cross_entropy(logits: Any, labels: Any, *, epsilon: Any = 2.0, axi
     """
     fn = "poly_loss_cross_entropy"
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
-    log_p = jax.nn.log_softmax(x, axis=ax)
-    cross_entropy = -jnp.sum(y * _log_where_weighted(log_p, y), axis=ax)
-    one_minus_pt = jnp.sum(y * (1.0 - jnp.exp(log_p)), axis=ax)
+    cross_entropy = _softmax_xent(x, y, ax)
+    # sum_c y_c (1 - p_c) = sum(y) - sum(y e^s) / sum(e^s): the same passes as the cross-entropy.
+    unnormalized = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True)))
+    one_minus_pt = jnp.sum(y, axis=ax) - jnp.sum(y * unnormalized, axis=ax) / jnp.sum(unnormalized, axis=ax)
     values = cross_entropy + jnp.asarray(epsilon, x.dtype) * one_minus_pt
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 

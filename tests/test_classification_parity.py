@@ -355,3 +355,52 @@ def test_new_losses_out_of_range_integer_labels_give_nan():
     for fn in (cl.multiclass_perceptron_loss, cl.multiclass_sparsemax_loss, cl.generalized_cross_entropy):
         values = np.asarray(fn(scores, labels, reduction="none"))
         assert np.isfinite(values[0]) and np.isnan(values[1]) and np.isnan(values[2]), fn.__name__
+
+
+# ----------------------------------------- select-free guards (issue 15 item 1)
+def test_guarded_divergences_forward_and_reverse_mode_agree():
+    # The custom JVPs of softmax_cross_entropy, poly_loss_cross_entropy and kl_divergence: forward-mode
+    # jvp equals the reverse-mode gradient, and both equal the closed forms (d/dx = sum(q) softmax - q,
+    # d/dq = -log softmax; KL: d/dlog_p = -t, d/dt = log t + 1 - log p).
+    rng = _rng(13)
+    x = rng.normal(size=(4, 5)) * 2.0
+    q = scipy.special.softmax(rng.normal(size=(4, 5)), -1) * 1.5
+    tx, tq = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    with jax.enable_x64(True):
+        for fn in (jaxloss.softmax_cross_entropy, jaxloss.poly_loss_cross_entropy, jaxloss.kl_divergence,
+                   cl.convex_kl_divergence):
+            a, b = (x - scipy.special.logsumexp(x, -1, keepdims=True), q) if "kl" in fn.__name__ else (x, q)
+            f = lambda a, b: fn(a, b, reduction="sum")  # noqa: E731
+            _, forward = jax.jvp(f, (a, b), (tx, tq))
+            ga, gb = jax.grad(f, argnums=(0, 1))(a, b)
+            _close(forward, np.sum(ga * tx) + np.sum(gb * tq), rtol=1e-10)
+        ga, gb = jax.grad(lambda a, b: jaxloss.softmax_cross_entropy(a, b, reduction="sum"), argnums=(0, 1))(x, q)
+        log_p = scipy.special.log_softmax(x, -1)
+        _close(ga, q.sum(-1, keepdims=True) * np.exp(log_p) - q, rtol=1e-10)
+        _close(gb, -log_p, rtol=1e-10)
+        ga, gb = jax.grad(lambda a, b: jaxloss.kl_divergence(a, b, reduction="sum"), argnums=(0, 1))(log_p, q)
+        _close(ga, -q, rtol=1e-10)
+        _close(gb, np.log(q) + 1.0 - log_p, rtol=1e-10)
+
+
+def test_guarded_divergences_at_zero_probabilities():
+    # 0 log 0 = 0 with finite gradients (optax gives NaN there); a positive target on a zero probability
+    # gives +inf for the KL divergence and a huge finite value for the cross-entropy (its shifted logits are
+    # floored at the lowest finite float). The target gradient keeps -log p, 0 where both are 0.
+    with np.errstate(divide="ignore"):
+        log_p = np.log(np.array([[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]], np.float32))
+    t = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]], np.float32)
+    values = np.asarray(jaxloss.kl_divergence(log_p, t, reduction="none"))
+    _close(values[0], 0.0)
+    assert values[1] == np.inf
+    ga, gb = jax.grad(lambda a, b: jaxloss.kl_divergence(a, b, reduction="sum"), argnums=(0, 1))(log_p[:1], t[:1])
+    _close(ga, -t[:1])
+    _close(gb, [[np.log(0.5) + 1.0 - np.log(0.5)] * 2 + [0.0]])
+    logits = np.array([[1.0, 2.0, -np.inf]], np.float32)
+    q = np.array([[0.25, 0.75, 0.0]], np.float32)
+    value, (ga, gb) = jax.value_and_grad(
+        lambda a, b: jaxloss.softmax_cross_entropy(a, b, reduction="sum"), argnums=(0, 1))(logits, q)
+    _close(value, -np.sum(q[:, :2] * scipy.special.log_softmax(logits[:, :2].astype(F64), -1)))
+    assert np.all(np.isfinite(ga)) and np.all(np.isfinite(gb)) and ga[0, 2] == 0.0 and gb[0, 2] == 0.0
+    huge = float(jaxloss.softmax_cross_entropy(logits, np.array([[0.0, 0.5, 0.5]], np.float32)))
+    assert np.isfinite(huge) and huge > 1e38
