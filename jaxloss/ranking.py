@@ -558,22 +558,7 @@ def _exact_ranks(x: Array, valid: Any, segments: Any) -> Array:
     return 1 + jnp.sum(before & same, axis=-1, dtype=jnp.int32)
 
 
-_SEGMENTS_ARG = """segments: ``[..., list_size]`` integer segment ids or ``None``. Items
-        with equal ids form one query (several queries packed in one list, as
-        rax's ``segments``); the loss treats each segment as its own list."""
-
-_LISTWISE_RETURNS = """``[...]`` per-list values for ``reduction="none"`` (rax's
-      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
-      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar."""
-
-
-def _listwise_doc(fn):
-    fn.__doc__ = fn.__doc__.replace("{segments}", _SEGMENTS_ARG).replace("{returns}", _LISTWISE_RETURNS)
-    return fn
-
-
 @_registry.builtin(tags=("ranking",))
-@_listwise_doc
 def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
                          weights: Any = None, where: Any = None) -> Array:
     r"""Listwise softmax cross-entropy of rax (``rax.softmax_loss``), per list.
@@ -590,7 +575,9 @@ def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, redu
     Args:
       scores: ``[..., list_size]`` float scores.
       labels: ``[..., list_size]`` real relevance labels (graded or binary).
-      {segments}
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`);
         ``"mean"`` equals rax's ``reduce_fn=jnp.mean``.
       weights: float per-list weights broadcastable to the unreduced values.
@@ -599,7 +586,9 @@ def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, redu
         left out of the ``"mean"``); of lower rank it marks whole lists ``[...]``.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values for ``reduction="none"`` (rax's
+      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
+      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar.
 
     Raises:
       ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
@@ -627,7 +616,6 @@ def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, redu
 
 
 @_registry.builtin(tags=("ranking",))
-@_listwise_doc
 def poly1_softmax_loss(scores: Any, labels: Any, *, epsilon: Any = 1.0, segments: Any = None,
                        reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Poly-1 softmax loss (rax ``poly1_softmax_loss``): softmax cross-entropy plus ``epsilon (1 - p_t)``.
@@ -647,14 +635,18 @@ def poly1_softmax_loss(scores: Any, labels: Any, *, epsilon: Any = 1.0, segments
       labels: ``[..., list_size]`` real relevance labels.
       epsilon: the weight :math:`\epsilon` of the poly-1 term (Python float or
         traced array; rax's default 1).
-      {segments}
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
       weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask: valid items ``[..., list_size]`` or whole lists
         ``[...]`` (lower rank), as in :func:`ranking_softmax_loss`.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values for ``reduction="none"`` (rax's
+      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
+      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar.
 
     Raises:
       ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
@@ -692,7 +684,6 @@ def poly1_softmax_loss(scores: Any, labels: Any, *, epsilon: Any = 1.0, segments
 
 
 @_registry.builtin(tags=("ranking",))
-@_listwise_doc
 def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
                         weights: Any = None, where: Any = None) -> Array:
     r"""Unique softmax loss (rax ``unique_softmax_loss``): each item against the items labelled below it.
@@ -708,14 +699,18 @@ def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduc
     Args:
       scores: ``[..., list_size]`` float scores.
       labels: ``[..., list_size]`` real relevance labels (gain ``2**y - 1``).
-      {segments}
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
       weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask: valid items ``[..., list_size]`` or whole lists
         ``[...]`` (lower rank), as in :func:`ranking_softmax_loss`.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values for ``reduction="none"`` (rax's
+      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
+      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar.
 
     Raises:
       ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
@@ -752,7 +747,6 @@ def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduc
 
 
 @_registry.builtin(tags=("ranking",))
-@_listwise_doc
 def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
                  weights: Any = None, where: Any = None) -> Array:
     r"""ListMLE: negative Plackett-Luce log-likelihood of the order given by the labels (rax).
@@ -772,7 +766,9 @@ def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: s
     Args:
       scores: ``[..., list_size]`` float scores.
       labels: ``[..., list_size]`` real relevance labels; only their order matters.
-      {segments}
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
       weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask. With the rank of ``scores`` it marks valid items
@@ -780,7 +776,9 @@ def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: s
         left out of the ``"mean"``); of lower rank it marks whole lists ``[...]``.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values for ``reduction="none"`` (rax's
+      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
+      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar.
 
     Raises:
       ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
@@ -882,45 +880,7 @@ def _pairwise(fn: str, scores: Any, labels: Any, where: Any, segments: Any, lamb
     return reduce_values(values.reshape(pairs_shape), reduction=reduction, weights=weights, where=ok, fn=fn)
 
 
-_PAIRWISE_ARGS = """scores: ``[..., list_size]`` float scores.
-      labels: ``[..., list_size]`` real relevance labels.
-      {segments}
-      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
-        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
-        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
-        discounts :math:`d(r) = 1/\\log_2(1 + r)` and :math:`r` the ranks by
-        score), ``dcg2_lambdaweight`` (LambdaLoss:
-        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
-        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
-        defaults. Ranks carry no gradient.
-      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
-      weights: float weights broadcastable to the pairs
-        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
-      where: boolean mask: valid items ``[..., list_size]`` (rank of
-        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
-        (lower rank)."""
-
-_PAIRWISE_RETURNS = """``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
-      ``i * list_size + j``; pairs that do not count are 0) for
-      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
-      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
-      (0 if there is none)."""
-
-_PAIRWISE_RAISES = """ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
-        ``scores``, an unknown ``lambdaweight``, a ``where`` that fits no
-        reading, or an unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels``, non-integer
-        ``segments`` or non-boolean ``where``."""
-
-
-def _pairwise_doc(fn):
-    fn.__doc__ = (fn.__doc__.replace("{args}", _PAIRWISE_ARGS).replace("{returns}", _PAIRWISE_RETURNS)
-                  .replace("{raises}", _PAIRWISE_RAISES).replace("{segments}", _SEGMENTS_ARG))
-    return fn
-
-
 @_registry.builtin(tags=("ranking",))
-@_pairwise_doc
 def pairwise_hinge_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
                         reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Pairwise hinge loss (rax ``pairwise_hinge_loss``), one value per pair.
@@ -935,13 +895,39 @@ def pairwise_hinge_loss(scores: Any, labels: Any, *, segments: Any = None, lambd
     Memory is ``O(list_size**2)`` per list.
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
+      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
+        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
+        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
+        discounts :math:`d(r) = 1/\log_2(1 + r)` and :math:`r` the ranks by
+        score), ``dcg2_lambdaweight`` (LambdaLoss:
+        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
+        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
+        defaults. Ranks carry no gradient.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to the pairs
+        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
+        (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
+      ``i * list_size + j``; pairs that do not count are 0) for
+      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
+      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
+      (0 if there is none).
 
     Raises:
-      {raises}
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, an unknown ``lambdaweight``, a ``where`` that fits no
+        reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -961,7 +947,6 @@ def pairwise_hinge_loss(scores: Any, labels: Any, *, segments: Any = None, lambd
 
 
 @_registry.builtin(tags=("ranking",))
-@_pairwise_doc
 def pairwise_logistic_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
                            reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Pairwise logistic (RankNet) loss (rax ``pairwise_logistic_loss``), one value per pair.
@@ -976,13 +961,39 @@ def pairwise_logistic_loss(scores: Any, labels: Any, *, segments: Any = None, la
     computed with ``softplus``; with ``lambdaweight="dcg"`` this is LambdaRank.
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
+      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
+        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
+        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
+        discounts :math:`d(r) = 1/\log_2(1 + r)` and :math:`r` the ranks by
+        score), ``dcg2_lambdaweight`` (LambdaLoss:
+        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
+        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
+        defaults. Ranks carry no gradient.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to the pairs
+        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
+        (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
+      ``i * list_size + j``; pairs that do not count are 0) for
+      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
+      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
+      (0 if there is none).
 
     Raises:
-      {raises}
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, an unknown ``lambdaweight``, a ``where`` that fits no
+        reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1003,7 +1014,6 @@ def pairwise_logistic_loss(scores: Any, labels: Any, *, segments: Any = None, la
 
 
 @_registry.builtin(tags=("ranking",))
-@_pairwise_doc
 def pairwise_soft_zero_one_loss(scores: Any, labels: Any, *, segments: Any = None,
                                 lambdaweight: str | None = None, reduction: str = "mean", weights: Any = None,
                                 where: Any = None) -> Array:
@@ -1017,13 +1027,39 @@ def pairwise_soft_zero_one_loss(scores: Any, labels: Any, *, segments: Any = Non
         \ell_{ij} = \sigma(-(s_i - s_j))
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
+      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
+        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
+        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
+        discounts :math:`d(r) = 1/\log_2(1 + r)` and :math:`r` the ranks by
+        score), ``dcg2_lambdaweight`` (LambdaLoss:
+        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
+        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
+        defaults. Ranks carry no gradient.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to the pairs
+        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
+        (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
+      ``i * list_size + j``; pairs that do not count are 0) for
+      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
+      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
+      (0 if there is none).
 
     Raises:
-      {raises}
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, an unknown ``lambdaweight``, a ``where`` that fits no
+        reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1042,7 +1078,6 @@ def pairwise_soft_zero_one_loss(scores: Any, labels: Any, *, segments: Any = Non
 
 
 @_registry.builtin(tags=("ranking",))
-@_pairwise_doc
 def pairwise_mse_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
                       reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""Pairwise squared error of score and label differences (rax ``pairwise_mse_loss``).
@@ -1055,13 +1090,39 @@ def pairwise_mse_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaw
         \ell_{ij} = \big((s_i - s_j) - (y_i - y_j)\big)^2
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
+      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
+        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
+        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
+        discounts :math:`d(r) = 1/\log_2(1 + r)` and :math:`r` the ranks by
+        score), ``dcg2_lambdaweight`` (LambdaLoss:
+        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
+        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
+        defaults. Ranks carry no gradient.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to the pairs
+        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
+        (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
+      ``i * list_size + j``; pairs that do not count are 0) for
+      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
+      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
+      (0 if there is none).
 
     Raises:
-      {raises}
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, an unknown ``lambdaweight``, a ``where`` that fits no
+        reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1080,7 +1141,6 @@ def pairwise_mse_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaw
 
 
 @_registry.builtin(tags=("ranking",))
-@_pairwise_doc
 def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool = False, segments: Any = None,
                      lambdaweight: str | None = None, reduction: str = "mean", weights: Any = None,
                      where: Any = None) -> Array:
@@ -1095,16 +1155,42 @@ def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool 
         \qquad k = 2 \text{ if squared else } 1
 
     Args:
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real relevance labels.
       tau: the quantile :math:`\tau \in (0, 1]` (Python float or traced array).
       squared: square the two hinge terms (a Python bool).
-      {args}
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
+      lambdaweight: ``None``, ``"dcg"``, ``"dcg2"`` or ``"labeldiff"``: multiply
+        each pair by rax's ``dcg_lambdaweight`` (LambdaRank:
+        :math:`n |g_i - g_j| |d(r_i) - d(r_j)|` with gains :math:`g = 2^y - 1`,
+        discounts :math:`d(r) = 1/\log_2(1 + r)` and :math:`r` the ranks by
+        score), ``dcg2_lambdaweight`` (LambdaLoss:
+        :math:`n |g_i - g_j| |d(|r_i - r_j|) - d(|r_i - r_j| + 1)|`) or
+        ``labeldiff_lambdaweight`` (:math:`|y_i - y_j|`), each with rax's
+        defaults. Ranks carry no gradient.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
+      weights: float weights broadcastable to the pairs
+        ``[..., list_size * list_size]`` (e.g. ``[..., 1]`` per list).
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``), pairs ``[..., list_size**2]``, or whole lists ``[...]``
+        (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size * list_size]`` per-pair values (pair ``(i, j)`` at
+      ``i * list_size + j``; pairs that do not count are 0) for
+      ``reduction="none"``, as rax's ``reduce_fn=None``; else a scalar. The
+      ``"mean"`` runs over the pairs that count, as rax's ``reduce_fn=jnp.mean``
+      (0 if there is none).
 
     Raises:
-      {raises}
-      ValueError: ``tau`` outside ``(0, 1]`` or a non-bool ``squared``.
+      ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
+        ``scores``, ``tau`` outside ``(0, 1]``, a non-bool ``squared``, an
+        unknown ``lambdaweight``, a ``where`` that fits no reading, or an
+        unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels``, non-integer
+        ``segments`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1135,22 +1221,7 @@ def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool 
 
 
 # ---------------------------------------------------------------------- pointwise
-def _pointwise_doc(fn):
-    fn.__doc__ = fn.__doc__.replace("{args}", """scores: ``[..., list_size]`` float scores.
-      labels: ``[..., list_size]`` real labels, same shape.
-      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`);
-        ``"mean"`` is over the valid items, as rax's ``reduce_fn=jnp.mean``.
-      weights: float weights broadcastable to ``[..., list_size]``.
-      where: boolean mask: valid items ``[..., list_size]`` (rank of
-        ``scores``) or whole lists ``[...]`` (lower rank).""").replace("{returns}", """``[..., list_size]`` per-item values for ``reduction="none"`` (0 at
-      invalid items), else a scalar.""").replace("{raises}", """ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
-        neither reading, or an unknown ``reduction``.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.""")
-    return fn
-
-
 @_registry.builtin(tags=("ranking",))
-@_pointwise_doc
 def pointwise_sigmoid_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
                            where: Any = None) -> Array:
     r"""Pointwise sigmoid cross-entropy of each item's score (rax ``pointwise_sigmoid_loss``).
@@ -1164,13 +1235,22 @@ def pointwise_sigmoid_loss(scores: Any, labels: Any, *, reduction: str = "mean",
     (graded labels above 1 count as relevant, as rax clips them).
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real labels, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`);
+        ``"mean"`` is over the valid items, as rax's ``reduce_fn=jnp.mean``.
+      weights: float weights broadcastable to ``[..., list_size]``.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size]`` per-item values for ``reduction="none"`` (0 at
+      invalid items), else a scalar.
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
+        neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1191,7 +1271,6 @@ def pointwise_sigmoid_loss(scores: Any, labels: Any, *, reduction: str = "mean",
 
 
 @_registry.builtin(tags=("ranking",))
-@_pointwise_doc
 def pointwise_mse_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
                        where: Any = None) -> Array:
     r"""Pointwise squared error of each item's score against its label (rax ``pointwise_mse_loss``).
@@ -1201,13 +1280,22 @@ def pointwise_mse_loss(scores: Any, labels: Any, *, reduction: str = "mean", wei
         \ell_i = (s_i - y_i)^2
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores.
+      labels: ``[..., list_size]`` real labels, same shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`);
+        ``"mean"`` is over the valid items, as rax's ``reduce_fn=jnp.mean``.
+      weights: float weights broadcastable to ``[..., list_size]``.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank).
 
     Returns:
-      {returns}
+      ``[..., list_size]`` per-item values for ``reduction="none"`` (0 at
+      invalid items), else a scalar.
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, a ``where`` that fits
+        neither reading, or an unknown ``reduction``.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1226,7 +1314,6 @@ def pointwise_mse_loss(scores: Any, labels: Any, *, reduction: str = "mean", wei
 
 
 @_registry.builtin(tags=("ranking",))
-@_listwise_doc
 def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, segments: Any = None,
                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
     r"""ApproxNDCG: minus NDCG with sigmoid-smoothed ranks (rax ``approx_t12n(ndcg_metric)``).
@@ -1246,7 +1333,9 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, segmen
       labels: ``[..., list_size]`` real relevance labels (gain ``2**y - 1``).
       temperature: :math:`T > 0` of the sigmoid; smaller is closer to exact
         ranks (Python float or traced array).
-      {segments}
+      segments: ``[..., list_size]`` integer segment ids or ``None``. Items
+        with equal ids form one query (several queries packed in one list, as
+        rax's ``segments``); the loss treats each segment as its own list.
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (see :func:`jaxloss.reduce`).
       weights: float per-list weights broadcastable to the unreduced values.
       where: boolean mask. With the rank of ``scores`` it marks valid items
@@ -1254,7 +1343,9 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, segmen
         left out of the ``"mean"``); of lower rank it marks whole lists ``[...]``.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values for ``reduction="none"`` (rax's
+      ``reduce_fn=None``); with ``segments``, ``[..., list_size]`` holding each
+      segment's value at its first valid item (0 elsewhere), as rax. Else a scalar.
 
     Raises:
       ValueError: ``scores``, ``labels`` or ``segments`` shapes differ, rank 0
@@ -1327,36 +1418,11 @@ def _per_list(values: Array, lists: _Lists) -> Array:
     return jnp.where(lists.list_valid, values, jnp.zeros_like(values))
 
 
-_METRIC_ARGS = """scores: ``[..., list_size]`` float scores; items are ranked by decreasing
-        score, ties broken by position (rax's ``utils.ranks``); an item with
-        score ``-inf`` is never retrieved.
-      labels: ``[..., list_size]`` real relevance labels, same shape.
-      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
-        or ``None`` for all.
-      where: boolean mask: valid items ``[..., list_size]`` (rank of
-        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
-        neither ranked nor counted."""
-
-_METRIC_RETURNS = """``[...]`` per-list values (0 for a list without a valid item), in the
-      compute dtype (float32 for 16-bit scores)."""
-
-_METRIC_RAISES = """ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
-        int or ``None``, or a ``where`` that fits neither reading.
-      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``."""
-
-
-def _metric_doc(fn):
-    fn.__doc__ = (fn.__doc__.replace("{args}", _METRIC_ARGS).replace("{returns}", _METRIC_RETURNS)
-                  .replace("{raises}", _METRIC_RAISES))
-    return fn
-
-
 def _dcg(gains: Array, ranks: Array, retrieved: Array, valid: Any) -> Array:
     # 1 / log2(1 + r) = ln 2 / log1p(r)
     return _masked_sum(jnp.where(retrieved, gains * math.log(2.0) / jnp.log1p(ranks), 0.0), valid)
 
 
-@_metric_doc
 def dcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
     r"""Discounted cumulative gain per list (rax ``dcg_metric``); a metric, not a loss.
 
@@ -1369,13 +1435,24 @@ def dcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any 
     loss such as :func:`approx_ndcg_loss` to train).
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores).
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1394,7 +1471,6 @@ def dcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any 
     return _per_list(_dcg(gains, ranks, retrieved, lists.valid), lists)
 
 
-@_metric_doc
 def ndcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
     r"""Normalised DCG per list (rax ``ndcg_metric``); a metric, not a loss.
 
@@ -1407,13 +1483,24 @@ def ndcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any
     is replaced by 1, so such lists score 0, as rax.
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores).
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1443,7 +1530,6 @@ def ndcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any
     return _per_list(dcg / jnp.where(nonzero, idcg, jnp.ones_like(idcg)), lists)
 
 
-@_metric_doc
 def mrr_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
     r"""Reciprocal rank of the first relevant item per list (rax ``mrr_metric``); a metric.
 
@@ -1455,13 +1541,24 @@ def mrr_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any 
     mean over lists is the MRR.
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores).
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1496,7 +1593,6 @@ def _at_least_one(x: Array) -> Array:
     return jnp.where(x == 0, jnp.ones_like(x), x)
 
 
-@_metric_doc
 def precision_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
     r"""Precision per list (rax ``precision_metric``): relevant retrieved over retrieved; a metric.
 
@@ -1507,13 +1603,24 @@ def precision_metric(scores: Any, labels: Any, *, topn: int | None = None, where
     over valid items (a denominator of 0 counts as 1).
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores).
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1530,7 +1637,6 @@ def precision_metric(scores: Any, labels: Any, *, topn: int | None = None, where
     return _per_list(hits / _at_least_one(n_retrieved), lists)
 
 
-@_metric_doc
 def recall_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
     r"""Recall per list (rax ``recall_metric``): relevant retrieved over relevant; a metric.
 
@@ -1541,13 +1647,24 @@ def recall_metric(scores: Any, labels: Any, *, topn: int | None = None, where: A
     over valid items (a list without relevant item scores 0).
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores).
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -1564,7 +1681,6 @@ def recall_metric(scores: Any, labels: Any, *, topn: int | None = None, where: A
     return _per_list(hits / _at_least_one(n_relevant), lists)
 
 
-@_metric_doc
 def ap_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
     r"""Average precision per list (rax ``ap_metric``); a metric. Its mean over lists is MAP.
 
@@ -1576,13 +1692,24 @@ def ap_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any =
     over valid items (a list without relevant item scores 0).
 
     Args:
-      {args}
+      scores: ``[..., list_size]`` float scores; items are ranked by decreasing
+        score, ties broken by position (rax's ``utils.ranks``); an item with
+        score ``-inf`` is never retrieved.
+      labels: ``[..., list_size]`` real relevance labels, same shape.
+      topn: count only the ``topn`` best-ranked items (a Python int ``>= 1``),
+        or ``None`` for all.
+      where: boolean mask: valid items ``[..., list_size]`` (rank of
+        ``scores``) or whole lists ``[...]`` (lower rank); invalid items are
+        neither ranked nor counted.
 
     Returns:
-      {returns}
+      ``[...]`` per-list values (0 for a list without a valid item), in the
+      compute dtype (float32 for 16-bit scores).
 
     Raises:
-      {raises}
+      ValueError: shapes differ, rank 0 ``scores``, ``topn`` not a positive
+        int or ``None``, or a ``where`` that fits neither reading.
+      TypeError: non-float ``scores``, complex ``labels`` or non-boolean ``where``.
 
     Example:
       >>> import jax.numpy as jnp
