@@ -2,7 +2,7 @@
 
 Pairwise losses (:func:`cosine_distance`, :func:`cosine_embedding_loss`,
 :func:`hinge_embedding_loss`, :func:`triplet_margin_loss`,
-:func:`contrastive_loss`) return one value per example (the input shape minus
+:func:`triplet_margin_with_distance_loss`, :func:`contrastive_loss`) return one value per example (the input shape minus
 the feature axis). Batch-global losses (:func:`batch_hard_triplet_loss`,
 :func:`ntxent_loss`, :func:`supervised_contrastive_loss`, :func:`info_nce_loss`,
 :func:`clip_loss`, :func:`siglip_loss`, :func:`circle_loss`,
@@ -32,6 +32,7 @@ Euclidean distances use a square root with a finite gradient at 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -402,6 +403,130 @@ def triplet_margin_loss(anchors: Any, positives: Any, negatives: Any, *, margin:
     if swap:
         d_neg = jnp.minimum(d_neg, _p_norm(pos - neg + eps, p))
     values = jnp.maximum(d_pos - d_neg + jnp.asarray(margin, a.dtype), 0.0)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+_PAIRWISE_EPSILON = 1e-6  # torch ``pairwise_distance``'s default ``eps``
+
+
+def _pairwise_distance(x: Array, y: Array) -> Array:
+    """torch ``pairwise_distance(x, y)``: ``||x - y + 1e-6||_2`` along the last axis, finite gradient at 0."""
+    return _numerics.safe_norm(x - y + jnp.asarray(_PAIRWISE_EPSILON, x.dtype), axis=-1)
+
+
+def _distance_shape(fn: str, distance_function: Callable[[Array, Array], Any], x: Array) -> tuple[int, ...]:
+    """The shape of ``distance_function(x, x)`` (traced abstractly), checked to be a leading part of ``x.shape``."""
+    out = jax.eval_shape(distance_function, x, x)
+    shape = tuple(getattr(out, "shape", ()))
+    dtype = getattr(out, "dtype", None)
+    if dtype is None or not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        _checks._fail(TypeError, _checks.message(
+            fn, "distance_function", "must return one real array of distances", repr(out)))
+    if len(shape) >= x.ndim or shape != x.shape[:len(shape)]:
+        _checks._fail(ValueError, _checks.message(
+            fn, "distance_function",
+            f"must return distances of a leading part of the input shape {x.shape} (e.g. {x.shape[:-1]}), "
+            "reducing at least the last axis", f"shape {shape}"))
+    return shape
+
+
+@_registry.builtin(tags=("embedding",))
+def triplet_margin_with_distance_loss(anchors: Any, positives: Any, negatives: Any, *,
+                                      distance_function: Callable[[Array, Array], Any] | None = None,
+                                      margin: Any = 1.0, swap: bool = False, reduction: str = "mean",
+                                      weights: Any = None, where: Any = None) -> Array:
+    r"""Triplet margin loss with any distance function (torch ``triplet_margin_with_distance_loss``).
+
+    .. math::
+
+        \ell = \max\bigl(0, m + d(a, p) - d(a, n)\bigr), \qquad
+        d(x, y) = \|x - y + 10^{-6}\|_2 \ \text{by default}
+
+    ``distance_function`` is any JAX function ``(x, y) -> distances`` that
+    reduces the trailing feature axis (or axes): given two ``[..., D]``
+    arrays it returns ``[...]`` (e.g. ``lambda x, y: 1 - cosine_similarity``,
+    an L1 distance, a learned metric). The default is torch's
+    ``pairwise_distance`` (Euclidean, ``eps=1e-6`` added to the difference),
+    with a finite gradient at zero distance. With ``swap=True`` the negative
+    distance is :math:`\min(d(a, n), d(p, n))` (the distance swap of Balntas
+    et al.). The distance function receives the inputs cast to the compute
+    dtype (float32 for 16-bit inputs) with masked examples replaced by zeros,
+    so it must be finite, with finite gradients, at the zero vector for
+    ``where`` to keep masked examples out of the gradients.
+
+    Args:
+      anchors: ``[..., D]`` float embeddings (or ``[..., *features]`` when
+        ``distance_function`` reduces several trailing axes).
+      positives: float embeddings of the anchors' class, same shape.
+      negatives: float embeddings of other classes, same shape.
+      distance_function: ``(x, y) -> [...]`` distances, or ``None`` for the
+        pairwise Euclidean distance. Its output shape must be a leading part
+        of the input shape; that is the shape of the unreduced values.
+      margin: the margin :math:`m`, ``> 0`` (as torch).
+      swap: use the distance swap (a Python bool).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      weights: float weights broadcastable to ``[...]``.
+      where: boolean mask broadcastable to ``[...]``.
+
+    Returns:
+      ``[...]`` per-triplet values (the distance shape) for
+      ``reduction="none"``, else a scalar.
+
+    Raises:
+      ValueError: shapes differ, ``margin <= 0``, ``swap`` not a bool,
+        ``distance_function`` not callable or returning a shape that is not a
+        leading part of the input shape, or an unknown ``reduction``.
+      TypeError: non-float inputs, or a distance function that does not
+        return a real array.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import embedding
+      >>> a = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+      >>> pos = jnp.array([[3.0, 4.0], [1.0, 0.0]])
+      >>> neg = jnp.array([[1.0, 0.0], [0.0, 5.0]])
+      >>> l1 = lambda x, y: jnp.sum(jnp.abs(x - y), axis=-1)
+      >>> embedding.triplet_margin_with_distance_loss(a, pos, neg, distance_function=l1, reduction="none")
+      Array([7., 0.], dtype=float32)
+
+    References:
+      Schroff, Kalenichenko and Philbin, "FaceNet: A Unified Embedding for Face
+      Recognition and Clustering", CVPR 2015, https://arxiv.org/abs/1503.03832;
+      Balntas et al., "Learning local feature descriptors with triplets and
+      shallow convolutional neural networks", BMVC 2016,
+      https://bmva-archive.org.uk/bmvc/2016/papers/paper119/; torch
+      ``TripletMarginWithDistanceLoss``,
+      https://pytorch.org/docs/stable/generated/torch.nn.TripletMarginWithDistanceLoss.html
+    """
+    fn = "triplet_margin_with_distance_loss"
+    _checks.in_range(fn, "margin", margin, low=0.0, low_open=True)
+    _checks.choice(fn, "swap", swap, (True, False))
+    if distance_function is None:
+        distance_function = _pairwise_distance
+    elif not callable(distance_function):
+        _checks._fail(ValueError, _checks.message(
+            fn, "distance_function", "must be a function (x, y) -> distances or None", repr(distance_function)))
+    named = [("anchors", anchors), ("positives", positives), ("negatives", negatives)]
+    xs = [_checks.floating(fn, n, x) for n, x in named]
+    _checks.same_shape(fn, *zip([n for n, _ in named], xs))
+    _checks.rank_at_least(fn, "anchors", xs[0], 1, "[..., features]")
+    dtype = _numerics.compute_dtype(*xs)
+    a, pos, neg = (x.astype(dtype) for x in xs)
+    out_shape = _distance_shape(fn, distance_function, a)
+    if where is not None:
+        where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), out_shape,
+                                      "the unreduced loss shape")
+        example_mask = where.reshape(out_shape + (1,) * (a.ndim - len(out_shape)))
+        a, pos, neg = (_numerics.mask_inputs(example_mask, x) for x in (a, pos, neg))
+
+    def distance(x: Array, y: Array) -> Array:
+        return jnp.asarray(distance_function(x, y)).astype(dtype)
+
+    d_pos = distance(a, pos)
+    d_neg = distance(a, neg)
+    if swap:
+        d_neg = jnp.minimum(d_neg, distance(pos, neg))
+    values = jnp.maximum(jnp.asarray(margin, dtype) + d_pos - d_neg, 0.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 

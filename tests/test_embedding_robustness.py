@@ -33,6 +33,8 @@ def _labels(b=_B):
 LOSSES = {
     "cosine_distance": (E.cosine_distance, lambda r, b: (_x(r, b), _x(r, b)), (0, 1)),
     "triplet_margin_loss": (E.triplet_margin_loss, lambda r, b: (_x(r, b), _x(r, b), _x(r, b)), (0, 1, 2)),
+    "triplet_margin_with_distance_loss": (E.triplet_margin_with_distance_loss,
+                                          lambda r, b: (_x(r, b), _x(r, b), _x(r, b)), (0, 1, 2)),
     "ntxent_loss": (E.ntxent_loss, lambda r, b: (_x(r, b), _labels(b)), (0, 1)),
     "supervised_contrastive_loss": (E.supervised_contrastive_loss, lambda r, b: (_x(r, b), _labels(b)), (0, 1)),
     "info_nce_loss": (E.info_nce_loss, lambda r, b: (_x(r, b), _x(r, b)), (0, 1)),

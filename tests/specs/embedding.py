@@ -92,6 +92,7 @@ SPECS = {
     "cosine_embedding_loss": Spec(_cosine_embedding),
     "hinge_embedding_loss": Spec(_hinge_embedding),
     "triplet_margin_loss": Spec(_triplets),
+    "triplet_margin_with_distance_loss": Spec(_triplets, {"margin": 1.0}),
     "contrastive_loss": Spec(_siamese),
     "batch_hard_triplet_loss": Spec(_class_pairs, {"margin": 0.2}),
     "ntxent_loss": Spec(_pairs_of_views, {"temperature": 0.5}),
