@@ -348,6 +348,11 @@ def available(*, tag: str | None = None, aliases: bool = True) -> list[str]:
     return sorted(names)
 
 
+def tags_of(name: str) -> frozenset[str]:
+    """The tags of a registered loss (empty for an unknown name)."""
+    return _TAGS.get(canonical(name), frozenset())
+
+
 def canonical(name: str) -> str:
     """The canonical name behind ``name`` (an alias or itself)."""
     return _ALIASES.get(name, name)

@@ -280,6 +280,18 @@ class _Context:
     def unreduced_shape(self) -> Any:
         return jax.eval_shape(lambda *a: self.call(a, reduction="none"), *self.f32_args).shape
 
+    def example_shape(self) -> Any:
+        """The shape ``where`` masks: the unreduced shape, or ``[B]`` for batch-global losses.
+
+        A batch-global loss (tag ``"batch_global"`` in the registry: Barlow
+        Twins, VICReg, load balancing) returns one value per batch; its
+        ``where`` removes examples (axis 0 of its inputs) from the statistics.
+        """
+        shape = self.unreduced_shape()
+        if len(shape) == 0 and "batch_global" in _registry.tags_of(getattr(self.fn, "__name__", "")):
+            return tuple(np.shape(self.f32_args[0])[:1])
+        return shape
+
     def fail(self, msg: str) -> None:
         raise _CheckFailed(msg)
 
@@ -457,7 +469,7 @@ class _Context:
 
     def _mask_and_slice(self) -> Any:
         """Masks the last example; slices it off every array whose axis 0 is the batch."""
-        shape = self.unreduced_shape()
+        shape = self.example_shape()
         if len(shape) == 0 or shape[0] < 2:
             return None
         n = shape[0]
@@ -494,7 +506,7 @@ class _Context:
                 self.fail(f"masked position has a non-zero gradient w.r.t. {self.names[i]}")
 
     def check_all_masked(self) -> Any:
-        shape = self.unreduced_shape()
+        shape = self.example_shape()
         where = np.zeros(shape, bool)
         for reduction in ("sum", "mean"):
             value = self.call(self.f32_args, reduction=reduction, where=where)
@@ -576,7 +588,7 @@ class _Context:
             self.fail("; ".join(problems))
 
     def check_empty(self) -> Any:
-        shape = self.unreduced_shape()
+        shape = self.example_shape()
         if len(shape) == 0:
             return "the unreduced loss has no batch axis"
         n = shape[0]
@@ -595,7 +607,7 @@ class _Context:
             if any(np.any(np.asarray(g) != 0) for g in grads):
                 self.fail(f"an empty batch has non-zero gradients for reduction={reduction!r}")
         none = self.call(empty, reduction="none")
-        if np.shape(none)[:1] != (0,):
+        if np.ndim(none) and np.shape(none)[:1] != (0,):
             self.fail(f"an empty batch gives unreduced values of shape {np.shape(none)}, expected a leading 0")
 
     def check_labels(self) -> Any:
