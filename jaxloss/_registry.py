@@ -276,7 +276,10 @@ def get(name: str) -> Callable[..., Any]:
     arguments). Keras names whose call differs (``"binary_crossentropy"``
     takes ``(y_true, y_pred)`` probabilities, ``"kld"`` probabilities, ...)
     raise an error naming the jaxloss function to use instead and the Keras
-    adapter ``jaxloss.keras.get(name)``, which keeps Keras's semantics.
+    adapter ``jaxloss.keras.get(name)``, which keeps Keras's semantics. A
+    canonical jaxloss name always means the jaxloss function, even where Keras
+    has a function of the same name (``"kl_divergence"``: optax's argument
+    order, log-predictions first; Keras's is ``jaxloss.keras.get("kl_divergence")``).
 
     Args:
       name: e.g. ``"huber_loss"`` or an alias such as ``"mse"``.

@@ -219,14 +219,26 @@ def test_keras_names_from_get_work_in_compile(keras_promotion):
     assert jax.numpy.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"][0])
 
 
-# "kl_divergence" is both jaxloss's canonical name (log-predictions first) and a Keras function name
-# ((y_true, y_pred) probabilities): the plain registry must keep its own name, so a Keras user calling
-# jaxloss.get("kl_divergence") gets jaxloss's function. Recorded here until the registry settles it.
-_NAME_COLLISIONS = {"kl_divergence": "jaxloss's canonical name is also a Keras function name"}
+# "kl_divergence" is both jaxloss's canonical name (optax's: log-predictions first) and a Keras
+# function name ((y_true, y_pred) probabilities). A canonical jaxloss name always means the jaxloss
+# function (jaxloss.get's docstring says so); every other Keras name is refused or gives Keras's number.
+_CANONICAL_JAXLOSS_NAMES = ("kl_divergence",)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=_NAME_COLLISIONS[n], strict=True))
-                                  if n in _NAME_COLLISIONS else n for n in KERAS_BUILTINS])
+def test_canonical_jaxloss_name_shared_with_keras_means_the_jaxloss_function():
+    import jaxloss
+
+    for name in _CANONICAL_JAXLOSS_NAMES:
+        assert jaxloss.get(name) is getattr(jaxloss, name)
+        assert name in jaxloss.get.__doc__
+    # The Keras meaning stays one call away.
+    y_true = np.array([[0.2, 0.8], [0.5, 0.5]], np.float32)
+    y_pred = np.array([[0.3, 0.7], [0.4, 0.6]], np.float32)
+    np.testing.assert_allclose(float(np.mean(jk.get("kl_divergence")(y_true, y_pred))),
+                               float(np.mean(keras.losses.get("kl_divergence")(y_true, y_pred))), rtol=2e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in KERAS_BUILTINS if n not in _CANONICAL_JAXLOSS_NAMES])
 def test_plain_registry_never_returns_a_silently_different_number(name):
     """``jaxloss.get(keras_name)`` either refuses the name or gives Keras's number (issue 11, item 10)."""
     import jaxloss
