@@ -14,7 +14,7 @@ unlabelled inputs for a small one). Each student is trained for ``--seeds``
 seeds; the script prints the mean and spread of the test accuracies and saves
 a bar chart::
 
-    python examples/distill_digits.py                      # about two minutes on 2 CPU cores
+    python examples/distill_digits.py                      # 5 labels per class (the default)
     python examples/distill_digits.py --labelled 1000      # every label: the gap closes
     python examples/distill_digits.py --temperature 2 --beta 0.1
     python examples/distill_digits.py --smoke              # a few seconds, for CI

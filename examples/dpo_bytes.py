@@ -31,7 +31,7 @@ pairs (the fraction of pairs whose chosen sentence gets the larger implicit
 reward: ``beta * (log pi - log pi_ref)`` for the reference-based losses, the
 policy's length-averaged log-probability for SimPO and ORPO)::
 
-    python examples/dpo_bytes.py                 # dpo, about two minutes on 2 CPU cores
+    python examples/dpo_bytes.py                 # dpo (the default)
     python examples/dpo_bytes.py --nll-weight 0  # pure DPO: watch the samples degrade
     python examples/dpo_bytes.py --loss kto
     python examples/dpo_bytes.py --loss simpo --beta 2.0

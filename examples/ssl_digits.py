@@ -21,7 +21,7 @@ images and scored on the test images, with every training label and with
 random initialisation is the baseline (the raw pixels' score is printed for
 context)::
 
-    python examples/ssl_digits.py                    # vicreg, about two minutes on 2 CPU cores
+    python examples/ssl_digits.py                    # vicreg (the default)
     python examples/ssl_digits.py --loss byol
     python examples/ssl_digits.py --loss dino --steps 3000
     python examples/ssl_digits.py --smoke            # a few seconds, for CI
