@@ -9,10 +9,11 @@ at zero residual.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -31,14 +32,15 @@ def _abs(x: Array) -> Array:
     return x * jnp.sign(x)
 
 
-def _pair(fn: str, predictions: Any, targets: Any, where: Any) -> tuple[Array, Array, Any]:
+def _pair(fn: str, predictions: ArrayLike, targets: ArrayLike,
+          where: ArrayLike | None) -> tuple[Array, Array, Array | None]:
     (p, t), where = _checks.elementwise_inputs(fn, where, [("predictions", predictions)], [("targets", targets)])
     return p, t, where
 
 
 @_registry.builtin(aliases=("mse", "mean_squared_error"), tags=("regression",))
-def squared_error(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
-                  where: Any = None) -> Array:
+def squared_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["none", "sum", "mean"] = "mean",
+                  weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Squared error (the summand of MSE).
 
     .. math::
@@ -74,8 +76,8 @@ def squared_error(predictions: Any, targets: Any, *, reduction: str = "mean", we
 
 
 @_registry.builtin(tags=("regression",))
-def l2_loss(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
-            where: Any = None) -> Array:
+def l2_loss(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["none", "sum", "mean"] = "mean",
+            weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Half squared error, as in optax ``l2_loss``.
 
     .. math::
@@ -110,8 +112,8 @@ def l2_loss(predictions: Any, targets: Any, *, reduction: str = "mean", weights:
 
 
 @_registry.builtin(aliases=("mae", "mean_absolute_error", "l1_loss"), tags=("regression",))
-def absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
-                   where: Any = None) -> Array:
+def absolute_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["none", "sum", "mean"] = "mean",
+                   weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Absolute error (the summand of MAE, torch ``l1_loss``).
 
     .. math::
@@ -150,8 +152,9 @@ def absolute_error(predictions: Any, targets: Any, *, reduction: str = "mean", w
 
 
 @_registry.builtin(aliases=("huber",), tags=("regression",))
-def huber_loss(predictions: Any, targets: Any, *, delta: Any = 1.0, reduction: str = "mean",
-               weights: Any = None, where: Any = None) -> Array:
+def huber_loss(predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0,
+               reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+               where: ArrayLike | None = None) -> Array:
     r"""Huber loss: quadratic for small residuals, linear beyond ``delta``.
 
     .. math::
@@ -202,8 +205,9 @@ def huber_loss(predictions: Any, targets: Any, *, delta: Any = 1.0, reduction: s
 
 
 @_registry.builtin(tags=("regression",))
-def smooth_l1_loss(predictions: Any, targets: Any, *, beta: Any = 1.0, reduction: str = "mean",
-                   weights: Any = None, where: Any = None) -> Array:
+def smooth_l1_loss(predictions: ArrayLike, targets: ArrayLike, *, beta: ArrayLike = 1.0,
+                   reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                   where: ArrayLike | None = None) -> Array:
     r"""Smooth L1 loss with torch semantics (Huber divided by ``beta``).
 
     .. math::
@@ -248,8 +252,8 @@ def smooth_l1_loss(predictions: Any, targets: Any, *, beta: Any = 1.0, reduction
 
 
 @_registry.builtin(aliases=("logcosh",), tags=("regression",))
-def log_cosh(predictions: Any, targets: Any, *, reduction: str = "mean", weights: Any = None,
-             where: Any = None) -> Array:
+def log_cosh(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["none", "sum", "mean"] = "mean",
+             weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Logarithm of the hyperbolic cosine of the residual.
 
     .. math::
@@ -294,8 +298,9 @@ def log_cosh(predictions: Any, targets: Any, *, reduction: str = "mean", weights
 
 
 @_registry.builtin(aliases=("mape", "mean_absolute_percentage_error"), tags=("regression",))
-def absolute_percentage_error(predictions: Any, targets: Any, *, epsilon: Any = 1e-7,
-                              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def absolute_percentage_error(predictions: ArrayLike, targets: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+                              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                              where: ArrayLike | None = None) -> Array:
     r"""Absolute percentage error, in percent (Keras MAPE).
 
     .. math::
@@ -334,8 +339,9 @@ def absolute_percentage_error(predictions: Any, targets: Any, *, epsilon: Any = 
 
 
 @_registry.builtin(aliases=("msle", "mean_squared_logarithmic_error"), tags=("regression",))
-def squared_log_error(predictions: Any, targets: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-                      weights: Any = None, where: Any = None) -> Array:
+def squared_log_error(predictions: ArrayLike, targets: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Squared logarithmic error (Keras MSLE).
 
     .. math::
@@ -377,8 +383,9 @@ def squared_log_error(predictions: Any, targets: Any, *, epsilon: Any = 1e-7, re
 
 
 @_registry.builtin(aliases=("pinball_loss",), tags=("regression",))
-def quantile_loss(predictions: Any, targets: Any, *, quantile: Any = 0.5, reduction: str = "mean",
-                  weights: Any = None, where: Any = None) -> Array:
+def quantile_loss(predictions: ArrayLike, targets: ArrayLike, *, quantile: ArrayLike = 0.5,
+                  reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                  where: ArrayLike | None = None) -> Array:
     r"""Quantile (pinball) loss, minimised by the ``quantile``-th conditional quantile.
 
     .. math::
@@ -422,8 +429,9 @@ def quantile_loss(predictions: Any, targets: Any, *, quantile: Any = 0.5, reduct
 
 
 @_registry.builtin(aliases=("poisson",), tags=("regression",))
-def poisson_loss(predictions: Any, targets: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-                 weights: Any = None, where: Any = None) -> Array:
+def poisson_loss(predictions: ArrayLike, targets: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+                 reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                 where: ArrayLike | None = None) -> Array:
     r"""Poisson loss on predicted rates (Keras ``Poisson``).
 
     .. math::
@@ -465,9 +473,9 @@ def poisson_loss(predictions: Any, targets: Any, *, epsilon: Any = 1e-7, reducti
 
 
 @_registry.builtin(tags=("regression",))
-def poisson_nll_loss(predictions: Any, targets: Any, *, log_input: bool = True, full: bool = False,
-                     epsilon: Any = 1e-8, reduction: str = "mean", weights: Any = None,
-                     where: Any = None) -> Array:
+def poisson_nll_loss(predictions: ArrayLike, targets: ArrayLike, *, log_input: bool = True, full: bool = False,
+                     epsilon: ArrayLike = 1e-8, reduction: Literal["none", "sum", "mean"] = "mean",
+                     weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Poisson negative log-likelihood with torch semantics.
 
     .. math::
@@ -522,9 +530,9 @@ def poisson_nll_loss(predictions: Any, targets: Any, *, log_input: bool = True, 
 
 
 @_registry.builtin(tags=("regression",))
-def gaussian_nll_loss(predictions: Any, targets: Any, variance: Any, *, full: bool = False,
-                      epsilon: Any = 1e-6, reduction: str = "mean", weights: Any = None,
-                      where: Any = None) -> Array:
+def gaussian_nll_loss(predictions: ArrayLike, targets: ArrayLike, variance: ArrayLike, *, full: bool = False,
+                      epsilon: ArrayLike = 1e-6, reduction: Literal["none", "sum", "mean"] = "mean",
+                      weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Gaussian negative log-likelihood with a predicted variance (torch semantics).
 
     .. math::
