@@ -8,12 +8,14 @@ of the score for "unseen class = anomaly" and saves score histograms.
 
     python examples/anomaly_autoencoder.py                     # normal classes 0 1 2 3 4
     python examples/anomaly_autoencoder.py --normal 1 7 --kind bernoulli
+    python examples/anomaly_autoencoder.py --smoke              # 2 epochs, for CI
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -31,6 +33,14 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jaxloss.generative import reconstruction_error  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class AutoEncoder(nnx.Module):
@@ -56,7 +66,11 @@ def parse_args(argv=None):
     parser.add_argument("--code", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="outputs/anomaly_autoencoder.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="2 epochs: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.epochs = 2
+    return args
 
 
 def main(argv=None):
@@ -90,7 +104,7 @@ def main(argv=None):
 
     rng = np.random.default_rng(args.seed)
     steps_per_epoch = max(1, len(x_train) // args.batch_size)
-    with tqdm(range(args.epochs), desc="autoencoder", unit="epoch") as bar:
+    with tqdm(range(args.epochs), desc="autoencoder", unit="epoch", disable=None) as bar:  # no bar when redirected
         for _ in bar:
             order = rng.permutation(len(x_train))
             for i in range(steps_per_epoch):
@@ -119,7 +133,8 @@ def main(argv=None):
     ax[1].set_title("score by class")
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
-    print(f"saved {os.path.abspath(args.output)} ({time.time() - start:.1f} s)")
+    plt.close(fig)
+    print(f"saved {shown(args.output)} ({time.time() - start:.1f} s)")
     return auc
 
 

@@ -18,6 +18,7 @@ Run::
 
     python examples/box_regression.py            # about a minute on 2 CPU cores
     python examples/box_regression.py --steps 200
+    python examples/box_regression.py --smoke    # 20 steps on 256 scenes, for CI
 
 The network predicts ``(cx, cy, w, h)`` through a sigmoid, so its boxes are
 always valid, and ``jaxloss.boxes.box_convert`` turns them into xyxy.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -39,6 +41,7 @@ from tqdm import tqdm
 import jaxloss
 from jaxloss.boxes import box_convert, box_iou, ciou_loss, diou_loss, giou_loss, iou_loss
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 IMAGE_SIZE = 20
 LOSSES = {
     "l1": jaxloss.absolute_error,
@@ -47,6 +50,12 @@ LOSSES = {
     "diou": diou_loss,
     "ciou": ciou_loss,
 }
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 # ------------------------------------------------------------------- data
@@ -125,7 +134,7 @@ def train(loss_name: str, data, *, steps: int, batch_size: int, eval_every: int,
 
     batches = np.random.default_rng(seed)  # same batch order for every loss
     eval_steps, ious, losses = [0], [mean_iou(state, test_images, test_boxes)], []
-    bar = tqdm(total=steps, desc=f"{loss_name:>4}", leave=True)
+    bar = tqdm(total=steps, desc=f"{loss_name:>4}", leave=True, disable=None)  # no bar when redirected
     done = 0
     while done < steps:
         k = min(eval_every, steps - done)
@@ -164,7 +173,7 @@ def plot(results, path: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps per loss (default 1500)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -175,7 +184,11 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join("outputs", "box_regression.png"))
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true",
+                        help="20 steps per loss on 256 scenes: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.eval_every, args.train_scenes, args.test_scenes = 20, 10, 256, 64
 
     rng = np.random.default_rng(args.seed)
     data = (*make_scenes(rng, args.train_scenes), *make_scenes(rng, args.test_scenes))
@@ -196,7 +209,8 @@ def main() -> None:
 
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     plot(results, args.output)
-    print(f"curves written to {os.path.abspath(args.output)}")
+    print(f"curves written to {shown(args.output)}")
+    return {name: float(final.mean()) for name, (_, _, _, final) in results.items()}
 
 
 if __name__ == "__main__":

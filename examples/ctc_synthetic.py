@@ -12,12 +12,14 @@ distance / reference length) on held-out sequences.
 
     python examples/ctc_synthetic.py
     python examples/ctc_synthetic.py --noise 1.5 --steps 3000
+    python examples/ctc_synthetic.py --smoke     # 5 steps on 256 sequences, for CI
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -33,8 +35,15 @@ from tqdm import tqdm  # noqa: E402
 
 from jaxloss.sequence import ctc_loss  # noqa: E402
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 BLANK = 0  # classes: 0 = blank, 1..10 = digits 0..9
 FEATURES, MAX_FRAMES, MAX_LABELS = 16, 40, 5
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def make_data(n, prototypes, silence, noise, rng):
@@ -104,7 +113,12 @@ def parse_args(argv=None):
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="outputs/ctc_synthetic.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true",
+                        help="5 steps on 256 sequences: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.train_size, args.test_size = 5, 256, 32
+    return args
 
 
 def main(argv=None):
@@ -135,7 +149,7 @@ def main(argv=None):
         return model(frames)
 
     losses = []
-    with tqdm(range(args.steps), desc="ctc", unit="step", mininterval=1.0) as bar:
+    with tqdm(range(args.steps), desc="ctc", unit="step", mininterval=1.0, disable=None) as bar:
         for step in bar:
             idx = rng.integers(0, args.train_size, size=args.batch_size)
             loss = train_step(model, optimizer, *(jnp.asarray(a[idx]) for a in train))
@@ -170,7 +184,8 @@ def main(argv=None):
     ax[2].set_xlabel("frame")
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
-    print(f"saved {os.path.abspath(args.output)} ({time.time() - start:.1f} s)")
+    plt.close(fig)
+    print(f"saved {shown(args.output)} ({time.time() - start:.1f} s)")
     return ler
 
 
