@@ -23,7 +23,7 @@ input) and saves noisy / MSE / SSIM / mix / clean rows to
 
 Run::
 
-    python examples/denoise_ssim.py             # three models, about a minute on 2 CPU cores
+    python examples/denoise_ssim.py             # three models, 600 steps each
     python examples/denoise_ssim.py --losses ssim,mix --steps 2000   # longer training
     python examples/denoise_ssim.py --smoke     # a few steps (the test suite runs this)
 """
