@@ -144,6 +144,36 @@ from jaxloss.self_supervised import vicreg_loss as vicreg_loss
 from jaxloss.self_supervised import dino_loss as dino_loss
 from jaxloss.self_supervised import dino_center_update as dino_center_update
 from jaxloss.diffusion import diffusion_loss as diffusion_loss
+from jaxloss.classification import convex_kl_divergence as convex_kl_divergence
+from jaxloss.classification import sparsemax_loss as sparsemax_loss
+from jaxloss.classification import perceptron_loss as perceptron_loss
+from jaxloss.classification import multiclass_perceptron_loss as multiclass_perceptron_loss
+from jaxloss.classification import multiclass_sparsemax_loss as multiclass_sparsemax_loss
+from jaxloss.classification import make_fenchel_young_loss as make_fenchel_young_loss
+from jaxloss.classification import generalized_cross_entropy as generalized_cross_entropy
+from jaxloss.classification import multilabel_margin_loss as multilabel_margin_loss
+from jaxloss.segmentation import dice_ce_loss as dice_ce_loss
+from jaxloss.segmentation import dice_focal_loss as dice_focal_loss
+from jaxloss.segmentation import soft_cldice_loss as soft_cldice_loss
+from jaxloss.segmentation import hausdorff_dt_loss as hausdorff_dt_loss
+from jaxloss.segmentation import ssim_loss as ssim_loss
+from jaxloss.embedding import triplet_margin_with_distance_loss as triplet_margin_with_distance_loss
+from jaxloss.ranking import poly1_softmax_loss as poly1_softmax_loss
+from jaxloss.ranking import unique_softmax_loss as unique_softmax_loss
+from jaxloss.ranking import pairwise_soft_zero_one_loss as pairwise_soft_zero_one_loss
+from jaxloss.ranking import pairwise_mse_loss as pairwise_mse_loss
+from jaxloss.ranking import pairwise_qr_loss as pairwise_qr_loss
+from jaxloss.ranking import pointwise_sigmoid_loss as pointwise_sigmoid_loss
+from jaxloss.ranking import pointwise_mse_loss as pointwise_mse_loss
+from jaxloss.ranking import dcg_metric as dcg_metric
+from jaxloss.ranking import ndcg_metric as ndcg_metric
+from jaxloss.ranking import mrr_metric as mrr_metric
+from jaxloss.ranking import precision_metric as precision_metric
+from jaxloss.ranking import recall_metric as recall_metric
+from jaxloss.ranking import ap_metric as ap_metric
+from jaxloss.large_vocab import linear_sequence_log_probs as linear_sequence_log_probs
+from jaxloss.distillation import linear_knowledge_distillation_loss as linear_knowledge_distillation_loss
+from jaxloss.distillation import linear_generalized_jsd_loss as linear_generalized_jsd_loss
 
 __version__ = "0.1.0"
 
@@ -195,4 +225,20 @@ __all__ = [
     "byol_loss", "simsiam_loss", "barlow_twins_loss", "vicreg_loss", "dino_loss", "dino_center_update",
     # diffusion
     "diffusion_loss",
+    # classification (second part)
+    "convex_kl_divergence", "sparsemax_loss", "perceptron_loss", "multiclass_perceptron_loss",
+    "multiclass_sparsemax_loss", "make_fenchel_young_loss", "generalized_cross_entropy",
+    "multilabel_margin_loss",
+    # segmentation (second part)
+    "dice_ce_loss", "dice_focal_loss", "soft_cldice_loss", "hausdorff_dt_loss", "ssim_loss",
+    # embedding (second part)
+    "triplet_margin_with_distance_loss",
+    # ranking (second part)
+    "poly1_softmax_loss", "unique_softmax_loss", "pairwise_soft_zero_one_loss", "pairwise_mse_loss",
+    "pairwise_qr_loss", "pointwise_sigmoid_loss", "pointwise_mse_loss", "dcg_metric", "ndcg_metric",
+    "mrr_metric", "precision_metric", "recall_metric", "ap_metric",
+    # large_vocab (second part)
+    "linear_sequence_log_probs",
+    # distillation (second part)
+    "linear_knowledge_distillation_loss", "linear_generalized_jsd_loss",
 ]
