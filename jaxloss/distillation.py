@@ -272,30 +272,50 @@ def _to_varying(x: Any, axes: frozenset) -> Any:
     return jax.lax.pcast(x, missing, to="varying") if missing else x
 
 
-def _chunk_start(i: Array, chunk: int, vocab: int) -> tuple[Array, Array]:
-    """First column of chunk ``i`` and which of its columns are new.
+def _over_chunks(body: Any, carry: Any, vocab: int, chunk: int) -> Any:
+    """``carry = body(start, width, carry)`` over the vocabulary's column blocks.
 
-    The last chunk is shifted left to end at the last column (no padded copy of
-    the weights); the columns it shares with the previous chunk are not new.
+    A ``fori_loop`` over the ``V // chunk`` full chunks, then the remaining
+    ``V % chunk`` columns once, with a static width: no padded copy of the
+    weights, no masked columns, and each weight-gradient block is written once.
     """
-    nominal = i * chunk
-    start = jnp.minimum(nominal, vocab - chunk)
-    return start, (start + jnp.arange(chunk)) >= nominal
+    full, tail = divmod(vocab, chunk)
+    if full:
+        carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * chunk, chunk, c), carry)
+    if tail:
+        carry = body(full * chunk, tail, carry)
+    return carry
 
 
 def _matmul_dtype(h: Array, w: Array, acc: Any) -> Any:
-    """The dtype of the chunk products: the inputs' own when they agree (bfloat16 products
-    accumulate in float32), else the compute dtype (each weight chunk is cast on its own)."""
-    return h.dtype if h.dtype == w.dtype else acc
+    """The dtype of the chunk products: the inputs' own when they agree, else the compute dtype.
+
+    A bfloat16 weight is widened chunk by chunk to float32 (below), so its
+    products are float32 products of exactly widened values.
+    """
+    return h.dtype if h.dtype == w.dtype and w.dtype != jnp.bfloat16 else acc
+
+
+# XLA:CPU computes a bfloat16 product in float32 and hoists the conversion of a
+# loop-invariant bfloat16 weight out of the loop: the whole weight is converted
+# to float32 once (2.25 GiB per model at the Gemma-2 2B vocabulary), however the
+# chunk is sliced or cast. The loops therefore slice a bfloat16 weight as its
+# uint16 bits, integer work no pass rewrites, and widen each chunk exactly
+# (a bfloat16 is the top half of a float32).
+def _weight_bits(w: Array) -> Array:
+    return jax.lax.bitcast_convert_type(w, jnp.uint16) if w.dtype == jnp.bfloat16 else w
 
 
 def _chunk_logits(h: Array, w: Array, start: Array, chunk: int, acc: Any) -> tuple[Array, Array]:
     """``h @ w[:, start:start + chunk]`` accumulated in ``acc``, and the weight slice.
 
-    ``h`` is already in the product dtype; a weight of another dtype is cast
-    one chunk at a time, never whole.
+    ``h`` is already in the product dtype; ``w`` is a weight or the uint16 bits
+    of a bfloat16 one (widened here); a weight of another dtype than ``h`` is
+    cast one chunk at a time, never whole.
     """
     w_c = jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1)
+    if w_c.dtype == jnp.uint16:
+        w_c = jax.lax.bitcast_convert_type(w_c.astype(jnp.uint32) << 16, jnp.float32)
     if w_c.dtype != h.dtype:
         w_c = w_c.astype(h.dtype)
     return jnp.matmul(h, w_c, preferred_element_type=acc), w_c
@@ -352,22 +372,21 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
     n, vocab = hs.shape[0], ws.shape[1]
     acc = _numerics.compute_dtype(hs, ws, ht, wt)
     axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
-    num_chunks = -(-vocab // chunk)
     hs_mm = hs.astype(_matmul_dtype(hs, ws, acc))
     ht_mm = ht.astype(_matmul_dtype(ht, wt, acc))
 
-    def logits(i):
-        start, new = _chunk_start(i, chunk, vocab)
-        us, _ = _chunk_logits(hs_mm, ws, start, chunk, acc)
-        ut, _ = _chunk_logits(ht_mm, wt, start, chunk, acc)
-        return us * inv_t, ut * inv_t, new
+    ws_b, wt_b = _weight_bits(ws), _weight_bits(wt)
 
-    def lse_body(i, carry):
+    def logits(start, width):
+        us, _ = _chunk_logits(hs_mm, ws_b, start, width, acc)
+        ut, _ = _chunk_logits(ht_mm, wt_b, start, width, acc)
+        return us * inv_t, ut * inv_t
+
+    def lse_body(start, width, carry):
         (m_s, s_s), (m_t, s_t) = carry
-        a, b, new = logits(i)
+        a, b = logits(start, width)
         out = []
         for z, m, s in ((a, m_s, s_s), (b, m_t, s_t)):
-            z = jnp.where(new[None, :], z, -jnp.inf)  # a column of the shifted last chunk counts once
             # Online log-sum-exp: rescale the running sum to the new (stop-gradient) maximum.
             top = jnp.maximum(m, jnp.max(z, axis=1))
             out.append((top, s * jnp.exp(m - top) + jnp.sum(jnp.exp(z - top[:, None]), axis=1)))
@@ -375,7 +394,7 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
 
     init = tuple((_to_varying(jnp.full((n,), -jnp.inf, acc), axes), _to_varying(jnp.zeros((n,), acc), axes))
                  for _ in range(2))
-    (m_s, s_s), (m_t, s_t) = jax.lax.fori_loop(0, num_chunks, lse_body, init)
+    (m_s, s_s), (m_t, s_t) = _over_chunks(lse_body, init, vocab, chunk)
     lse = jnp.stack([m_s + jnp.log(s_s), m_t + jnp.log(s_t)])  # [2, N]
     if axis_name is not None:
         # Global log-sum-exp over the vocabulary slices: M + log sum_i exp(lse_i - M).
@@ -384,14 +403,14 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
     lse_s, lse_t = lse[0], lse[1]
     safe_beta, _ = _safe_beta(mode, beta)
 
-    def terms_body(i, sums):
-        a, b, new = logits(i)
+    def terms_body(start, width, sums):
+        a, b = logits(start, width)
         terms = _divergence_terms(mode, a - lse_s[:, None], b - lse_t[:, None], safe_beta)
-        return {k: sums[k] + jnp.sum(jnp.where(new[None, :], v, 0.0), axis=1) for k, v in terms.items()}
+        return {k: sums[k] + jnp.sum(v, axis=1) for k, v in terms.items()}
 
     names = _divergence_terms(mode, jnp.zeros((1, 1), acc), jnp.zeros((1, 1), acc), safe_beta).keys()
     zero = _to_varying(jnp.zeros((n,), acc), axes | _mesh_axes(lse_s))
-    sums = jax.lax.fori_loop(0, num_chunks, terms_body, {k: zero for k in names})
+    sums = _over_chunks(terms_body, {k: zero for k in names}, vocab, chunk)
     if axis_name is not None:
         keys = sorted(sums)
         summed = jax.lax.psum(jnp.stack([sums[k] for k in keys]), axis_name)
@@ -408,7 +427,7 @@ def _fused_backward(chunk, mode, axis_name, residuals, g):
     hs_dtype, ht_dtype = hs.dtype, ht.dtype
     hs = hs.astype(_matmul_dtype(hs, ws, acc))
     ht = ht.astype(_matmul_dtype(ht, wt, acc))
-    num_chunks = -(-vocab // chunk)
+    ws_b, wt_b = _weight_bits(ws), _weight_bits(wt)
     safe_beta, inside = _safe_beta(mode, beta)
     # Per-token coefficients of each divergence in the loss (the traced-beta select).
     if mode == "traced_beta":
@@ -416,11 +435,10 @@ def _fused_backward(chunk, mode, axis_name, residuals, g):
     else:
         c_ts = c_st = c_mix = g
 
-    def body(i, carry):
+    def body(start, width, carry):
         d_hs, d_ws, d_ht, d_wt, d_inv = carry
-        start, new = _chunk_start(i, chunk, vocab)
-        us, ws_c = _chunk_logits(hs, ws, start, chunk, acc)
-        ut, wt_c = _chunk_logits(ht, wt, start, chunk, acc)
+        us, ws_c = _chunk_logits(hs, ws_b, start, width, acc)
+        ut, wt_c = _chunk_logits(ht, wt_b, start, width, acc)
         ls, lt = us * inv_t - lse_s[:, None], ut * inv_t - lse_t[:, None]
         ps, pt = jnp.exp(ls), jnp.exp(lt)
         # d loss / d (z / T) for each divergence; with G = d loss / d log p the softmax
@@ -442,8 +460,6 @@ def _fused_backward(chunk, mode, axis_name, residuals, g):
             lm = jnp.logaddexp(ls + jnp.log1p(-safe_beta), lt + jnp.log(safe_beta))
             d_a = d_a + (c_mix * (1.0 - safe_beta))[:, None] * ps * (ls - lm - sums["kl_sm"][:, None])
             d_b = d_b + (c_mix * safe_beta)[:, None] * pt * (lt - lm - sums["kl_tm"][:, None])
-        d_a = jnp.where(new[None, :], d_a, 0.0)
-        d_b = jnp.where(new[None, :], d_b, 0.0)
         # z / T = u * inv_t: d/du = inv_t d/dz, d/dinv_t = sum u d/dz.
         d_inv = d_inv + jnp.sum(d_a * us) + jnp.sum(d_b * ut)
         d_us, d_ut = d_a * inv_t, d_b * inv_t
@@ -460,7 +476,7 @@ def _fused_backward(chunk, mode, axis_name, residuals, g):
 
     init = (zeros(hs.shape, acc, want_s), zeros(ws.shape, ws.dtype, want_s), zeros(ht.shape, acc, want_t),
             zeros(wt.shape, wt.dtype, want_t), _to_varying(jnp.zeros((), acc), axes))
-    d_hs, d_ws, d_ht, d_wt, d_inv = jax.lax.fori_loop(0, num_chunks, body, init)
+    d_hs, d_ws, d_ht, d_wt, d_inv = _over_chunks(body, init, vocab, chunk)
     d_beta = None
     if mode in ("jsd", "traced_beta"):
         # d/dbeta [b KL(t||m) + (1-b) KL(s||m)] = KL(t||m) - KL(s||m) (the terms through m cancel).
@@ -482,17 +498,12 @@ def _cotangent_like(d: Array, primal: Array) -> Array:
 
 
 def _accumulate(h: Array, w_c: Array, d_u: Array, d_h: Array, d_w: Array, start: Array) -> tuple[Array, Array]:
-    """Adds one chunk's gradients: ``d_h += d_u w_c^T``, ``d_w[:, chunk] += h^T d_u``.
-
-    Read-modify-write on ``d_w``: the shifted last chunk adds zeros on the
-    columns it shares with the previous one.
-    """
+    """Adds one chunk's gradients: ``d_h += d_u w_c^T``; writes ``d_w[:, chunk] = h^T d_u`` (in place)."""
     acc = d_h.dtype
     d_h = d_h + jnp.matmul(d_u.astype(w_c.dtype), w_c.T, preferred_element_type=acc)
     h_mm = h if h.dtype == w_c.dtype else h.astype(w_c.dtype)
     block = jnp.matmul(h_mm.T, d_u.astype(w_c.dtype), preferred_element_type=acc)
-    old = jax.lax.dynamic_slice_in_dim(d_w, start, d_u.shape[1], axis=1)
-    d_w = jax.lax.dynamic_update_slice_in_dim(d_w, (old.astype(acc) + block).astype(d_w.dtype), start, axis=1)
+    d_w = jax.lax.dynamic_update_slice_in_dim(d_w, block.astype(d_w.dtype), start, axis=1)
     return d_h, d_w
 
 
