@@ -19,12 +19,14 @@ point is that BLEU itself is a usable training signal, not that it beats
 more cross-entropy on this easy task).
 
     python examples/mrt_copy_task.py
+    python examples/mrt_copy_task.py --smoke    # 3 + 3 steps, for CI
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -45,7 +47,14 @@ try:  # written by another family; the module path keeps working after the flat 
 except ImportError:  # pragma: no cover
     from jaxloss.classification import softmax_cross_entropy_with_integer_labels  # noqa: E402
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 LENGTH, VOCAB = 8, 16
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class Seq2Seq(nnx.Module):
@@ -75,15 +84,21 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--mrt-learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-size", type=int, default=1000, help="held-out sequences")
     parser.add_argument("--output", default="outputs/mrt_copy_task.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true",
+                        help="3 + 3 steps, 4 samples, 64 held-out sequences: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.pretrain_steps, args.mrt_steps, args.samples, args.batch_size, args.test_size = 3, 3, 4, 16, 64
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     rng = np.random.default_rng(args.seed)
-    test_src, test_tgt = make_data(1000, rng)
+    test_src, test_tgt = make_data(args.test_size, rng)
     model = Seq2Seq(16, 256, nnx.Rngs(args.seed))
 
     @nnx.jit
@@ -105,7 +120,8 @@ def main(argv=None):
         return loss
 
     history = []
-    for step in tqdm(range(args.pretrain_steps), desc="cross-entropy", unit="step", mininterval=1.0):
+    # disable=None: no progress bar when the output is redirected to a file or a pipe.
+    for step in tqdm(range(args.pretrain_steps), desc="cross-entropy", unit="step", mininterval=1.0, disable=None):
         ce_step(model, optimizer, *(jnp.asarray(a) for a in make_data(args.batch_size, rng)))
         if step % 25 == 0:
             history.append(("ce", step, float(evaluate(model, test_src, test_tgt)[0])))
@@ -133,7 +149,7 @@ def main(argv=None):
         return loss, reward
 
     key = jax.random.key(args.seed)
-    with tqdm(range(args.mrt_steps), desc="minimum risk", unit="step", mininterval=1.0) as bar:
+    with tqdm(range(args.mrt_steps), desc="minimum risk", unit="step", mininterval=1.0, disable=None) as bar:
         for step in bar:
             key, sub = jax.random.split(key)
             loss, reward = mrt_step(model, optimizer, *(jnp.asarray(a) for a in make_data(args.batch_size, rng)), sub)
@@ -155,7 +171,8 @@ def main(argv=None):
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
-    print(f"saved {os.path.abspath(args.output)} ({time.time() - start:.1f} s)")
+    plt.close(fig)
+    print(f"saved {shown(args.output)} ({time.time() - start:.1f} s)")
     return before, after
 
 

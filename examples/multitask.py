@@ -11,6 +11,7 @@ added to the training targets, ``jaxloss.squared_error``). It is trained twice:
 
     python examples/multitask.py
     python examples/multitask.py --target-noise 4.0 --epochs 40
+    python examples/multitask.py --smoke         # 2 epochs, for CI
 
 Prints test accuracy and test RMSE (against the clean targets) for both, and the
 learned task variances; saves the training curves under ``outputs/``. The data
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -39,7 +41,14 @@ from tqdm import tqdm  # noqa: E402
 import jaxloss  # noqa: E402
 from jaxloss import robust  # noqa: E402
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 TASKS = ("classification", "regression")
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class TwoHeadNet(nnx.Module):
@@ -66,7 +75,11 @@ def parse_args(argv=None):
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="outputs/multitask.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="2 epochs: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.epochs = 2
+    return args
 
 
 def load_data(noise: float, seed: int):
@@ -110,7 +123,7 @@ def train(scheme: str, args, data):
     rng = np.random.default_rng(args.seed)
     steps = int(np.ceil(len(y_tr) / args.batch_size))
     history = {"cls": [], "reg": [], "acc": [], "rmse": [], "var": []}
-    bar = tqdm(range(args.epochs), desc=f"{scheme:>11}", unit="epoch")
+    bar = tqdm(range(args.epochs), desc=f"{scheme:>11}", unit="epoch", disable=None)  # no bar when redirected
     for _ in bar:
         order = rng.permutation(len(y_tr))
         parts = []
@@ -166,7 +179,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     fig.savefig(args.output, dpi=100)
     plt.close(fig)
-    print(f"figure: {os.path.abspath(args.output)}  ({time.perf_counter() - start:.0f} s)")
+    print(f"figure: {shown(args.output)}  ({time.perf_counter() - start:.0f} s)")
     return results
 
 
