@@ -1359,7 +1359,9 @@ def multiclass_perceptron_loss(scores: Any, labels: Any, *, reduction: str = "me
     """
     fn = "multiclass_perceptron_loss"
     s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
-    values = jnp.max(s, axis=ax) - _numerics.take_class(s, y, ax)
+    # The label's score as a one-hot dot product (a NaN row for an out-of-range label), as optax: its
+    # gradient is an elementwise product, where a gather's is a scatter.
+    values = jnp.max(s, axis=ax) - jnp.sum(s * _numerics.one_hot(y, s.shape[ax], ax, s.dtype), axis=ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
