@@ -1568,7 +1568,9 @@ def multilabel_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean",
 
     As torch: an entry of ``labels`` after the first ``-1`` is not read, an
     empty target list gives 0, and a class listed twice counts twice. A
-    target outside ``[0, C)`` (before the first ``-1``) gives NaN.
+    target outside ``[0, C)`` (before the first ``-1``) gives NaN. All pairs
+    are compared at once: memory ``[..., C, C]`` (meant for tens to hundreds
+    of classes, as torch's per-row loop).
 
     Args:
       scores: ``[..., C]`` float scores (class axis last).
