@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-from typing import Any
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -139,7 +140,7 @@ def _rho(z: Array, alpha: Array) -> Array:
     return jnp.where(near_two, near, far)
 
 
-def _hyper(fn: str, name: str, value: Any, shape: tuple[int, ...], dtype: Any, where: Array | None,
+def _hyper(fn: str, name: str, value: ArrayLike, shape: tuple[int, ...], dtype: DTypeLike, where: Array | None,
            safe_value: float) -> Array:
     """A scalar-or-array hyper-parameter broadcast to ``shape``, masked like the data."""
     value = _checks.real(fn, name, value)
@@ -147,7 +148,7 @@ def _hyper(fn: str, name: str, value: Any, shape: tuple[int, ...], dtype: Any, w
     return _numerics.mask_inputs(where, value, safe_value)
 
 
-def _robust_inputs(fn: str, residuals: Any, alpha: Any, scale: Any, where: Any
+def _robust_inputs(fn: str, residuals: ArrayLike, alpha: ArrayLike, scale: ArrayLike, where: ArrayLike | None
                    ) -> tuple[Array, Array, Array, Array | None]:
     _checks.in_range(fn, "scale", scale, low=0.0, low_open=True)
     (x,), where = _checks.elementwise_inputs(fn, where, [("residuals", residuals)])
@@ -189,17 +190,18 @@ def _log_partition(alpha: Array) -> Array:
     h10 = t * jnp.square(1.0 - t)
     h01 = jnp.square(t) * (3.0 - 2.0 * t)
     h11 = jnp.square(t) * (t - 1.0)
-    smooth = h00 * v[i] + h10 * m[i] + h01 * v[i + 1] + h11 * m[i + 1]
+    smooth: Array = h00 * v[i] + h10 * m[i] + h01 * v[i + 1] + h11 * m[i + 1]
     d = alpha - 2.0
     eps = jnp.finfo(dtype).eps
-    singular = 0.125 * d * jnp.log(d * d + eps * eps)   # (d / 4) log sqrt(d^2 + eps^2)
+    singular: Array = 0.125 * d * jnp.log(d * d + eps * eps)   # (d / 4) log sqrt(d^2 + eps^2)
     return smooth + singular
 
 
 # ---------------------------------------------------------------------- losses
 @_registry.builtin(tags=("robust",))
-def general_robust_loss(residuals: Any, *, alpha: Any, scale: Any, reduction: str = "mean",
-                        weights: Any = None, where: Any = None) -> Array:
+def general_robust_loss(residuals: ArrayLike, *, alpha: ArrayLike, scale: ArrayLike,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Barron's general and adaptive robust loss :math:`\rho(x, \alpha, c)`.
 
     .. math::
@@ -283,8 +285,9 @@ def general_robust_loss(residuals: Any, *, alpha: Any, scale: Any, reduction: st
 
 
 @_registry.builtin(tags=("robust",))
-def adaptive_robust_nll(residuals: Any, *, alpha: Any, scale: Any, reduction: str = "mean",
-                        weights: Any = None, where: Any = None) -> Array:
+def adaptive_robust_nll(residuals: ArrayLike, *, alpha: ArrayLike, scale: ArrayLike,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Negative log-likelihood of Barron's distribution: learnable robustness.
 
     .. math::
@@ -357,8 +360,9 @@ def adaptive_robust_nll(residuals: Any, *, alpha: Any, scale: Any, reduction: st
 
 
 @_registry.builtin(tags=("robust", "multitask"))
-def uncertainty_weighted_sum(losses: Any, log_variances: Any, *, reduction: str = "mean",
-                             weights: Any = None, where: Any = None) -> Array:
+def uncertainty_weighted_sum(losses: ArrayLike, log_variances: ArrayLike, *,
+                             reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                             where: ArrayLike | None = None) -> Array:
     r"""Multi-task loss weighted by learned homoscedastic uncertainty.
 
     .. math::
