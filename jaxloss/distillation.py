@@ -521,7 +521,7 @@ _fused_divergence.defvjp(_fused_forward_rule, _fused_backward, symbolic_zeros=Tr
 
 def _fused_inputs(fn: str, student_hidden: Any, student_weight: Any, teacher_hidden: Any, teacher_weight: Any,
                   temperature: Any, chunk_size: Any, where: Any
-                  ) -> tuple[Array, Array, Array, Array, Any, Array | None, tuple[int, ...], int]:
+                  ) -> tuple[Array, Array, Array, Array, Array | None, tuple[int, ...], int]:
     """Validated, flattened ``[N, D]`` hidden states (masked rows zeroed), weights, ``where`` and the chunk."""
     _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
     if chunk_size is not None:
@@ -561,6 +561,7 @@ def _fused_inputs(fn: str, student_hidden: Any, student_weight: Any, teacher_hid
 def _fused_values(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta: Array, chunk: int, mode: str,
                   axis_name: Any) -> Array:
     """Per-token ``[N]`` divergences; inside ``shard_map`` the arrays are first cast to common mesh axes."""
+    assert mode in _MODES, mode
     axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
     hs, ws, ht, wt = (_to_varying(x, axes) for x in (hs, ws, ht, wt))
     return _fused_divergence(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name)
