@@ -23,12 +23,13 @@ enclosing-box terms, so the gradient still pulls it towards the other box.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Literal, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -61,7 +62,8 @@ def _broadcast_batch(fn: str, b1: Array, b2: Array) -> tuple[int, ...]:
         raise  # unreachable: _fail always raises
 
 
-def _prepare(fn: str, boxes1: Any, boxes2: Any, where: Any, epsilon: Any) -> tuple[Array, Array, Any, Array]:
+def _prepare(fn: str, boxes1: ArrayLike, boxes2: ArrayLike, where: ArrayLike | None,
+             epsilon: ArrayLike) -> tuple[Array, Array, Array | None, Array]:
     """Validates, casts, broadcasts and masks the inputs of a box loss.
 
     Returns both boxes broadcast to ``batch + (4,)`` in the compute dtype, with
@@ -152,7 +154,8 @@ def _aspect_angle(w: Array, h: Array) -> Array:
 
 
 # ------------------------------------------------------------------ utilities
-def box_convert(boxes: Any, in_fmt: str, out_fmt: str) -> Array:
+def box_convert(boxes: ArrayLike, in_fmt: Literal["xyxy", "xywh", "cxcywh"],
+                out_fmt: Literal["xyxy", "xywh", "cxcywh"]) -> Array:
     r"""Converts boxes between the ``"xyxy"``, ``"xywh"`` and ``"cxcywh"`` formats.
 
     * ``"xyxy"``: ``(x1, y1, x2, y2)``, the two corners (top left, bottom right);
@@ -216,7 +219,7 @@ def box_convert(boxes: Any, in_fmt: str, out_fmt: str) -> Array:
     return jnp.stack(out, axis=-1)
 
 
-def box_iou(boxes1: Any, boxes2: Any, *, epsilon: Any = 0.0) -> Array:
+def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, epsilon: ArrayLike = 0.0) -> Array:
     r"""Intersection over union of paired boxes, with broadcasting.
 
     .. math::
@@ -276,8 +279,9 @@ def box_iou(boxes1: Any, boxes2: Any, *, epsilon: Any = 0.0) -> Array:
 
 # --------------------------------------------------------------------- losses
 @_registry.builtin(tags=("boxes",))
-def iou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-             weights: Any = None, where: Any = None) -> Array:
+def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+             reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+             where: ArrayLike | None = None) -> Array:
     r"""IoU loss: one minus the intersection over union of paired boxes.
 
     .. math::
@@ -330,8 +334,9 @@ def iou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str = 
 
 
 @_registry.builtin(tags=("boxes",))
-def giou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def giou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Generalized IoU loss (torchvision ``generalized_box_iou_loss``).
 
     .. math::
@@ -387,8 +392,9 @@ def giou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str =
 
 
 @_registry.builtin(tags=("boxes",))
-def diou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def diou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Distance IoU loss (torchvision ``distance_box_iou_loss``).
 
     .. math::
@@ -440,8 +446,9 @@ def diou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str =
 
 
 @_registry.builtin(tags=("boxes",))
-def ciou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def ciou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Complete IoU loss (torchvision ``complete_box_iou_loss``).
 
     .. math::
@@ -506,8 +513,9 @@ def ciou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str =
 
 
 @_registry.builtin(tags=("boxes",))
-def eiou_loss(boxes1: Any, boxes2: Any, *, epsilon: Any = 1e-7, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def eiou_loss(boxes1: ArrayLike, boxes2: ArrayLike, *, epsilon: ArrayLike = 1e-7,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Efficient IoU loss (Zhang et al.): DIoU plus width and height penalties.
 
     .. math::
