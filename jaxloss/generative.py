@@ -15,10 +15,11 @@ last (latent) axis and keeps every leading axis, ``[..., D] -> [...]``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -31,7 +32,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 # --------------------------------------------------------------------- helpers
-def _batch_where(fn: str, where: Any, batch: int) -> Array | None:
+def _batch_where(fn: str, where: ArrayLike | None, batch: int) -> Array | None:
     """``where`` checked and broadcast to the per-example shape ``[B]``."""
     if where is None:
         return None
@@ -71,7 +72,7 @@ def _kl_terms(mean: Array, log_variance: Array) -> Array:
     return 0.5 * (jnp.expm1(log_variance) - log_variance + jnp.square(mean))
 
 
-def _pair_inputs(fn: str, reconstructions: Any, inputs: Any) -> tuple[Array, Array]:
+def _pair_inputs(fn: str, reconstructions: ArrayLike, inputs: ArrayLike) -> tuple[Array, Array]:
     r = _checks.floating(fn, "reconstructions", reconstructions)
     x = _checks.real(fn, "inputs", inputs)
     _checks.same_shape(fn, ("reconstructions", r), ("inputs", x))
@@ -81,8 +82,10 @@ def _pair_inputs(fn: str, reconstructions: Any, inputs: Any) -> tuple[Array, Arr
 
 # ---------------------------------------------------------------------- losses
 @_registry.builtin(tags=("generative", "reconstruction"))
-def reconstruction_error(reconstructions: Any, inputs: Any, *, kind: str = "squared",
-                         reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def reconstruction_error(reconstructions: ArrayLike, inputs: ArrayLike, *,
+                         kind: Literal["squared", "absolute", "bernoulli"] = "squared",
+                         reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                         where: ArrayLike | None = None) -> Array:
     r"""Per-example reconstruction error of an autoencoder (an anomaly score).
 
     With :math:`\hat x` the reconstruction and :math:`x` the input of one
@@ -150,8 +153,9 @@ def reconstruction_error(reconstructions: Any, inputs: Any, *, kind: str = "squa
 
 
 @_registry.builtin(tags=("generative", "kl"))
-def gaussian_kl_divergence(mean: Any, log_variance: Any, *, reduction: str = "mean",
-                           weights: Any = None, where: Any = None) -> Array:
+def gaussian_kl_divergence(mean: ArrayLike, log_variance: ArrayLike, *,
+                           reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                           where: ArrayLike | None = None) -> Array:
     r"""KL divergence of a diagonal Gaussian to the standard normal, per example.
 
     .. math::
@@ -206,9 +210,10 @@ def gaussian_kl_divergence(mean: Any, log_variance: Any, *, reduction: str = "me
 
 
 @_registry.builtin(aliases=("vae_loss",), tags=("generative",))
-def elbo_loss(reconstructions: Any, inputs: Any, mean: Any, log_variance: Any, *,
-              likelihood: str = "bernoulli", beta: Any = 1.0, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def elbo_loss(reconstructions: ArrayLike, inputs: ArrayLike, mean: ArrayLike, log_variance: ArrayLike, *,
+              likelihood: Literal["bernoulli", "gaussian"] = "bernoulli", beta: ArrayLike = 1.0,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Negative evidence lower bound of a VAE with a diagonal Gaussian posterior.
 
     .. math::
