@@ -14,12 +14,15 @@ under ``outputs/``.
 Run from the repository root::
 
     python examples/recommend_bpr.py
+    python examples/recommend_bpr.py --smoke     # 200 users, 10 steps per loss, for CI
 
 About 80 seconds on two CPU cores (fixed seed).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import pathlib
 import sys
 import time
@@ -33,12 +36,29 @@ from tqdm import tqdm
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from jaxloss import ranking  # noqa: E402
 
-SEED = 0
-NUM_USERS, NUM_ITEMS, TRUE_DIM = 1000, 600, 6
-PER_USER, HELD_OUT = 24, 2
-DIM, NEGATIVES, BATCH = 16, 64, 512
-STEPS, CHUNK = 1200, 100
-OUTPUTS = pathlib.Path(__file__).resolve().parent.parent / "outputs"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TRUE_DIM, PER_USER, HELD_OUT, DIM = 6, 24, 2, 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Sizes of the data and of the training run (``--smoke`` shrinks them)."""
+
+    num_users: int = 1000
+    num_items: int = 600
+    negatives: int = 64     # K sampled negatives per positive
+    batch: int = 512
+    steps: int = 1200
+    chunk: int = 100        # steps per jitted lax.scan (one point of the curves)
+
+
+SMOKE = Setup(num_users=200, num_items=100, negatives=8, batch=64, steps=10, chunk=5)
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 LOSSES = {
     "BPR": ranking.bpr_loss,
@@ -48,11 +68,11 @@ LOSSES = {
 }
 
 
-def make_data(rng: np.random.Generator):
+def make_data(rng: np.random.Generator, setup: Setup):
     """Implicit feedback from hidden factors; returns train/test interaction sets."""
-    user_factors = rng.normal(size=(NUM_USERS, TRUE_DIM))
-    item_factors = rng.normal(size=(NUM_ITEMS, TRUE_DIM))
-    popularity = rng.normal(scale=0.5, size=NUM_ITEMS)  # a popularity bias as well
+    user_factors = rng.normal(size=(setup.num_users, TRUE_DIM))
+    item_factors = rng.normal(size=(setup.num_items, TRUE_DIM))
+    popularity = rng.normal(scale=0.5, size=setup.num_items)  # a popularity bias as well
     logits = 1.5 * user_factors @ item_factors.T / np.sqrt(TRUE_DIM) + popularity
     # Gumbel top-k: PER_USER items per user without replacement, P ~ softmax(logits).
     gumbel = rng.gumbel(size=logits.shape)
@@ -60,21 +80,21 @@ def make_data(rng: np.random.Generator):
     chosen = rng.permuted(chosen, axis=1)
     test_items = chosen[:, :HELD_OUT]
     train_items = chosen[:, HELD_OUT:]
-    train = np.zeros((NUM_USERS, NUM_ITEMS), bool)
+    train = np.zeros((setup.num_users, setup.num_items), bool)
     np.put_along_axis(train, train_items, True, axis=1)
-    test = np.zeros((NUM_USERS, NUM_ITEMS), bool)
+    test = np.zeros((setup.num_users, setup.num_items), bool)
     np.put_along_axis(test, test_items, True, axis=1)
     pairs = np.stack(np.nonzero(train), axis=1).astype(np.int32)  # (user, item) training interactions
     return train, test, pairs, logits
 
 
-def init_params(key):
+def init_params(key, setup: Setup):
     ku, ki = jax.random.split(key)
-    return {"users": 0.1 * jax.random.normal(ku, (NUM_USERS, DIM)),
-            "items": 0.1 * jax.random.normal(ki, (NUM_ITEMS, DIM))}
+    return {"users": 0.1 * jax.random.normal(ku, (setup.num_users, DIM)),
+            "items": 0.1 * jax.random.normal(ki, (setup.num_items, DIM))}
 
 
-def make_trainer(loss_fn, train_mask, pairs, optimizer):
+def make_trainer(loss_fn, train_mask, pairs, optimizer, setup: Setup):
     train_mask = jnp.asarray(train_mask)
     pairs = jnp.asarray(pairs)
 
@@ -90,15 +110,15 @@ def make_trainer(loss_fn, train_mask, pairs, optimizer):
     def step(carry, key):
         params, opt_state = carry
         k1, k2 = jax.random.split(key)
-        batch = pairs[jax.random.randint(k1, (BATCH,), 0, pairs.shape[0])]
-        negatives = jax.random.randint(k2, (BATCH, NEGATIVES), 0, NUM_ITEMS)
+        batch = pairs[jax.random.randint(k1, (setup.batch,), 0, pairs.shape[0])]
+        negatives = jax.random.randint(k2, (setup.batch, setup.negatives), 0, setup.num_items)
         value, grads = jax.value_and_grad(loss)(params, batch[:, 0], batch[:, 1], negatives)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), value
 
     @jax.jit
     def run_chunk(params, opt_state, key):
-        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), jax.random.split(key, CHUNK))
+        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), jax.random.split(key, setup.chunk))
         return params, opt_state, values
 
     return run_chunk
@@ -123,31 +143,39 @@ def evaluate(params, train_mask, test_mask):
     return float(recall.mean()), float((dcg / idcg).mean())
 
 
-def main():
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(ROOT / "outputs" / "recommend_bpr.png"))
+    parser.add_argument("--smoke", action="store_true",
+                        help="200 users, 100 items, 10 steps per loss: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    setup = SMOKE if args.smoke else Setup()
     t0 = time.time()
-    rng = np.random.default_rng(SEED)
-    train, test, pairs, true_logits = make_data(rng)
-    print(f"{NUM_USERS} users, {NUM_ITEMS} items, {pairs.shape[0]} training interactions, "
+    rng = np.random.default_rng(args.seed)
+    train, test, pairs, true_logits = make_data(rng, setup)
+    print(f"{setup.num_users} users, {setup.num_items} items, {pairs.shape[0]} training interactions, "
           f"{int(test.sum())} held out; hidden dimension {TRUE_DIM}, model dimension {DIM}")
     # Reference points: random and most-popular recommendations.
-    popular = {"users": jnp.ones((NUM_USERS, 1)), "items": jnp.asarray(train.sum(0, keepdims=True).T, jnp.float32)}
-    rand = {"users": jnp.asarray(rng.normal(size=(NUM_USERS, 4)), jnp.float32),
-            "items": jnp.asarray(rng.normal(size=(NUM_ITEMS, 4)), jnp.float32)}
+    popular = {"users": jnp.ones((setup.num_users, 1)), "items": jnp.asarray(train.sum(0, keepdims=True).T, jnp.float32)}
+    rand = {"users": jnp.asarray(rng.normal(size=(setup.num_users, 4)), jnp.float32),
+            "items": jnp.asarray(rng.normal(size=(setup.num_items, 4)), jnp.float32)}
     # The ceiling: ranking by the hidden affinities that generated the data.
-    oracle = {"users": jnp.asarray(true_logits, jnp.float32), "items": jnp.eye(NUM_ITEMS)}
+    oracle = {"users": jnp.asarray(true_logits, jnp.float32), "items": jnp.eye(setup.num_items)}
     baselines = {"random": evaluate(rand, train, test), "most popular": evaluate(popular, train, test),
                  "oracle": evaluate(oracle, train, test)}
 
     optimizer = optax.adam(3e-3)
     results, curves = {}, {}
-    chunks = STEPS // CHUNK
-    bar = tqdm(total=len(LOSSES) * chunks, desc="training", unit="chunk")
+    chunks = setup.steps // setup.chunk
+    # disable=None: no progress bar when the output is redirected to a file or a pipe.
+    bar = tqdm(total=len(LOSSES) * chunks, desc="training", unit="chunk", disable=None)
     for i, (name, loss_fn) in enumerate(LOSSES.items()):
-        key = jax.random.PRNGKey(SEED)  # the same initialisation and batches for every loss
+        key = jax.random.PRNGKey(args.seed)  # the same initialisation and batches for every loss
         key, init_key = jax.random.split(key)
-        params = init_params(init_key)
+        params = init_params(init_key, setup)
         opt_state = optimizer.init(params)
-        run_chunk = make_trainer(loss_fn, train, pairs, optimizer)
+        run_chunk = make_trainer(loss_fn, train, pairs, optimizer, setup)
         losses, recalls = [], []
         for c in range(chunks):
             key, sub = jax.random.split(key)
@@ -168,8 +196,7 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    OUTPUTS.mkdir(exist_ok=True)
-    steps = np.arange(1, chunks + 1) * CHUNK
+    steps = np.arange(1, chunks + 1) * setup.chunk
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name, (losses, recalls) in curves.items():
         axes[0].plot(steps, losses / losses[0], label=name)
@@ -190,10 +217,13 @@ def main():
         ax.legend(fontsize=8)
     fig.suptitle("Matrix factorisation on synthetic implicit feedback: BPR, TOP1, BPR-max, TOP1-max (jaxloss.ranking)")
     fig.tight_layout()
-    path = OUTPUTS / "recommend_bpr.png"
+    path = pathlib.Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    print(f"\nfigure: {path}")
+    plt.close(fig)
+    print(f"\nfigure: {shown(path)}")
     print(f"total time {time.time() - t0:.1f}s")
+    return {name: {"recall@10": rec, "ndcg@10": ndcg} for name, (rec, ndcg) in {**baselines, **results}.items()}
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ whose alpha and scale are learned with the model by minimising
     python examples/robust_regression.py                      # 20% outliers
     python examples/robust_regression.py --outliers 0.0       # clean data: the learned alpha rises above 2
     python examples/robust_regression.py --alpha -2 --scale 0.5
+    python examples/robust_regression.py --smoke              # 100 steps per model, for CI
 
 Prints each model's error on the clean test targets and the learned alpha, and
 saves a figure (the fits, and rho and its derivative for several alphas) under
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -37,7 +39,14 @@ from tqdm import tqdm  # noqa: E402
 import jaxloss  # noqa: E402
 from jaxloss import robust  # noqa: E402
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 BMI = 2  # column of the body-mass index in load_diabetes
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def parse_args(argv=None):
@@ -51,8 +60,13 @@ def parse_args(argv=None):
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the MLP weights, l2 / N * sum(w^2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outputs/robust_regression.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--output", "--out", default="outputs/robust_regression.png", help="figure path")
+    parser.add_argument("--smoke", action="store_true",
+                        help="100 steps per model: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps = 100
+    return args
 
 
 # ------------------------------------------------------------------- data
@@ -194,7 +208,9 @@ def main(argv=None):
     losses = make_losses(args)
     models = {"line": (init_line, apply_line), "mlp": (lambda k: init_mlp(k, args.hidden), apply_mlp)}
     results, fits = {}, {}
-    bar = tqdm(total=len(models) * len(losses) * (args.steps // 100) * 100, desc="training", unit="step")
+    # disable=None: no progress bar when the output is redirected to a file or a pipe.
+    bar = tqdm(total=len(models) * len(losses) * (args.steps // 100) * 100, desc="training", unit="step",
+               disable=None)
     for model_name, (init, apply) in models.items():
         results[model_name], fits[model_name] = {}, {}
         for loss_name, (loss, extra) in losses.items():
@@ -218,8 +234,8 @@ def main(argv=None):
         alpha, scale = learned_alpha_scale(fits[model_name]["adaptive Barron"][1])
         print(f"adaptive Barron ({model_name}): learned alpha = {alpha:.3f}, scale = {scale:.3f} target stds "
               f"(= {scale * spread:.1f} units)")
-    plot(args.out, args, data, results, fits)
-    print(f"figure: {os.path.abspath(args.out)}  ({time.time() - start:.0f} s)")
+    plot(args.output, args, data, results, fits)
+    print(f"figure: {shown(args.output)}  ({time.time() - start:.0f} s)")
     return results
 
 

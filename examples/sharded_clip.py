@@ -7,10 +7,11 @@ slice of the batch, the embeddings of all devices are gathered, so each pair
 is contrasted with the whole global batch. The script checks that the sharded
 loss and its gradients equal the single-device full-batch computation, trains
 with a learned temperature, and plots the loss curve and the held-out
-image-text similarity matrix under ``outputs/``::
+image-text similarity matrix to ``outputs/sharded_<loss>.png``::
 
     python examples/sharded_clip.py                # 8 simulated CPU devices
     python examples/sharded_clip.py --loss siglip  # the sigmoid loss instead
+    python examples/sharded_clip.py --smoke        # 3 steps of 4 pairs per device, for CI
 
 The number of CPU devices is fixed when JAX starts, so ``XLA_FLAGS`` is set
 below before ``jax`` is imported (an existing device-count flag is kept).
@@ -43,7 +44,14 @@ from tqdm import tqdm  # noqa: E402
 import jaxloss  # noqa: E402
 from jaxloss import embedding  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 LATENT, IMAGE_DIM, TEXT_DIM, EMBED_DIM = 16, 64, 48, 32
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def make_pairs(rng: np.random.Generator, n: int, mixers) -> tuple[np.ndarray, np.ndarray]:
@@ -81,14 +89,18 @@ def contrastive(model: TwoTower, images, texts, loss: str, axis_name=None) -> ja
                                  axis_name=axis_name)
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loss", choices=("clip", "siglip"), default="clip")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-per-device", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    args = parser.parse_args()
+    parser.add_argument("--output", type=Path, default=None, help="figure path (default: outputs/sharded_<loss>.png)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="3 steps of 4 pairs per device: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.batch_per_device = 3, 4
 
     devices = jax.devices()
     mesh = jax.make_mesh((len(devices),), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
@@ -145,7 +157,8 @@ def main() -> None:
     # 2. Training.
     history = []
     start = time.perf_counter()
-    for step in (bar := tqdm(range(args.steps), desc=f"{args.loss} training")):
+    # disable=None: no progress bar when the output is redirected to a file or a pipe.
+    for step in (bar := tqdm(range(args.steps), desc=f"{args.loss} training", disable=None)):
         images, texts = batch(global_batch)
         params, opt_state, value = train_step(params, opt_state, images, texts)
         history.append(float(value))
@@ -169,7 +182,6 @@ def main() -> None:
     registered = jaxloss.get(f"{args.loss}_loss")
     assert registered is (embedding.clip_loss if args.loss == "clip" else embedding.siglip_loss)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     fig, (ax_loss, ax_sim) = plt.subplots(1, 2, figsize=(11, 4.6))
     ax_loss.plot(history)
     ax_loss.set_xlabel("step")
@@ -181,9 +193,13 @@ def main() -> None:
     ax_sim.set_xlabel("caption")
     ax_sim.set_ylabel("image")
     fig.tight_layout()
-    path = args.out / f"sharded_{args.loss}.png"
+    path = args.output or Path("outputs") / f"sharded_{args.loss}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    print(f"figure: {path}")
+    plt.close(fig)
+    print(f"figure: {shown(path)}")
+    return {"first_loss": history[0], "last_loss": float(np.mean(history[-20:])), "top1_image_to_text": top1_i2t,
+            "top1_text_to_image": top1_t2i}
 
 
 if __name__ == "__main__":

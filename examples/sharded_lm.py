@@ -10,10 +10,11 @@ axis_name="model")`` combines the per-slice log-sum-exp statistics, so no
 device ever holds the full logits; each data shard's sum over its tokens,
 divided by the global batch size, adds up to the global mean. The script first checks that the sharded loss
 and gradients equal the single-device ones, then trains, prints the loss going
-down and a greedy sample, and saves the loss curve under ``outputs/``::
+down and a greedy sample, and saves the loss curve to ``outputs/sharded_lm.png``::
 
     python examples/sharded_lm.py              # 800 steps, well under a minute on 2 CPU cores
     python examples/sharded_lm.py --steps 200  # a quick look
+    python examples/sharded_lm.py --smoke      # 3 steps of 16 windows, for CI
 
 The number of CPU devices is fixed when JAX starts, so ``XLA_FLAGS`` is set
 below before ``jax`` is imported (an existing device-count flag is kept).
@@ -48,6 +49,12 @@ import jaxloss  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = 256  # bytes
 EMBED, WIDTH, HIDDEN = 24, 384, 128
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class ByteMLP(nnx.Module):
@@ -91,9 +98,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--weight-decay", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs")
+    parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "sharded_lm.png", help="figure path")
     parser.add_argument("--sample", type=int, default=240, help="bytes of greedy sample")
+    parser.add_argument("--smoke", action="store_true",
+                        help="3 steps of 16 windows, a 16-byte sample: checks the whole script in seconds (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.batch, args.sample = 3, 16, 16
 
     n = jax.device_count()
     model_axis = next(m for m in (4, 2, 1) if n % m == 0)
@@ -193,7 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
     valid_window, valid_target = batch(valid_starts[: len(valid_starts) // data_axis * data_axis])
     history, valid_history = [], []
     start = time.perf_counter()
-    for step in (bar := tqdm(range(args.steps), desc="training", mininterval=1.0)):
+    # disable=None: no progress bar when the output is redirected (the tqdm.write lines still print).
+    for step in (bar := tqdm(range(args.steps), desc="training", mininterval=1.0, disable=None)):
         window, target = batch(rng.choice(train_starts, args.batch))
         params, opt_state, partial = train_step(params, opt_state, window, target)
         # Wait for the step: the 8 simulated devices share one CPU thread pool, and work queued
@@ -222,7 +234,6 @@ def main(argv: list[str] | None = None) -> dict:
     print("greedy sample (the first", args.context, "bytes are the prompt):")
     print("    " + sample.replace("\n", "\n    "))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(history, lw=0.8, label="train (per step)")
     ax.plot(*zip(*valid_history), "o-", label="held-out (last 10% of the file)")
@@ -232,10 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_title(f"byte MLP on {args.text.name}, {data_axis} x {model_axis} data x model mesh")
     ax.legend()
     fig.tight_layout()
-    path = args.out / "sharded_lm.png"
+    path = args.output
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    print(f"figure: {path}")
+    print(f"figure: {shown(path)}")
     return {"first_loss": first, "last_loss": last, "valid": valid_history, "sample": sample, "figure": str(path)}
 
 

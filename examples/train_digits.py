@@ -7,6 +7,7 @@ ships inside scikit-learn (1,797 8x8 images; nothing is downloaded).
     python examples/train_digits.py --loss softmax_focal_loss_with_integer_labels
     python examples/train_digits.py --imbalance 0.1 --class-balanced
     python examples/train_digits.py --label-smoothing 0.1
+    python examples/train_digits.py --smoke                      # 2 epochs, for CI
 
 ``--loss`` takes any registry name tagged ``integer_labels``
 (``jaxloss.available(tag="integer_labels")``, aliases included).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import pathlib
 import time
 
 import jax
@@ -34,6 +36,14 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxloss  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class MLP(nnx.Module):
@@ -62,7 +72,11 @@ def parse_args(argv=None):
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="outputs/train_digits.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="2 epochs: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.epochs = 2
+    return args
 
 
 def load_data(imbalance: float, seed: int):
@@ -144,7 +158,9 @@ def main(argv=None):
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(y_train))
         losses, accs = [], []
-        bar = tqdm(range(steps), desc=f"epoch {epoch:2d}/{args.epochs}", leave=False, mininterval=0.5)
+        # disable=None: no progress bar when the output is redirected (the per-epoch lines still print).
+        bar = tqdm(range(steps), desc=f"epoch {epoch:2d}/{args.epochs}", leave=False, mininterval=0.5,
+                   disable=None)
         for i in bar:
             idx = order[i * args.batch_size:(i + 1) * args.batch_size]
             loss, acc = train_step(model, optimizer, x_train[idx], y_train[idx])
@@ -176,7 +192,8 @@ def main(argv=None):
     ax_acc.legend()
     fig.tight_layout()
     fig.savefig(args.output, dpi=100)
-    print(f"curves written to {args.output}")
+    plt.close(fig)
+    print(f"curves written to {shown(args.output)}")
     print(f"total time: {time.perf_counter() - start:.1f} s")
     return test_accuracy
 

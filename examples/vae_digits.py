@@ -9,12 +9,14 @@ ELBO and saves a grid of reconstructions and samples from the prior.
 
     python examples/vae_digits.py
     python examples/vae_digits.py --beta 4 --latent 2
+    python examples/vae_digits.py --smoke        # 2 epochs, for CI
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import time
 
 import jax
@@ -31,6 +33,14 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from jaxloss.generative import elbo_loss, gaussian_kl_divergence  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def shown(path) -> str:
+    """``path`` relative to the project when it lies inside it (what to type), else absolute."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 class VAE(nnx.Module):
@@ -64,7 +74,11 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="outputs/vae_digits.png")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="2 epochs: checks the whole script in seconds (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.epochs = 2
+    return args
 
 
 def main(argv=None):
@@ -96,7 +110,8 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     key = jax.random.key(args.seed)
     steps = max(1, len(x_train) // args.batch_size)
-    with tqdm(range(args.epochs), desc="vae", unit="epoch", mininterval=1.0) as bar:
+    # disable=None: no progress bar when the output is redirected to a file or a pipe.
+    with tqdm(range(args.epochs), desc="vae", unit="epoch", mininterval=1.0, disable=None) as bar:
         for _ in bar:
             order = rng.permutation(len(x_train))
             for i in range(steps):
@@ -126,7 +141,8 @@ def main(argv=None):
                  f"test -ELBO {float(test_elbo):.1f} nats")
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
-    print(f"saved {os.path.abspath(args.output)} ({time.time() - start:.1f} s)")
+    plt.close(fig)
+    print(f"saved {shown(args.output)} ({time.time() - start:.1f} s)")
     return float(test_elbo)
 
 
