@@ -123,9 +123,10 @@ def main(argv=None):
     # disable=None: no progress bar when the output is redirected to a file or a pipe.
     for step in tqdm(range(args.pretrain_steps), desc="cross-entropy", unit="step", mininterval=1.0, disable=None):
         ce_step(model, optimizer, *(jnp.asarray(a) for a in make_data(args.batch_size, rng)))
-        if step % 25 == 0:
+        if step % 5 == 0:
             history.append(("ce", step, float(evaluate(model, test_src, test_tgt)[0])))
     before, before_sent = (float(v) for v in evaluate(model, test_src, test_tgt))
+    history.append(("ce", args.pretrain_steps, before))  # where minimum risk training starts
     print(f"after cross-entropy pre-training: corpus BLEU {before:.3f}, mean sentence BLEU {before_sent:.3f}")
 
     # --- 2. minimum risk training on sentence BLEU of samples
