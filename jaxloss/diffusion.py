@@ -10,10 +10,11 @@ weightings are computed in a form that stays finite as ``sigmas`` or
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -41,9 +42,11 @@ def _min_snr_weight(alpha2: Array, sigma2: Array, gamma: Array, prediction_type:
 
 
 @_registry.builtin(tags=("diffusion",))
-def diffusion_loss(model_output: Any, samples: Any, noise: Any, alphas: Any, sigmas: Any, *,
-                   prediction_type: str = "epsilon", weighting: str = "uniform", snr_gamma: Any = 5.0,
-                   sigma_data: Any = 0.5, reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def diffusion_loss(model_output: ArrayLike, samples: ArrayLike, noise: ArrayLike, alphas: ArrayLike,
+                   sigmas: ArrayLike, *, prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
+                   weighting: Literal["uniform", "min_snr", "edm"] = "uniform", snr_gamma: ArrayLike = 5.0,
+                   sigma_data: ArrayLike = 0.5, reduction: Literal["none", "sum", "mean"] = "mean",
+                   weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Weighted denoising loss of a diffusion model, per example.
 
     With the noised input :math:`x_t = \alpha x_0 + \sigma \epsilon` (``samples``
