@@ -16,10 +16,12 @@ mean.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -27,11 +29,11 @@ from jaxloss._reduction import reduce_values
 Array = jax.Array
 
 
-def _psum(x: Array, axis_name: Any) -> Array:
+def _psum(x: Array, axis_name: Hashable | None) -> Array:
     return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
-def _router_inputs(fn: str, router_logits: Any, where: Any) -> tuple[Array, Any]:
+def _router_inputs(fn: str, router_logits: ArrayLike, where: ArrayLike | None) -> tuple[Array, Array | None]:
     """Validates ``[..., E]`` logits; masked tokens become zeros (first half of the double-where)."""
     x = _checks.floating(fn, "router_logits", router_logits)
     _checks.rank_at_least(fn, "router_logits", x, 1, "[..., experts]")
@@ -44,8 +46,9 @@ def _router_inputs(fn: str, router_logits: Any, where: Any) -> tuple[Array, Any]
 
 
 @_registry.builtin(tags=("routing", "batch_global"))
-def load_balancing_loss(router_logits: Any, *, top_k: int = 1, axis_name: Any = None, reduction: str = "mean",
-                        weights: Any = None, where: Any = None) -> Array:
+def load_balancing_loss(router_logits: ArrayLike, *, top_k: int = 1, axis_name: Hashable | None = None,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Switch/GShard auxiliary load-balancing loss of a mixture-of-experts router.
 
     With router probabilities :math:`p_t = \mathrm{softmax}(z_t)` over the
@@ -130,8 +133,9 @@ def load_balancing_loss(router_logits: Any, *, top_k: int = 1, axis_name: Any = 
 
 
 @_registry.builtin(tags=("routing",))
-def router_z_loss(router_logits: Any, *, axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                  where: Any = None) -> Array:
+def router_z_loss(router_logits: ArrayLike, *, axis_name: Hashable | None = None,
+                  reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                  where: ArrayLike | None = None) -> Array:
     r"""Router z-loss of ST-MoE: the squared log-partition of the router logits.
 
     Per token :math:`t` with router logits :math:`z_t`:
