@@ -19,10 +19,12 @@ gradients everywhere: variances enter through ``sqrt(var + epsilon)``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -35,7 +37,7 @@ _NORM_EPSILON = 1e-12
 
 
 # ------------------------------------------------------------ private helpers
-def _psum(x: Array, axis_name: Any) -> Array:
+def _psum(x: Array, axis_name: Hashable | None) -> Array:
     return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
@@ -47,7 +49,8 @@ def _cosine(x: Array, y: Array) -> Array:
     return _numerics.safe_div(jnp.sum(x * y, axis=-1), norm_x * norm_y)
 
 
-def _view_inputs(fn: str, vectors: list[tuple[str, Any]], where: Any) -> tuple[list[Array], Any]:
+def _view_inputs(fn: str, vectors: list[tuple[str, ArrayLike]],
+                 where: ArrayLike | None) -> tuple[list[Array], Array | None]:
     """Validates ``[..., D]`` float vectors of one shape; masked examples become zeros."""
     xs = [_checks.floating(fn, n, x) for n, x in vectors]
     _checks.same_shape(fn, *zip([n for n, _ in vectors], xs))
@@ -61,7 +64,7 @@ def _view_inputs(fn: str, vectors: list[tuple[str, Any]], where: Any) -> tuple[l
     return xs, where
 
 
-def _batch_views(fn: str, z1: Any, z2: Any, where: Any) -> tuple[Array, Array, Array]:
+def _batch_views(fn: str, z1: ArrayLike, z2: ArrayLike, where: ArrayLike | None) -> tuple[Array, Array, Array]:
     """Validates two ``[B, D]`` views; returns them masked and the ``[B, 1]`` validity as floats."""
     a = _checks.floating(fn, "z1", z1)
     b = _checks.floating(fn, "z2", z2)
@@ -77,7 +80,7 @@ def _batch_views(fn: str, z1: Any, z2: Any, where: Any) -> tuple[Array, Array, A
     return _numerics.mask_inputs(mask, a), _numerics.mask_inputs(mask, b), mask.astype(dtype)
 
 
-def _centered(z: Array, valid: Array, count: Array, axis_name: Any) -> Array:
+def _centered(z: Array, valid: Array, count: Array, axis_name: Hashable | None) -> Array:
     """``z`` minus its (global, unmasked) batch mean; masked rows are 0."""
     mean = _numerics.safe_div(_psum(jnp.sum(valid * z, axis=0, keepdims=True), axis_name), count)
     return valid * (z - mean)
@@ -89,7 +92,7 @@ def _off_diagonal_squares(c: Array) -> Array:
     return jnp.sum(jnp.where(off, jnp.square(c), jnp.zeros_like(c)))
 
 
-def _global_value(fn: str, value: Array, count: Array, reduction: str, weights: Any) -> Array:
+def _global_value(fn: str, value: Array, count: Array, reduction: str, weights: ArrayLike | None) -> Array:
     # The value is already the global one on every device (no axis_name in the
     # reduction); with no example left it is 0 with zero gradient.
     return reduce_values(value, reduction=reduction, weights=weights, where=count > 0, fn=fn)
@@ -97,8 +100,9 @@ def _global_value(fn: str, value: Array, count: Array, reduction: str, weights: 
 
 # -------------------------------------------------------- per-example losses
 @_registry.builtin(tags=("self_supervised",))
-def byol_loss(online_predictions: Any, target_projections: Any, *, reduction: str = "mean", weights: Any = None,
-              where: Any = None) -> Array:
+def byol_loss(online_predictions: ArrayLike, target_projections: ArrayLike, *,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""BYOL regression loss between the online prediction and the target projection.
 
     Per example, with :math:`\mathrm{sg}` the stop-gradient:
@@ -152,8 +156,9 @@ def byol_loss(online_predictions: Any, target_projections: Any, *, reduction: st
 
 
 @_registry.builtin(tags=("self_supervised",))
-def simsiam_loss(p1: Any, p2: Any, z1: Any, z2: Any, *, reduction: str = "mean", weights: Any = None,
-                 where: Any = None) -> Array:
+def simsiam_loss(p1: ArrayLike, p2: ArrayLike, z1: ArrayLike, z2: ArrayLike, *,
+                 reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                 where: ArrayLike | None = None) -> Array:
     r"""SimSiam symmetric negative cosine similarity with stop-gradient.
 
     Per example, with predictions :math:`p_1, p_2` and projections
@@ -208,8 +213,9 @@ _BN_EPSILON = 1e-5  # torch.nn.BatchNorm1d's default eps
 
 
 @_registry.builtin(tags=("self_supervised", "batch_global"))
-def barlow_twins_loss(z1: Any, z2: Any, *, lambda_offdiagonal: Any = 5e-3, axis_name: Any = None,
-                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def barlow_twins_loss(z1: ArrayLike, z2: ArrayLike, *, lambda_offdiagonal: ArrayLike = 5e-3,
+                      axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                      weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Barlow Twins redundancy-reduction loss between two views of a batch.
 
     Each view is normalised over the batch as ``BatchNorm1d(affine=False)``
@@ -280,9 +286,10 @@ def barlow_twins_loss(z1: Any, z2: Any, *, lambda_offdiagonal: Any = 5e-3, axis_
 
 
 @_registry.builtin(tags=("self_supervised", "batch_global"))
-def vicreg_loss(z1: Any, z2: Any, *, invariance_weight: Any = 25.0, variance_weight: Any = 25.0,
-                covariance_weight: Any = 1.0, epsilon: Any = 1e-4, axis_name: Any = None, reduction: str = "mean",
-                weights: Any = None, where: Any = None) -> Array:
+def vicreg_loss(z1: ArrayLike, z2: ArrayLike, *, invariance_weight: ArrayLike = 25.0,
+                variance_weight: ArrayLike = 25.0, covariance_weight: ArrayLike = 1.0, epsilon: ArrayLike = 1e-4,
+                axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""VICReg variance-invariance-covariance loss between two views of a batch.
 
     With :math:`N` (unmasked, all devices) examples of :math:`D` features, the
@@ -371,9 +378,10 @@ def vicreg_loss(z1: Any, z2: Any, *, invariance_weight: Any = 25.0, variance_wei
 
 # ------------------------------------------------------------------- DINO
 @_registry.builtin(tags=("self_supervised",))
-def dino_loss(student_logits: Any, teacher_logits: Any, center: Any, *, student_temperature: Any = 0.1,
-              teacher_temperature: Any = 0.04, axis_name: Any = None, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def dino_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, center: ArrayLike, *,
+              student_temperature: ArrayLike = 0.1, teacher_temperature: ArrayLike = 0.04,
+              axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+              weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""DINO self-distillation loss between student crops and centred, sharpened teacher views.
 
     With :math:`S` student crops, :math:`V` teacher views (the first :math:`V`
@@ -468,8 +476,8 @@ def dino_loss(student_logits: Any, teacher_logits: Any, center: Any, *, student_
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
-def dino_center_update(center: Any, teacher_logits: Any, *, momentum: Any = 0.9, axis_name: Any = None,
-                       where: Any = None) -> Array:
+def dino_center_update(center: ArrayLike, teacher_logits: ArrayLike, *, momentum: ArrayLike = 0.9,
+                       axis_name: Hashable | None = None, where: ArrayLike | None = None) -> Array:
     r"""DINO's moving-average update of the teacher center.
 
     With the mean :math:`\bar t` of the teacher outputs over all views and all
