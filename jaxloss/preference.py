@@ -19,10 +19,12 @@ that method (``DPOTrainer.dpo_loss`` before its 2025 refactor,
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -33,17 +35,18 @@ _DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
 
 
 # ----------------------------------------------------------------- helpers
-def _log_probs(fn: str, where: Any, named: list[tuple[str, Any]]) -> tuple[list[Array], Any]:
+def _log_probs(fn: str, where: ArrayLike | None,
+               named: list[tuple[str, ArrayLike]]) -> tuple[list[Array], Array | None]:
     """Validates same-shape float log-probabilities; masks them (first half of the double-where)."""
     return _checks.elementwise_inputs(fn, where, named)
 
 
-def _param(value: Any, dtype: Any) -> Array:
+def _param(value: ArrayLike, dtype: DTypeLike) -> Array:
     """A hyper-parameter (Python float or traced array) in the compute dtype, explicitly cast."""
     return jnp.asarray(value).astype(dtype)
 
 
-def _smoothed_log_sigmoid(z: Array, label_smoothing: Any) -> Array:
+def _smoothed_log_sigmoid(z: Array, label_smoothing: ArrayLike) -> Array:
     """``-(1 - e) log_sigmoid(z) - e log_sigmoid(-z)``: the (conservative) logistic loss of a margin ``z``.
 
     ``-log_sigmoid(z) = softplus(-z)`` is exact for any ``z`` (no ``log`` of a
@@ -75,8 +78,8 @@ def _select_zero(x: Array) -> Array:
 
 
 # ------------------------------------------------------------------ utility
-def sequence_log_probs(logits: Any, labels: Any, *, ignore_index: int | None = None, where: Any = None,
-                       average: bool = False) -> Array:
+def sequence_log_probs(logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = None,
+                       where: ArrayLike | None = None, average: bool = False) -> Array:
     r"""Per-sequence log-probability of ``labels`` under ``logits`` (sum or mean over kept tokens).
 
     .. math::
@@ -163,8 +166,8 @@ def sequence_log_probs(logits: Any, labels: Any, *, ignore_index: int | None = N
     return _numerics.safe_div(total, count)
 
 
-def dpo_rewards(policy_chosen_logps: Any, policy_rejected_logps: Any, reference_chosen_logps: Any,
-                reference_rejected_logps: Any, *, beta: Any = 0.1) -> tuple[Array, Array]:
+def dpo_rewards(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike,
+                reference_rejected_logps: ArrayLike, *, beta: ArrayLike = 0.1) -> tuple[Array, Array]:
     r"""DPO's implicit rewards of the chosen and rejected completions (for logging, not a loss).
 
     .. math::
@@ -212,10 +215,11 @@ def dpo_rewards(policy_chosen_logps: Any, policy_rejected_logps: Any, reference_
 
 # -------------------------------------------------------------------- losses
 @_registry.builtin(tags=("preference",))
-def dpo_loss(policy_chosen_logps: Any, policy_rejected_logps: Any, reference_chosen_logps: Any,
-             reference_rejected_logps: Any, *, beta: Any = 0.1, label_smoothing: Any = 0.0,
-             loss_type: str = "sigmoid", reduction: str = "mean", weights: Any = None,
-             where: Any = None) -> Array:
+def dpo_loss(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike,
+             reference_rejected_logps: ArrayLike, *, beta: ArrayLike = 0.1, label_smoothing: ArrayLike = 0.0,
+             loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid",
+             reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+             where: ArrayLike | None = None) -> Array:
     r"""Direct Preference Optimization loss and its variants (cDPO, SLiC hinge, IPO, robust DPO).
 
     With the log-ratio margin :math:`x = (\pi_c - \pi^{\text{ref}}_c) - (\pi_r - \pi^{\text{ref}}_r)`
@@ -288,7 +292,7 @@ def dpo_loss(policy_chosen_logps: Any, policy_rejected_logps: Any, reference_cho
         _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
     elif loss_type == "robust":
         _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=0.5, high_open=True)
-    elif _checks.is_concrete(label_smoothing) and float(label_smoothing) != 0.0:
+    elif _checks.is_concrete(label_smoothing) and float(np.asarray(label_smoothing)) != 0.0:
         _checks._fail(ValueError, _checks.message(
             fn, "label_smoothing", f"must be 0 for loss_type={loss_type!r} (only 'sigmoid' and 'robust' use it)",
             repr(label_smoothing)))
@@ -312,9 +316,10 @@ def dpo_loss(policy_chosen_logps: Any, policy_rejected_logps: Any, reference_cho
 
 
 @_registry.builtin(tags=("preference",))
-def simpo_loss(chosen_logps: Any, rejected_logps: Any, *, beta: Any = 2.0, gamma_beta_ratio: Any = 0.5,
-               label_smoothing: Any = 0.0, reduction: str = "mean", weights: Any = None,
-               where: Any = None) -> Array:
+def simpo_loss(chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = 2.0,
+               gamma_beta_ratio: ArrayLike = 0.5, label_smoothing: ArrayLike = 0.0,
+               reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+               where: ArrayLike | None = None) -> Array:
     r"""Simple Preference Optimization: a reference-free, length-normalised margin loss.
 
     .. math::
@@ -373,8 +378,9 @@ def simpo_loss(chosen_logps: Any, rejected_logps: Any, *, beta: Any = 2.0, gamma
 
 
 @_registry.builtin(tags=("preference",))
-def cpo_loss(chosen_logps: Any, rejected_logps: Any, *, beta: Any = 0.1, label_smoothing: Any = 0.0,
-             reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def cpo_loss(chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = 0.1,
+             label_smoothing: ArrayLike = 0.0, reduction: Literal["none", "sum", "mean"] = "mean",
+             weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Contrastive Preference Optimization: the preference term of CPO (reference-free DPO).
 
     .. math::
@@ -426,8 +432,9 @@ def cpo_loss(chosen_logps: Any, rejected_logps: Any, *, beta: Any = 0.1, label_s
 
 
 @_registry.builtin(tags=("preference",))
-def orpo_loss(chosen_logps: Any, rejected_logps: Any, *, beta: Any = 0.1, reduction: str = "mean",
-              weights: Any = None, where: Any = None) -> Array:
+def orpo_loss(chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = 0.1,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Odds-Ratio Preference Optimization: the odds-ratio term of ORPO.
 
     .. math::
@@ -485,9 +492,10 @@ def orpo_loss(chosen_logps: Any, rejected_logps: Any, *, beta: Any = 0.1, reduct
 
 
 @_registry.builtin(tags=("preference",))
-def kto_loss(policy_logps: Any, reference_logps: Any, desirable: Any, *, beta: Any = 0.1, kl: Any = 0.0,
-             desirable_weight: Any = 1.0, undesirable_weight: Any = 1.0, reduction: str = "mean",
-             weights: Any = None, where: Any = None) -> Array:
+def kto_loss(policy_logps: ArrayLike, reference_logps: ArrayLike, desirable: ArrayLike, *, beta: ArrayLike = 0.1,
+             kl: ArrayLike = 0.0, desirable_weight: ArrayLike = 1.0, undesirable_weight: ArrayLike = 1.0,
+             reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+             where: ArrayLike | None = None) -> Array:
     r"""Kahneman-Tversky Optimization loss on unpaired desirable and undesirable completions.
 
     With the log-ratio :math:`x = \pi - \pi^{\text{ref}}` and :math:`z_0` the
