@@ -62,7 +62,7 @@ def assert_with(assertion: Any, exception_type: type[Exception], msg: str, *args
 def reduction(fn: str, value: Any) -> str:
     if not isinstance(value, str) or value not in _REDUCTIONS:
         _fail(ValueError, message(fn, "reduction", "must be one of 'none', 'sum', 'mean'", repr(value)))
-    return value
+    return str(value)
 
 
 def choice(fn: str, argument: str, value: Any, options: Sequence[Any]) -> Any:
@@ -121,10 +121,10 @@ def floating(fn: str, argument: str, x: Any) -> jax.Array:
 
 def real(fn: str, argument: str, x: Any) -> jax.Array:
     """Checks that ``x`` is a real (bool, integer or floating) array."""
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        _fail(TypeError, message(fn, argument, "must have a real dtype", x.dtype))
-    return x
+    array = jnp.asarray(x)
+    if jnp.issubdtype(array.dtype, jnp.complexfloating):
+        _fail(TypeError, message(fn, argument, "must have a real dtype", array.dtype))
+    return array
 
 
 def integer(fn: str, argument: str, x: Any) -> jax.Array:
@@ -185,10 +185,10 @@ def broadcastable(fn: str, argument: str, x: Any, target_shape: Sequence[int], w
 
 
 def boolean(fn: str, argument: str, x: Any) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.dtype != jnp.bool_:
-        _fail(TypeError, message(fn, argument, "must be a boolean mask", x.dtype))
-    return x
+    array = jnp.asarray(x)
+    if array.dtype != jnp.bool_:
+        _fail(TypeError, message(fn, argument, "must be a boolean mask", array.dtype))
+    return array
 
 
 def elementwise_inputs(fn: str, where: Any, floats: Sequence[tuple[str, Any]],

@@ -13,9 +13,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
-def compute_dtype(*arrays: Any) -> jnp.dtype:
+def compute_dtype(*arrays: Any) -> np.dtype[Any]:
     """The dtype losses compute and return in: at least float32.
 
     float16/bfloat16 (and integer or bool) inputs give float32; float64 inputs
@@ -24,11 +25,11 @@ def compute_dtype(*arrays: Any) -> jnp.dtype:
     # Decided by bit width, not by implicit promotion: under
     # ``jax.numpy_dtype_promotion("strict")`` float32 and bfloat16 have no
     # common type, but the policy (at least float32) is still well defined.
-    dtype = jnp.dtype(jnp.float32)
+    dtype: np.dtype[Any] = np.dtype(np.float32)
     for x in arrays:
         if x is None:
             continue
-        x_dtype = jnp.dtype(x.dtype) if hasattr(x, "dtype") else jnp.result_type(x)
+        x_dtype: np.dtype[Any] = np.dtype(x.dtype) if hasattr(x, "dtype") else np.dtype(jnp.result_type(x))
         if jnp.issubdtype(x_dtype, jnp.floating) and x_dtype.itemsize > dtype.itemsize:
             dtype = x_dtype
     return dtype

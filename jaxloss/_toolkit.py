@@ -72,7 +72,7 @@ def make_loss(fn: Callable[..., Any] | None = None, *, axis: int | None = None,
     """
     if fn is None:
         return functools.partial(make_loss, axis=axis, name=name)
-    loss_name = name or getattr(fn, "__name__", "custom_loss")
+    loss_name: str = name or str(getattr(fn, "__name__", "custom_loss"))
 
     @functools.wraps(fn)
     def loss(*data: Any, reduction: str = "mean", weights: Any = None, where: Any = None,

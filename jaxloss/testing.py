@@ -541,8 +541,9 @@ class _Context:
             # Probes that numpy broadcasting accepts (a new leading axis of size 1) and one it
             # may not (a new trailing axis); run with rank promotion allowed, so that a
             # jax_numpy_rank_promotion="raise" setting cannot hide a missing shape check.
-            probes = (("an extra leading axis", lambda a: a[None]),
-                      ("an extra trailing axis", lambda a: a[..., None]))
+            probes: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+                ("an extra leading axis", lambda a: a[None]),
+                ("an extra trailing axis", lambda a: a[..., None]))
             with jax.numpy_rank_promotion("allow"):
                 for i in arrays:
                     for what, make in probes:
