@@ -225,7 +225,8 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
 # * pass 1: an online log-sum-exp (Milakov and Gimelshein) of the student's
 #   and the teacher's tempered logits;
 # * pass 2: the per-token divergence terms from the chunk's log-probabilities
-#   ``log p = z / T - lse``, summed over the vocabulary;
+#   ``log p = z / T - lse``, summed over the vocabulary (a plain KL divergence
+#   is accumulated during pass 1 instead: no second pass);
 # * backward (a ``jax.custom_vjp``): each chunk's logits are recomputed and
 #   turned straight into the gradients of both hidden states and weights, with
 #   the closed-form derivatives of the divergence w.r.t. the logits (below).
@@ -382,19 +383,30 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
         ut, _ = _chunk_logits(ht_mm, wt_b, start, width, acc)
         return us * inv_t, ut * inv_t
 
+    # A plain KL divergence needs one pass: KL(p || q) = E_p[z_p - z_q] - lse_p + lse_q, with
+    # E_p[.] from a running sum of exp(z_p - m_p)(z_p - z_q) rescaled like the log-sum-exp's.
+    one_pass = mode in ("forward_kl", "reverse_kl")
+    ref = 1 if mode == "forward_kl" else 0  # p is the teacher (1) or the student (0)
+
     def lse_body(start, width, carry):
-        (m_s, s_s), (m_t, s_t) = carry
+        (m_s, s_s), (m_t, s_t), c = carry
         a, b = logits(start, width)
         out = []
         for z, m, s in ((a, m_s, s_s), (b, m_t, s_t)):
             # Online log-sum-exp: rescale the running sum to the new (stop-gradient) maximum.
             top = jnp.maximum(m, jnp.max(z, axis=1))
             out.append((top, s * jnp.exp(m - top) + jnp.sum(jnp.exp(z - top[:, None]), axis=1)))
-        return tuple(out)
+        if one_pass:
+            z_p, z_q = (b, a) if ref else (a, b)
+            m_old, m_new = carry[ref][0], out[ref][0]
+            c = c * jnp.exp(m_old - m_new) + jnp.sum(jnp.exp(z_p - m_new[:, None]) * (z_p - z_q), axis=1)
+        return out[0], out[1], c
 
-    init = tuple((_to_varying(jnp.full((n,), -jnp.inf, acc), axes), _to_varying(jnp.zeros((n,), acc), axes))
-                 for _ in range(2))
-    (m_s, s_s), (m_t, s_t) = _over_chunks(lse_body, init, vocab, chunk)
+    def fresh(value):
+        return _to_varying(jnp.full((n,), value, acc), axes)
+
+    init = ((fresh(-jnp.inf), fresh(0.0)), (fresh(-jnp.inf), fresh(0.0)), fresh(0.0) if one_pass else None)
+    (m_s, s_s), (m_t, s_t), c = _over_chunks(lse_body, init, vocab, chunk)
     lse = jnp.stack([m_s + jnp.log(s_s), m_t + jnp.log(s_t)])  # [2, N]
     if axis_name is not None:
         # Global log-sum-exp over the vocabulary slices: M + log sum_i exp(lse_i - M).
@@ -402,6 +414,14 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
         lse = top + jnp.log(jax.lax.psum(jnp.exp(lse - top), axis_name))
     lse_s, lse_t = lse[0], lse[1]
     safe_beta, _ = _safe_beta(mode, beta)
+    if one_pass:
+        # E_p[z_p - z_q] = sum over slices of c_i exp(m_i - lse_p) (one term without axis_name).
+        m_p, lse_p, lse_q = (m_t, lse_t, lse_s) if ref else (m_s, lse_s, lse_t)
+        expectation = c * jnp.exp(m_p - lse_p)
+        if axis_name is not None:
+            expectation = jax.lax.psum(expectation, axis_name)
+        sums = {"kl_ts" if ref else "kl_st": expectation - lse_p + lse_q}
+        return _combine(mode, sums, beta, safe_beta), (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums)
 
     def terms_body(start, width, sums):
         a, b = logits(start, width)
@@ -585,10 +605,11 @@ def linear_knowledge_distillation_loss(
     per token, the same value and gradients as
     ``knowledge_distillation_loss(student_hidden @ student_weight,
     teacher_hidden @ teacher_weight, temperature=T)``. The vocabulary is walked
-    ``chunk_size`` columns at a time: one pass for the two log-sum-exps (online,
-    rescaled to a running maximum), one for the divergence, and a backward pass
-    (a ``jax.custom_vjp``) that recomputes each chunk's logits and turns them
-    into gradients with :math:`\partial \ell / \partial s = T (p^S - p^T)` and
+    ``chunk_size`` columns at a time: one forward pass for the two log-sum-exps
+    and the divergence (online, rescaled to a running maximum:
+    :math:`\mathrm{KL} = \mathbb{E}_{p^T}[(t - s)/T] - \mathrm{lse}_T + \mathrm{lse}_S`),
+    and a backward pass (a ``jax.custom_vjp``) that recomputes each chunk's
+    logits and turns them into gradients with :math:`\partial \ell / \partial s = T (p^S - p^T)` and
     :math:`\partial \ell / \partial t = T\, p^T (\log p^T - \log p^S - \mathrm{KL})`.
     Temporary memory is ``O(N * chunk_size)`` instead of ``O(N * V)``.
 
