@@ -12,7 +12,7 @@ divided by the global batch size, adds up to the global mean. The script first c
 and gradients equal the single-device ones, then trains, prints the loss going
 down and a greedy sample, and saves the loss curve to ``outputs/sharded_lm.png``::
 
-    python examples/sharded_lm.py              # 800 steps, well under a minute on 2 CPU cores
+    python examples/sharded_lm.py              # 800 steps (40 s of training in one run on 2 shared CPU cores)
     python examples/sharded_lm.py --steps 200  # a quick look
     python examples/sharded_lm.py --smoke      # 3 steps of 16 windows, for CI
 
