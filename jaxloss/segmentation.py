@@ -36,11 +36,12 @@ first), so 512x512 images in bfloat16 stay finite.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -66,13 +67,14 @@ class _Prepared(NamedTuple):
     spatial: tuple[int, ...]
 
 
-def _flag(fn: str, argument: str, value: Any) -> bool:
+def _flag(fn: str, argument: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         _checks._fail(ValueError, _checks.message(fn, argument, "must be a Python bool", repr(value)))
     return bool(value)
 
 
-def _split_where(fn: str, where: Any, batch: int, spatial: tuple[int, ...]) -> tuple[Array | None, Array | None]:
+def _split_where(fn: str, where: ArrayLike | None, batch: int,
+                 spatial: tuple[int, ...]) -> tuple[Array | None, Array | None]:
     """``where`` -> (pixel mask ``[B, *spatial]`` bool, example mask ``[B]`` bool)."""
     if where is None:
         return None, None
@@ -91,8 +93,8 @@ def _split_where(fn: str, where: Any, batch: int, spatial: tuple[int, ...]) -> t
     raise AssertionError  # unreachable
 
 
-def _class_weights(fn: str, class_weights: Any, num_classes: int, include_background: bool,
-                   dtype: Any) -> Array | None:
+def _class_weights(fn: str, class_weights: ArrayLike | None, num_classes: int, include_background: bool,
+                   dtype: DTypeLike) -> Array | None:
     """``[C]`` weights (indexed by class id), or ``[C - 1]`` without background (MONAI layout)."""
     if class_weights is None:
         return None
@@ -108,7 +110,7 @@ def _class_weights(fn: str, class_weights: Any, num_classes: int, include_backgr
     return cw
 
 
-def _channel_axis(fn: str, channel_axis: Any, ndim: int) -> int:
+def _channel_axis(fn: str, channel_axis: int, ndim: int) -> int:
     """The class axis as a non-negative index; the batch axis 0 cannot be it."""
     axis = _checks.normalize_axis(fn, channel_axis, ndim, "channel_axis")
     if axis == 0:
@@ -118,9 +120,10 @@ def _channel_axis(fn: str, channel_axis: Any, ndim: int) -> int:
     return axis
 
 
-def _prepare(fn: str, predictions: Any, targets: Any, where: Any, *, activation: Any,
-             include_background: Any, class_weights: Any, channel_axis: Any = -1, ignore_index: Any = None,
-             pred_name: str = "predictions", target_name: str = "targets") -> _Prepared:
+def _prepare(fn: str, predictions: ArrayLike, targets: ArrayLike, where: ArrayLike | None, *,
+             activation: str | None, include_background: bool, class_weights: ArrayLike | None,
+             channel_axis: int = -1, ignore_index: int | None = None, pred_name: str = "predictions",
+             target_name: str = "targets") -> _Prepared:
     """Validates, casts, masks, activates and flattens the inputs of an overlap loss.
 
     Inputs with the classes on ``channel_axis`` are moved to channels last
@@ -226,7 +229,8 @@ def _ratio(numerator: Array, denominator: Array) -> Array:
     return _numerics.safe_div(numerator, denominator, fill=1.0)
 
 
-def _smoothing(fn: str, smooth_nr: Any, smooth_dr: Any, smooth: Any) -> tuple[Any, Any]:
+def _smoothing(fn: str, smooth_nr: ArrayLike, smooth_dr: ArrayLike,
+               smooth: ArrayLike | None) -> tuple[ArrayLike, ArrayLike]:
     """``(smooth_nr, smooth_dr)``; the older single ``smooth`` sets both (MONAI's two terms)."""
     if smooth is not None:
         _checks.in_range(fn, "smooth", smooth, low=0.0)
@@ -236,15 +240,17 @@ def _smoothing(fn: str, smooth_nr: Any, smooth_dr: Any, smooth: Any) -> tuple[An
     return smooth_nr, smooth_dr
 
 
-def _common_checks(fn: str, smooth_nr: Any, smooth_dr: Any, smooth: Any, batch_dice: Any) -> tuple[Any, Any, bool]:
+def _common_checks(fn: str, smooth_nr: ArrayLike, smooth_dr: ArrayLike, smooth: ArrayLike | None,
+                   batch_dice: bool) -> tuple[ArrayLike, ArrayLike, bool]:
     nr, dr = _smoothing(fn, smooth_nr, smooth_dr, smooth)
     return nr, dr, _flag(fn, "batch_dice", batch_dice)
 
 
-def _tversky_per_class(fn: str, predictions: Any, targets: Any, *, alpha: Any, beta: Any, activation: Any,
-                       include_background: Any, smooth_nr: Any, smooth_dr: Any, smooth: Any, batch_dice: Any,
-                       class_weights: Any, channel_axis: Any, ignore_index: Any,
-                       where: Any) -> tuple[Array, _Prepared]:
+def _tversky_per_class(fn: str, predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike, beta: ArrayLike,
+                       activation: str | None, include_background: bool, smooth_nr: ArrayLike, smooth_dr: ArrayLike,
+                       smooth: ArrayLike | None, batch_dice: bool, class_weights: ArrayLike | None,
+                       channel_axis: int, ignore_index: int | None,
+                       where: ArrayLike | None) -> tuple[Array, _Prepared]:
     _checks.in_range(fn, "alpha", alpha, low=0.0)
     _checks.in_range(fn, "beta", beta, low=0.0)
     smooth_nr, smooth_dr, batch_dice = _common_checks(fn, smooth_nr, smooth_dr, smooth, batch_dice)
@@ -264,11 +270,12 @@ def _tversky_per_class(fn: str, predictions: Any, targets: Any, *, alpha: Any, b
 
 # ------------------------------------------------------------------- losses
 @_registry.builtin(tags=("segmentation",))
-def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softmax",
-              include_background: bool = True, squared: bool = False, smooth_nr: Any = 1e-5,
-              smooth_dr: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
-              channel_axis: int = -1, ignore_index: int | None = None, smooth: Any = None,
-              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def dice_loss(predictions: ArrayLike, targets: ArrayLike, *,
+              activation: Literal["softmax", "sigmoid"] | None = "softmax", include_background: bool = True,
+              squared: bool = False, smooth_nr: ArrayLike = 1e-5, smooth_dr: ArrayLike = 1e-5, batch_dice: bool = False,
+              class_weights: ArrayLike | None = None, channel_axis: int = -1, ignore_index: int | None = None,
+              smooth: ArrayLike | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+              weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Soft Dice loss, averaged over classes (MONAI ``DiceLoss``, channels last).
 
     For class :math:`c` of one example, with probabilities :math:`p` and
@@ -361,11 +368,13 @@ def dice_loss(predictions: Any, targets: Any, *, activation: str | None = "softm
 
 
 @_registry.builtin(tags=("segmentation",))
-def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "softmax",
-                 include_background: bool = True, squared: bool = False, smooth_nr: Any = 1e-5,
-                 smooth_dr: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
-                 channel_axis: int = -1, ignore_index: int | None = None, smooth: Any = None,
-                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def jaccard_loss(predictions: ArrayLike, targets: ArrayLike, *,
+                 activation: Literal["softmax", "sigmoid"] | None = "softmax", include_background: bool = True,
+                 squared: bool = False, smooth_nr: ArrayLike = 1e-5, smooth_dr: ArrayLike = 1e-5,
+                 batch_dice: bool = False, class_weights: ArrayLike | None = None, channel_axis: int = -1,
+                 ignore_index: int | None = None, smooth: ArrayLike | None = None,
+                 reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                 where: ArrayLike | None = None) -> Array:
     r"""Soft Jaccard (IoU) loss, averaged over classes (MONAI ``DiceLoss(jaccard=True)``).
 
     With :math:`I_c = \sum_i p_{ic} g_{ic}` and
@@ -446,11 +455,12 @@ def jaccard_loss(predictions: Any, targets: Any, *, activation: str | None = "so
 
 
 @_registry.builtin(tags=("segmentation",))
-def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any = 0.5,
-                 activation: str | None = "softmax", include_background: bool = True, smooth_nr: Any = 1e-5,
-                 smooth_dr: Any = 1e-5, batch_dice: bool = False, class_weights: Any = None,
-                 channel_axis: int = -1, ignore_index: int | None = None, smooth: Any = None,
-                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def tversky_loss(predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = 0.5, beta: ArrayLike = 0.5,
+                 activation: Literal["softmax", "sigmoid"] | None = "softmax", include_background: bool = True,
+                 smooth_nr: ArrayLike = 1e-5, smooth_dr: ArrayLike = 1e-5, batch_dice: bool = False,
+                 class_weights: ArrayLike | None = None, channel_axis: int = -1, ignore_index: int | None = None,
+                 smooth: ArrayLike | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                 weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Tversky loss, averaged over classes (MONAI ``TverskyLoss``).
 
     With soft true positives :math:`TP_c = \sum_i p_{ic} g_{ic}`, false
@@ -526,12 +536,13 @@ def tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.5, beta: Any 
 
 
 @_registry.builtin(tags=("segmentation",))
-def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta: Any = 0.3, gamma: Any = 0.75,
-                       activation: str | None = "softmax", include_background: bool = True,
-                       smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
-                       class_weights: Any = None, channel_axis: int = -1, ignore_index: int | None = None,
-                       smooth: Any = None, reduction: str = "mean", weights: Any = None,
-                       where: Any = None) -> Array:
+def focal_tversky_loss(predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = 0.7, beta: ArrayLike = 0.3,
+                       gamma: ArrayLike = 0.75, activation: Literal["softmax", "sigmoid"] | None = "softmax",
+                       include_background: bool = True, smooth_nr: ArrayLike = 1e-5, smooth_dr: ArrayLike = 1e-5,
+                       batch_dice: bool = False, class_weights: ArrayLike | None = None, channel_axis: int = -1,
+                       ignore_index: int | None = None, smooth: ArrayLike | None = None,
+                       reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                       where: ArrayLike | None = None) -> Array:
     r"""Focal Tversky loss: the per-class Tversky loss raised to ``gamma``.
 
     With :math:`f^{T}_c` the per-class :func:`tversky_loss`:
@@ -613,12 +624,14 @@ def focal_tversky_loss(predictions: Any, targets: Any, *, alpha: Any = 0.7, beta
 
 
 @_registry.builtin(tags=("segmentation",))
-def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = "square",
-                          activation: str | None = "softmax", include_background: bool = True,
-                          smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
-                          class_weights: Any = None, channel_axis: int = -1, ignore_index: int | None = None,
-                          smooth: Any = None, reduction: str = "mean", weights: Any = None,
-                          where: Any = None) -> Array:
+def generalized_dice_loss(predictions: ArrayLike, targets: ArrayLike, *,
+                          weight_type: Literal["square", "simple", "uniform"] = "square",
+                          activation: Literal["softmax", "sigmoid"] | None = "softmax", include_background: bool = True,
+                          smooth_nr: ArrayLike = 1e-5, smooth_dr: ArrayLike = 1e-5, batch_dice: bool = False,
+                          class_weights: ArrayLike | None = None, channel_axis: int = -1,
+                          ignore_index: int | None = None, smooth: ArrayLike | None = None,
+                          reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                          where: ArrayLike | None = None) -> Array:
     r"""Generalised Dice loss (Sudre et al. 2017; MONAI ``GeneralizedDiceLoss``).
 
     One ratio per example, the classes weighted by the inverse of their
@@ -716,7 +729,7 @@ def generalized_dice_loss(predictions: Any, targets: Any, *, weight_type: str = 
 
 
 # ------------------------------------------------------- compound (MONAI)
-def _dice_values(prep: _Prepared, *, squared: bool, jaccard: bool, smooth_nr: Any, smooth_dr: Any,
+def _dice_values(prep: _Prepared, *, squared: bool, jaccard: bool, smooth_nr: ArrayLike, smooth_dr: ArrayLike,
                  batch_dice: bool) -> Array:
     """MONAI ``DiceLoss`` per example ``[B]`` (``jaccard=True``: its soft-IoU form)."""
     p, g = prep.probs, prep.onehot
@@ -743,7 +756,7 @@ def _pixel_mean(per_pixel: Array, normaliser: Array, prep: _Prepared, batch_dice
     return jnp.broadcast_to(_numerics.safe_div(total, count), (prep.batch,))
 
 
-def _full_class_weights(fn: str, class_weights: Any, num_classes: int, dtype: Any) -> Array | None:
+def _full_class_weights(fn: str, class_weights: ArrayLike | None, num_classes: int, dtype: DTypeLike) -> Array | None:
     """``[C]`` class weights indexed by class id (the cross-entropy layout, background included)."""
     if class_weights is None:
         return None
@@ -756,12 +769,13 @@ def _full_class_weights(fn: str, class_weights: Any, num_classes: int, dtype: An
 
 
 @_registry.builtin(tags=("segmentation",))
-def dice_ce_loss(predictions: Any, targets: Any, *, lambda_dice: Any = 1.0, lambda_ce: Any = 1.0,
-                 activation: str | None = "softmax", include_background: bool = True, squared: bool = False,
-                 jaccard: bool = False, smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
-                 class_weights: Any = None, label_smoothing: Any = 0.0, channel_axis: int = -1,
-                 ignore_index: int | None = None, reduction: str = "mean", weights: Any = None,
-                 where: Any = None) -> Array:
+def dice_ce_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: ArrayLike = 1.0,
+                 lambda_ce: ArrayLike = 1.0, activation: Literal["softmax", "sigmoid"] | None = "softmax",
+                 include_background: bool = True, squared: bool = False, jaccard: bool = False,
+                 smooth_nr: ArrayLike = 1e-5, smooth_dr: ArrayLike = 1e-5, batch_dice: bool = False,
+                 class_weights: ArrayLike | None = None, label_smoothing: ArrayLike = 0.0, channel_axis: int = -1,
+                 ignore_index: int | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                 weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Dice loss plus cross-entropy (MONAI ``DiceCELoss``).
 
     Per example, with :math:`D` the :func:`dice_loss` value (or the Jaccard
@@ -875,12 +889,14 @@ def dice_ce_loss(predictions: Any, targets: Any, *, lambda_dice: Any = 1.0, lamb
 
 
 @_registry.builtin(tags=("segmentation",))
-def dice_focal_loss(predictions: Any, targets: Any, *, lambda_dice: Any = 1.0, lambda_focal: Any = 1.0,
-                    gamma: Any = 2.0, alpha: Any = None, activation: str | None = "softmax",
-                    include_background: bool = True, squared: bool = False, jaccard: bool = False,
-                    smooth_nr: Any = 1e-5, smooth_dr: Any = 1e-5, batch_dice: bool = False,
-                    class_weights: Any = None, channel_axis: int = -1, ignore_index: int | None = None,
-                    reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def dice_focal_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: ArrayLike = 1.0,
+                    lambda_focal: ArrayLike = 1.0, gamma: ArrayLike = 2.0, alpha: ArrayLike | None = None,
+                    activation: Literal["softmax", "sigmoid"] | None = "softmax", include_background: bool = True,
+                    squared: bool = False, jaccard: bool = False, smooth_nr: ArrayLike = 1e-5,
+                    smooth_dr: ArrayLike = 1e-5, batch_dice: bool = False, class_weights: ArrayLike | None = None,
+                    channel_axis: int = -1, ignore_index: int | None = None,
+                    reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                    where: ArrayLike | None = None) -> Array:
     r"""Dice loss plus sigmoid focal loss (MONAI ``DiceFocalLoss``).
 
     Per example, with :math:`D` the :func:`dice_loss` value and :math:`F` the
@@ -997,10 +1013,11 @@ def _max3(x: Array, axis: int) -> Array:
 def _soft_erode(x: Array) -> Array:
     """Soft erosion: the minimum of the 3-pixel min-pools along each spatial axis (Shit et al.)."""
     spatial = x.ndim - 2
-    eroded = None
+    eroded: Array | None = None
     for axis in range(1, spatial + 1):
         pooled = -_max3(-x, axis)
         eroded = pooled if eroded is None else jnp.minimum(eroded, pooled)
+    assert eroded is not None, "soft erosion needs at least one spatial axis"
     return eroded
 
 
@@ -1022,10 +1039,11 @@ def _soft_skeleton(x: Array, iterations: int) -> Array:
 
 
 @_registry.builtin(tags=("segmentation",))
-def soft_cldice_loss(predictions: Any, targets: Any, *, iterations: int = 3, smooth: Any = 1.0,
-                     activation: str | None = "softmax", include_background: bool = True, channel_axis: int = -1,
-                     ignore_index: int | None = None, reduction: str = "mean", weights: Any = None,
-                     where: Any = None) -> Array:
+def soft_cldice_loss(predictions: ArrayLike, targets: ArrayLike, *, iterations: int = 3, smooth: ArrayLike = 1.0,
+                     activation: Literal["softmax", "sigmoid"] | None = "softmax", include_background: bool = True,
+                     channel_axis: int = -1, ignore_index: int | None = None,
+                     reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                     where: ArrayLike | None = None) -> Array:
     r"""Soft clDice loss for tubular and thin structures (Shit et al. 2021).
 
     With soft skeletons :math:`S_P, S_G` of the probabilities :math:`P` and
@@ -1142,9 +1160,11 @@ def _distance_field(mask: Array) -> Array:
 
 
 @_registry.builtin(tags=("segmentation",))
-def hausdorff_dt_loss(predictions: Any, targets: Any, *, alpha: Any = 2.0, activation: str | None = None,
-                      include_background: bool = False, channel_axis: int = -1, ignore_index: int | None = None,
-                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def hausdorff_dt_loss(predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = 2.0,
+                      activation: Literal["softmax", "sigmoid"] | None = None, include_background: bool = False,
+                      channel_axis: int = -1, ignore_index: int | None = None,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Hausdorff distance-transform loss (Karimi and Salcudean 2019; MONAI ``HausdorffDTLoss``).
 
     With :math:`d_P, d_G` the distance fields of the thresholded prediction
@@ -1229,9 +1249,10 @@ def hausdorff_dt_loss(predictions: Any, targets: Any, *, alpha: Any = 2.0, activ
 
 # ---------------------------------------------------------------- images
 @_registry.builtin(tags=("segmentation",))
-def ssim_loss(predictions: Any, targets: Any, *, max_value: Any = 1.0, filter_size: int = 11,
-              filter_sigma: Any = 1.5, k1: Any = 0.01, k2: Any = 0.03, channel_axis: int = -1,
-              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def ssim_loss(predictions: ArrayLike, targets: ArrayLike, *, max_value: ArrayLike = 1.0, filter_size: int = 11,
+              filter_sigma: ArrayLike = 1.5, k1: ArrayLike = 0.01, k2: ArrayLike = 0.03, channel_axis: int = -1,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""One minus the structural similarity (SSIM) of each image (Wang et al. 2004).
 
     With Gaussian-weighted local means :math:`\mu`, variances :math:`\sigma^2`
@@ -1329,7 +1350,7 @@ def ssim_loss(predictions: Any, targets: Any, *, max_value: Any = 1.0, filter_si
         # Separable Gaussian, "valid" region only: what scikit-image keeps after cropping its border.
         for a in range(1, z.ndim - 1):
             n = z.shape[a] - filter_size + 1
-            z = sum(kernel[k] * jax.lax.slice_in_dim(z, k, k + n, axis=a) for k in range(filter_size))
+            z = cast(Array, sum(kernel[k] * jax.lax.slice_in_dim(z, k, k + n, axis=a) for k in range(filter_size)))
         return z
 
     mu_x, mu_y = blur(x), blur(y)
@@ -1375,8 +1396,9 @@ def _lovasz_extension(errors: Array, fg: Array, pix: Array | None, hinge: bool) 
 
 
 @_registry.builtin(tags=("segmentation",), labels="binary")
-def lovasz_hinge_loss(logits: Any, labels: Any, *, per_image: bool = True, reduction: str = "mean",
-                      weights: Any = None, where: Any = None) -> Array:
+def lovasz_hinge_loss(logits: ArrayLike, labels: ArrayLike, *, per_image: bool = True,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Binary Lovasz hinge loss: a convex surrogate of the Jaccard loss (Berman et al. 2018).
 
     With signs :math:`s_i = 2 y_i - 1`, hinge errors
@@ -1455,9 +1477,10 @@ def lovasz_hinge_loss(logits: Any, labels: Any, *, per_image: bool = True, reduc
 
 
 @_registry.builtin(tags=("segmentation",))
-def lovasz_softmax_loss(logits: Any, labels: Any, *, per_image: bool = True, classes: str = "present",
-                        class_weights: Any = None, reduction: str = "mean", weights: Any = None,
-                        where: Any = None) -> Array:
+def lovasz_softmax_loss(logits: ArrayLike, labels: ArrayLike, *, per_image: bool = True,
+                        classes: Literal["present", "all"] = "present", class_weights: ArrayLike | None = None,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Multi-class Lovasz-Softmax loss (Berman et al. 2018).
 
     For each class :math:`c`, the errors :math:`e_{ic} = |g_{ic} - p_{ic}|` of
