@@ -302,3 +302,129 @@ def test_pytorch_page_concatenated_ctc_targets():
                                              torch.full((3,), 9), torch.tensor(lengths), reduction="mean")
     ours = seq.ctc_loss(log_probs, np.zeros((3, 9), np.float32), labels, paddings, normalize_by_label_length=True)
     np.testing.assert_allclose(float(ours), float(reference), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# The migration pages name real functions, and their mappings hold as numbers (issues 12-14).
+
+MIGRATION = DOCS / "migration"
+_BACKTICKED = re.compile(r"`(jaxloss(?:\.\w+)+)")          # `jaxloss.x.y(...)` or `jaxloss.x`
+_AUTOREF = re.compile(r"\]\[(jaxloss(?:\.\w+)+)\]")         # [`name`][jaxloss.family.name]
+
+
+def _migration_names():
+    names = set()
+    for page in sorted(MIGRATION.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        names |= {(page.name, n) for n in _BACKTICKED.findall(text) + _AUTOREF.findall(text)
+                  if not re.fullmatch(r"jaxloss\.[A-Z]", n)}                  # `jaxloss.X(...)`: any loss
+    return names
+
+
+def test_migration_pages_name_existing_jaxloss_functions():
+    names = _migration_names()
+    assert len(names) > 100  # the parser sees the tables, not nothing
+    for page, name in sorted(names):
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as err:
+            raise AssertionError(f"docs/migration/{page} names {name}, which does not exist ({err})") from None
+
+
+def test_migration_pages_are_in_the_nav():
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in ("trl", "monai", "rax", "optax", "keras", "pytorch"):
+        assert f"migration/{page}.md" in config, f"docs/migration/{page}.md is not in the mkdocs.yml nav"
+
+
+def test_rax_page_item_weight_mappings():
+    """docs/migration/rax.md#item-weights, against rax itself (rax/_src/losses.py: ``softmax_loss`` multiplies
+    the labels by ``weights``; ``_pairwise_loss`` multiplies pair (i, j) by ``weights[i]`` and reduces with a
+    plain mean over the valid pairs; the pointwise losses multiply each item's loss and take a plain mean)."""
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    rax = pytest.importorskip("rax")
+    import jaxloss.ranking as rk
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(3, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=(3, 5)).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, size=(3, 5)).astype(np.float32)
+    m = rng.uniform(size=(3, 5)) > 0.2
+    valid_pairs = float((m[:, :, None] & m[:, None, :] & (y[:, :, None] > y[:, None, :])).sum())
+    np.testing.assert_allclose(rk.ranking_softmax_loss(s, y * w, where=m), rax.softmax_loss(s, y, weights=w, where=m),
+                               rtol=1e-5)
+    pair_w = jnp.repeat(w, 5, axis=-1)
+    total = rk.pairwise_logistic_loss(s, y, weights=pair_w, where=m, reduction="sum")
+    np.testing.assert_allclose(total, rax.pairwise_logistic_loss(s, y, weights=w, where=m, reduce_fn=jnp.sum), rtol=1e-5)
+    np.testing.assert_allclose(total / valid_pairs, rax.pairwise_logistic_loss(s, y, weights=w, where=m), rtol=1e-5)
+    np.testing.assert_allclose(rk.pointwise_mse_loss(s, y, weights=w, where=m, reduction="sum") / float(m.sum()),
+                               rax.pointwise_mse_loss(s, y, weights=w, where=m), rtol=1e-5)
+    np.testing.assert_allclose(rk.pairwise_logistic_loss(s, y, where=m, lambdaweight="dcg"),
+                               rax.pairwise_logistic_loss(s, y, where=m, lambdaweight_fn=rax.dcg_lambdaweight), rtol=1e-5)
+    page = (MIGRATION / "rax.md").read_text(encoding="utf-8")
+    assert "weights=jnp.repeat(w, L, axis=-1)" in page and "y * w" in page
+
+
+def test_monai_page_mappings():
+    """docs/migration/monai.md, against MONAI itself (monai/losses/dice.py ``DiceLoss``, ``MaskedDiceLoss``;
+    monai/losses/hausdorff_loss.py ``LogHausdorffDTLoss`` = log(HausdorffDTLoss + 1); monai/losses/ssim_loss.py;
+    monai/losses/cldice.py ``SoftclDiceLoss``, whose harmonic mean adds ``smooth=1e-4`` to its denominator)."""
+    import numpy as np
+    import pytest
+
+    losses = pytest.importorskip("monai.losses")
+    torch = pytest.importorskip("torch")
+    import jaxloss.segmentation as seg
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 12, 12)).astype(np.float32)             # MONAI's layout [B, C, H, W]
+    labels = rng.integers(0, 3, size=(2, 1, 12, 12))
+    onehot = np.moveaxis(np.eye(3, dtype=np.float32)[labels[:, 0]], -1, 1)
+    X, Y = torch.from_numpy(x), torch.from_numpy(labels)
+    np.testing.assert_allclose(seg.dice_loss(x, labels[:, 0], channel_axis=1),
+                               float(losses.DiceLoss(softmax=True, to_onehot_y=True)(X, Y)), rtol=1e-5)
+    probs = torch.softmax(X, 1)
+    np.testing.assert_allclose(seg.dice_loss(probs.numpy(), onehot, channel_axis=1, activation=None),
+                               float(losses.DiceLoss()(probs, torch.from_numpy(onehot))), rtol=1e-5)
+    mask = rng.uniform(size=(2, 1, 12, 12)) > 0.3
+    np.testing.assert_allclose(seg.dice_loss(x, onehot, channel_axis=1, where=mask[:, 0]),
+                               float(losses.MaskedDiceLoss(softmax=True)(X, torch.from_numpy(onehot),
+                                                                          mask=torch.from_numpy(mask))), rtol=1e-5)
+    np.testing.assert_allclose(np.log1p(seg.hausdorff_dt_loss(x, labels[:, 0], channel_axis=1, activation="softmax")),
+                               float(losses.LogHausdorffDTLoss(softmax=True, to_onehot_y=True)(X, Y)), rtol=1e-5)
+    a, b = rng.uniform(size=(2, 3, 16, 16)).astype(np.float32), rng.uniform(size=(2, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(seg.ssim_loss(a, b, channel_axis=1),
+                               float(losses.SSIMLoss(spatial_dims=2)(torch.from_numpy(a), torch.from_numpy(b))),
+                               rtol=1e-5)
+    ours = float(seg.soft_cldice_loss(x, labels[:, 0], channel_axis=1))
+    theirs = float(losses.SoftclDiceLoss(softmax=True, to_onehot_y=True)(X, Y))
+    assert ours != theirs and abs(ours - theirs) / theirs < 1e-3                 # only MONAI's extra 1e-4
+    np.testing.assert_allclose(ours, theirs, rtol=5e-4)
+
+
+def test_pytorch_page_metric_learning_mappings():
+    """docs/migration/pytorch.md#pytorch-metric-learning, against pytorch-metric-learning itself
+    (pytorch_metric_learning/losses/{arcface_loss,cosface_loss,supcon_loss,circle_loss}.py): class weights
+    ``W`` are ``[D, C]`` (pass ``W.T``) and ArcFace's margin is in degrees."""
+    import numpy as np
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    pml = pytest.importorskip("pytorch_metric_learning.losses")
+    import jaxloss.embedding as emb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=12)
+    w = rng.normal(size=(5, 3)).astype(np.float32)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    for cls, ours in ((pml.ArcFaceLoss, lambda: emb.arcface_loss(x, w.T, y, margin=float(np.deg2rad(28.6)))),
+                      (pml.CosFaceLoss, lambda: emb.cosface_loss(x, w.T, y))):
+        module = cls(num_classes=3, embedding_size=5)
+        module.W.data = torch.from_numpy(w)
+        np.testing.assert_allclose(ours(), float(module(X, Y).detach()), rtol=1e-4)
+    np.testing.assert_allclose(emb.supervised_contrastive_loss(x, y), float(pml.SupConLoss()(X, Y)), rtol=1e-5)
+    np.testing.assert_allclose(emb.circle_loss(x, y), float(pml.CircleLoss()(X, Y)), rtol=1e-5)
