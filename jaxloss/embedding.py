@@ -32,11 +32,13 @@ Euclidean distances use a square root with a finite gradient at 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -45,7 +47,7 @@ Array = jax.Array
 
 
 # ------------------------------------------------------------ private helpers
-def _unit_norm(x: Array, axis: int, epsilon: Any) -> Array:
+def _unit_norm(x: Array, axis: int, epsilon: ArrayLike) -> Array:
     """``sqrt(max(|x|^2, epsilon))`` along ``axis`` (kept), optax's clipped norm.
 
     The clip has zero gradient below ``epsilon``; ``epsilon = 0`` at the zero
@@ -55,8 +57,8 @@ def _unit_norm(x: Array, axis: int, epsilon: Any) -> Array:
     return _numerics.safe_sqrt(jnp.maximum(squared, jnp.asarray(epsilon, x.dtype)))
 
 
-def _cosine(fn: str, predictions: Any, targets: Any, axis: int, epsilon: Any,
-            where: Any) -> tuple[Array, Any]:
+def _cosine(fn: str, predictions: ArrayLike, targets: ArrayLike, axis: int, epsilon: ArrayLike,
+            where: ArrayLike | None) -> tuple[Array, Array | None]:
     """Cosine similarity along ``axis`` and the per-example ``where``."""
     _checks.in_range(fn, "epsilon", epsilon, low=0.0)
     p = _checks.floating(fn, "predictions", predictions)
@@ -78,8 +80,9 @@ def _cosine(fn: str, predictions: Any, targets: Any, axis: int, epsilon: Any,
 
 
 # ---------------------------------------------------------- cosine similarity
-def cosine_similarity(predictions: Any, targets: Any, *, axis: int = -1, epsilon: Any = 1e-8,
-                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def cosine_similarity(predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1, epsilon: ArrayLike = 1e-8,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Cosine similarity of two batches of vectors (a similarity, not a loss).
 
     .. math::
@@ -129,8 +132,9 @@ def cosine_similarity(predictions: Any, targets: Any, *, axis: int = -1, epsilon
 
 
 @_registry.builtin(tags=("embedding",))
-def cosine_distance(predictions: Any, targets: Any, *, axis: int = -1, epsilon: Any = 1e-8,
-                    reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def cosine_distance(predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1, epsilon: ArrayLike = 1e-8,
+                    reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                    where: ArrayLike | None = None) -> Array:
     r"""Cosine distance, one minus the cosine similarity.
 
     .. math::
@@ -188,8 +192,14 @@ def _l2_normalize(x: Array) -> Array:
     return _numerics.safe_div(x, _unit_norm(x, -1, _NORMALIZE_EPSILON))
 
 
-def _vector_inputs(fn: str, vectors: list[tuple[str, Any]], labels: tuple[str, Any] | None,
-                   where: Any) -> tuple[list[Array], Array | None, Any]:
+@overload
+def _vector_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: None,
+                   where: ArrayLike | None) -> tuple[list[Array], None, Array | None]: ...
+@overload
+def _vector_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: tuple[str, ArrayLike],
+                   where: ArrayLike | None) -> tuple[list[Array], Array, Array | None]: ...
+def _vector_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: tuple[str, ArrayLike] | None,
+                   where: ArrayLike | None) -> tuple[list[Array], Array | None, Array | None]:
     """Validates ``[..., D]`` float vectors of one shape and optional real ``labels [...]``.
 
     Returns the vectors and labels cast to the compute dtype, with masked
@@ -216,10 +226,10 @@ def _vector_inputs(fn: str, vectors: list[tuple[str, Any]], labels: tuple[str, A
     return xs, y, where
 
 
-def _p_norm(diff: Array, p: Any) -> Array:
+def _p_norm(diff: Array, p: ArrayLike) -> Array:
     """``||diff||_p`` along the last axis with finite gradients at 0 (any ``p > 0``, or inf)."""
     if _checks.is_concrete(p):
-        p_value = float(p)
+        p_value = float(np.asarray(p))
         if p_value == 2.0:
             return _numerics.safe_norm(diff, axis=-1)
         if p_value == 1.0:
@@ -233,8 +243,9 @@ def _p_norm(diff: Array, p: Any) -> Array:
 
 # --------------------------------------------------------- pairwise losses
 @_registry.builtin(tags=("embedding",), labels="sign")
-def cosine_embedding_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 0.0, reduction: str = "mean",
-                          weights: Any = None, where: Any = None) -> Array:
+def cosine_embedding_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0,
+                          reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                          where: ArrayLike | None = None) -> Array:
     r"""Cosine embedding loss (torch ``cosine_embedding_loss``).
 
     .. math::
@@ -290,8 +301,9 @@ def cosine_embedding_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 0.0, r
 
 
 @_registry.builtin(tags=("embedding",), labels="sign")
-def hinge_embedding_loss(distances: Any, labels: Any, *, margin: Any = 1.0, reduction: str = "mean",
-                         weights: Any = None, where: Any = None) -> Array:
+def hinge_embedding_loss(distances: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0,
+                         reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                         where: ArrayLike | None = None) -> Array:
     r"""Hinge embedding loss on distances (torch ``hinge_embedding_loss``).
 
     .. math::
@@ -338,9 +350,10 @@ def hinge_embedding_loss(distances: Any, labels: Any, *, margin: Any = 1.0, redu
 
 
 @_registry.builtin(tags=("embedding",))
-def triplet_margin_loss(anchors: Any, positives: Any, negatives: Any, *, margin: Any = 1.0, p: Any = 2.0,
-                        epsilon: Any = 1e-6, swap: bool = False, reduction: str = "mean",
-                        weights: Any = None, where: Any = None) -> Array:
+def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike, *, margin: ArrayLike = 1.0,
+                        p: ArrayLike = 2.0, epsilon: ArrayLike = 1e-6, swap: bool = False,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Triplet margin loss (torch ``triplet_margin_loss``).
 
     .. math::
@@ -414,7 +427,7 @@ def _pairwise_distance(x: Array, y: Array) -> Array:
     return _numerics.safe_norm(x - y + jnp.asarray(_PAIRWISE_EPSILON, x.dtype), axis=-1)
 
 
-def _distance_shape(fn: str, distance_function: Callable[[Array, Array], Any], x: Array) -> tuple[int, ...]:
+def _distance_shape(fn: str, distance_function: Callable[[Array, Array], ArrayLike], x: Array) -> tuple[int, ...]:
     """The shape of ``distance_function(x, x)`` (traced abstractly), checked to be a leading part of ``x.shape``."""
     out = jax.eval_shape(distance_function, x, x)
     shape = tuple(getattr(out, "shape", ()))
@@ -431,10 +444,11 @@ def _distance_shape(fn: str, distance_function: Callable[[Array, Array], Any], x
 
 
 @_registry.builtin(tags=("embedding",))
-def triplet_margin_with_distance_loss(anchors: Any, positives: Any, negatives: Any, *,
-                                      distance_function: Callable[[Array, Array], Any] | None = None,
-                                      margin: Any = 1.0, swap: bool = False, reduction: str = "mean",
-                                      weights: Any = None, where: Any = None) -> Array:
+def triplet_margin_with_distance_loss(anchors: ArrayLike, positives: ArrayLike, negatives: ArrayLike, *,
+                                      distance_function: Callable[[Array, Array], ArrayLike] | None = None,
+                                      margin: ArrayLike = 1.0, swap: bool = False,
+                                      reduction: Literal["none", "sum", "mean"] = "mean",
+                                      weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Triplet margin loss with any distance function (torch ``triplet_margin_with_distance_loss``).
 
     .. math::
@@ -531,8 +545,9 @@ def triplet_margin_with_distance_loss(anchors: Any, positives: Any, negatives: A
 
 
 @_registry.builtin(tags=("embedding",), labels="binary")
-def contrastive_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 1.0, reduction: str = "mean",
-                     weights: Any = None, where: Any = None) -> Array:
+def contrastive_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0,
+                     reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                     where: ArrayLike | None = None) -> Array:
     r"""Contrastive (siamese) loss on Euclidean distances (Hadsell et al. 2006).
 
     .. math::
@@ -584,15 +599,22 @@ def contrastive_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 1.0, reduct
 
 
 # ------------------------------------------------------ batch-global helpers
-def _gather(x: Array, axis_name: Any) -> Array:
+def _gather(x: Array, axis_name: Hashable | None) -> Array:
     """The global batch: ``x`` of every device along axis 0 (``x`` itself if ``axis_name`` is None)."""
     if axis_name is None:
         return x
-    return jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
+    gathered: Array = jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
+    return gathered
 
 
-def _batch_inputs(fn: str, vectors: list[tuple[str, Any]], labels: Any, where: Any,
-                  axis_name: Any) -> tuple[list[Array], Array | None, Any, Array, Array]:
+@overload
+def _batch_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: None, where: ArrayLike | None,
+                  axis_name: Hashable | None) -> tuple[list[Array], None, Array | None, Array, Array]: ...
+@overload
+def _batch_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: ArrayLike, where: ArrayLike | None,
+                  axis_name: Hashable | None) -> tuple[list[Array], Array, Array | None, Array, Array]: ...
+def _batch_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: ArrayLike | None, where: ArrayLike | None,
+                  axis_name: Hashable | None) -> tuple[list[Array], Array | None, Array | None, Array, Array]:
     """Validates ``[B, D]`` vectors (one shape) and integer ``labels [B]`` of a batch-global loss.
 
     Returns the vectors in the compute dtype and the labels, with masked
@@ -641,15 +663,15 @@ def _masked_logsumexp(x: Array, mask: Array) -> tuple[Array, Array]:
     return jnp.where(some, lse, jnp.zeros_like(lse)), some
 
 
-def _and(where: Any, mask: Array) -> Array:
+def _and(where: Array | None, mask: Array) -> Array:
     return mask if where is None else (mask & where)
 
 
 # ------------------------------------------------------- batch-global losses
 @_registry.builtin(tags=("embedding",))
-def batch_hard_triplet_loss(embeddings: Any, labels: Any, *, margin: Any = 0.2, soft: bool = False,
-                            axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                            where: Any = None) -> Array:
+def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.2, soft: bool = False,
+                            axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                            weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Batch-hard triplet loss (Hermans, Beyer and Leibe 2017).
 
     For every anchor :math:`i`, the hardest positive (the farthest example of
@@ -727,8 +749,9 @@ def batch_hard_triplet_loss(embeddings: Any, labels: Any, *, margin: Any = 0.2, 
 
 
 @_registry.builtin(tags=("embedding",))
-def ntxent_loss(embeddings: Any, labels: Any, *, temperature: Any = 0.07, axis_name: Any = None,
-                reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayLike = 0.07,
+                axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Normalised temperature-scaled cross entropy (NT-Xent), optax ``ntxent`` semantics.
 
     With :math:`s_{ij} = \cos(x_i, x_j) / \tau`, every positive pair
@@ -801,9 +824,9 @@ def ntxent_loss(embeddings: Any, labels: Any, *, temperature: Any = 0.07, axis_n
 
 
 @_registry.builtin(tags=("embedding",))
-def supervised_contrastive_loss(embeddings: Any, labels: Any, *, temperature: Any = 0.1,
-                                axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                                where: Any = None) -> Array:
+def supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayLike = 0.1,
+                                axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                                weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Supervised contrastive loss (SupCon, Khosla et al. 2020, the ``L_out`` form).
 
     With :math:`s_{ij} = \cos(x_i, x_j) / \tau`, :math:`P(i)` the other
@@ -873,8 +896,8 @@ def supervised_contrastive_loss(embeddings: Any, labels: Any, *, temperature: An
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
-def _pair_logits(fn: str, queries: Any, keys: Any, names: tuple[str, str], where: Any,
-                 axis_name: Any) -> tuple[Array, Array, Array, Array, Any]:
+def _pair_logits(fn: str, queries: ArrayLike, keys: ArrayLike, names: tuple[str, str], where: ArrayLike | None,
+                 axis_name: Hashable | None) -> tuple[Array, Array, Array, Array, Array | None]:
     """Normalised ``[B, D]`` queries and keys, the gathered keys, the valid keys and own-index mask."""
     (q, k), _, where, valid, own = _batch_inputs(fn, [(names[0], queries), (names[1], keys)], None, where,
                                                  axis_name)
@@ -889,8 +912,9 @@ def _cross_entropy_own(logits: Array, own: Array, valid: Array) -> Array:
 
 
 @_registry.builtin(tags=("embedding",))
-def info_nce_loss(queries: Any, keys: Any, *, temperature: Any = 0.07, axis_name: Any = None,
-                  reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike = 0.07,
+                  axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                  weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""InfoNCE: each query classifies its own key among all keys of the batch.
 
     .. math::
@@ -943,8 +967,9 @@ def info_nce_loss(queries: Any, keys: Any, *, temperature: Any = 0.07, axis_name
 
 
 @_registry.builtin(tags=("embedding",))
-def clip_loss(image_embeddings: Any, text_embeddings: Any, *, temperature: Any = 0.07, axis_name: Any = None,
-              reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *, temperature: ArrayLike = 0.07,
+              axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+              weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Symmetric CLIP contrastive loss over image-text pairs.
 
     With :math:`z_{ij} = \cos(u_i, v_j) / \tau` for images :math:`u` and texts
@@ -1002,9 +1027,10 @@ def clip_loss(image_embeddings: Any, text_embeddings: Any, *, temperature: Any =
 
 
 @_registry.builtin(tags=("embedding",))
-def siglip_loss(image_embeddings: Any, text_embeddings: Any, *, logit_scale: Any, logit_bias: Any,
-                axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                where: Any = None) -> Array:
+def siglip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *, logit_scale: ArrayLike,
+                logit_bias: ArrayLike, axis_name: Hashable | None = None,
+                reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                where: ArrayLike | None = None) -> Array:
     r"""Sigmoid image-text loss (SigLIP, Zhai et al. 2023).
 
     Every image-text pair of the batch is an independent binary problem:
@@ -1069,8 +1095,8 @@ def siglip_loss(image_embeddings: Any, text_embeddings: Any, *, logit_scale: Any
 
 
 # ------------------------------------------------------- class-center losses
-def _center_inputs(fn: str, embeddings: Any, centers: Any, labels: Any, where: Any, centers_name: str,
-                   per_class: int = 1) -> tuple[Array, Array, Array, Any, int]:
+def _center_inputs(fn: str, embeddings: ArrayLike, centers: ArrayLike, labels: ArrayLike, where: ArrayLike | None,
+                   centers_name: str, per_class: int = 1) -> tuple[Array, Array, Array, Array | None, int]:
     """Validates ``embeddings [..., D]``, ``centers [C * per_class, D]`` and integer ``labels [...]``.
 
     Returns the embeddings and centers in the compute dtype, the labels, with
@@ -1098,7 +1124,7 @@ def _center_inputs(fn: str, embeddings: Any, centers: Any, labels: Any, where: A
     return e, w, y, where, w.shape[0] // per_class
 
 
-def _per_class_option(fn: str, argument: str, value: Any) -> int:
+def _per_class_option(fn: str, argument: str, value: int) -> int:
     _checks.integer_option(fn, argument, value, allow_none=False)
     if value < 1:
         raise ValueError(_checks.message(fn, argument, "must be >= 1", repr(value)))
@@ -1110,8 +1136,9 @@ def _softmax_cross_entropy(logits: Array, labels: Array) -> Array:
     return jax.nn.logsumexp(logits, axis=-1) - _numerics.take_class(logits, labels, -1)
 
 
-def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, scale: Any, where: Any,
-                    target_logit: Any, sub_centers: int = 1) -> tuple[Array, Any]:
+def _margin_softmax(fn: str, embeddings: ArrayLike, class_centers: ArrayLike, labels: ArrayLike, scale: ArrayLike,
+                    where: ArrayLike | None, target_logit: Callable[[Array], Array],
+                    sub_centers: int = 1) -> tuple[Array, Array | None]:
     """Cross entropy of ``scale * cos`` with the target class's cosine replaced by ``target_logit(cos)``.
 
     With ``sub_centers = K > 1`` the cosine of class ``c`` is the largest
@@ -1135,7 +1162,7 @@ def _margin_softmax(fn: str, embeddings: Any, class_centers: Any, labels: Any, s
     return values, where
 
 
-def _arcface_target(cos: Array, margin: Any) -> Array:
+def _arcface_target(cos: Array, margin: ArrayLike) -> Array:
     """ArcFace's target logit: ``cos(theta + m)`` up to ``theta = pi - m``, then ``cos(theta) - m sin(m)``.
 
     Beyond the threshold ``cos(theta + m)`` would rise again with ``theta``;
@@ -1152,8 +1179,9 @@ def _arcface_target(cos: Array, margin: Any) -> Array:
 
 
 @_registry.builtin(tags=("embedding",))
-def arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any = 64.0, margin: Any = 0.5,
-                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def arcface_loss(embeddings: ArrayLike, class_centers: ArrayLike, labels: ArrayLike, *, scale: ArrayLike = 64.0,
+                 margin: ArrayLike = 0.5, reduction: Literal["none", "sum", "mean"] = "mean",
+                 weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""ArcFace: softmax cross entropy with an additive angular margin (Deng et al. 2019).
 
     With :math:`\cos\theta_c` the cosine between the embedding and the center
@@ -1218,8 +1246,9 @@ def arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any
 
 
 @_registry.builtin(tags=("embedding",))
-def cosface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any = 64.0, margin: Any = 0.35,
-                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def cosface_loss(embeddings: ArrayLike, class_centers: ArrayLike, labels: ArrayLike, *, scale: ArrayLike = 64.0,
+                 margin: ArrayLike = 0.35, reduction: Literal["none", "sum", "mean"] = "mean",
+                 weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""CosFace: softmax cross entropy with an additive cosine margin (Wang et al. 2018).
 
     .. math::
@@ -1272,8 +1301,9 @@ def cosface_loss(embeddings: Any, class_centers: Any, labels: Any, *, scale: Any
 
 
 @_registry.builtin(tags=("embedding",))
-def circle_loss(embeddings: Any, labels: Any, *, gamma: Any = 80.0, margin: Any = 0.4, axis_name: Any = None,
-                reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def circle_loss(embeddings: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike = 80.0, margin: ArrayLike = 0.4,
+                axis_name: Hashable | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Circle loss on pairs of the batch, Keras 3 ``keras.losses.Circle`` semantics.
 
     With cosine distances :math:`d_{ij} = \max(0, 1 - \cos(x_i, x_j))`,
@@ -1361,9 +1391,10 @@ def _pair_masks(y: Array, y_all: Array, valid: Array, own: Array) -> tuple[Array
 
 
 @_registry.builtin(tags=("embedding",))
-def multi_similarity_loss(embeddings: Any, labels: Any, *, alpha: Any = 2.0, beta: Any = 50.0, base: Any = 0.5,
-                          axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                          where: Any = None) -> Array:
+def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = 2.0, beta: ArrayLike = 50.0,
+                          base: ArrayLike = 0.5, axis_name: Hashable | None = None,
+                          reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                          where: ArrayLike | None = None) -> Array:
     r"""Multi-similarity loss (Wang et al. 2019), pytorch-metric-learning ``MultiSimilarityLoss``.
 
     With cosine similarities :math:`s_{ij}`, positives :math:`P(i)` (same
@@ -1429,9 +1460,10 @@ def multi_similarity_loss(embeddings: Any, labels: Any, *, alpha: Any = 2.0, bet
 
 
 @_registry.builtin(tags=("embedding",))
-def lifted_structure_loss(embeddings: Any, labels: Any, *, positive_margin: Any = 0.0, negative_margin: Any = 1.0,
-                          axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                          where: Any = None) -> Array:
+def lifted_structure_loss(embeddings: ArrayLike, labels: ArrayLike, *, positive_margin: ArrayLike = 0.0,
+                          negative_margin: ArrayLike = 1.0, axis_name: Hashable | None = None,
+                          reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                          where: ArrayLike | None = None) -> Array:
     r"""Generalized lifted structure loss (Hermans et al. 2017), PML ``GeneralizedLiftedStructureLoss``.
 
     With Euclidean distances :math:`d_{ij}` between L2-normalised embeddings,
@@ -1501,8 +1533,9 @@ def lifted_structure_loss(embeddings: Any, labels: Any, *, positive_margin: Any 
 
 
 @_registry.builtin(tags=("embedding",))
-def npairs_loss(anchors: Any, positives: Any, *, axis_name: Any = None, reduction: str = "mean",
-                weights: Any = None, where: Any = None) -> Array:
+def npairs_loss(anchors: ArrayLike, positives: ArrayLike, *, axis_name: Hashable | None = None,
+                reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                where: ArrayLike | None = None) -> Array:
     r"""N-pair loss (Sohn 2016), pytorch-metric-learning ``NPairsLoss``.
 
     Each anchor classifies its own positive among the positives of the batch:
@@ -1556,8 +1589,9 @@ def npairs_loss(anchors: Any, positives: Any, *, axis_name: Any = None, reductio
 
 
 @_registry.builtin(tags=("embedding",))
-def proxy_nca_loss(embeddings: Any, proxies: Any, labels: Any, *, softmax_scale: Any = 1.0,
-                   reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def proxy_nca_loss(embeddings: ArrayLike, proxies: ArrayLike, labels: ArrayLike, *, softmax_scale: ArrayLike = 1.0,
+                   reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                   where: ArrayLike | None = None) -> Array:
     r"""Proxy-NCA loss (Movshovitz-Attias et al. 2017), pytorch-metric-learning ``ProxyNCALoss``.
 
     With squared Euclidean distances between the L2-normalised embedding and
@@ -1612,7 +1646,7 @@ def proxy_nca_loss(embeddings: Any, proxies: Any, labels: Any, *, softmax_scale:
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
-def _log1p_sum_exp_over_batch(x: Array, mask: Array, axis_name: Any) -> tuple[Array, Array]:
+def _log1p_sum_exp_over_batch(x: Array, mask: Array, axis_name: Hashable | None) -> tuple[Array, Array]:
     """``log(1 + sum_i exp(x_ic))`` over the batch axis 0 where ``mask``, summed over devices.
 
     Returns the ``[C]`` values (0 where a column has no entry) and whether
@@ -1635,9 +1669,10 @@ def _log1p_sum_exp_over_batch(x: Array, mask: Array, axis_name: Any) -> tuple[Ar
 
 
 @_registry.builtin(tags=("embedding",))
-def proxy_anchor_loss(embeddings: Any, proxies: Any, labels: Any, *, margin: Any = 0.1, alpha: Any = 32.0,
-                      axis_name: Any = None, reduction: str = "mean", weights: Any = None,
-                      where: Any = None) -> Array:
+def proxy_anchor_loss(embeddings: ArrayLike, proxies: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.1,
+                      alpha: ArrayLike = 32.0, axis_name: Hashable | None = None,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Proxy-anchor loss (Kim et al. 2020), pytorch-metric-learning ``ProxyAnchorLoss``.
 
     Each proxy :math:`c` is an anchor; with cosine similarities
@@ -1722,9 +1757,10 @@ def proxy_anchor_loss(embeddings: Any, proxies: Any, labels: Any, *, margin: Any
 
 
 @_registry.builtin(tags=("embedding",))
-def soft_triple_loss(embeddings: Any, centers: Any, labels: Any, *, centers_per_class: int = 10, la: Any = 20.0,
-                     gamma: Any = 0.1, margin: Any = 0.01, reduction: str = "mean", weights: Any = None,
-                     where: Any = None) -> Array:
+def soft_triple_loss(embeddings: ArrayLike, centers: ArrayLike, labels: ArrayLike, *, centers_per_class: int = 10,
+                     la: ArrayLike = 20.0, gamma: ArrayLike = 0.1, margin: ArrayLike = 0.01,
+                     reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                     where: ArrayLike | None = None) -> Array:
     r"""SoftTriple loss (Qian et al. 2019), pytorch-metric-learning ``SoftTripleLoss``.
 
     Each class has :math:`K` centers; the similarity to class :math:`c` is a
@@ -1795,9 +1831,10 @@ def soft_triple_loss(embeddings: Any, centers: Any, labels: Any, *, centers_per_
 
 
 @_registry.builtin(tags=("embedding",))
-def sub_center_arcface_loss(embeddings: Any, class_centers: Any, labels: Any, *, sub_centers: int = 3,
-                            scale: Any = 64.0, margin: Any = 0.5, reduction: str = "mean", weights: Any = None,
-                            where: Any = None) -> Array:
+def sub_center_arcface_loss(embeddings: ArrayLike, class_centers: ArrayLike, labels: ArrayLike, *,
+                            sub_centers: int = 3, scale: ArrayLike = 64.0, margin: ArrayLike = 0.5,
+                            reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                            where: ArrayLike | None = None) -> Array:
     r"""Sub-center ArcFace (Deng et al. 2020), pytorch-metric-learning ``SubCenterArcFaceLoss``.
 
     Each class has :math:`K` sub-centers; the cosine to class :math:`c` is the
