@@ -9,10 +9,11 @@ for an alignment that cannot exist, never negative.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -50,8 +51,17 @@ def _logaddexp3(a: Array, b: Array, c: Array) -> Array:
     return hi + jnp.log(1 + jnp.exp(mid - hi) + jnp.exp(lo - hi))
 
 
+_Alphas = tuple[Array, Array]  # blank states [..., N + 1], label states [..., N]
+
+
+@overload
+def _forward(blank_emit: Array, label_emit: Array, valid: Array, skip_bias: Array, start: Array,
+             keep: Literal[True]) -> tuple[_Alphas, Array, _Alphas]: ...
+@overload
+def _forward(blank_emit: Array, label_emit: Array, valid: Array, skip_bias: Array, start: Array,
+             keep: Literal[False]) -> tuple[_Alphas, Array, None]: ...
 def _forward(blank_emit: Array, label_emit: Array, valid: Array, skip_bias: Array, start: Array, keep: bool
-             ) -> tuple[tuple[Array, Array], Array, tuple[Array, Array] | None]:
+             ) -> tuple[_Alphas, Array, _Alphas | None]:
     """Scaled forward variables of the CTC recursion (Graves et al. 2006, eq. 6-7).
 
     The extended states (blank, l1, blank, l2, ..., blank) are kept as two
@@ -86,7 +96,8 @@ def _forward(blank_emit: Array, label_emit: Array, valid: Array, skip_bias: Arra
     label = jnp.full((rows, n), log_zero)
     scale = jnp.zeros((rows,), dtype)
 
-    def step(carry, xs):
+    def step(carry: tuple[Array, Array, Array],
+             xs: tuple[Array, Array, Array]) -> tuple[tuple[Array, Array, Array], _Alphas | None]:
         blank, label, scale = carry
         blank_t, label_t, valid_t = xs
         before = jnp.concatenate([no_label, label], axis=1)          # label n - 1 for blank n
@@ -160,7 +171,14 @@ def _ctc_log_likelihood(log_probs: Array, valid: Array, labels: Array, label_len
     return _log_likelihood_from(alphas, scale, label_lengths)
 
 
-def _ctc_fwd(log_probs, valid, labels, label_lengths, blank_id):
+# What the forward pass keeps for the backward one: the forward variables of
+# both directions [T, 2B, ...], the emissions, the frame mask, the labels one-hot
+# and the log-likelihood.
+_Residuals = tuple[_Alphas, Array, Array, Array, Array, Array]
+
+
+def _ctc_fwd(log_probs: Array, valid: Array, labels: Array, label_lengths: Array,
+             blank_id: int) -> tuple[Array, _Residuals]:
     # The backward variables are the forward variables of the reversed
     # problem: beta_t(s) + log y_t(s) of a row is alpha of the row with frames
     # and extended states flipped, at frame T-1-t and state S-1-s (a flipped
@@ -182,7 +200,7 @@ def _ctc_fwd(log_probs, valid, labels, label_lengths, blank_id):
     return log_likelihood, (kept, blank_emit, label_emit, valid, one_hot, log_likelihood)
 
 
-def _ctc_bwd(blank_id, residuals, cotangent):
+def _ctc_bwd(blank_id: int, residuals: _Residuals, cotangent: Array) -> tuple[Array, None, None, None]:
     (blank_alphas, label_alphas), blank_emit, label_emit, valid, one_hot, log_likelihood = residuals
     batch = blank_emit.shape[1]
     # log alpha_t(s) + log beta_t(s), up to one constant per frame (the two
@@ -256,9 +274,10 @@ def _ctc_values(z: Array, lp: Array, y: Array, yp: Array, where: Array | None, *
 
 
 @_registry.builtin(aliases=("ctc",), tags=("sequence",))
-def ctc_loss(logits: Any, logit_paddings: Any, labels: Any, label_paddings: Any, *, blank_id: int = 0,
-             zero_infinity: bool = False, normalize_by_label_length: bool = False, reduction: str = "mean",
-             weights: Any = None, where: Any = None) -> Array:
+def ctc_loss(logits: ArrayLike, logit_paddings: ArrayLike, labels: ArrayLike, label_paddings: ArrayLike, *,
+             blank_id: int = 0, zero_infinity: bool = False, normalize_by_label_length: bool = False,
+             reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+             where: ArrayLike | None = None) -> Array:
     r"""Connectionist temporal classification loss, per sequence.
 
     The negative log-likelihood of the label sequence :math:`l` summed over
