@@ -18,7 +18,6 @@ import os
 import pathlib
 import time
 
-import jax
 import jax.numpy as jnp
 import matplotlib
 
@@ -108,7 +107,8 @@ def main(argv=None):
         for _ in bar:
             order = rng.permutation(len(x_train))
             for i in range(steps_per_epoch):
-                loss = train_step(model, optimizer, jnp.asarray(x_train[order[i * args.batch_size:(i + 1) * args.batch_size]]))
+                batch = x_train[order[i * args.batch_size:(i + 1) * args.batch_size]]
+                loss = train_step(model, optimizer, jnp.asarray(batch))
             bar.set_postfix(loss=f"{float(loss):.3f}")
 
     s = np.asarray(scores(model, jnp.asarray(x_test)))

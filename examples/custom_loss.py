@@ -59,7 +59,8 @@ def parse_args(argv=()):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=500, help="Adam steps of the fit")
     parser.add_argument("--output", default="outputs/custom_loss.png")
-    parser.add_argument("--smoke", action="store_true", help="20 fitting steps: checks the whole script in seconds (CI)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="20 fitting steps: checks the whole script in seconds (CI)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps = 20

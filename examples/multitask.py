@@ -25,7 +25,6 @@ import os
 import pathlib
 import time
 
-import jax
 import jax.numpy as jnp
 import matplotlib
 

@@ -157,7 +157,8 @@ def main(argv=None) -> dict:
     print(f"{setup.num_users} users, {setup.num_items} items, {pairs.shape[0]} training interactions, "
           f"{int(test.sum())} held out; hidden dimension {TRUE_DIM}, model dimension {DIM}")
     # Reference points: random and most-popular recommendations.
-    popular = {"users": jnp.ones((setup.num_users, 1)), "items": jnp.asarray(train.sum(0, keepdims=True).T, jnp.float32)}
+    popular = {"users": jnp.ones((setup.num_users, 1)),
+               "items": jnp.asarray(train.sum(0, keepdims=True).T, jnp.float32)}
     rand = {"users": jnp.asarray(rng.normal(size=(setup.num_users, 4)), jnp.float32),
             "items": jnp.asarray(rng.normal(size=(setup.num_items, 4)), jnp.float32)}
     # The ceiling: ranking by the hidden affinities that generated the data.

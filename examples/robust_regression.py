@@ -183,11 +183,18 @@ def plot(path, args, data, results, fits):
         ax.set(xlabel="body-mass index (standardised)", ylabel="disease progression", title=f"{model} fits")
         ax.legend(fontsize=7)
 
+    @jax.jit
+    def rho_and_influence(r, alpha):  # alpha traced: one compilation serves every alpha, -inf included
+        def rho(v):
+            return robust.general_robust_loss(v, alpha=alpha, scale=1.0, reduction="sum")
+
+        return robust.general_robust_loss(r, alpha=alpha, scale=1.0, reduction="none"), jax.vmap(jax.grad(rho))(r)
+
     r = jnp.linspace(-6.0, 6.0, 401)
     for alpha in (-np.inf, -2.0, 0.0, 1.0, 2.0):
-        rho = lambda v, a=alpha: robust.general_robust_loss(v, alpha=a, scale=1.0, reduction="sum")  # noqa: E731
-        axes[2].plot(r, robust.general_robust_loss(r, alpha=alpha, scale=1.0, reduction="none"), label=f"α={alpha:g}")
-        axes[3].plot(r, jax.vmap(jax.grad(rho))(r), label=f"α={alpha:g}")
+        values, influence = rho_and_influence(r, alpha)
+        axes[2].plot(r, values, label=f"α={alpha:g}")
+        axes[3].plot(r, influence, label=f"α={alpha:g}")
     axes[2].set(xlabel="residual x (c = 1)", ylabel="ρ(x, α, 1)", title="Barron's loss", ylim=(0, 5))
     axes[3].set(xlabel="residual x (c = 1)", ylabel="∂ρ/∂x", title="its derivative (influence)")
     axes[2].legend(fontsize=8)

@@ -148,7 +148,8 @@ def main(argv=None) -> dict:
     grad_diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in
                     zip(jax.tree.leaves(g_sharded), jax.tree.leaves(g_single)))
     b = args.batch_per_device
-    local_only = np.mean([float(loss_fn(params, np.asarray(images)[i * b:(i + 1) * b], np.asarray(texts)[i * b:(i + 1) * b]))
+    local_only = np.mean([float(loss_fn(params, np.asarray(images)[i * b:(i + 1) * b],
+                                        np.asarray(texts)[i * b:(i + 1) * b]))
                           for i in range(len(devices))])
     print(f"sharded loss {float(v_sharded):.6f} == single-device loss {float(v_single):.6f} "
           f"(max |grad diff| {grad_diff:.2e}); per-device losses without gathering average {local_only:.6f}")

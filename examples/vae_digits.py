@@ -116,7 +116,8 @@ def main(argv=None):
             order = rng.permutation(len(x_train))
             for i in range(steps):
                 key, sub = jax.random.split(key)
-                loss = train_step(model, optimizer, jnp.asarray(x_train[order[i * args.batch_size:(i + 1) * args.batch_size]]), sub)
+                batch = x_train[order[i * args.batch_size:(i + 1) * args.batch_size]]
+                loss = train_step(model, optimizer, jnp.asarray(batch), sub)
             bar.set_postfix(neg_elbo=f"{float(loss):.2f}")
 
     key, sub = jax.random.split(key)
