@@ -89,7 +89,7 @@ _ROLE_BY_NAME = {
         "policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps",
         "chosen_logps", "rejected_logps", "policy_logps", "reference_logps")},
     "class_centers": "parameters", "proxies": "parameters", "centers": "parameters", "center": "parameters",
-    "weight": "parameters",
+    "weight": "parameters", "student_weight": "parameters", "teacher_weight": "parameters",
     "desirable": "flags",
     "logit_paddings": "paddings", "label_paddings": "paddings",
 }
