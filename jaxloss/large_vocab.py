@@ -17,10 +17,12 @@ columns of ``weight`` and the per-token statistics are combined with one
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Hashable
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -60,7 +62,8 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
     return z, dz_du, dz_dc
 
 
-def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array, b_pad: Array | None):
+def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array,
+           b_pad: Array | None) -> tuple[Array, Array, Array, Array | None]:
     """Column ids, their validity (padding is invalid), and the weight/bias slices of chunk ``i``."""
     start = i * chunk
     columns = start + jnp.arange(chunk, dtype=jnp.int32)
@@ -89,7 +92,7 @@ def _from_bits(x: Array) -> Array:
     return jax.lax.bitcast_convert_type(x.astype(jnp.uint32) << 16, jnp.float32)
 
 
-def _varying_axes(x: Any) -> frozenset:
+def _varying_axes(x: Array) -> frozenset[Hashable]:
     """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
     aval = jax.typeof(x)
     manual = getattr(aval, "manual_axis_type", None)
@@ -98,7 +101,11 @@ def _varying_axes(x: Any) -> frozenset:
     return frozenset(getattr(aval, "vma", ()))
 
 
-def _vary(x: Any, axes: frozenset) -> Any:
+@overload
+def _vary(x: Array, axes: frozenset[Hashable]) -> Array: ...
+@overload
+def _vary(x: None, axes: frozenset[Hashable]) -> None: ...
+def _vary(x: Array | None, axes: frozenset[Hashable]) -> Array | None:
     """Marks ``x`` as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
 
     Inside ``shard_map`` a loop carry must vary over the same mesh axes as the
@@ -131,13 +138,18 @@ def _vocab_statistics(h: Array, weight: Array, bias: Array | None, labels: Array
     return _statistics_forward(h, weight, bias, labels, soft_cap, chunk)[0]
 
 
-def _statistics_forward(h, weight, bias, labels, soft_cap, chunk):
+# What the forward pass keeps for the backward one: the inputs and the log-sum-exp.
+_Residuals = tuple[Array, Array, Array | None, Array, Array | None, Array]
+
+
+def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
+                        chunk: int) -> tuple[tuple[Array, Array, Array], _Residuals]:
     vocab = weight.shape[1]
     n = h.shape[0]
     w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
     w_pad = _to_bits(w_pad)
 
-    def body(i, carry):
+    def body(i: Array, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
         running_max, running_sum, label_logit, logit_sum = carry
         columns, valid, w_c, b_c = _chunk(i, chunk, vocab, w_pad, b_pad)
         z, _, _ = _chunk_logits(h, w_c, b_c, soft_cap, valid)
@@ -160,14 +172,16 @@ def _statistics_forward(h, weight, bias, labels, soft_cap, chunk):
     return (lse, label_logit, logit_sum), (h, weight, bias, labels, soft_cap, lse)
 
 
-def _statistics_backward(chunk, residuals, cotangents):
+def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Array, Array, Array]
+                         ) -> tuple[Array, Array, Array | None, None, Array | None]:
     h, weight, bias, labels, soft_cap, lse = residuals
     g_lse, g_label, g_sum = cotangents
     vocab = weight.shape[1]
     w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
     w_pad = _to_bits(w_pad)
 
-    def body(i, carry):
+    def body(i: Array, carry: tuple[Array, Array, Array | None, Array | None]
+             ) -> tuple[Array, Array, Array | None, Array | None]:
         d_h, d_w, d_b, d_cap = carry
         columns, valid, w_c, b_c = _chunk(i, chunk, vocab, w_pad, b_pad)
         start = i * chunk
@@ -179,6 +193,7 @@ def _statistics_backward(chunk, residuals, cotangents):
         d_z = jnp.where(valid[None, :], d_z, 0.0)
         d_u = d_z if dz_du is None else d_z * dz_du
         if d_cap is not None:
+            assert dz_dc is not None  # a soft cap, so its derivative
             d_cap = d_cap + jnp.sum(jnp.where(valid[None, :], d_z * dz_dc, 0.0))
         # d_u is rounded to the weight's dtype as autodiff of ``h @ weight`` would.
         d_h = d_h + jnp.matmul(d_u.astype(weight.dtype).astype(w_c.dtype), w_c.T, preferred_element_type=acc)
@@ -192,7 +207,7 @@ def _statistics_backward(chunk, residuals, cotangents):
     axes = _varying_axes(h)
     init = tuple(_vary(x, axes) for x in (
         jnp.zeros(h.shape, acc), jnp.zeros(w_pad.shape, weight.dtype),
-        None if b_pad is None else jnp.zeros(b_pad.shape, bias.dtype),
+        None if b_pad is None else jnp.zeros(b_pad.shape, b_pad.dtype),
         None if soft_cap is None else jnp.zeros((), acc)))
     d_h, d_w, d_b, d_cap = jax.lax.fori_loop(0, num_chunks, body, init)
     if d_w.shape[1] != vocab:
@@ -207,10 +222,11 @@ _vocab_statistics.defvjp(_statistics_forward, _statistics_backward)
 
 @_registry.builtin(tags=("large_vocab",))
 def linear_softmax_cross_entropy(
-    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int | None = None,
-    ignore_index: int | None = None, label_smoothing: Any = 0.0, z_loss_weight: Any = 0.0,
-    logit_soft_cap: float | None = None, reduction: str = "mean", weights: Any = None, where: Any = None,
-    axis_name: Any = None,
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = None,
+    chunk_size: int | None = None, ignore_index: int | None = None, label_smoothing: ArrayLike = 0.0,
+    z_loss_weight: ArrayLike = 0.0, logit_soft_cap: ArrayLike | None = None,
+    reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, axis_name: Hashable | None = None,
 ) -> Array:
     r"""Softmax cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
 
@@ -329,9 +345,9 @@ def linear_softmax_cross_entropy(
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
-def _checked_inputs(fn: str, hidden: Any, weight: Any, labels: Any, bias: Any, where: Any, chunk_size: Any,
-                    logit_soft_cap: Any, ignore_index: int | None) -> tuple[Array, Array, Array, Array | None,
-                                                                            Array | None]:
+def _checked_inputs(fn: str, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, bias: ArrayLike | None,
+                    where: ArrayLike | None, chunk_size: int | None, logit_soft_cap: ArrayLike | None,
+                    ignore_index: int | None) -> tuple[Array, Array, Array, Array | None, Array | None]:
     """Validated ``hidden [..., D]``, ``weight [D, V]``, ``labels [...]``, ``bias`` and the token mask.
 
     ``ignore_index`` is folded into the returned ``where``.
@@ -362,8 +378,8 @@ def _checked_inputs(fn: str, hidden: Any, weight: Any, labels: Any, bias: Any, w
 
 
 def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array | None, where: Array | None,
-                      chunk_size: int | None, logit_soft_cap: Any, axis_name: Any
-                      ) -> tuple[Array, Array, Array, Any]:
+                      chunk_size: int | None, logit_soft_cap: ArrayLike | None, axis_name: Hashable | None
+                      ) -> tuple[Array, Array, Array, int]:
     """Per token ``[N]`` (flattened): log-sum-exp, label logit and logit sum; and the global vocabulary size.
 
     Masked tokens (``where`` False) get zero hidden states and label 0 (the
@@ -393,8 +409,8 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
     # (see _vary): the replicated ones get their gradients summed over those axes.
     axes = frozenset().union(*(_varying_axes(x) for x in (flat_h, weight, bias, local_labels, soft_cap)
                                if x is not None))
-    flat_h, weight, bias, local_labels, soft_cap = (
-        _vary(x, axes) for x in (flat_h, weight, bias, local_labels, soft_cap))
+    flat_h, weight, local_labels = _vary(flat_h, axes), _vary(weight, axes), _vary(local_labels, axes)
+    bias, soft_cap = _vary(bias, axes), _vary(soft_cap, axes)
     lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
     if axis_name is not None:
         # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M). The
@@ -407,9 +423,9 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
 
 
 def linear_sequence_log_probs(
-    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, chunk_size: int | None = None,
-    ignore_index: int | None = None, where: Any = None, average: bool = False,
-    logit_soft_cap: float | None = None, axis_name: Any = None,
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = None,
+    chunk_size: int | None = None, ignore_index: int | None = None, where: ArrayLike | None = None,
+    average: bool = False, logit_soft_cap: ArrayLike | None = None, axis_name: Hashable | None = None,
 ) -> Array:
     r"""Per-sequence log-probability of ``labels`` under ``hidden @ weight + bias``, never materialising ``[B, T, V]``.
 
