@@ -113,6 +113,8 @@ _OVERRIDES: dict[str, dict[str, Argument]] = {
     "simsiam_loss": {"z1": Argument("data", stop_gradient=True), "z2": Argument("data", stop_gradient=True)},
     "dino_loss": {"teacher_logits": Argument("logits", stop_gradient=True),
                   "center": Argument("parameters", stop_gradient=True)},
+    # Target lists ended by -1 (torch's layout): checked by the loss itself.
+    "multilabel_margin_loss": {"labels": Argument("ids")},
     # Metric-learning labels only say which examples share a class.
     **{name: {"labels": Argument("ids")} for name in (
         "ntxent_loss", "supervised_contrastive_loss", "circle_loss", "batch_hard_triplet_loss",
