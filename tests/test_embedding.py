@@ -417,7 +417,7 @@ def test_arcface_equals_pytorch_metric_learning():
         x, w, y = _angles_case(23, np.concatenate([ARC_ANGLES, ARC_ANGLES[::-1]]))
         loss = pml.ArcFaceLoss(num_classes=4, embedding_size=5, margin=np.degrees(margin), scale=30.0)
         loss.W.data = torch.tensor(w.T.copy())
-        ref = float(loss(torch.tensor(x), torch.tensor(y, dtype=torch.long)))
+        ref = float(loss(torch.tensor(x), torch.tensor(y, dtype=torch.long)).detach())
         np.testing.assert_allclose(E.arcface_loss(x, w, y, scale=30.0, margin=margin), ref, rtol=1e-5)
 
 
