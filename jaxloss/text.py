@@ -27,10 +27,11 @@ Conventions shared by every metric:
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -50,7 +51,7 @@ class RougeScore(NamedTuple):
 
 
 # --------------------------------------------------------------------- helpers
-def _token_inputs(fn: str, candidates: Any, references: Any, pad_id: Any) -> tuple[Array, Array]:
+def _token_inputs(fn: str, candidates: ArrayLike, references: ArrayLike, pad_id: int) -> tuple[Array, Array]:
     c = _checks.integer(fn, "candidates", candidates)
     r = _checks.integer(fn, "references", references)
     _checks.rank_at_least(fn, "candidates", c, 1, "[..., length]")
@@ -175,7 +176,7 @@ def _bleu_from_statistics(stats: Array, *, max_order: int, smoothing: str, smoot
     return jnp.where(ok, brevity * jnp.exp(jnp.where(ok, mean_log, 0.0)), 0.0)
 
 
-def _bleu_options(fn: str, max_order: Any, smoothing: Any, smoothing_value: Any) -> float:
+def _bleu_options(fn: str, max_order: int, smoothing: str, smoothing_value: float | None) -> float:
     _checks.integer_option(fn, "max_order", max_order, allow_none=False)
     if max_order < 1:
         _checks._fail(ValueError, _checks.message(fn, "max_order", "must be >= 1", max_order))
@@ -186,7 +187,7 @@ def _bleu_options(fn: str, max_order: Any, smoothing: Any, smoothing_value: Any)
     return float(smoothing_value)
 
 
-def _segment_statistics(fn: str, candidates: Any, references: Any, pad_id: int, max_order: int
+def _segment_statistics(fn: str, candidates: ArrayLike, references: ArrayLike, pad_id: int, max_order: int
                         ) -> tuple[Array, tuple[int, ...]]:
     c, r = _token_inputs(fn, candidates, references, pad_id)
     flat_c, flat_r, batch_shape = _flatten_batch(c, r)
@@ -199,8 +200,9 @@ def _batch_bleu_statistics(c: Array, r: Array, *, pad_id: int, max_order: int) -
     return jax.vmap(lambda a, b: _bleu_statistics(a, b, pad_id, max_order))(c, r)
 
 
-def bleu(candidates: Any, references: Any, *, pad_id: int = 0, max_order: int = 4, smoothing: str = "none",
-         smoothing_value: float | None = None, effective_order: bool = True) -> Array:
+def bleu(candidates: ArrayLike, references: ArrayLike, *, pad_id: int = 0, max_order: int = 4,
+         smoothing: Literal["none", "floor", "add-k", "exp"] = "none", smoothing_value: float | None = None,
+         effective_order: bool = True) -> Array:
     r"""Sentence-level BLEU on token ids, per example (sacrebleu's, as a fraction).
 
     .. math::
@@ -265,14 +267,14 @@ def bleu(candidates: Any, references: Any, *, pad_id: int = 0, max_order: int = 
     _checks.choice(fn, "effective_order", effective_order, (True, False))
     value = _bleu_options(fn, max_order, smoothing, smoothing_value)
     stats, batch_shape = _segment_statistics(fn, candidates, references, pad_id, max_order)
-    scores = _bleu_from_statistics(stats, max_order=max_order, smoothing=smoothing, smoothing_value=value,
-                                   effective_order=effective_order)
+    scores: Array = _bleu_from_statistics(stats, max_order=max_order, smoothing=smoothing, smoothing_value=value,
+                                          effective_order=effective_order)
     return scores.reshape(batch_shape)
 
 
-def corpus_bleu(candidates: Any, references: Any, *, pad_id: int = 0, max_order: int = 4,
-                smoothing: str = "none", smoothing_value: float | None = None, effective_order: bool = False,
-                where: Any = None) -> Array:
+def corpus_bleu(candidates: ArrayLike, references: ArrayLike, *, pad_id: int = 0, max_order: int = 4,
+                smoothing: Literal["none", "floor", "add-k", "exp"] = "none", smoothing_value: float | None = None,
+                effective_order: bool = False, where: ArrayLike | None = None) -> Array:
     r"""Corpus-level BLEU on token ids, a scalar (sacrebleu's, as a fraction).
 
     The n-gram matches, n-gram totals, candidate lengths and closest
@@ -329,8 +331,9 @@ def corpus_bleu(candidates: Any, references: Any, *, pad_id: int = 0, max_order:
         where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), batch_shape,
                                       "the candidates' batch shape")
         stats = jnp.where(where.reshape(-1, 1), stats, 0)
-    return _bleu_from_statistics(jnp.sum(stats, axis=0), max_order=max_order, smoothing=smoothing,
-                                 smoothing_value=value, effective_order=effective_order)
+    score: Array = _bleu_from_statistics(jnp.sum(stats, axis=0), max_order=max_order, smoothing=smoothing,
+                                         smoothing_value=value, effective_order=effective_order)
+    return score
 
 
 # ----------------------------------------------------------------------- ROUGE
@@ -350,7 +353,10 @@ def _best_by_f(overlap: Array, pred_total: Array, ref_total: Array, present: Arr
     any_present = jnp.any(present)
     precision = _safe_ratio(o[best], p)
     recall = _safe_ratio(o[best], r[best])
-    pick = lambda x: jnp.where(any_present, x, 0.0)  # noqa: E731
+
+    def pick(x: Array) -> Array:
+        return jnp.where(any_present, x, 0.0)
+
     return RougeScore(pick(precision), pick(recall), pick(_f_measure(precision, recall)))
 
 
@@ -362,7 +368,7 @@ def _rouge_n_single(candidate: Array, references: Array, pad_id: int, n: int) ->
     earlier = jnp.sum(same & (positions[:, None] < positions[None, :]), axis=0)
     inside = (positions + n) <= la
 
-    def one(b, lb):
+    def one(b: Array, lb: Array) -> tuple[Array, Array]:
         in_ref = jnp.sum(_ngram_equal(a, la, b, lb, n)[n - 1], axis=1)
         overlap = jnp.sum(inside & (earlier < in_ref), dtype=jnp.int32)
         return overlap, jnp.maximum(lb - n + 1, 0)
@@ -380,7 +386,7 @@ def _lcs_length(a: Array, la: Array, b: Array, lb: Array) -> Array:
     """
     j = jnp.arange(b.shape[0])
 
-    def row(prev, xs):
+    def row(prev: Array, xs: tuple[Array, Array]) -> tuple[Array, None]:
         token, i = xs
         match = (token == b) & (j < lb) & (i < la)
         diagonal = jnp.concatenate([jnp.zeros((1,), prev.dtype), prev[:-1]]) + 1
@@ -413,7 +419,7 @@ def _map_examples(c: Array, r: Array, *, kind: str, pad_id: int, n: int = 0) -> 
     return RougeScore(*(x.reshape(batch_shape) for x in out))
 
 
-def rouge_n(candidates: Any, references: Any, *, n: int = 1, pad_id: int = 0) -> RougeScore:
+def rouge_n(candidates: ArrayLike, references: ArrayLike, *, n: int = 1, pad_id: int = 0) -> RougeScore:
     r"""ROUGE-N on token ids, per example: n-gram precision, recall and F-measure.
 
     .. math::
@@ -462,7 +468,7 @@ def rouge_n(candidates: Any, references: Any, *, n: int = 1, pad_id: int = 0) ->
     return _map_examples(c, r, kind="n", pad_id=pad_id, n=n)
 
 
-def rouge_l(candidates: Any, references: Any, *, pad_id: int = 0) -> RougeScore:
+def rouge_l(candidates: ArrayLike, references: ArrayLike, *, pad_id: int = 0) -> RougeScore:
     r"""ROUGE-L on token ids, per example: longest-common-subsequence P, R and F.
 
     .. math::
@@ -515,7 +521,7 @@ def _meteor_single(candidate: Array, references: Array, pad_id: int, alpha: Arra
     # Occurrences of the same token after each candidate position.
     later_a = jnp.sum((a[:, None] == a[None, :]) & (i[None, :] > i[:, None]) & (i[None, :] < la), axis=1)
 
-    def one(b, lb):
+    def one(b: Array, lb: Array) -> Array:
         j = jnp.arange(b.shape[0])
         later_b = jnp.sum((b[:, None] == b[None, :]) & (j[None, :] > j[:, None]) & (j[None, :] < lb), axis=1)
         # nltk aligns from the last candidate word backwards, each to the last
@@ -547,8 +553,8 @@ def _batch_meteor(c: Array, r: Array, alpha: Array, beta: Array, gamma: Array, *
     return jax.vmap(lambda a, b: _meteor_single(a, b, pad_id, alpha, beta, gamma))(c, r)
 
 
-def meteor(candidates: Any, references: Any, *, pad_id: int = 0, alpha: Any = 0.9, beta: Any = 3.0,
-           gamma: Any = 0.5) -> Array:
+def meteor(candidates: ArrayLike, references: ArrayLike, *, pad_id: int = 0, alpha: ArrayLike = 0.9,
+           beta: ArrayLike = 3.0, gamma: ArrayLike = 0.5) -> Array:
     r"""Exact-match METEOR on token ids, per example (nltk's, without stems or synonyms).
 
     Candidate and reference tokens are aligned one to one on exact matches
@@ -605,14 +611,15 @@ def meteor(candidates: Any, references: Any, *, pad_id: int = 0, alpha: Any = 0.
     c, r = _token_inputs(fn, candidates, references, pad_id)
     alpha, beta, gamma = (jnp.asarray(x, jnp.float32) for x in (alpha, beta, gamma))
     flat_c, flat_r, batch_shape = _flatten_batch(c, r)
-    scores = _batch_meteor(flat_c, flat_r, alpha, beta, gamma, pad_id=pad_id)
+    scores: Array = _batch_meteor(flat_c, flat_r, alpha, beta, gamma, pad_id=pad_id)
     return scores.reshape(batch_shape)
 
 
 # ------------------------------------------------------------------------ loss
 @_registry.builtin(aliases=("mrt_loss", "expected_risk_loss"), tags=("sequence", "text"))
-def minimum_risk_loss(sample_log_probs: Any, rewards: Any, *, alpha: Any = 0.005, reduction: str = "mean",
-                      weights: Any = None, where: Any = None) -> Array:
+def minimum_risk_loss(sample_log_probs: ArrayLike, rewards: ArrayLike, *, alpha: ArrayLike = 0.005,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Minimum risk training: expected ``1 - reward`` over sampled sequences.
 
     For each example, ``S`` sequences are sampled from the model; with
