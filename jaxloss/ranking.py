@@ -53,10 +53,12 @@ valid negative is left out), of lower rank whole examples ``[...]``.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -65,8 +67,8 @@ Array = jax.Array
 
 
 # ------------------------------------------------------------------ private helpers
-def _split_where(fn: str, where: Any, item_shape: tuple[int, ...], items: str,
-                 pair_size: int | None = None) -> tuple[Any, Any, Any]:
+def _split_where(fn: str, where: ArrayLike | None, item_shape: tuple[int, ...], items: str,
+                 pair_size: int | None = None) -> tuple[Array | None, Array | None, Array | None]:
     """Reads ``where`` as an item, list or pair mask (see the module docstring).
 
     Returns ``(item_mask [..., n] | None, list_mask [...] | None, pair_mask [..., n*n] | None)``.
@@ -89,7 +91,7 @@ def _split_where(fn: str, where: Any, item_shape: tuple[int, ...], items: str,
     return None, lists, None
 
 
-def _item_validity(item_mask: Any, list_mask: Any, item_shape: tuple[int, ...]) -> Any:
+def _item_validity(item_mask: Array | None, list_mask: Array | None, item_shape: tuple[int, ...]) -> Array | None:
     """Combines an item and a list mask into one ``[..., n]`` item mask (or ``None``)."""
     if list_mask is None:
         return item_mask
@@ -97,7 +99,7 @@ def _item_validity(item_mask: Any, list_mask: Any, item_shape: tuple[int, ...]) 
     return expanded if item_mask is None else expanded & item_mask
 
 
-def _masked_max(x: Array, valid: Any, axis: int = -1) -> Array:
+def _masked_max(x: Array, valid: Array | None, axis: int = -1) -> Array:
     """``stop_gradient`` of the maximum over valid entries (0 where none is valid)."""
     if valid is None:
         m = jnp.max(x, axis=axis, keepdims=True)
@@ -108,7 +110,7 @@ def _masked_max(x: Array, valid: Any, axis: int = -1) -> Array:
     return jax.lax.stop_gradient(m)
 
 
-def _shifted_and_log_total(x: Array, valid: Any, axis: int = -1) -> tuple[Array, Array]:
+def _shifted_and_log_total(x: Array, valid: Array | None, axis: int = -1) -> tuple[Array, Array]:
     """``x - max`` and ``log sum_{valid} exp(x - max)`` (keepdims), ``max`` over valid entries.
 
     The log of the sum is 0 with zero gradient where no entry is valid; a NaN
@@ -128,14 +130,14 @@ def _shifted_and_log_total(x: Array, valid: Any, axis: int = -1) -> tuple[Array,
     return shifted, log_total
 
 
-def _masked_logsumexp(x: Array, valid: Any, axis: int = -1) -> Array:
+def _masked_logsumexp(x: Array, valid: Array | None, axis: int = -1) -> Array:
     """``log sum_{valid} exp(x)`` along ``axis`` (keepdims); 0 with zero gradient if none is valid."""
     m = _masked_max(x, valid, axis)
     _, log_total = _shifted_and_log_total(x, valid, axis)
     return m + log_total
 
 
-def _masked_log_softmax(x: Array, valid: Any, axis: int = -1) -> Array:
+def _masked_log_softmax(x: Array, valid: Array | None, axis: int = -1) -> Array:
     """Log-softmax over the valid entries; finite (and unused) at invalid ones.
 
     Computed as ``(x - max) - log sum exp(x - max)``, the rounding of
@@ -145,7 +147,7 @@ def _masked_log_softmax(x: Array, valid: Any, axis: int = -1) -> Array:
     return shifted - log_total
 
 
-def _label_nan(labels: Array, valid: Any) -> Array:
+def _label_nan(labels: Array, valid: Array | None) -> Array:
     """``[...]``: NaN for a list with a NaN label at a valid item, else 0 (added to its value).
 
     Losses that only compare labels (sorts, ``y_i > y_j``) would otherwise
@@ -155,7 +157,7 @@ def _label_nan(labels: Array, valid: Any) -> Array:
     return jnp.where(jnp.any(bad, axis=-1), jnp.asarray(jnp.nan, labels.dtype), jnp.zeros((), labels.dtype))
 
 
-def _masked_mean(values: Array, valid: Any, axis: int = -1) -> Array:
+def _masked_mean(values: Array, valid: Array | None, axis: int = -1) -> Array:
     if valid is None:
         return jnp.mean(values, axis=axis)
     total = jnp.sum(jnp.where(valid, values, jnp.zeros_like(values)), axis=axis)
@@ -163,14 +165,15 @@ def _masked_mean(values: Array, valid: Any, axis: int = -1) -> Array:
     return _numerics.safe_div(total, count)
 
 
-def _masked_sum(values: Array, valid: Any, axis: int = -1) -> Array:
+def _masked_sum(values: Array, valid: Array | None, axis: int = -1) -> Array:
     if valid is None:
         return jnp.sum(values, axis=axis)
     return jnp.sum(jnp.where(valid, values, jnp.zeros_like(values)), axis=axis)
 
 
 # ---------------------------------------------------------------- sampled (GRU4Rec)
-def _sampled_inputs(fn: str, positive_scores: Any, negative_scores: Any, where: Any):
+def _sampled_inputs(fn: str, positive_scores: ArrayLike, negative_scores: ArrayLike,
+                    where: ArrayLike | None) -> tuple[Array, Array, Array | None, Array | None]:
     pos = _checks.floating(fn, "positive_scores", positive_scores)
     neg = _checks.floating(fn, "negative_scores", negative_scores)
     _checks.rank_at_least(fn, "negative_scores", neg, 1, "[..., num_negatives]")
@@ -190,8 +193,9 @@ def _sampled_inputs(fn: str, positive_scores: Any, negative_scores: Any, where: 
 
 
 @_registry.builtin(tags=("ranking",))
-def bpr_loss(positive_scores: Any, negative_scores: Any, *, reduction: str = "mean", weights: Any = None,
-             where: Any = None) -> Array:
+def bpr_loss(positive_scores: ArrayLike, negative_scores: ArrayLike, *,
+             reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+             where: ArrayLike | None = None) -> Array:
     r"""Bayesian personalised ranking (BPR) loss against sampled negatives.
 
     For an example with positive score :math:`r_i` and negatives
@@ -243,8 +247,9 @@ def bpr_loss(positive_scores: Any, negative_scores: Any, *, reduction: str = "me
 
 
 @_registry.builtin(tags=("ranking",))
-def top1_loss(positive_scores: Any, negative_scores: Any, *, reduction: str = "mean", weights: Any = None,
-              where: Any = None) -> Array:
+def top1_loss(positive_scores: ArrayLike, negative_scores: ArrayLike, *,
+              reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""TOP1 loss of GRU4Rec: a regularised approximation of the positive's relative rank.
 
     .. math::
@@ -289,8 +294,9 @@ def top1_loss(positive_scores: Any, negative_scores: Any, *, reduction: str = "m
 
 
 @_registry.builtin(tags=("ranking",))
-def bpr_max_loss(positive_scores: Any, negative_scores: Any, *, regularization: Any = 1.0,
-                 reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def bpr_max_loss(positive_scores: ArrayLike, negative_scores: ArrayLike, *, regularization: ArrayLike = 1.0,
+                 reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                 where: ArrayLike | None = None) -> Array:
     r"""BPR-max loss (GRU4Rec with top-k gains): BPR against a softmax-weighted negative.
 
     With :math:`s_j = \mathrm{softmax}(r_1, \dots, r_K)_j` over the negatives:
@@ -347,8 +353,9 @@ def bpr_max_loss(positive_scores: Any, negative_scores: Any, *, regularization: 
 
 
 @_registry.builtin(tags=("ranking",))
-def top1_max_loss(positive_scores: Any, negative_scores: Any, *, reduction: str = "mean", weights: Any = None,
-                  where: Any = None) -> Array:
+def top1_max_loss(positive_scores: ArrayLike, negative_scores: ArrayLike, *,
+                  reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                  where: ArrayLike | None = None) -> Array:
     r"""TOP1-max loss (GRU4Rec with top-k gains): TOP1 weighted by a softmax over negatives.
 
     .. math::
@@ -393,8 +400,9 @@ def top1_max_loss(positive_scores: Any, negative_scores: Any, *, reduction: str 
 
 # ------------------------------------------------------------------------ torch pair
 @_registry.builtin(tags=("ranking",), labels="sign")
-def margin_ranking_loss(x1: Any, x2: Any, labels: Any, *, margin: Any = 0.0, reduction: str = "mean",
-                        weights: Any = None, where: Any = None) -> Array:
+def margin_ranking_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Margin ranking loss with torch semantics: ``x1`` should rank above ``x2`` where ``labels = 1``.
 
     .. math::
@@ -451,16 +459,21 @@ class _Lists(NamedTuple):
 
     scores: Array
     labels: Array
-    valid: Any  # [..., n] item mask or None
-    list_valid: Any  # [...] lists with a valid item, or None
-    pair_mask: Any  # [..., n*n] pair mask or None (pairwise losses)
-    segments: Any  # [..., n] integer segment ids or None
-    group: Any  # [..., n, n]: both items valid and in one segment, or None (every pair)
-    unit_valid: Any  # where of the per-unit values: list_valid, or the first item of each segment
+    valid: Array | None  # [..., n] item mask or None
+    list_valid: Array | None  # [...] lists with a valid item, or None
+    pair_mask: Array | None  # [..., n*n] pair mask or None (pairwise losses)
+    segments: Array | None  # [..., n] integer segment ids or None
+    group: Array | None  # [..., n, n]: both items valid and in one segment, or None (every pair)
+    unit_valid: Array | None  # where of the per-unit values: list_valid, or the first item of each segment
+
+    def segment_group(self) -> Array:
+        """``group`` of lists with segments (never None then)."""
+        assert self.group is not None, "segments always give a group"
+        return self.group
 
 
-def _list_inputs(fn: str, scores: Any, labels: Any, where: Any, segments: Any = None,
-                 pairwise: bool = False) -> _Lists:
+def _list_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, where: ArrayLike | None,
+                 segments: ArrayLike | None = None, pairwise: bool = False) -> _Lists:
     """Validates ``[..., list_size]`` scores, labels and segments, and reads ``where``.
 
     Scores and labels come back in the compute dtype with invalid items
@@ -486,12 +499,12 @@ def _list_inputs(fn: str, scores: Any, labels: Any, where: Any, segments: Any = 
     list_valid = None if valid is None else jnp.any(valid, axis=-1)
     s = _numerics.mask_inputs(valid, s)
     y = _numerics.mask_inputs(valid, y)
-    group = _pair_group(valid, segments)
-    unit_valid = list_valid if segments is None else _first_of_segment(group, n)
+    group = _pair_group(valid, segments)  # never None with segments
+    unit_valid = list_valid if segments is None or group is None else _first_of_segment(group, n)
     return _Lists(s, y, valid, list_valid, pair_mask, segments, group, unit_valid)
 
 
-def _pair_group(valid: Any, segments: Any) -> Any:
+def _pair_group(valid: Array | None, segments: Array | None) -> Array | None:
     """``[..., n, n]``: items ``i`` and ``j`` both valid and (with segments) in one segment."""
     group = None if valid is None else valid[..., :, None] & valid[..., None, :]
     if segments is not None:
@@ -503,7 +516,7 @@ def _pair_group(valid: Any, segments: Any) -> Any:
 def _first_of_segment(group: Array, n: int) -> Array:
     """``[..., n]``: the first valid item of each segment (where rax puts a segment's value)."""
     earlier = jnp.broadcast_to(jnp.tril(jnp.ones((n, n), bool), k=-1), group.shape)  # [i, j]: j < i
-    diagonal = jnp.diagonal(group, axis1=-2, axis2=-1)  # item i valid
+    diagonal: Array = jnp.diagonal(group, axis1=-2, axis2=-1)  # item i valid
     return diagonal & ~jnp.any(group & earlier, axis=-1)
 
 
@@ -511,15 +524,17 @@ def _unit_sum(x: Array, lists: _Lists) -> Array:
     """Sum of per-item terms over each list ``[...]``, or each segment (at every item, ``[..., n]``)."""
     if lists.segments is None:
         return _masked_sum(x, lists.valid)
-    rows = jnp.broadcast_to(x[..., None, :], lists.group.shape)
-    return jnp.sum(jnp.where(lists.group, rows, jnp.zeros_like(rows)), axis=-1)
+    group = lists.segment_group()
+    rows = jnp.broadcast_to(x[..., None, :], group.shape)
+    return jnp.sum(jnp.where(group, rows, jnp.zeros_like(rows)), axis=-1)
 
 
 def _unit_label_nan(lists: _Lists) -> Array:
     """NaN for a list (or segment) with a NaN label at a valid item, else 0."""
     if lists.segments is None:
         return _label_nan(lists.labels, lists.valid)
-    bad = jnp.broadcast_to(jnp.isnan(lists.labels)[..., None, :], lists.group.shape) & lists.group
+    group = lists.segment_group()
+    bad = jnp.broadcast_to(jnp.isnan(lists.labels)[..., None, :], group.shape) & group
     return jnp.where(jnp.any(bad, axis=-1), jnp.asarray(jnp.nan, lists.labels.dtype),
                      jnp.zeros((), lists.labels.dtype))
 
@@ -533,10 +548,11 @@ def _segment_log_softmax(lists: _Lists) -> Array:
     """Log-softmax of each item's score within its list (or segment), over valid items."""
     if lists.segments is None:
         return _masked_log_softmax(lists.scores, lists.valid)
-    return jnp.diagonal(_masked_log_softmax(_rows(lists.scores), lists.group), axis1=-2, axis2=-1)
+    per_row: Array = jnp.diagonal(_masked_log_softmax(_rows(lists.scores), lists.group), axis1=-2, axis2=-1)
+    return per_row
 
 
-def _exact_ranks(x: Array, valid: Any, segments: Any) -> Array:
+def _exact_ranks(x: Array, valid: Array | None, segments: Array | None) -> Array:
     """1-based ranks by decreasing ``x`` (ties: the earlier item first), invalid items last.
 
     Within the list, or within each segment; this is ``rax.utils.ranks``.
@@ -559,8 +575,9 @@ def _exact_ranks(x: Array, valid: Any, segments: Any) -> Array:
 
 
 @_registry.builtin(tags=("ranking",))
-def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
-                         weights: Any = None, where: Any = None) -> Array:
+def ranking_softmax_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                         reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                         where: ArrayLike | None = None) -> Array:
     r"""Listwise softmax cross-entropy of rax (``rax.softmax_loss``), per list.
 
     .. math::
@@ -616,8 +633,9 @@ def ranking_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, redu
 
 
 @_registry.builtin(tags=("ranking",))
-def poly1_softmax_loss(scores: Any, labels: Any, *, epsilon: Any = 1.0, segments: Any = None,
-                       reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def poly1_softmax_loss(scores: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 1.0,
+                       segments: ArrayLike | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                       weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Poly-1 softmax loss (rax ``poly1_softmax_loss``): softmax cross-entropy plus ``epsilon (1 - p_t)``.
 
     .. math::
@@ -684,8 +702,9 @@ def poly1_softmax_loss(scores: Any, labels: Any, *, epsilon: Any = 1.0, segments
 
 
 @_registry.builtin(tags=("ranking",))
-def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
-                        weights: Any = None, where: Any = None) -> Array:
+def unique_softmax_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Unique softmax loss (rax ``unique_softmax_loss``): each item against the items labelled below it.
 
     .. math::
@@ -747,8 +766,9 @@ def unique_softmax_loss(scores: Any, labels: Any, *, segments: Any = None, reduc
 
 
 @_registry.builtin(tags=("ranking",))
-def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: str = "mean",
-                 weights: Any = None, where: Any = None) -> Array:
+def listmle_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                 reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                 where: ArrayLike | None = None) -> Array:
     r"""ListMLE: negative Plackett-Luce log-likelihood of the order given by the labels (rax).
 
     With :math:`\pi` the valid items sorted by decreasing label (ties keep
@@ -806,7 +826,7 @@ def listmle_loss(scores: Any, labels: Any, *, segments: Any = None, reduction: s
         # in the label order (lower label, or equal label and not earlier).
         not_earlier = jnp.broadcast_to(jnp.triu(jnp.ones((n, n), bool)), s.shape + (n,))  # [i, j]: j >= i
         y_i, y_j = y[..., :, None], y[..., None, :]
-        suffix = ((y_j < y_i) | ((y_j == y_i) & not_earlier)) & lists.group
+        suffix = ((y_j < y_i) | ((y_j == y_i) & not_earlier)) & lists.segment_group()
         suffix_lse = _masked_logsumexp(_rows(s), suffix)[..., 0]
         values = -_unit_sum(s - suffix_lse, lists) + _unit_label_nan(lists)
         return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
@@ -853,8 +873,9 @@ def _lambdaweights(kind: str, lists: _Lists) -> Array:
     return pair_discount * float(n) * gain_diff
 
 
-def _pairwise(fn: str, scores: Any, labels: Any, where: Any, segments: Any, lambdaweight: Any, pair_fn,
-              reduction: str, weights: Any, every_pair: bool = False) -> Array:
+def _pairwise(fn: str, scores: ArrayLike, labels: ArrayLike, where: ArrayLike | None, segments: ArrayLike | None,
+              lambdaweight: str | None, pair_fn: Callable[[Array, Array], Array], reduction: str,
+              weights: ArrayLike | None, every_pair: bool = False) -> Array:
     """rax's ``pairwise_loss``: ``pair_fn(s_i - s_j, y_i - y_j)`` for pairs with ``y_i > y_j``.
 
     ``every_pair`` counts every pair of valid items (``pairwise_mse_loss``).
@@ -881,8 +902,10 @@ def _pairwise(fn: str, scores: Any, labels: Any, where: Any, segments: Any, lamb
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_hinge_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
-                        reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def pairwise_hinge_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                        lambdaweight: Literal["dcg", "dcg2", "labeldiff"] | None = None,
+                        reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                        where: ArrayLike | None = None) -> Array:
     r"""Pairwise hinge loss (rax ``pairwise_hinge_loss``), one value per pair.
 
     For every pair of valid items :math:`(i, j)` of one list (segment) with
@@ -947,8 +970,10 @@ def pairwise_hinge_loss(scores: Any, labels: Any, *, segments: Any = None, lambd
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_logistic_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
-                           reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def pairwise_logistic_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                           lambdaweight: Literal["dcg", "dcg2", "labeldiff"] | None = None,
+                           reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                           where: ArrayLike | None = None) -> Array:
     r"""Pairwise logistic (RankNet) loss (rax ``pairwise_logistic_loss``), one value per pair.
 
     For every pair of valid items :math:`(i, j)` of one list (segment) with
@@ -1014,9 +1039,10 @@ def pairwise_logistic_loss(scores: Any, labels: Any, *, segments: Any = None, la
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_soft_zero_one_loss(scores: Any, labels: Any, *, segments: Any = None,
-                                lambdaweight: str | None = None, reduction: str = "mean", weights: Any = None,
-                                where: Any = None) -> Array:
+def pairwise_soft_zero_one_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                                lambdaweight: Literal["dcg", "dcg2", "labeldiff"] | None = None,
+                                reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                                where: ArrayLike | None = None) -> Array:
     r"""Pairwise soft 0-1 loss (rax ``pairwise_soft_zero_one_loss``), one value per pair.
 
     For every pair of valid items :math:`(i, j)` of one list (segment) with
@@ -1078,8 +1104,10 @@ def pairwise_soft_zero_one_loss(scores: Any, labels: Any, *, segments: Any = Non
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_mse_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaweight: str | None = None,
-                      reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def pairwise_mse_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
+                      lambdaweight: Literal["dcg", "dcg2", "labeldiff"] | None = None,
+                      reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                      where: ArrayLike | None = None) -> Array:
     r"""Pairwise squared error of score and label differences (rax ``pairwise_mse_loss``).
 
     For *every* pair of valid items :math:`(i, j)` of one list (segment),
@@ -1141,9 +1169,10 @@ def pairwise_mse_loss(scores: Any, labels: Any, *, segments: Any = None, lambdaw
 
 
 @_registry.builtin(tags=("ranking",))
-def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool = False, segments: Any = None,
-                     lambdaweight: str | None = None, reduction: str = "mean", weights: Any = None,
-                     where: Any = None) -> Array:
+def pairwise_qr_loss(scores: ArrayLike, labels: ArrayLike, *, tau: ArrayLike = 0.5, squared: bool = False,
+                     segments: ArrayLike | None = None, lambdaweight: Literal["dcg", "dcg2", "labeldiff"] | None = None,
+                     reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
+                     where: ArrayLike | None = None) -> Array:
     r"""Pairwise quantile-regression loss (rax ``pairwise_qr_loss``), one value per pair.
 
     For every pair of valid items :math:`(i, j)` of one list (segment) with
@@ -1208,7 +1237,7 @@ def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool 
     _checks.in_range(fn, "tau", tau, low=0.0, high=1.0, low_open=True)
     _checks.choice(fn, "squared", squared, (True, False))
 
-    def pair_fn(d, t):
+    def pair_fn(d: Array, t: Array) -> Array:
         dtype = d.dtype
         under = jax.nn.relu(t - d)
         over = jax.nn.relu(d - t)
@@ -1222,8 +1251,8 @@ def pairwise_qr_loss(scores: Any, labels: Any, *, tau: Any = 0.5, squared: bool 
 
 # ---------------------------------------------------------------------- pointwise
 @_registry.builtin(tags=("ranking",))
-def pointwise_sigmoid_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
-                           where: Any = None) -> Array:
+def pointwise_sigmoid_loss(scores: ArrayLike, labels: ArrayLike, *, reduction: Literal["none", "sum", "mean"] = "mean",
+                           weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Pointwise sigmoid cross-entropy of each item's score (rax ``pointwise_sigmoid_loss``).
 
     .. math::
@@ -1271,8 +1300,8 @@ def pointwise_sigmoid_loss(scores: Any, labels: Any, *, reduction: str = "mean",
 
 
 @_registry.builtin(tags=("ranking",))
-def pointwise_mse_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
-                       where: Any = None) -> Array:
+def pointwise_mse_loss(scores: ArrayLike, labels: ArrayLike, *, reduction: Literal["none", "sum", "mean"] = "mean",
+                       weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""Pointwise squared error of each item's score against its label (rax ``pointwise_mse_loss``).
 
     .. math::
@@ -1314,8 +1343,9 @@ def pointwise_mse_loss(scores: Any, labels: Any, *, reduction: str = "mean", wei
 
 
 @_registry.builtin(tags=("ranking",))
-def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, segments: Any = None,
-                     reduction: str = "mean", weights: Any = None, where: Any = None) -> Array:
+def approx_ndcg_loss(scores: ArrayLike, labels: ArrayLike, *, temperature: ArrayLike = 1.0,
+                     segments: ArrayLike | None = None, reduction: Literal["none", "sum", "mean"] = "mean",
+                     weights: ArrayLike | None = None, where: ArrayLike | None = None) -> Array:
     r"""ApproxNDCG: minus NDCG with sigmoid-smoothed ranks (rax ``approx_t12n(ndcg_metric)``).
 
     .. math::
@@ -1393,7 +1423,8 @@ def approx_ndcg_loss(scores: Any, labels: Any, *, temperature: Any = 1.0, segmen
 
 
 # ------------------------------------------------------------------------ metrics
-def _metric_inputs(fn: str, scores: Any, labels: Any, topn: Any, where: Any):
+def _metric_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, topn: int | None,
+                   where: ArrayLike | None) -> tuple[_Lists, Array, Array]:
     """Scores, labels, item mask, ranks ``[..., n]`` and the retrieved items (rank ``<= topn``)."""
     if topn is not None:
         _checks.integer_option(fn, "topn", topn)
@@ -1418,12 +1449,13 @@ def _per_list(values: Array, lists: _Lists) -> Array:
     return jnp.where(lists.list_valid, values, jnp.zeros_like(values))
 
 
-def _dcg(gains: Array, ranks: Array, retrieved: Array, valid: Any) -> Array:
+def _dcg(gains: Array, ranks: Array, retrieved: Array, valid: Array | None) -> Array:
     # 1 / log2(1 + r) = ln 2 / log1p(r)
     return _masked_sum(jnp.where(retrieved, gains * math.log(2.0) / jnp.log1p(ranks), 0.0), valid)
 
 
-def dcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+def dcg_metric(scores: ArrayLike, labels: ArrayLike, *, topn: int | None = None,
+               where: ArrayLike | None = None) -> Array:
     r"""Discounted cumulative gain per list (rax ``dcg_metric``); a metric, not a loss.
 
     .. math::
@@ -1471,7 +1503,8 @@ def dcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any 
     return _per_list(_dcg(gains, ranks, retrieved, lists.valid), lists)
 
 
-def ndcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+def ndcg_metric(scores: ArrayLike, labels: ArrayLike, *, topn: int | None = None,
+                where: ArrayLike | None = None) -> Array:
     r"""Normalised DCG per list (rax ``ndcg_metric``); a metric, not a loss.
 
     .. math::
@@ -1530,7 +1563,8 @@ def ndcg_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any
     return _per_list(dcg / jnp.where(nonzero, idcg, jnp.ones_like(idcg)), lists)
 
 
-def mrr_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+def mrr_metric(scores: ArrayLike, labels: ArrayLike, *, topn: int | None = None,
+               where: ArrayLike | None = None) -> Array:
     r"""Reciprocal rank of the first relevant item per list (rax ``mrr_metric``); a metric.
 
     .. math::
@@ -1576,12 +1610,13 @@ def mrr_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any 
     return _per_list(jnp.max(reciprocal, axis=-1, initial=0.0), lists)
 
 
-def _relevant_counts(fn: str, scores: Any, labels: Any, topn: Any, where: Any):
+def _relevant_counts(fn: str, scores: ArrayLike, labels: ArrayLike, topn: int | None, where: ArrayLike | None
+                     ) -> tuple[_Lists, Array, Array, Array, Array, Array, Array]:
     lists, ranks, retrieved = _metric_inputs(fn, scores, labels, topn, where)
     relevant = lists.labels >= 1
     if lists.valid is not None:
         relevant = relevant & lists.valid
-    def count(mask):
+    def count(mask: Array) -> Array:
         return jnp.sum(mask, axis=-1).astype(lists.scores.dtype)
 
     hits, n_relevant, n_retrieved = count(retrieved & relevant), count(relevant), count(retrieved)
@@ -1593,7 +1628,8 @@ def _at_least_one(x: Array) -> Array:
     return jnp.where(x == 0, jnp.ones_like(x), x)
 
 
-def precision_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+def precision_metric(scores: ArrayLike, labels: ArrayLike, *, topn: int | None = None,
+                     where: ArrayLike | None = None) -> Array:
     r"""Precision per list (rax ``precision_metric``): relevant retrieved over retrieved; a metric.
 
     .. math::
@@ -1637,7 +1673,8 @@ def precision_metric(scores: Any, labels: Any, *, topn: int | None = None, where
     return _per_list(hits / _at_least_one(n_retrieved), lists)
 
 
-def recall_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+def recall_metric(scores: ArrayLike, labels: ArrayLike, *, topn: int | None = None,
+                  where: ArrayLike | None = None) -> Array:
     r"""Recall per list (rax ``recall_metric``): relevant retrieved over relevant; a metric.
 
     .. math::
@@ -1681,7 +1718,8 @@ def recall_metric(scores: Any, labels: Any, *, topn: int | None = None, where: A
     return _per_list(hits / _at_least_one(n_relevant), lists)
 
 
-def ap_metric(scores: Any, labels: Any, *, topn: int | None = None, where: Any = None) -> Array:
+def ap_metric(scores: ArrayLike, labels: ArrayLike, *, topn: int | None = None,
+              where: ArrayLike | None = None) -> Array:
     r"""Average precision per list (rax ``ap_metric``); a metric. Its mean over lists is MAP.
 
     .. math::
