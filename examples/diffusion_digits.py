@@ -27,6 +27,7 @@ images without a digit's structure rather than noise only::
 
 from __future__ import annotations
 
+import sys
 import argparse
 import os
 import time
@@ -172,7 +173,7 @@ def main(argv=None) -> dict:
 
     key = jax.random.key(args.seed)
     losses = []
-    bar = tqdm(range(args.steps), desc="diffusion", mininterval=0.5)
+    bar = tqdm(range(args.steps), desc="diffusion", mininterval=0.5, disable=not sys.stderr.isatty())
     for i in bar:
         key, sub = jax.random.split(key)
         params, opt_state, ema, loss = train_step(params, opt_state, ema, sub)

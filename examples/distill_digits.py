@@ -22,6 +22,7 @@ a bar chart::
 
 from __future__ import annotations
 
+import sys
 import argparse
 import os
 import time
@@ -105,7 +106,7 @@ def train(model, steps, batch_size, learning_rate, seed, objective, pool, desc):
 
     rng = np.random.default_rng(seed)
     losses = []
-    for _ in tqdm(range(steps), desc=desc, leave=False, mininterval=0.5):
+    for _ in tqdm(range(steps), desc=desc, leave=False, mininterval=0.5, disable=not sys.stderr.isatty()):
         losses.append(float(step(model, optimizer, jnp.asarray(pool[rng.integers(0, len(pool), batch_size)]))))
     return float(np.mean(losses[-50:]))
 

@@ -40,6 +40,7 @@ policy's length-averaged log-probability for SimPO and ORPO)::
 
 from __future__ import annotations
 
+import sys
 import argparse
 import itertools
 import os
@@ -210,7 +211,7 @@ def main(argv=None) -> dict:
         updates, state = sft_optimizer.update(grads, state, p)
         return optax.apply_updates(p, updates), state, loss
 
-    bar = tqdm(range(args.sft_steps), desc="SFT", mininterval=0.5)
+    bar = tqdm(range(args.sft_steps), desc="SFT", mininterval=0.5, disable=not sys.stderr.isatty())
     for i in bar:
         idx = rng.integers(0, len(sft_tokens), args.batch_size)
         params, sft_state, loss = sft_step(params, sft_state, jnp.asarray(sft_tokens[idx]), jnp.asarray(sft_mask[idx]))
@@ -282,7 +283,7 @@ def main(argv=None) -> dict:
     history = {"step": [0], "loss": [float("nan")], "accuracy": [accuracy_before], "grammatical": [before[0]],
                "obey": [before[1]]}
     batch = min(args.batch_size, len(chosen))
-    bar = tqdm(range(1, args.steps + 1), desc=args.loss, mininterval=0.5)
+    bar = tqdm(range(1, args.steps + 1), desc=args.loss, mininterval=0.5, disable=not sys.stderr.isatty())
     for i in bar:
         params, opt_state, loss = step(params, opt_state, jnp.asarray(rng.permutation(len(chosen))[:batch]))
         if i % args.eval_every == 0 or i == args.steps:

@@ -23,6 +23,7 @@ experts ``exp(entropy of the shares)``, and saves a chart::
 
 from __future__ import annotations
 
+import sys
 import argparse
 import os
 import time
@@ -131,7 +132,7 @@ def train_model(args, balance: bool, x_train, y_train, x_test, y_test, label: st
 
     rng = np.random.default_rng(args.seed)
     history = {"step": [], "effective": []}
-    bar = tqdm(range(1, args.steps + 1), desc=label, leave=False, mininterval=0.5)
+    bar = tqdm(range(1, args.steps + 1), desc=label, leave=False, mininterval=0.5, disable=not sys.stderr.isatty())
     for i in bar:
         idx = rng.integers(0, len(y_train), args.batch_size)
         ce, balance_loss, chosen = step(model, optimizer, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]))

@@ -42,6 +42,7 @@ applied one class against the rest, on the log-odds of each class, and
 
 from __future__ import annotations
 
+import sys
 import argparse
 import functools
 import os
@@ -291,7 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     batches = np.random.default_rng(args.seed + 1)
     start = time.perf_counter()
-    bar = tqdm(range(1, args.steps + 1), desc=args.loss + ("" if args.loss in COMPOUND else " + ce"))
+    bar = tqdm(range(1, args.steps + 1), desc=args.loss + ("" if args.loss in COMPOUND else " + ce"),
+               disable=not sys.stderr.isatty())
     for step in bar:
         idx = batches.integers(0, len(train_images), size=args.batch_size)
         state, parts = train_step(state, train_images[idx], train_masks[idx])

@@ -29,6 +29,7 @@ context)::
 
 from __future__ import annotations
 
+import sys
 import argparse
 import os
 import time
@@ -193,7 +194,7 @@ def main(argv=None) -> dict:
 
     key = jax.random.key(args.seed)
     history = {"loss": [], "spread": []}
-    bar = tqdm(range(args.steps), desc=args.loss, mininterval=0.5)
+    bar = tqdm(range(args.steps), desc=args.loss, mininterval=0.5, disable=not sys.stderr.isatty())
     for i in bar:
         key, sub = jax.random.split(key)
         params, target, center, opt_state, loss, spread = train_step(params, target, center, opt_state, sub)
