@@ -18,6 +18,7 @@ proxies and sub-centers are ordinary parameters of the model.
 
 from __future__ import annotations
 
+import sys
 import argparse
 import time
 from pathlib import Path
@@ -136,7 +137,7 @@ def train(loss: str, dim: int, steps: int, seed: int, data) -> tuple[Embedder, l
     rng = np.random.default_rng(seed)
     key = jax.random.key(seed)
     history = []
-    for i in (bar := tqdm(range(steps), desc=f"{loss} {dim}-D", leave=False)):
+    for i in (bar := tqdm(range(steps), desc=f"{loss} {dim}-D", leave=False, disable=not sys.stderr.isatty())):
         idx = pk_batch(rng, by_class)
         value = step(model, optimizer, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]), jax.random.fold_in(key, i))
         history.append(float(value))

@@ -251,7 +251,7 @@ def _fused_auto_chunk(num_tokens: int) -> int:
     return int(min(_FUSED_MAX_CHUNK, max(_FUSED_MIN_CHUNK, 1 << (target.bit_length() - 1))))
 
 
-def _mesh_axes(x: Any) -> frozenset:
+def _mesh_axes(x: Any) -> frozenset[Any]:
     """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
     aval = jax.typeof(x)
     manual = getattr(aval, "manual_axis_type", None)
@@ -260,7 +260,7 @@ def _mesh_axes(x: Any) -> frozenset:
     return frozenset(getattr(aval, "vma", ()))
 
 
-def _to_varying(x: Any, axes: frozenset) -> Any:
+def _to_varying(x: Any, axes: frozenset[Any]) -> Any:
     """``x`` marked as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
 
     Loop carries must vary over the same mesh axes as the loop body's results,
@@ -366,10 +366,12 @@ def _safe_beta(mode: str, beta: Array) -> tuple[Array, Array]:
 def _fused_divergence(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta: Array,
                       chunk: int, mode: str, axis_name: Any) -> Array:
     """Per token ``[N]``: the divergence of ``softmax(ht @ wt * inv_t)`` and ``softmax(hs @ ws * inv_t)``."""
-    return _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name)[0]
+    value: Array = _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name)[0]
+    return value
 
 
-def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
+def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta: Array, chunk: int, mode: str,
+                   axis_name: Any) -> tuple[Array, Any]:
     n, vocab = hs.shape[0], ws.shape[1]
     acc = _numerics.compute_dtype(hs, ws, ht, wt)
     axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
@@ -378,7 +380,7 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
 
     ws_b, wt_b = _weight_bits(ws), _weight_bits(wt)
 
-    def logits(start, width):
+    def logits(start: Any, width: int) -> tuple[Array, Array]:
         us, _ = _chunk_logits(hs_mm, ws_b, start, width, acc)
         ut, _ = _chunk_logits(ht_mm, wt_b, start, width, acc)
         return us * inv_t, ut * inv_t
@@ -388,7 +390,7 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
     one_pass = mode in ("forward_kl", "reverse_kl")
     ref = 1 if mode == "forward_kl" else 0  # p is the teacher (1) or the student (0)
 
-    def lse_body(start, width, carry):
+    def lse_body(start: Any, width: int, carry: Any) -> Any:
         (m_s, s_s), (m_t, s_t), c = carry
         a, b = logits(start, width)
         out = []
@@ -402,7 +404,7 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
             c = c * jnp.exp(m_old - m_new) + jnp.sum(jnp.exp(z_p - m_new[:, None]) * (z_p - z_q), axis=1)
         return out[0], out[1], c
 
-    def fresh(value):
+    def fresh(value: float) -> Any:
         return _to_varying(jnp.full((n,), value, acc), axes)
 
     init = ((fresh(-jnp.inf), fresh(0.0)), (fresh(-jnp.inf), fresh(0.0)), fresh(0.0) if one_pass else None)
@@ -423,7 +425,7 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
         sums = {"kl_ts" if ref else "kl_st": expectation - lse_p + lse_q}
         return _combine(mode, sums, beta, safe_beta), (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums)
 
-    def terms_body(start, width, sums):
+    def terms_body(start: Any, width: int, sums: Any) -> Any:
         a, b = logits(start, width)
         terms = _divergence_terms(mode, a - lse_s[:, None], b - lse_t[:, None], safe_beta)
         return {k: sums[k] + jnp.sum(v, axis=1) for k, v in terms.items()}
@@ -439,7 +441,7 @@ def _fused_forward(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
     return value, (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums)
 
 
-def _fused_backward(chunk, mode, axis_name, residuals, g):
+def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Array) -> Any:
     (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums), flags = residuals
     want_s, want_t = flags
     vocab = ws.shape[1]
@@ -455,7 +457,7 @@ def _fused_backward(chunk, mode, axis_name, residuals, g):
     else:
         c_ts = c_st = c_mix = g
 
-    def body(start, width, carry):
+    def body(start: Any, width: int, carry: Any) -> Any:
         d_hs, d_ws, d_ht, d_wt, d_inv = carry
         us, ws_c = _chunk_logits(hs, ws_b, start, width, acc)
         ut, wt_c = _chunk_logits(ht, wt_b, start, width, acc)
@@ -491,7 +493,7 @@ def _fused_backward(chunk, mode, axis_name, residuals, g):
 
     axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
 
-    def zeros(shape, dtype, wanted):
+    def zeros(shape: tuple[int, ...], dtype: Any, wanted: bool) -> Any:
         return _to_varying(jnp.zeros(shape, dtype), axes) if wanted else None
 
     init = (zeros(hs.shape, acc, want_s), zeros(ws.shape, ws.dtype, want_s), zeros(ht.shape, acc, want_t),
@@ -514,7 +516,8 @@ def _cotangent_like(d: Array, primal: Array) -> Array:
     extra = tuple(sorted(_mesh_axes(d) - _mesh_axes(primal), key=str))
     if extra:
         d = jax.lax.psum(d, extra)
-    return _to_varying(d.astype(primal.dtype), _mesh_axes(primal))
+    out: Array = _to_varying(d.astype(primal.dtype), _mesh_axes(primal))
+    return out
 
 
 def _accumulate(h: Array, w_c: Array, d_u: Array, d_h: Array, d_w: Array, start: Array) -> tuple[Array, Array]:
@@ -527,7 +530,8 @@ def _accumulate(h: Array, w_c: Array, d_u: Array, d_h: Array, d_w: Array, start:
     return d_h, d_w
 
 
-def _fused_forward_rule(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name):
+def _fused_forward_rule(hs: Any, ws: Any, ht: Any, wt: Any, inv_t: Any, beta: Any, chunk: int, mode: str,
+                       axis_name: Any) -> Any:
     value, residuals = _fused_forward(hs.value, ws.value, ht.value, wt.value, inv_t.value, beta.value,
                                       chunk, mode, axis_name)
     # Which side is differentiated (static): a frozen teacher (stop_gradient, or not
