@@ -1712,7 +1712,8 @@ def smooth_labels(labels: Any, alpha: Any) -> Array:
     labels = _checks.real("smooth_labels", "labels", labels)
     _checks.rank_at_least("smooth_labels", "labels", labels, 1, "a class axis")
     labels = labels.astype(_numerics.compute_dtype(labels))
-    return (1.0 - alpha) * labels + alpha / labels.shape[-1]
+    smoothed: Array = (1.0 - alpha) * labels + alpha / labels.shape[-1]
+    return smoothed
 
 
 def class_balanced_weights(samples_per_class: Any, *, beta: Any = 0.9999) -> Array:
