@@ -177,6 +177,37 @@ def _kl_values_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array,
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _kl_log_targets_values(log_p: Array, log_t: Array, ax: int) -> Array:
+    """``sum_c t_c (log t_c - log p_c)`` with ``t = exp(log_t)`` and ``0 log 0 = 0``, select-free.
+
+    A zero target (``log_t = -inf``, or an ``exp`` that underflows to 0) adds 0
+    to the value and every gradient, even at ``log_p = -inf``; a positive target
+    at ``log_p = -inf`` gives ``+inf``; NaN in either input gives NaN. The
+    target's log is floored just below the log of the smallest subnormal (where
+    ``exp`` is 0 anyway), so ``0 * (log_t - log_p)`` is ``0 * finite``.
+    Gradients: ``-t`` for ``log_p``; ``t (log t + 1 - log p)`` for ``log_t``
+    (0 where ``t = 0``).
+    """
+    # The exponential of the floored log is 0 exactly where log_t is below the floor, and its argument differs
+    # from the JVP's exp(log_t), so XLA recomputes exp in each fusion instead of materialising it.
+    low = math.log(float(jnp.finfo(log_t.dtype).smallest_subnormal)) - 1.0  # exp(low) rounds to 0
+    floored = jnp.maximum(log_t, low)
+    t = jnp.exp(floored)
+    return jnp.sum(t * (floored - jnp.maximum(log_p, _zero_weight_floor(t))), axis=ax)
+
+
+@_kl_log_targets_values.defjvp
+def _kl_log_targets_values_jvp(ax: int, primals: tuple[Array, Array],
+                               tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (log_p, log_t), (d_log_p, d_log_t) = primals, tangents
+    t = jnp.exp(log_t)
+    positive = ~(t <= 0)  # NaN propagates
+    d_t_coef = jnp.where(positive, t * (log_t + 1.0 - log_p), jnp.zeros_like(t))
+    tangent = jnp.sum(-t * d_log_p + d_t_coef * d_log_t, axis=ax)
+    return _kl_log_targets_values(log_p, log_t, ax), tangent
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
     """``-sum_c q_c log softmax(x)_c`` per example, finite where ``x = -inf`` meets ``q = 0``.
 
@@ -1171,7 +1202,7 @@ def kl_divergence_with_log_targets(log_predictions: Any, log_targets: Any, *, ax
     log_targets = _checks.floating(fn, "log_targets", log_targets)
     log_p, log_t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "log_targets",
                                                   log_targets, axis, integer_labels=False)
-    values = jnp.sum(_xlogx_ratio(log_t, log_p), axis=ax)
+    values = _kl_log_targets_values(log_p, log_t, ax)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 

@@ -383,6 +383,52 @@ def test_guarded_divergences_forward_and_reverse_mode_agree():
         _close(gb, np.log(q) + 1.0 - log_p, rtol=1e-10)
 
 
+def test_kl_divergence_with_log_targets_forward_and_reverse_mode_agree():
+    # Its custom JVP (`_kl_log_targets_values`): forward-mode jvp equals the reverse-mode gradient, and both
+    # equal the closed forms of optax's exp(log t) (log t - log p) (optax/losses/_classification.py):
+    # d/dlog_p = -t, d/dlog_t = t (log t + 1 - log p). optax's own gradient agrees where it is finite.
+    rng = _rng(14)
+    log_p = scipy.special.log_softmax(rng.normal(size=(4, 5)) * 2.0, -1)
+    log_t = scipy.special.log_softmax(rng.normal(size=(4, 5)), -1)
+    tp, tt = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    with jax.enable_x64(True):
+        f = lambda a, b: cl.kl_divergence_with_log_targets(a, b, reduction="sum")  # noqa: E731
+        value, forward = jax.jvp(f, (log_p, log_t), (tp, tt))
+        ga, gb = jax.grad(f, argnums=(0, 1))(log_p, log_t)
+        _close(value, np.sum(np.exp(log_t) * (log_t - log_p)), rtol=1e-12)
+        _close(forward, np.sum(ga * tp) + np.sum(gb * tt), rtol=1e-10)
+        _close(ga, -np.exp(log_t), rtol=1e-12)
+        _close(gb, np.exp(log_t) * (log_t + 1.0 - log_p), rtol=1e-12)
+        og = jax.grad(lambda a, b: jnp.sum(optax.losses.kl_divergence_with_log_targets(a, b)), argnums=(0, 1))
+        for ours, theirs in zip((ga, gb), og(log_p, log_t)):
+            _close(ours, theirs, rtol=1e-12)
+
+
+def test_kl_divergence_with_log_targets_edges_without_selects():
+    # A zero target (log t = -inf, or an exp that underflows) adds exactly 0 to the value and both gradients,
+    # also at log p = -inf (optax: NaN); a positive target at log p = -inf gives +inf; NaN propagates.
+    inf = np.inf
+    log_p = np.array([[np.log(0.5), np.log(0.5), -inf], [np.log(0.5), np.log(0.5), -inf],
+                      [np.log(0.5), np.log(0.5), -300.0]], np.float32)
+    log_t = np.array([[np.log(0.5), np.log(0.5), -inf], [np.log(0.5), -inf, np.log(0.5)],
+                      [np.log(0.5), np.log(0.5), -200.0]], np.float32)
+    values = np.asarray(cl.kl_divergence_with_log_targets(log_p, log_t, reduction="none"))
+    _close(values[[0, 2]], [0.0, 0.0])
+    assert values[1] == inf
+    for rows in ([0], [2]):
+        ga, gb = jax.grad(lambda a, b: cl.kl_divergence_with_log_targets(a, b, reduction="sum"),
+                          argnums=(0, 1))(log_p[rows], log_t[rows])
+        _close(ga, [[-0.5, -0.5, 0.0]])
+        _close(gb, [[0.5, 0.5, 0.0]])  # t (log t + 1 - log p) = t where log t = log p
+        _, forward = jax.jvp(lambda a, b: cl.kl_divergence_with_log_targets(a, b, reduction="sum"),
+                             (log_p[rows], log_t[rows]), (np.ones((1, 3), np.float32),) * 2)
+        _close(forward, 0.0, atol=1e-6)
+    nan_p, nan_t = log_p.copy(), log_t.copy()
+    nan_p[0, 2] = nan_t[0, 2] = np.nan  # row 0 has t = 0 at p = 0 there: NaN all the same
+    for args in ((nan_p, log_t), (log_p, nan_t)):
+        assert np.isnan(float(cl.kl_divergence_with_log_targets(*args, reduction="none")[0]))
+
+
 def test_guarded_divergences_at_zero_probabilities():
     # 0 log 0 = 0 with finite gradients (optax gives NaN there); a positive target on a zero probability
     # gives +inf for the KL divergence and a huge finite value for the cross-entropy (its shifted logits are
