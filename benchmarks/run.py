@@ -3,10 +3,12 @@
     python benchmarks/run.py            # every case, small/medium/large, 20 repeats, issue-6 figures
     python benchmarks/run.py --quick    # medium size, 10 repeats (< 5 minutes on 2 CPU cores)
     python benchmarks/run.py --only huber_loss,ctc_loss --sizes small --repeats 15
+    python benchmarks/run.py --device gpu  # the whole benchmark on the GPU: results/gpu.md (tpu: tpu.md)
 
 Every ratio is jaxloss / peer on the median of warm repeats (< 1: jaxloss is
-faster). Writes ``benchmarks/results/<device>.md``, ``.json`` and ``.png``
-(``--out`` picks another folder). See ``benchmarks/README.md``.
+faster). Writes ``benchmarks/results/<device>.md``, ``.json`` and ``.png``, where
+``<device>`` is ``--device`` (``cpu``, the default, ``gpu`` or ``tpu``; ``--out``
+picks another folder). See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import sys
 import time
 from typing import Any
@@ -193,10 +194,12 @@ def _fused_vs_naive_speed(n: int, d: int, v: int, chunk: int, repeats: int, devi
             "ratio": meta["fused"]["median_s"] / meta["naive"]["median_s"]}
 
 
-def _memory_of(fn: Any, n: int, d: int, v: int, dtype: Any) -> dict:
+def _memory_of(fn: Any, n: int, d: int, v: int, dtype: Any, device: Any = None) -> dict:
     """Compile-only memory of jit(value_and_grad) w.r.t. hidden and weight; nothing is allocated."""
-    args = (jax.ShapeDtypeStruct((n, d), dtype), jax.ShapeDtypeStruct((d, v), dtype),
-            jax.ShapeDtypeStruct((n,), jnp.int32))
+    sharding = None if device is None else jax.sharding.SingleDeviceSharding(device)
+    args = (jax.ShapeDtypeStruct((n, d), dtype, sharding=sharding),
+            jax.ShapeDtypeStruct((d, v), dtype, sharding=sharding),
+            jax.ShapeDtypeStruct((n,), jnp.int32, sharding=sharding))
     start = time.perf_counter()
     lowered = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(*args)
     lower_s = time.perf_counter() - start
@@ -216,20 +219,20 @@ def _memory_of(fn: Any, n: int, d: int, v: int, dtype: Any) -> dict:
     return out
 
 
-def memory_figures(chunk: int, gemma: bool) -> dict:
+def memory_figures(chunk: int, gemma: bool, device: Any = None) -> dict:
     n, d, v = 8192, 512, 32768
     out = {"chunk_size": chunk,
-           "naive": _memory_of(_naive, n, d, v, jnp.float32),
-           "fused": _memory_of(_fused(chunk), n, d, v, jnp.float32),
-           "fused_2v": _memory_of(_fused(chunk), n, d, 2 * v, jnp.float32)}
+           "naive": _memory_of(_naive, n, d, v, jnp.float32, device),
+           "fused": _memory_of(_fused(chunk), n, d, v, jnp.float32, device),
+           "fused_2v": _memory_of(_fused(chunk), n, d, 2 * v, jnp.float32, device)}
     if "net_bytes" in out["naive"] and "net_bytes" in out["fused"]:
         out["ratio_total"] = out["fused"]["total_bytes"] / out["naive"]["total_bytes"]
         out["ratio_net"] = out["fused"]["net_bytes"] / out["naive"]["net_bytes"]
         out["growth_2v_net"] = out["fused_2v"]["net_bytes"] / out["fused"]["net_bytes"] - 1.0
     if gemma:
         gn, gd, gv = 8192, 2304, 256000
-        out["gemma_fused"] = _memory_of(_fused(chunk), gn, gd, gv, jnp.bfloat16)
-        out["gemma_naive"] = _memory_of(_naive, gn, gd, gv, jnp.bfloat16)
+        out["gemma_fused"] = _memory_of(_fused(chunk), gn, gd, gv, jnp.bfloat16, device)
+        out["gemma_naive"] = _memory_of(_naive, gn, gd, gv, jnp.bfloat16, device)
         if "net_bytes" in out["gemma_fused"] and "net_bytes" in out["gemma_naive"]:
             out["gemma_ratio_net"] = out["gemma_fused"]["net_bytes"] / out["gemma_naive"]["net_bytes"]
     return out
@@ -252,8 +255,27 @@ def gpu_bandwidth(device: Any, ce: dict) -> dict | None:
 
 
 # ----------------------------------------------------------------------- main
-def device_name(device: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", device.device_kind).strip("_").lower() or device.platform
+DEVICES = ("cpu", "gpu", "tpu")
+
+
+def select_device(kind: str) -> Any:
+    """The first device of JAX's ``kind`` backend (``cpu``, ``gpu`` or ``tpu``); SystemExit if there is none."""
+    try:
+        devices = jax.devices(kind)
+    except RuntimeError as error:  # unknown backend, or a plugin that failed to initialise
+        try:
+            available = sorted({d.platform for d in jax.devices()})
+        except RuntimeError:
+            available = []
+        raise SystemExit(
+            f"benchmarks/run.py: --device {kind}: JAX has no {kind} backend here "
+            f"(available: {', '.join(available) or 'none'}; jax {jax.__version__}). "
+            f"Install the matching jaxlib plugin (e.g. pip install 'jax[cuda12]' or 'jax[tpu]') "
+            f"or pick another --device. JAX said: {str(error).splitlines()[0] if str(error) else error!r}"
+        ) from None
+    if not devices:
+        raise SystemExit(f"benchmarks/run.py: --device {kind}: the {kind} backend has no devices")
+    return devices[0]
 
 
 def cpu_model() -> str:
@@ -312,20 +334,36 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", default=None, help="comma-separated case names (default: every case)")
     parser.add_argument("--skip-issue6", action="store_true", help="skip the issue-6 headline figures")
     parser.add_argument("--no-gemma", action="store_true", help="skip compiling the Gemma-2 2B shape")
+    parser.add_argument("--device", default="cpu", choices=DEVICES,
+                        help="backend to run everything on (default cpu); results go to <out>/<device>.md")
     parser.add_argument("--out", default=os.path.join(_HERE, "results"), help="output folder")
     parser.add_argument("--merge", action="store_true",
                         help="update <device>.json: replace the rows (and issue-6 figures) measured now, keep the rest")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: rewrite <device>.md and .png from <device>.json")
     args = parser.parse_args(argv)
+    stem = os.path.join(args.out, args.device)
     if args.report_only:
-        return rewrite_report(os.path.join(args.out, device_name(jax.devices()[0])))
+        return rewrite_report(stem)
     args.sizes = (args.sizes or ("medium" if args.quick else ",".join(cases_lib.SIZES))).split(",")
     args.repeats = args.repeats or (10 if args.quick else 20)
 
-    device = jax.devices()[0]
+    device = select_device(args.device)
+    # Inputs are placed on `device` explicitly; the default device also covers any array or compilation
+    # without one (a GPU machine would otherwise run parts of a `--device cpu` run on its GPU).
+    with jax.default_device(device):
+        results = _measure(args, device)
+    os.makedirs(args.out, exist_ok=True)
+    if args.merge and os.path.exists(stem + ".json"):
+        results = _merged(stem, results)
+    _write(stem, results)
+    return results
+
+
+def _measure(args: argparse.Namespace, device: Any) -> dict:
     torch_peer = torch_setup(device)
     env = environment(device, torch_peer, args)
+    env["device"] = args.device
     print(f"# {env['device_kind']} ({env['platform']}), jax {env['jax']}, optax {env['optax']}, "
           f"torch {env['torch'] or '-'}; {env['mode']} run, {args.repeats} repeats, sizes {args.sizes}", flush=True)
 
@@ -349,17 +387,10 @@ def main(argv: list[str] | None = None) -> dict:
         # ~10 s a call on 2 busy CPU cores: the required minimum of 10 repeats, not --repeats.
         issue6["fused_speed"] = _fused_vs_naive_speed(fused_n, 512, 32768, 1024, min(args.repeats, 10), device)
         print("# issue 6: memory from memory_analysis (compile only)", flush=True)
-        issue6["memory"] = memory_figures(1024, gemma=not args.no_gemma)
+        issue6["memory"] = memory_figures(1024, gemma=not args.no_gemma, device=device)
         issue6["bandwidth"] = gpu_bandwidth(device, issue6["ce"])
 
-    results = {"environment": env, "rows": rows, "issue6": issue6,
-               "explanations": cases_lib.EXPLANATIONS}
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, device_name(device))
-    if args.merge and os.path.exists(stem + ".json"):
-        results = _merged(stem, results)
-    _write(stem, results)
-    return results
+    return {"environment": env, "rows": rows, "issue6": issue6, "explanations": cases_lib.EXPLANATIONS}
 
 
 def _merged(stem: str, new: dict) -> dict:
