@@ -336,9 +336,13 @@ EXPLANATIONS: dict[str, str] = {
         "is -inf for t > 0 and finite at t = 0, and log(max(t, tiny))), with the derivative conventions in "
         "a custom JVP (`_kl_values`): fewer kernels and less memory than optax in both modes."),
     "kl_divergence_with_log_targets": (
-        "Contract: a zero target (log t = -inf) contributes exactly 0 to value and gradients; optax's "
-        "exp(log t) (log t - log p) is NaN there. The double-where (three selects per element) is one "
-        "materialised [N, C] temporary and one more kernel on XLA:CPU."),
+        "Contract: a zero target (log t = -inf, or an exp that underflows) contributes exactly 0 to value "
+        "and gradients (optax's exp(log t) (log t - log p) is NaN there), a positive target at log p = -inf "
+        "gives +inf, NaN propagates. Select-free guards (log t floored just below the log of the smallest "
+        "subnormal, log p floored by min(t * -max, 0) * max), derivative conventions in a custom JVP "
+        "(`_kl_log_targets_values`): optax's forward kernel count with no temporary; forward+backward one "
+        "kernel fewer than optax at the same memory. The forward fusion does 5 more elementwise operations "
+        "than optax's unguarded 4, which costs forward time on XLA:CPU (about 1.3x)."),
     "poly_loss_cross_entropy": (
         "Shares softmax_cross_entropy's select-free guard and custom JVP; 1 - p_t is sum(y) - sum(y e^s) / "
         "sum(e^s), computed in the same passes. Same forward kernel count as optax, fewer backward."),
