@@ -9,7 +9,8 @@ into gradients.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -152,3 +153,64 @@ def class_weight_of(class_weights: jax.Array, labels: jax.Array) -> jax.Array:
     valid = (labels >= 0) & (labels < num_classes)
     taken = jnp.take(class_weights, jnp.where(valid, labels, 0), axis=0)
     return jnp.where(valid, taken, jnp.asarray(jnp.nan, class_weights.dtype))
+
+
+# ------------------------------------------------- vocabulary chunks (fused losses)
+# With ``chunk_size=None`` a fused large-vocabulary loss (linear cross-entropy,
+# linear distillation) holds about 2^21 logits per chunk (8 MiB in float32)
+# whatever the number of tokens: 256 columns for 8192 tokens.
+VOCAB_CHUNK_ELEMENTS = 2 ** 21
+MIN_VOCAB_CHUNK, MAX_VOCAB_CHUNK = 128, 4096
+
+
+def vocab_chunk(num_tokens: int) -> int:
+    """The largest power of two <= 2^21 / N, clipped to [128, 4096]."""
+    target = max(1, VOCAB_CHUNK_ELEMENTS // max(num_tokens, 1))
+    return int(min(MAX_VOCAB_CHUNK, max(MIN_VOCAB_CHUNK, 1 << (target.bit_length() - 1))))
+
+
+# XLA:CPU computes a bfloat16 product in float32 and hoists the conversion of a
+# loop-invariant bfloat16 weight out of the loop: the whole weight would be
+# converted to float32 once, however the chunk is sliced or cast. The fused loops
+# therefore slice a bfloat16 weight as its uint16 bits, integer work no pass
+# rewrites, and widen each chunk exactly (a bfloat16 is the top half of a float32).
+def to_bits(x: jax.Array) -> jax.Array:
+    """A bfloat16 array as its uint16 bits; any other array unchanged."""
+    return jax.lax.bitcast_convert_type(x, jnp.uint16) if x.dtype == jnp.bfloat16 else x
+
+
+def from_bits(x: jax.Array) -> jax.Array:
+    """A sliced chunk as a float array: uint16 bits of bfloat16 widen exactly to float32."""
+    if x.dtype != jnp.uint16:
+        return x
+    return jax.lax.bitcast_convert_type(x.astype(jnp.uint32) << 16, jnp.float32)
+
+
+# ------------------------------------------------------ shard_map varying axes
+def varying_axes(x: jax.Array) -> frozenset[Hashable]:
+    """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+@overload
+def vary(x: jax.Array, axes: frozenset[Hashable]) -> jax.Array: ...
+@overload
+def vary(x: None, axes: frozenset[Hashable]) -> None: ...
+def vary(x: jax.Array | None, axes: frozenset[Hashable]) -> jax.Array | None:
+    """Marks ``x`` as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
+
+    Inside ``shard_map`` a loop carry must vary over the same mesh axes as the
+    body's result, and a ``custom_vjp`` cotangent over the same axes as its
+    primal. Casting an input that is replicated over an axis (``hidden`` over
+    the vocabulary axis, a weight over the data axis) to varying is what makes
+    its gradient right: the cast's transpose sums the per-device cotangents
+    over that axis.
+    """
+    if x is None:
+        return None
+    missing = tuple(sorted(axes - varying_axes(x), key=str))
+    return jax.lax.pcast(x, missing, to="varying") if missing else x

@@ -235,42 +235,10 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
 # the log-sum-exps and the per-token sums are combined with one ``pmax`` and
 # two ``psum`` of small ``[k, N]`` arrays inside the forward rule.
 
-# With ``chunk_size=None`` a chunk holds about 2^21 logits per model (8 MiB in
-# float32): 256 columns for 8192 tokens.
-_FUSED_CHUNK_ELEMENTS = 2 ** 21
-_FUSED_MIN_CHUNK, _FUSED_MAX_CHUNK = 128, 4096
 # The divergence a fused call computes (static): KL(teacher || student),
 # KL(student || teacher), the skewed JSD at a fixed 0 < beta < 1, or all three
 # selected by a traced beta.
 _MODES = ("forward_kl", "reverse_kl", "jsd", "traced_beta")
-
-
-def _fused_auto_chunk(num_tokens: int) -> int:
-    """The largest power of two <= 2^21 / N, clipped to [128, 4096]."""
-    target = max(1, _FUSED_CHUNK_ELEMENTS // max(num_tokens, 1))
-    return int(min(_FUSED_MAX_CHUNK, max(_FUSED_MIN_CHUNK, 1 << (target.bit_length() - 1))))
-
-
-def _mesh_axes(x: Any) -> frozenset[Any]:
-    """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))
-
-
-def _to_varying(x: Any, axes: frozenset[Any]) -> Any:
-    """``x`` marked as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
-
-    Loop carries must vary over the same mesh axes as the loop body's results,
-    and a ``custom_vjp`` cotangent over the same axes as its primal. An input
-    replicated over an axis (``hidden`` over the vocabulary axis, the weights
-    over a data axis) cast to varying gets the right gradient: the cast's
-    transpose sums the per-device cotangents over that axis.
-    """
-    missing = tuple(sorted(axes - _mesh_axes(x), key=str))
-    return jax.lax.pcast(x, missing, to="varying") if missing else x
 
 
 def _over_chunks(body: Any, carry: Any, vocab: int, chunk: int) -> Any:
@@ -297,16 +265,6 @@ def _matmul_dtype(h: Array, w: Array, acc: Any) -> Any:
     return h.dtype if h.dtype == w.dtype and w.dtype != jnp.bfloat16 else acc
 
 
-# XLA:CPU computes a bfloat16 product in float32 and hoists the conversion of a
-# loop-invariant bfloat16 weight out of the loop: the whole weight is converted
-# to float32 once (2.25 GiB per model at the Gemma-2 2B vocabulary), however the
-# chunk is sliced or cast. The loops therefore slice a bfloat16 weight as its
-# uint16 bits, integer work no pass rewrites, and widen each chunk exactly
-# (a bfloat16 is the top half of a float32).
-def _weight_bits(w: Array) -> Array:
-    return jax.lax.bitcast_convert_type(w, jnp.uint16) if w.dtype == jnp.bfloat16 else w
-
-
 def _chunk_logits(h: Array, w: Array, start: Array, chunk: int, acc: Any) -> tuple[Array, Array]:
     """``h @ w[:, start:start + chunk]`` accumulated in ``acc``, and the weight slice.
 
@@ -314,9 +272,7 @@ def _chunk_logits(h: Array, w: Array, start: Array, chunk: int, acc: Any) -> tup
     of a bfloat16 one (widened here); a weight of another dtype than ``h`` is
     cast one chunk at a time, never whole.
     """
-    w_c = jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1)
-    if w_c.dtype == jnp.uint16:
-        w_c = jax.lax.bitcast_convert_type(w_c.astype(jnp.uint32) << 16, jnp.float32)
+    w_c = _numerics.from_bits(jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1))
     if w_c.dtype != h.dtype:
         w_c = w_c.astype(h.dtype)
     return jnp.matmul(h, w_c, preferred_element_type=acc), w_c
@@ -374,11 +330,11 @@ def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, bet
                    axis_name: Any) -> tuple[Array, Any]:
     n, vocab = hs.shape[0], ws.shape[1]
     acc = _numerics.compute_dtype(hs, ws, ht, wt)
-    axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
+    axes = frozenset().union(*(_numerics.varying_axes(x) for x in (hs, ws, ht, wt)))
     hs_mm = hs.astype(_matmul_dtype(hs, ws, acc))
     ht_mm = ht.astype(_matmul_dtype(ht, wt, acc))
 
-    ws_b, wt_b = _weight_bits(ws), _weight_bits(wt)
+    ws_b, wt_b = _numerics.to_bits(ws), _numerics.to_bits(wt)
 
     def logits(start: Any, width: int) -> tuple[Array, Array]:
         us, _ = _chunk_logits(hs_mm, ws_b, start, width, acc)
@@ -405,7 +361,7 @@ def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, bet
         return out[0], out[1], c
 
     def fresh(value: float) -> Any:
-        return _to_varying(jnp.full((n,), value, acc), axes)
+        return _numerics.vary(jnp.full((n,), value, acc), axes)
 
     init = ((fresh(-jnp.inf), fresh(0.0)), (fresh(-jnp.inf), fresh(0.0)), fresh(0.0) if one_pass else None)
     (m_s, s_s), (m_t, s_t), c = _over_chunks(lse_body, init, vocab, chunk)
@@ -431,7 +387,7 @@ def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, bet
         return {k: sums[k] + jnp.sum(v, axis=1) for k, v in terms.items()}
 
     names = _divergence_terms(mode, jnp.zeros((1, 1), acc), jnp.zeros((1, 1), acc), safe_beta).keys()
-    zero = _to_varying(jnp.zeros((n,), acc), axes | _mesh_axes(lse_s))
+    zero = _numerics.vary(jnp.zeros((n,), acc), axes | _numerics.varying_axes(lse_s))
     sums = _over_chunks(terms_body, {k: zero for k in names}, vocab, chunk)
     if axis_name is not None:
         keys = sorted(sums)
@@ -449,7 +405,7 @@ def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Ar
     hs_dtype, ht_dtype = hs.dtype, ht.dtype
     hs = hs.astype(_matmul_dtype(hs, ws, acc))
     ht = ht.astype(_matmul_dtype(ht, wt, acc))
-    ws_b, wt_b = _weight_bits(ws), _weight_bits(wt)
+    ws_b, wt_b = _numerics.to_bits(ws), _numerics.to_bits(wt)
     safe_beta, inside = _safe_beta(mode, beta)
     # Per-token coefficients of each divergence in the loss (the traced-beta select).
     if mode == "traced_beta":
@@ -491,13 +447,13 @@ def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Ar
             d_ht, d_wt = _accumulate(ht, wt_c, d_ut, d_ht, d_wt, start)
         return d_hs, d_ws, d_ht, d_wt, d_inv
 
-    axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
+    axes = frozenset().union(*(_numerics.varying_axes(x) for x in (hs, ws, ht, wt)))
 
     def zeros(shape: tuple[int, ...], dtype: Any, wanted: bool) -> Any:
-        return _to_varying(jnp.zeros(shape, dtype), axes) if wanted else None
+        return _numerics.vary(jnp.zeros(shape, dtype), axes) if wanted else None
 
     init = (zeros(hs.shape, acc, want_s), zeros(ws.shape, ws.dtype, want_s), zeros(ht.shape, acc, want_t),
-            zeros(wt.shape, wt.dtype, want_t), _to_varying(jnp.zeros((), acc), axes))
+            zeros(wt.shape, wt.dtype, want_t), _numerics.vary(jnp.zeros((), acc), axes))
     d_hs, d_ws, d_ht, d_wt, d_inv = _over_chunks(body, init, vocab, chunk)
     d_beta = None
     if mode in ("jsd", "traced_beta"):
@@ -513,10 +469,10 @@ def _cotangent_like(d: Array, primal: Array) -> Array:
     Inside ``shard_map`` a hyper-parameter replicated over an axis gets the sum
     of the per-device partial derivatives over that axis.
     """
-    extra = tuple(sorted(_mesh_axes(d) - _mesh_axes(primal), key=str))
+    extra = tuple(sorted(_numerics.varying_axes(d) - _numerics.varying_axes(primal), key=str))
     if extra:
         d = jax.lax.psum(d, extra)
-    out: Array = _to_varying(d.astype(primal.dtype), _mesh_axes(primal))
+    out: Array = _numerics.vary(d.astype(primal.dtype), _numerics.varying_axes(primal))
     return out
 
 
@@ -578,7 +534,7 @@ def _fused_inputs(fn: str, student_hidden: Any, student_weight: Any, teacher_hid
         n *= size
     hs = _numerics.mask_inputs(mask, hs).reshape(n, ds)
     ht = _numerics.mask_inputs(mask, ht).reshape(n, dt)
-    chunk = int(min(_fused_auto_chunk(n) if chunk_size is None else chunk_size, max(vocab, 1)))
+    chunk = int(min(_numerics.vocab_chunk(n) if chunk_size is None else chunk_size, max(vocab, 1)))
     return hs, ws, ht, wt, where, batch_shape, chunk
 
 
@@ -586,8 +542,8 @@ def _fused_values(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta
                   axis_name: Any) -> Array:
     """Per-token ``[N]`` divergences; inside ``shard_map`` the arrays are first cast to common mesh axes."""
     assert mode in _MODES, mode
-    axes = frozenset().union(*(_mesh_axes(x) for x in (hs, ws, ht, wt)))
-    hs, ws, ht, wt = (_to_varying(x, axes) for x in (hs, ws, ht, wt))
+    axes = frozenset().union(*(_numerics.varying_axes(x) for x in (hs, ws, ht, wt)))
+    hs, ws, ht, wt = (_numerics.vary(x, axes) for x in (hs, ws, ht, wt))
     return _fused_divergence(hs, ws, ht, wt, inv_t, beta, chunk, mode, axis_name)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Hashable
-from typing import Literal, overload
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -28,19 +28,6 @@ from jaxloss import _checks, _numerics, _registry
 from jaxloss._reduction import reduce_values
 
 Array = jax.Array
-
-# With ``chunk_size=None`` a chunk holds about 2^21 logits (8 MiB in float32)
-# whatever the number of tokens: 256 columns for 8192 tokens, which keeps the
-# temporaries of value and gradient near 0.05x the naive path's.
-_CHUNK_ELEMENTS = 2 ** 21
-_MIN_CHUNK, _MAX_CHUNK = 128, 4096
-
-
-def _auto_chunk(num_tokens: int) -> int:
-    """The largest power of two <= 2^21 / N, clipped to [128, 4096]."""
-    target = max(1, _CHUNK_ELEMENTS // max(num_tokens, 1))
-    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, 1 << (target.bit_length() - 1))))
-
 
 def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Array | None,
                   valid: Array) -> tuple[Array, Array | None, Array | None]:
@@ -67,58 +54,9 @@ def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array,
     """Column ids, their validity (padding is invalid), and the weight/bias slices of chunk ``i``."""
     start = i * chunk
     columns = start + jnp.arange(chunk, dtype=jnp.int32)
-    w_c = _from_bits(jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1))
+    w_c = _numerics.from_bits(jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1))
     b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
     return columns, columns < vocab, w_c, b_c
-
-
-# XLA:CPU computes a bfloat16 product in float32 and converts a loop-invariant
-# bfloat16 weight to float32 once, whole, before the loop (2.4 GB of
-# temporaries for Gemma-2 2B), however the chunk is sliced or cast. The loops
-# therefore see a bfloat16 weight as its uint16 bits (one bfloat16-sized copy,
-# half the float32 one): slicing bits is integer work that no pass rewrites,
-# and a chunk is widened exactly (bfloat16 is the top half of a float32)
-# inside the loop.
-
-
-def _to_bits(x: Array) -> Array:
-    return jax.lax.bitcast_convert_type(x, jnp.uint16) if x.dtype == jnp.bfloat16 else x
-
-
-def _from_bits(x: Array) -> Array:
-    """A sliced chunk as a float array: uint16 bits of bfloat16 widen to float32."""
-    if x.dtype != jnp.uint16:
-        return x
-    return jax.lax.bitcast_convert_type(x.astype(jnp.uint32) << 16, jnp.float32)
-
-
-def _varying_axes(x: Array) -> frozenset[Hashable]:
-    """The manual mesh axes ``x`` varies over inside ``shard_map`` (empty elsewhere)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))
-
-
-@overload
-def _vary(x: Array, axes: frozenset[Hashable]) -> Array: ...
-@overload
-def _vary(x: None, axes: frozenset[Hashable]) -> None: ...
-def _vary(x: Array | None, axes: frozenset[Hashable]) -> Array | None:
-    """Marks ``x`` as varying over ``axes`` (``shard_map``'s ``pcast(to="varying")``).
-
-    Inside ``shard_map`` a loop carry must vary over the same mesh axes as the
-    body's result, and a ``custom_vjp`` cotangent over the same axes as its
-    primal. Casting an input that is replicated over an axis (``hidden`` over
-    the model axis, ``weight`` over the data axis) to varying is what makes its
-    gradient right: the cast's transpose sums the per-device cotangents over
-    that axis.
-    """
-    if x is None:
-        return None
-    missing = tuple(sorted(axes - _varying_axes(x), key=str))
-    return jax.lax.pcast(x, missing, to="varying") if missing else x
 
 
 def _pad_vocab(weight: Array, bias: Array | None, chunk: int) -> tuple[Array, Array | None, int]:
@@ -147,7 +85,7 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
     vocab = weight.shape[1]
     n = h.shape[0]
     w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
-    w_pad = _to_bits(w_pad)
+    w_pad = _numerics.to_bits(w_pad)
 
     def body(i: Array, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
         running_max, running_sum, label_logit, logit_sum = carry
@@ -164,8 +102,8 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
         return new_max, running_sum, label_logit, logit_sum
 
     acc = _numerics.compute_dtype(h, weight, bias)
-    axes = _varying_axes(h)  # every input was cast to the same varying axes
-    init = tuple(_vary(x, axes) for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc),
+    axes = _numerics.varying_axes(h)  # every input was cast to the same varying axes
+    init = tuple(_numerics.vary(x, axes) for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc),
                                           jnp.zeros((n,), acc), jnp.zeros((n,), acc)))
     running_max, running_sum, label_logit, logit_sum = jax.lax.fori_loop(0, num_chunks, body, init)
     lse = running_max + jnp.log(running_sum)
@@ -178,7 +116,7 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
     g_lse, g_label, g_sum = cotangents
     vocab = weight.shape[1]
     w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
-    w_pad = _to_bits(w_pad)
+    w_pad = _numerics.to_bits(w_pad)
 
     def body(i: Array, carry: tuple[Array, Array, Array | None, Array | None]
              ) -> tuple[Array, Array, Array | None, Array | None]:
@@ -204,8 +142,8 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
         return d_h, d_w, d_b, d_cap
 
     acc = _numerics.compute_dtype(h, weight, bias)
-    axes = _varying_axes(h)
-    init = tuple(_vary(x, axes) for x in (
+    axes = _numerics.varying_axes(h)
+    init = tuple(_numerics.vary(x, axes) for x in (
         jnp.zeros(h.shape, acc), jnp.zeros(w_pad.shape, weight.dtype),
         None if b_pad is None else jnp.zeros(b_pad.shape, b_pad.dtype),
         None if soft_cap is None else jnp.zeros((), acc)))
@@ -391,7 +329,7 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
     h = _numerics.mask_inputs(None if where is None else where[..., None], hidden)
     safe_labels = labels if where is None else jnp.where(where, labels, 0)
     n = int(jnp.size(labels))
-    chunk = int(min(_auto_chunk(n) if chunk_size is None else chunk_size, vocab))
+    chunk = int(min(_numerics.vocab_chunk(n) if chunk_size is None else chunk_size, vocab))
     flat_h = h.reshape(n, dim)
     # Labels of any integer dtype compare as int32 (under strict promotion an
     # int32 column id and uint8 labels have no common type); one that does not
@@ -407,10 +345,10 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
         vocab = vocab * jax.lax.axis_size(axis_name)
     # Inside shard_map every input of the custom_vjp varies over the same mesh axes
     # (see _vary): the replicated ones get their gradients summed over those axes.
-    axes = frozenset().union(*(_varying_axes(x) for x in (flat_h, weight, bias, local_labels, soft_cap)
+    axes = frozenset().union(*(_numerics.varying_axes(x) for x in (flat_h, weight, bias, local_labels, soft_cap)
                                if x is not None))
-    flat_h, weight, local_labels = _vary(flat_h, axes), _vary(weight, axes), _vary(local_labels, axes)
-    bias, soft_cap = _vary(bias, axes), _vary(soft_cap, axes)
+    flat_h, weight, local_labels = _numerics.vary(flat_h, axes), _numerics.vary(weight, axes), _numerics.vary(local_labels, axes)
+    bias, soft_cap = _numerics.vary(bias, axes), _numerics.vary(soft_cap, axes)
     lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
     if axis_name is not None:
         # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M). The
