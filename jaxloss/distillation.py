@@ -58,6 +58,22 @@ def _logit_pair(fn: str, student_logits: Any, teacher_logits: Any, axis: int, wh
     return jax.nn.log_softmax(s * inv_t, axis=ax), jax.nn.log_softmax(t * inv_t, axis=ax), where, ax
 
 
+def _jsd_mode(beta: Any) -> str:
+    """Which divergence a generalized JSD computes (static): the ends are plain KLs.
+
+    ``beta = 0`` is KL(teacher || student), ``beta = 1`` KL(student || teacher),
+    a concrete ``beta`` in between the skewed JSD, and a traced ``beta`` all
+    three, selected at run time.
+    """
+    if not _checks.is_concrete(beta):
+        return "traced_beta"
+    if float(beta) == 0.0:
+        return "forward_kl"
+    if float(beta) == 1.0:
+        return "reverse_kl"
+    return "jsd"
+
+
 def _kl(log_p: Array, log_q: Array, axis: int) -> Array:
     """``KL(p || q) = sum p (log p - log q)`` from log-probabilities; ``0 log 0 = 0``.
 
@@ -201,11 +217,12 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
     fn = "generalized_jsd_loss"
     _checks.in_range(fn, "beta", beta, low=0.0, high=1.0)
     log_s, log_t, where, ax = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature)
-    if _checks.is_concrete(beta) and float(beta) == 0.0:
+    mode = _jsd_mode(beta)
+    if mode == "forward_kl":
         values = _kl(log_t, log_s, ax)
-    elif _checks.is_concrete(beta) and float(beta) == 1.0:
+    elif mode == "reverse_kl":
         values = _kl(log_s, log_t, ax)
-    elif _checks.is_concrete(beta):
+    elif mode == "jsd":
         values = _skewed_jsd(log_s, log_t, jnp.asarray(beta).astype(log_s.dtype), ax)
     else:
         b = jnp.asarray(beta).astype(log_s.dtype)
@@ -733,14 +750,7 @@ def linear_generalized_jsd_loss(
     hs, ws, ht, wt, where, batch_shape, chunk = _fused_inputs(fn, student_hidden, student_weight, teacher_hidden,
                                                               teacher_weight, temperature, chunk_size, where)
     acc = _numerics.compute_dtype(hs, ws, ht, wt)
-    if not _checks.is_concrete(beta):
-        mode = "traced_beta"
-    elif float(beta) == 0.0:
-        mode = "forward_kl"
-    elif float(beta) == 1.0:
-        mode = "reverse_kl"
-    else:
-        mode = "jsd"
+    mode = _jsd_mode(beta)
     inv_t = 1.0 / jnp.asarray(temperature).astype(acc)
     values = _fused_values(hs, ws, ht, wt, inv_t, jnp.asarray(beta).astype(acc), chunk, mode, axis_name)
     return reduce_values(values.reshape(batch_shape), reduction=reduction, weights=weights, where=where, fn=fn)
