@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/harness.py, however this is run
+from harness import interleaved_medians  # noqa: E402
 import optax
 
 try:
@@ -48,21 +49,6 @@ def make_inputs(batch, frames, classes, max_labels, seed=0):
     labels = rng.integers(1, classes, size=(batch, max_labels)).astype(np.int32)
     label_paddings = (np.arange(max_labels)[None] >= label_lengths[:, None]).astype(np.float32)
     return tuple(jnp.asarray(a) for a in (logits, logit_paddings, labels, label_paddings))
-
-
-def interleaved_medians(fns, args, repeats):
-    """Median seconds of each of ``fns`` on ``args``, calls interleaved."""
-    for fn in fns:  # compile and warm up
-        jax.block_until_ready(fn(*args))
-        jax.block_until_ready(fn(*args))
-    times = [[] for _ in fns]
-    for r in range(repeats):
-        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
-        for i in order:
-            start = time.perf_counter()
-            jax.block_until_ready(fns[i](*args))
-            times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def max_relative_difference(a, b):

@@ -138,6 +138,25 @@ def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmu
     return out
 
 
+def interleaved_medians(fns: list[Callable[..., Any]], args: tuple, repeats: int) -> list[float]:
+    """Median seconds of each of ``fns`` on ``args``: warmed up twice, then calls interleaved.
+
+    The order alternates each repeat (forward, then reversed), so a drift of
+    the machine's load affects every function alike.
+    """
+    for fn in fns:  # compile and warm up
+        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(fn(*args))
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            start = time.perf_counter()
+            jax.block_until_ready(fns[i](*args))
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def copy_bandwidth(device: Any, nbytes: int = 1 << 28, repeats: int = 20) -> float:
     """Bytes per second of a device-to-device copy (read + write) of ``nbytes``, measured on ``device``."""
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/harness.py, however this is run
+from harness import interleaved_medians  # noqa: E402
 
 try:
     import jaxloss.large_vocab as large_vocab
@@ -65,18 +66,6 @@ def memory_bytes(fn, hidden_shape, d, v, dtype, label_shape):
     compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(*args).compile()
     memory = compiled.memory_analysis()
     return int(memory.temp_size_in_bytes), int(memory.output_size_in_bytes)
-
-
-def interleaved_medians(fns, args, repeats):
-    for fn in fns:
-        jax.block_until_ready(fn(*args))
-    times = [[] for _ in fns]
-    for r in range(repeats):
-        for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
-            start = time.perf_counter()
-            jax.block_until_ready(fns[i](*args))
-            times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def main():
