@@ -295,6 +295,11 @@ class _Context:
     def fail(self, msg: str) -> None:
         raise _CheckFailed(msg)
 
+    def _batch_positions(self, n: int) -> list[int]:
+        """Inputs whose axis 0 is the batch of ``n`` examples (shared parameters never are)."""
+        return [i for i in _array_positions(self.f32_args) if np.shape(self.f32_args[i])[0] == n
+                and self.roles.get(self.names[i], _registry.Argument("data")).masked]
+
     def _stopped(self, i: int) -> bool:
         arg = self.roles.get(self.names[i])
         return arg is not None and arg.stop_gradient
@@ -472,8 +477,7 @@ class _Context:
         shape = self.example_shape()
         if len(shape) == 0 or shape[0] < 2:
             return None
-        n = shape[0]
-        batched = [i for i in _array_positions(self.f32_args) if np.shape(self.f32_args[i])[0] == n]
+        batched = self._batch_positions(shape[0])
         if not batched:
             return None
         where = np.ones(shape, bool)
@@ -592,9 +596,7 @@ class _Context:
         shape = self.example_shape()
         if len(shape) == 0:
             return "the unreduced loss has no batch axis"
-        n = shape[0]
-        batched = [i for i in _array_positions(self.f32_args) if np.shape(self.f32_args[i])[0] == n
-                   and self.roles.get(self.names[i], _registry.Argument("data")).masked]
+        batched = self._batch_positions(shape[0])
         if not batched:
             return "no input shares the batch axis of the unreduced loss"
         empty = tuple(a[:0] if i in batched else a for i, a in enumerate(self.f32_args))
