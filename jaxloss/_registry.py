@@ -8,6 +8,8 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import numpy as np
+
 from jaxloss import _checks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,8 +97,6 @@ _ROLE_BY_NAME = {
 }
 # Which argument a ``"paddings"`` argument pads (1.0 marks a padded position).
 PADDED = {"logit_paddings": "logits", "label_paddings": "labels"}
-_DEFAULT_CLASSES = (0, ("axis", "channel_axis"))
-_IDS = ("ids",)
 # Per-loss exceptions to the rules above (integer labels read as class indices
 # against the first argument's class axis).
 _OVERRIDES: dict[str, dict[str, Argument]] = {
@@ -157,9 +157,7 @@ def arguments(fn_or_name: Any, dtypes: dict[str, Any] | None = None) -> dict[str
             out[p] = Argument("data")  # binary or sign labels, checked against their domain
             continue
         if role is None and p in ("labels", "targets") and dtypes is not None and p in dtypes:
-            dt = dtypes[p]
-            import numpy as np  # local: only needed here
-            if np.issubdtype(np.dtype(dt), np.integer) and i > 0:
+            if np.issubdtype(np.dtype(dtypes[p]), np.integer) and i > 0:
                 out[p] = Argument("class_indices", (params[0], ("axis", "channel_axis")))
                 continue
         out[p] = Argument(role or "data")

@@ -1431,7 +1431,7 @@ def _metric_inputs(fn: str, scores: ArrayLike, labels: ArrayLike, topn: int | No
         if topn < 1:
             _checks._fail(ValueError, _checks.message(fn, "topn", "must be >= 1 or None", topn))
     lists = _list_inputs(fn, scores, labels, where)
-    s, y, valid = lists.scores, lists.labels, lists.valid
+    s, valid = lists.scores, lists.valid
     ranks = _exact_ranks(s, valid, None)
     # rax's _retrieved_items: valid, a score that is not -inf, within the top n.
     retrieved = ~jnp.isneginf(jax.lax.stop_gradient(s))
