@@ -126,6 +126,14 @@ def log1mexp(x: jax.Array) -> jax.Array:
     return jnp.where(near, jnp.log(-jnp.expm1(x_near)), jnp.log1p(-jnp.exp(x_far)))
 
 
+def ignore_mask(where: jax.Array | None, labels: jax.Array, ignore_index: int | None) -> jax.Array | None:
+    """Folds ``labels == ignore_index`` into the mask ``where`` (``None``: no mask yet)."""
+    if ignore_index is None:
+        return where
+    keep = labels != ignore_index
+    return keep if where is None else where & keep
+
+
 def take_class(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
     """``values[..., labels, ...]`` along ``axis``; NaN where a label is out of range.
 

@@ -102,14 +102,6 @@ def _along(vector: Array, axis: int, ndim: int) -> Array:
     return vector.reshape(shape)
 
 
-def _ignore(where: Any, labels: Array, ignore_index: Any) -> Any:
-    """Folds ``labels == ignore_index`` into the mask."""
-    if ignore_index is None:
-        return where
-    keep = labels != ignore_index
-    return keep if where is None else where & keep
-
-
 def _log_where_weighted(log_p: Array, q: Array) -> Array:
     """``log_p`` with ``-inf`` replaced by 0 where its weight ``q`` is 0, so ``q * log_p`` is 0 there.
 
@@ -555,7 +547,7 @@ def softmax_cross_entropy_with_integer_labels(
     _checks.integer_option(fn, "ignore_index", ignore_index)
     _checks.in_range(fn, "z_loss_weight", z_loss_weight, low=0.0)
     raw_labels = _checks.integer(fn, "labels", labels)
-    where = _ignore(where, raw_labels, ignore_index) if ignore_index is not None else where
+    where = _numerics.ignore_mask(where, raw_labels, ignore_index)
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", raw_labels, axis,
                                           integer_labels=True)
     num_classes = x.shape[ax]
@@ -628,7 +620,7 @@ def nll_loss(log_probabilities: Any, labels: Any, *, axis: int = -1, class_weigh
     fn = "nll_loss"
     _checks.integer_option(fn, "ignore_index", ignore_index)
     raw_labels = _checks.integer(fn, "labels", labels)
-    where = _ignore(where, raw_labels, ignore_index) if ignore_index is not None else where
+    where = _numerics.ignore_mask(where, raw_labels, ignore_index)
     log_p, y, where, ax = _per_example_inputs(fn, where, "log_probabilities", log_probabilities, "labels",
                                               raw_labels, axis, integer_labels=True)
     values = -_numerics.take_class(log_p, y, ax)
@@ -753,7 +745,7 @@ def softmax_focal_loss_with_integer_labels(logits: Any, labels: Any, *, alpha: A
     _checks.in_range(fn, "gamma", gamma, low=0.0)
     _checks.integer_option(fn, "ignore_index", ignore_index)
     raw_labels = _checks.integer(fn, "labels", labels)
-    where = _ignore(where, raw_labels, ignore_index) if ignore_index is not None else where
+    where = _numerics.ignore_mask(where, raw_labels, ignore_index)
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", raw_labels, axis,
                                           integer_labels=True)
     num_classes = x.shape[ax]

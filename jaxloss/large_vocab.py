@@ -309,9 +309,7 @@ def _checked_inputs(fn: str, hidden: ArrayLike, weight: ArrayLike, labels: Array
     if where is not None:
         where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), batch_shape,
                                       "the per-token shape")
-    if ignore_index is not None:
-        keep = labels != ignore_index
-        where = keep if where is None else where & keep
+    where = _numerics.ignore_mask(where, labels, ignore_index)
     return hidden, weight, labels, bias, where
 
 

@@ -145,9 +145,7 @@ def sequence_log_probs(logits: ArrayLike, labels: ArrayLike, *, ignore_index: in
     if where is not None:
         where = _checks.broadcastable(fn, "where", _checks.boolean(fn, "where", where), token_shape,
                                       "the token shape [..., T]")
-    if ignore_index is not None:
-        keep = labels != ignore_index
-        where = keep if where is None else where & keep
+    where = _numerics.ignore_mask(where, labels, ignore_index)
     dtype = _numerics.compute_dtype(logits)
     # First half of the double-where: a skipped token reads logits 0 and label 0.
     x = _numerics.mask_inputs(_numerics.expand_where(where, -1), logits.astype(dtype))
