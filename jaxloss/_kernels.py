@@ -1,0 +1,555 @@
+"""Pallas kernels for the softmax cross-entropy and the linear (fused) cross-entropy.
+
+Private to the package. What runs where:
+
+* On a GPU or TPU backend (see :func:`use_pallas`) the per-row statistics
+  ``lse = logsumexp(z)`` and ``z[label]`` of a ``[N, V]`` logits matrix, and
+  of the logits ``hidden @ weight`` of a linear head, are computed by Pallas
+  kernels: rows in blocks, the vocabulary streamed in blocks with an online
+  log-sum-exp (float32 accumulation whatever the input dtype), so any ``V``
+  works and the linear head never materialises ``[N, V]``.
+* Everywhere else the callers keep their XLA path. On CPU the kernels run only
+  in Pallas interpret mode (``interpret=True`` or :func:`_force_interpret`),
+  which the tests use to check them against the XLA computations.
+
+Two layouts of the same computation, chosen by backend:
+
+* ``"gpu"`` (Triton): the grid is over row blocks only; each program walks
+  the vocabulary with a loop, loading tiles with masked loads (Triton has no
+  out-of-bounds clipping, and its tiles must be powers of two).
+* ``"tpu"`` (Mosaic): the grid is ``(row blocks, vocabulary blocks)``, the
+  vocabulary axis last and sequential; the running maximum, sum and label
+  logit live in the output blocks, which stay resident while only the
+  vocabulary index changes. Partial edge blocks are masked with an iota.
+
+The backward passes (``jax.custom_vjp``) recompute ``softmax(z)`` from the
+saved per-row ``lse``: the only ``[N, V]`` residual is the logits themselves
+(none at all for the linear head, whose backward walks the vocabulary in
+chunks: one XLA matmul for the chunk's logits, the gradient kernel, two XLA
+matmuls for ``d_hidden`` and ``d_weight``).
+
+Masking and reduction stay with the callers: the kernels take already-masked
+inputs and return per-row values.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+
+Array = jax.Array
+Layout = Literal["gpu", "tpu"]
+Ref = Any  # a Pallas memory reference (its type is private to jax)
+Index = Any  # a grid offset: a traced int32 scalar or a Python int
+Carry = tuple[Array, Array, Array]
+
+# Environment variable that turns the kernels off everywhere ("1", "true", "yes").
+DISABLE_ENV = "JAXLOSS_DISABLE_PALLAS"
+
+# Untuned defaults (no accelerator was available when they were chosen):
+# rows per block and vocabulary columns per block for each layout.
+_BLOCKS: dict[str, tuple[int, int]] = {"gpu": (16, 1024), "tpu": (8, 512)}
+# Feature columns per tile of the linear head's matmul on the GPU layout.
+_GPU_BLOCK_D = 64
+# Vocabulary columns per chunk of the linear head's backward (XLA matmuls + gradient kernel).
+_LINEAR_BACKWARD_CHUNK = 2048
+
+_KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+_interpret_forced = False
+
+
+def _force_interpret(enabled: bool = True) -> None:
+    """Test-only: makes :func:`use_pallas` True on CPU and runs the kernels in interpret mode."""
+    global _interpret_forced
+    _interpret_forced = bool(enabled)
+
+
+def _disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _backend(x: object | None) -> str:
+    """``"gpu"``, ``"tpu"``, ``"cpu"``...: the platform of ``x``'s devices, else the default backend.
+
+    Under ``jit`` (a tracer has no devices) the default backend decides.
+    """
+    if x is not None and not isinstance(x, jax.core.Tracer):
+        try:
+            platforms = {d.platform for d in x.devices()}  # type: ignore[attr-defined]
+        except (AttributeError, TypeError, ValueError):
+            platforms = set()
+        if len(platforms) == 1:
+            platform = platforms.pop()
+            return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+    return jax.default_backend()
+
+
+def _layout(x: object | None) -> Layout:
+    """The kernel layout for the backend ``x`` lives on (``"gpu"`` off-accelerator, for interpret mode)."""
+    return "tpu" if _backend(x) == "tpu" else "gpu"
+
+
+def _interpret(x: object | None) -> bool:
+    return _interpret_forced or _backend(x) not in ("gpu", "tpu")
+
+
+def use_pallas(x: object, weight: object | None = None) -> bool:
+    """Whether the Pallas kernels should replace the XLA path for logits ``x`` (``[..., V]``).
+
+    For the linear head pass ``hidden`` as ``x`` and ``weight`` (``[D, V]``).
+    True only on a GPU or TPU backend (``x``'s devices, or the default backend
+    under ``jit``), for float32/bfloat16/float16 inputs with a non-empty batch
+    and vocabulary that fit the layout's block constraints, and when the
+    environment variable ``JAXLOSS_DISABLE_PALLAS`` is not set to ``1``. False
+    on CPU unless :func:`_force_interpret` is on (tests).
+    """
+    if _disabled():
+        return False
+    if not _interpret_forced and _backend(x) not in ("gpu", "tpu"):
+        return False
+    arrays = [a for a in (x, weight) if a is not None]
+    if any(getattr(a, "dtype", None) not in _KERNEL_DTYPES for a in arrays):
+        return False
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) < 1:
+        return False
+    if weight is None:
+        rows, vocab = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    else:
+        w_shape = tuple(getattr(weight, "shape", ()))
+        if len(w_shape) != 2 or w_shape[0] != shape[-1]:
+            return False
+        rows, vocab = int(np.prod(shape[:-1], dtype=np.int64)), w_shape[1]
+    if rows < 1 or vocab < 1 or rows >= 2 ** 31 or vocab >= 2 ** 31:
+        return False
+    if _layout(x) == "tpu" and not _interpret(x):
+        # Mosaic tiles: rows in multiples of 8 sublanes, a vocabulary of at least one lane tile.
+        block_rows, _ = _BLOCKS["tpu"]
+        if rows % block_rows or vocab < 128:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- tiles
+def _tile(ref: Ref, rows: int, cols: int, r0: Index, c0: Index, n: int, v: int, other: float,
+          layout: Layout, gpu_slices: bool = True) -> Array:
+    """The ``[rows, cols]`` tile at ``(r0, c0)`` of an ``[n, v]`` ref, ``other`` outside the array.
+
+    GPU: ``ref`` is the whole array, the tile is a masked load. TPU: ``ref`` is
+    already the block (edge blocks hold unspecified values), masked here.
+    """
+    row_ok = (r0 + jax.lax.broadcasted_iota(jnp.int32, (rows, cols), 0)) < n
+    col_ok = (c0 + jax.lax.broadcasted_iota(jnp.int32, (rows, cols), 1)) < v
+    ok = row_ok & col_ok
+    if layout == "gpu" and gpu_slices:
+        from jax.experimental.pallas import triton as plgpu
+
+        loaded: Array = plgpu.load(ref.at[pl.ds(r0, rows), pl.ds(c0, cols)], mask=ok, other=other)
+        return loaded
+    return jnp.where(ok, ref[...], jnp.asarray(other, ref.dtype))
+
+
+def _put(ref: Ref, value: Array, r0: Index, n: int, layout: Layout) -> None:
+    """Stores a ``[rows, 1]`` column at row ``r0`` of an ``[n, 1]`` ref (rows past ``n`` dropped)."""
+    rows = value.shape[0]
+    if layout == "gpu":
+        from jax.experimental.pallas import triton as plgpu
+
+        ok = (r0 + jax.lax.broadcasted_iota(jnp.int32, (rows, 1), 0)) < n
+        plgpu.store(ref.at[pl.ds(r0, rows), pl.ds(0, 1)], value.astype(ref.dtype), mask=ok)
+    else:
+        ref[...] = value.astype(ref.dtype)
+
+
+def _online_update(carry: Carry, z: Array, columns: Array, labels: Array) -> Carry:
+    """One vocabulary block of the online log-sum-exp: running max, rescaled sum, label logit.
+
+    ``z`` is ``[rows, cols]`` float32 with ``-inf`` outside the vocabulary,
+    ``columns`` the block's global column ids, ``labels`` ``[rows, 1]``.
+    """
+    running_max, running_sum, label_logit = carry
+    block_max = jnp.max(z, axis=1, keepdims=True)
+    new_max = jnp.maximum(running_max, block_max)
+    # A row whose logits so far are all -inf keeps max -inf: exp(-inf - -inf) would be NaN, the
+    # rescale factor there is 0 (its running sum is 0). A NaN logit makes new_max NaN: NaN out.
+    safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max)
+    scale = jnp.exp(running_max - safe_max)
+    running_sum = running_sum * scale + jnp.sum(jnp.exp(z - safe_max), axis=1, keepdims=True)
+    hit = columns == labels
+    label_logit = label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1, keepdims=True)
+    return new_max, running_sum, label_logit
+
+
+# ------------------------------------------------------- softmax cross-entropy kernels
+def _ce_forward_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, label_ref: Ref, max_ref: Ref = None,
+                       sum_ref: Ref = None, *,
+                       n: int, v: int, block_rows: int, block_cols: int, layout: Layout) -> None:
+    i = pl.program_id(0)
+    r0 = i * block_rows
+    if layout == "gpu":
+        labels = _tile(labels_ref, block_rows, 1, r0, 0, n, 1, 0, layout)
+        shape = (block_rows, 1)
+        init = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32),
+                jnp.zeros(shape, jnp.float32))
+
+        def body(j: Array, carry: Carry) -> Carry:
+            c0 = j * block_cols
+            z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
+            columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+            return _online_update(carry, z, columns, labels)
+
+        running_max, running_sum, label_logit = jax.lax.fori_loop(0, pl.cdiv(v, block_cols), body, init)
+        _put(lse_ref, running_max + jnp.log(running_sum), r0, n, layout)
+        _put(label_ref, label_logit, r0, n, layout)
+        return
+    # TPU: the vocabulary is the grid's second (sequential) axis; accumulators in max_ref/sum_ref.
+    j = pl.program_id(1)
+
+    @pl.when(j == 0)
+    def _init() -> None:
+        max_ref[...] = jnp.full(max_ref.shape, -jnp.inf, jnp.float32)
+        sum_ref[...] = jnp.zeros(sum_ref.shape, jnp.float32)
+        label_ref[...] = jnp.zeros(label_ref.shape, jnp.float32)
+
+    c0 = j * block_cols
+    z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
+    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+    carry = _online_update((max_ref[...], sum_ref[...], label_ref[...]), z, columns, labels_ref[...])
+    max_ref[...], sum_ref[...], label_ref[...] = carry
+
+    @pl.when(j == pl.num_programs(1) - 1)
+    def _finish() -> None:
+        lse_ref[...] = max_ref[...] + jnp.log(sum_ref[...])
+
+
+def _grad_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, g_lse_ref: Ref, g_label_ref: Ref, out_ref: Ref, *, n: int, v: int,
+                 block_rows: int, block_cols: int, layout: Layout) -> None:
+    """``d z = g_lse * softmax(z) + g_label * onehot(label)`` for one ``[rows, cols]`` tile."""
+    i, j = pl.program_id(0), pl.program_id(1)
+    r0, c0 = i * block_rows, j * block_cols
+
+    def column(ref: Ref) -> Array:
+        return _tile(ref, block_rows, 1, r0, 0, n, 1, 0, layout)
+
+    z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
+    labels, lse = column(labels_ref), column(lse_ref)
+    g_lse, g_label = column(g_lse_ref), column(g_label_ref)
+    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+    d_z = g_lse * jnp.exp(z - lse) + jnp.where(columns == labels, g_label, 0.0)
+    if layout == "gpu":
+        from jax.experimental.pallas import triton as plgpu
+
+        row_ok = (r0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 0)) < n
+        col_ok = (c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)) < v
+        plgpu.store(out_ref.at[pl.ds(r0, block_rows), pl.ds(c0, block_cols)], d_z.astype(out_ref.dtype),
+                    mask=row_ok & col_ok)
+    else:
+        out_ref[...] = d_z.astype(out_ref.dtype)
+
+
+def _blocks(layout: Layout, n: int, v: int) -> tuple[int, int]:
+    """Row and vocabulary block sizes: powers of two on GPU, clipped to the problem."""
+    block_rows, block_cols = _BLOCKS[layout]
+    if layout == "gpu":
+        block_rows = min(block_rows, max(16, pl.next_power_of_2(n)))
+        block_cols = min(block_cols, max(16, pl.next_power_of_2(v)))
+    else:
+        block_cols = min(block_cols, max(128, 128 * pl.cdiv(v, 128)))
+    return block_rows, block_cols
+
+
+def _col_spec(block_rows: int, grid_rank: int) -> pl.BlockSpec:
+    """BlockSpec of an ``[N, 1]`` per-row column on the TPU layout."""
+    if grid_rank == 1:
+        return pl.BlockSpec((block_rows, 1), lambda i: (i, 0))
+    return pl.BlockSpec((block_rows, 1), lambda i, j: (i, 0))
+
+
+def _gpu_params() -> Any:
+    """Triton compiler parameters: they also select the Triton backend (not Mosaic GPU)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+
+
+def _tpu_params(*semantics: Literal["parallel", "arbitrary"]) -> Any:
+    from jax.experimental.pallas import tpu as pltpu
+
+    return pltpu.CompilerParams(dimension_semantics=semantics)
+
+
+def _ce_forward_call(logits: Array, labels: Array, layout: Layout, interpret: bool) -> tuple[Array, Array]:
+    n, v = logits.shape
+    block_rows, block_cols = _blocks(layout, n, v)
+    column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
+    kernel = functools.partial(_ce_forward_kernel, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
+                               layout=layout)
+    labels = labels.reshape(n, 1)
+    if layout == "gpu":
+        lse, label_logit = pl.pallas_call(kernel, out_shape=(column, column), grid=(pl.cdiv(n, block_rows),),
+                                          interpret=interpret, name="jaxloss_ce_forward",
+                                          compiler_params=_gpu_params())(logits, labels)
+    else:
+        grid = (pl.cdiv(n, block_rows), pl.cdiv(v, block_cols))
+        col = _col_spec(block_rows, 2)
+        lse, label_logit, _, _ = pl.pallas_call(
+            kernel, out_shape=(column,) * 4, grid=grid,
+            in_specs=[pl.BlockSpec((block_rows, block_cols), lambda i, j: (i, j)), col],
+            out_specs=(col,) * 4, interpret=interpret, name="jaxloss_ce_forward",
+            compiler_params=None if interpret else _tpu_params("parallel", "arbitrary"),
+        )(logits, labels)
+    return lse[:, 0], label_logit[:, 0]
+
+
+def _grad_call(logits: Array, labels: Array, lse: Array, g_lse: Array, g_label: Array, out_dtype: Any,
+               layout: Layout, interpret: bool) -> Array:
+    n, v = logits.shape
+    block_rows, block_cols = _blocks(layout, n, v)
+    kernel = functools.partial(_grad_kernel, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
+                               layout=layout)
+    grid = (pl.cdiv(n, block_rows), pl.cdiv(v, block_cols))
+    columns = [x.reshape(n, 1) for x in (labels, lse, g_lse, g_label)]
+    out_shape = jax.ShapeDtypeStruct((n, v), out_dtype)
+    d_logits: Array
+    if layout == "gpu":
+        d_logits = pl.pallas_call(kernel, out_shape=out_shape, grid=grid, interpret=interpret,
+                                  name="jaxloss_ce_grad", compiler_params=_gpu_params())(logits, *columns)
+        return d_logits
+    tile = pl.BlockSpec((block_rows, block_cols), lambda i, j: (i, j))
+    d_logits = pl.pallas_call(kernel, out_shape=out_shape, grid=grid,
+                              in_specs=[tile] + [_col_spec(block_rows, 2)] * 4, out_specs=tile,
+                              interpret=interpret, name="jaxloss_ce_grad",
+                              compiler_params=None if interpret else _tpu_params("parallel", "parallel"),
+                              )(logits, *columns)
+    return d_logits
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _ce_statistics(logits: Array, labels: Array, layout: Layout, interpret: bool) -> tuple[Array, Array]:
+    return _ce_forward_call(logits, labels, layout, interpret)
+
+
+def _ce_statistics_fwd(logits: Array, labels: Array, layout: Layout, interpret: bool
+                       ) -> tuple[tuple[Array, Array], tuple[Array, Array, Array]]:
+    lse, label_logit = _ce_forward_call(logits, labels, layout, interpret)
+    return (lse, label_logit), (logits, labels, lse)
+
+
+def _ce_statistics_bwd(layout: Layout, interpret: bool, residuals: tuple[Array, Array, Array],
+                       cotangents: tuple[Array, Array]) -> tuple[Array, np.ndarray[Any, Any]]:
+    logits, labels, lse = residuals
+    g_lse, g_label = (g.astype(jnp.float32) for g in cotangents)
+    d_logits = _grad_call(logits, labels, lse, g_lse, g_label, logits.dtype, layout, interpret)
+    return d_logits, np.zeros(labels.shape, jax.dtypes.float0)
+
+
+_ce_statistics.defvjp(_ce_statistics_fwd, _ce_statistics_bwd)
+
+
+def cross_entropy_statistics(logits: Array, labels: Array, *, interpret: bool | None = None
+                             ) -> tuple[Array, Array]:
+    """Per row ``(logsumexp(logits), logits[label])`` by the Pallas kernels, float32, differentiable.
+
+    ``logits`` ``[..., V]`` float32/bfloat16/float16, ``labels`` ``[...]``
+    integer. Both results have shape ``[...]``. A label outside ``[0, V)``
+    selects no column: its ``label_logit`` is 0 (the caller decides what that
+    means; :func:`cross_entropy` turns it into NaN). ``jax.grad`` flows to
+    ``logits`` only (``softmax`` and one-hot, recomputed from the saved
+    ``lse``), in ``logits``' dtype. ``interpret=None`` picks interpret mode
+    off-accelerator.
+    """
+    batch_shape, v = logits.shape[:-1], logits.shape[-1]
+    flat = logits.reshape(-1, v)
+    flat_labels = labels.reshape(-1).astype(jnp.int32)
+    interpret = _interpret(logits) if interpret is None else interpret
+    if flat.shape[0] == 0:
+        zeros = jnp.zeros(batch_shape, jnp.float32) + 0.0 * jnp.sum(logits.astype(jnp.float32))
+        return zeros, zeros
+    lse, label_logit = _ce_statistics(flat, flat_labels, _layout(logits), bool(interpret))
+    return lse.reshape(batch_shape), label_logit.reshape(batch_shape)
+
+
+def cross_entropy(logits: Array, labels: Array, *, interpret: bool | None = None) -> Array:
+    """Per-row softmax cross-entropy ``logsumexp(z) - z[label]`` by the Pallas kernels.
+
+    ``logits`` ``[..., V]`` (float32/bfloat16/float16), ``labels`` ``[...]``
+    integer; returns ``[...]`` float32. A label outside ``[0, V)`` gives NaN, a
+    NaN logit gives NaN in its row, as the XLA path. No mask, no reduction: the
+    caller masks inputs first (double-where) and reduces the rows.
+    """
+    lse, label_logit = cross_entropy_statistics(logits, labels, interpret=interpret)
+    v = logits.shape[-1]
+    in_range = (labels >= 0) & (labels < v)
+    return jnp.where(in_range, lse - label_logit, jnp.nan)
+
+
+# ------------------------------------------------------------ linear cross-entropy kernels
+def _linear_forward_kernel(h_ref: Ref, w_ref: Ref, labels_ref: Ref, lse_ref: Ref, label_ref: Ref, max_ref: Ref = None,
+                           sum_ref: Ref = None, *,
+                           n: int, d: int, v: int, block_rows: int, block_cols: int, block_d: int,
+                           layout: Layout) -> None:
+    i = pl.program_id(0)
+    r0 = i * block_rows
+    if layout == "gpu":
+        labels = _tile(labels_ref, block_rows, 1, r0, 0, n, 1, 0, layout)
+        shape = (block_rows, 1)
+        init = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32),
+                jnp.zeros(shape, jnp.float32))
+
+        def body(j: Array, carry: Carry) -> Carry:
+            c0 = j * block_cols
+
+            def dot_step(k: Array, acc: Array) -> Array:
+                k0 = k * block_d
+                h = _tile(h_ref, block_rows, block_d, r0, k0, n, d, 0.0, layout)
+                w = _tile(w_ref, block_d, block_cols, k0, c0, d, v, 0.0, layout)
+                return acc + jnp.dot(h, w, preferred_element_type=jnp.float32)
+
+            z = jax.lax.fori_loop(0, pl.cdiv(d, block_d), dot_step,
+                                  jnp.zeros((block_rows, block_cols), jnp.float32))
+            columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+            z = jnp.where(columns < v, z, -jnp.inf)
+            return _online_update(carry, z, columns, labels)
+
+        running_max, running_sum, label_logit = jax.lax.fori_loop(0, pl.cdiv(v, block_cols), body, init)
+        _put(lse_ref, running_max + jnp.log(running_sum), r0, n, layout)
+        _put(label_ref, label_logit, r0, n, layout)
+        return
+    j = pl.program_id(1)
+
+    @pl.when(j == 0)
+    def _init() -> None:
+        max_ref[...] = jnp.full(max_ref.shape, -jnp.inf, jnp.float32)
+        sum_ref[...] = jnp.zeros(sum_ref.shape, jnp.float32)
+        label_ref[...] = jnp.zeros(label_ref.shape, jnp.float32)
+
+    c0 = j * block_cols
+    # hidden's block is [rows, D] (whole feature axis), weight's [D, cols]; padding rows and
+    # columns of edge blocks hold unspecified values: columns are masked to -inf after the product,
+    # padding rows are never written back.
+    z = jnp.dot(h_ref[...], w_ref[...], preferred_element_type=jnp.float32)
+    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+    z = jnp.where(columns < v, z, -jnp.inf)
+    carry = _online_update((max_ref[...], sum_ref[...], label_ref[...]), z, columns, labels_ref[...])
+    max_ref[...], sum_ref[...], label_ref[...] = carry
+
+    @pl.when(j == pl.num_programs(1) - 1)
+    def _finish() -> None:
+        lse_ref[...] = max_ref[...] + jnp.log(sum_ref[...])
+
+
+def _linear_forward_call(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool
+                         ) -> tuple[Array, Array]:
+    n, d = h.shape
+    v = w.shape[1]
+    block_rows, block_cols = _blocks(layout, n, v)
+    block_d = min(_GPU_BLOCK_D, max(16, pl.next_power_of_2(d)))
+    column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
+    kernel = functools.partial(_linear_forward_kernel, n=n, d=d, v=v, block_rows=block_rows,
+                               block_cols=block_cols, block_d=block_d, layout=layout)
+    labels = labels.reshape(n, 1)
+    if layout == "gpu":
+        lse, label_logit = pl.pallas_call(kernel, out_shape=(column, column), grid=(pl.cdiv(n, block_rows),),
+                                          interpret=interpret, name="jaxloss_linear_ce_forward",
+                                          compiler_params=_gpu_params())(h, w, labels)
+    else:
+        col = _col_spec(block_rows, 2)
+        lse, label_logit, _, _ = pl.pallas_call(
+            kernel, out_shape=(column,) * 4, grid=(pl.cdiv(n, block_rows), pl.cdiv(v, block_cols)),
+            in_specs=[pl.BlockSpec((block_rows, d), lambda i, j: (i, 0)),
+                      pl.BlockSpec((d, block_cols), lambda i, j: (0, j)), col],
+            out_specs=(col,) * 4, interpret=interpret, name="jaxloss_linear_ce_forward",
+            compiler_params=None if interpret else _tpu_params("parallel", "arbitrary"),
+        )(h, w, labels)
+    return lse[:, 0], label_logit[:, 0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _linear_statistics(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool
+                       ) -> tuple[Array, Array]:
+    return _linear_forward_call(h, w, labels, layout, interpret)
+
+
+def _linear_statistics_fwd(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool
+                           ) -> tuple[tuple[Array, Array], tuple[Array, Array, Array, Array]]:
+    lse, label_logit = _linear_forward_call(h, w, labels, layout, interpret)
+    return (lse, label_logit), (h, w, labels, lse)
+
+
+def _linear_statistics_bwd(layout: Layout, interpret: bool, residuals: tuple[Array, Array, Array, Array],
+                           cotangents: tuple[Array, Array]) -> tuple[Array, Array, np.ndarray[Any, Any]]:
+    """Vocabulary chunk by chunk: logits (XLA matmul), ``d z`` (gradient kernel), two XLA matmuls."""
+    h, w, labels, lse = residuals
+    g_lse, g_label = (g.astype(jnp.float32) for g in cotangents)
+    v = w.shape[1]
+    chunk = min(_LINEAR_BACKWARD_CHUNK, v)
+    num_full, tail = divmod(v, chunk)
+
+    def chunk_grads(start: Index, w_c: Array) -> tuple[Array, Array]:
+        z = jnp.matmul(h, w_c, preferred_element_type=jnp.float32)
+        d_z = _grad_call(z, labels - start, lse, g_lse, g_label, jnp.float32, layout, interpret)
+        # d_z is rounded to the weight's dtype, as autodiff of ``h @ w`` would round it.
+        d_z = d_z.astype(w.dtype)
+        d_h = jnp.matmul(d_z, w_c.T, preferred_element_type=jnp.float32)
+        d_w = jnp.matmul(h.T, d_z.astype(h.dtype), preferred_element_type=jnp.float32).astype(w.dtype)
+        return d_h, d_w
+
+    def body(k: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        d_h, d_w = carry
+        start = k * chunk
+        d_h_c, d_w_c = chunk_grads(start, jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1))
+        return d_h + d_h_c, jax.lax.dynamic_update_slice_in_dim(d_w, d_w_c, start, axis=1)
+
+    d_h, d_w = jax.lax.fori_loop(0, num_full, body, (jnp.zeros(h.shape, jnp.float32), jnp.zeros(w.shape, w.dtype)))
+    if tail:
+        start = num_full * chunk
+        d_h_c, d_w_c = chunk_grads(start, w[:, start:])
+        d_h = d_h + d_h_c
+        d_w = jax.lax.dynamic_update_slice_in_dim(d_w, d_w_c, start, axis=1)
+    return d_h.astype(h.dtype), d_w, np.zeros(labels.shape, jax.dtypes.float0)
+
+
+_linear_statistics.defvjp(_linear_statistics_fwd, _linear_statistics_bwd)
+
+
+def linear_cross_entropy_statistics(hidden: Array, weight: Array, labels: Array, *,
+                                    interpret: bool | None = None) -> tuple[Array, Array]:
+    """Per row ``(logsumexp(z), z[label])`` of ``z = hidden @ weight`` without materialising ``[N, V]``.
+
+    ``hidden`` ``[..., D]``, ``weight`` ``[D, V]`` (float32/bfloat16/float16),
+    ``labels`` ``[...]`` integer; both results ``[...]`` float32 (products
+    accumulate in float32). A label outside ``[0, V)`` selects no column (its
+    ``label_logit`` is 0). ``jax.grad`` flows to ``hidden`` and ``weight`` in
+    their dtypes; the backward walks the vocabulary in chunks of
+    ``_LINEAR_BACKWARD_CHUNK`` columns (temporary memory ``O(N * chunk)``).
+    """
+    batch_shape, d = hidden.shape[:-1], hidden.shape[-1]
+    flat = hidden.reshape(-1, d)
+    flat_labels = labels.reshape(-1).astype(jnp.int32)
+    interpret = _interpret(hidden) if interpret is None else interpret
+    if flat.shape[0] == 0:
+        zero = 0.0 * (jnp.sum(hidden.astype(jnp.float32)) + jnp.sum(weight.astype(jnp.float32)))
+        zeros = jnp.zeros(batch_shape, jnp.float32) + zero
+        return zeros, zeros
+    lse, label_logit = _linear_statistics(flat, weight, flat_labels, _layout(hidden), bool(interpret))
+    return lse.reshape(batch_shape), label_logit.reshape(batch_shape)
+
+
+def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, *, interpret: bool | None = None) -> Array:
+    """Per-row ``logsumexp(z) - z[label]`` of ``z = hidden @ weight`` by the Pallas kernels.
+
+    ``hidden`` ``[..., D]``, ``weight`` ``[D, V]``, ``labels`` ``[...]``;
+    returns ``[...]`` float32, NaN where a label is outside ``[0, V)`` or an
+    input of the row is NaN. No mask, no reduction (callers mask first).
+    """
+    lse, label_logit = linear_cross_entropy_statistics(hidden, weight, labels, interpret=interpret)
+    v = weight.shape[1]
+    in_range = (labels >= 0) & (labels < v)
+    return jnp.where(in_range, lse - label_logit, jnp.nan)
