@@ -52,23 +52,36 @@ Carry = tuple[Array, Array, Array]
 # Environment variable that turns the kernels off everywhere ("1", "true", "yes").
 DISABLE_ENV = "JAXLOSS_DISABLE_PALLAS"
 
-# Untuned defaults (no accelerator was available when they were chosen):
-# rows per block and vocabulary columns per block for each layout.
-_BLOCKS: dict[str, tuple[int, int]] = {"gpu": (16, 1024), "tpu": (8, 512)}
+# Untuned defaults (no accelerator was available when they were chosen): rows per
+# block and vocabulary columns per block, per kernel and layout. The linear head's
+# GPU tiles are larger in rows (each row block reads the whole weight once) and
+# feed Triton's dot, whose tiles need at least 16 rows and columns.
+_BLOCKS: dict[tuple[str, str], tuple[int, int]] = {
+    ("ce", "gpu"): (8, 1024), ("ce", "tpu"): (8, 512),
+    ("linear", "gpu"): (64, 128), ("linear", "tpu"): (8, 512),
+}
 # Feature columns per tile of the linear head's matmul on the GPU layout.
 _GPU_BLOCK_D = 64
+# Triton warps per program: the CE kernels, the linear head's forward.
+_GPU_WARPS = {"ce": 4, "linear": 8}
 # Vocabulary columns per chunk of the linear head's backward (XLA matmuls + gradient kernel).
 _LINEAR_BACKWARD_CHUNK = 2048
 
 _KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 _interpret_forced = False
+_layout_forced: Layout | None = None
 
 
-def _force_interpret(enabled: bool = True) -> None:
-    """Test-only: makes :func:`use_pallas` True on CPU and runs the kernels in interpret mode."""
-    global _interpret_forced
+def _force_interpret(enabled: bool = True, layout: Layout | None = None) -> None:
+    """Test-only: makes :func:`use_pallas` True on CPU and runs the kernels in interpret mode.
+
+    ``layout`` (``"gpu"`` or ``"tpu"``) also forces the layout, so both run on
+    CPU; ``None`` picks it from the backend (``"gpu"`` on CPU).
+    """
+    global _interpret_forced, _layout_forced
     _interpret_forced = bool(enabled)
+    _layout_forced = layout if enabled else None
 
 
 def _disabled() -> bool:
@@ -93,6 +106,8 @@ def _backend(x: object | None) -> str:
 
 def _layout(x: object | None) -> Layout:
     """The kernel layout for the backend ``x`` lives on (``"gpu"`` off-accelerator, for interpret mode)."""
+    if _layout_forced is not None:
+        return _layout_forced
     return "tpu" if _backend(x) == "tpu" else "gpu"
 
 
@@ -131,7 +146,7 @@ def use_pallas(x: object, weight: object | None = None) -> bool:
         return False
     if _layout(x) == "tpu" and not _interpret(x):
         # Mosaic tiles: rows in multiples of 8 sublanes, a vocabulary of at least one lane tile.
-        block_rows, _ = _BLOCKS["tpu"]
+        block_rows = max(_BLOCKS[("ce", "tpu")][0], _BLOCKS[("linear", "tpu")][0])
         if rows % block_rows or vocab < 128:
             return False
     return True
@@ -229,8 +244,8 @@ def _ce_forward_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, label_ref
         lse_ref[...] = max_ref[...] + jnp.log(sum_ref[...])
 
 
-def _grad_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, g_lse_ref: Ref, g_label_ref: Ref, out_ref: Ref, *, n: int, v: int,
-                 block_rows: int, block_cols: int, layout: Layout) -> None:
+def _grad_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, g_lse_ref: Ref, g_label_ref: Ref, out_ref: Ref,
+                 *, n: int, v: int, block_rows: int, block_cols: int, layout: Layout) -> None:
     """``d z = g_lse * softmax(z) + g_label * onehot(label)`` for one ``[rows, cols]`` tile."""
     i, j = pl.program_id(0), pl.program_id(1)
     r0, c0 = i * block_rows, j * block_cols
@@ -254,9 +269,9 @@ def _grad_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, g_lse_ref: Ref,
         out_ref[...] = d_z.astype(out_ref.dtype)
 
 
-def _blocks(layout: Layout, n: int, v: int) -> tuple[int, int]:
+def _blocks(kind: str, layout: Layout, n: int, v: int) -> tuple[int, int]:
     """Row and vocabulary block sizes: powers of two on GPU, clipped to the problem."""
-    block_rows, block_cols = _BLOCKS[layout]
+    block_rows, block_cols = _BLOCKS[(kind, layout)]
     if layout == "gpu":
         block_rows = min(block_rows, max(16, pl.next_power_of_2(n)))
         block_cols = min(block_cols, max(16, pl.next_power_of_2(v)))
@@ -272,11 +287,11 @@ def _col_spec(block_rows: int, grid_rank: int) -> pl.BlockSpec:
     return pl.BlockSpec((block_rows, 1), lambda i, j: (i, 0))
 
 
-def _gpu_params() -> Any:
+def _gpu_params(kind: str) -> Any:
     """Triton compiler parameters: they also select the Triton backend (not Mosaic GPU)."""
     from jax.experimental.pallas import triton as plgpu
 
-    return plgpu.CompilerParams(num_warps=4, num_stages=2)
+    return plgpu.CompilerParams(num_warps=_GPU_WARPS[kind], num_stages=2)
 
 
 def _tpu_params(*semantics: Literal["parallel", "arbitrary"]) -> Any:
@@ -287,7 +302,7 @@ def _tpu_params(*semantics: Literal["parallel", "arbitrary"]) -> Any:
 
 def _ce_forward_call(logits: Array, labels: Array, layout: Layout, interpret: bool) -> tuple[Array, Array]:
     n, v = logits.shape
-    block_rows, block_cols = _blocks(layout, n, v)
+    block_rows, block_cols = _blocks("ce", layout, n, v)
     column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
     kernel = functools.partial(_ce_forward_kernel, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
                                layout=layout)
@@ -295,7 +310,7 @@ def _ce_forward_call(logits: Array, labels: Array, layout: Layout, interpret: bo
     if layout == "gpu":
         lse, label_logit = pl.pallas_call(kernel, out_shape=(column, column), grid=(pl.cdiv(n, block_rows),),
                                           interpret=interpret, name="jaxloss_ce_forward",
-                                          compiler_params=_gpu_params())(logits, labels)
+                                          compiler_params=_gpu_params("ce"))(logits, labels)
     else:
         grid = (pl.cdiv(n, block_rows), pl.cdiv(v, block_cols))
         col = _col_spec(block_rows, 2)
@@ -311,7 +326,7 @@ def _ce_forward_call(logits: Array, labels: Array, layout: Layout, interpret: bo
 def _grad_call(logits: Array, labels: Array, lse: Array, g_lse: Array, g_label: Array, out_dtype: Any,
                layout: Layout, interpret: bool) -> Array:
     n, v = logits.shape
-    block_rows, block_cols = _blocks(layout, n, v)
+    block_rows, block_cols = _blocks("ce", layout, n, v)
     kernel = functools.partial(_grad_kernel, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
                                layout=layout)
     grid = (pl.cdiv(n, block_rows), pl.cdiv(v, block_cols))
@@ -320,7 +335,7 @@ def _grad_call(logits: Array, labels: Array, lse: Array, g_lse: Array, g_label: 
     d_logits: Array
     if layout == "gpu":
         d_logits = pl.pallas_call(kernel, out_shape=out_shape, grid=grid, interpret=interpret,
-                                  name="jaxloss_ce_grad", compiler_params=_gpu_params())(logits, *columns)
+                                  name="jaxloss_ce_grad", compiler_params=_gpu_params("ce"))(logits, *columns)
         return d_logits
     tile = pl.BlockSpec((block_rows, block_cols), lambda i, j: (i, j))
     d_logits = pl.pallas_call(kernel, out_shape=out_shape, grid=grid,
@@ -449,7 +464,7 @@ def _linear_forward_call(h: Array, w: Array, labels: Array, layout: Layout, inte
                          ) -> tuple[Array, Array]:
     n, d = h.shape
     v = w.shape[1]
-    block_rows, block_cols = _blocks(layout, n, v)
+    block_rows, block_cols = _blocks("linear", layout, n, v)
     block_d = min(_GPU_BLOCK_D, max(16, pl.next_power_of_2(d)))
     column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
     kernel = functools.partial(_linear_forward_kernel, n=n, d=d, v=v, block_rows=block_rows,
@@ -458,7 +473,7 @@ def _linear_forward_call(h: Array, w: Array, labels: Array, layout: Layout, inte
     if layout == "gpu":
         lse, label_logit = pl.pallas_call(kernel, out_shape=(column, column), grid=(pl.cdiv(n, block_rows),),
                                           interpret=interpret, name="jaxloss_linear_ce_forward",
-                                          compiler_params=_gpu_params())(h, w, labels)
+                                          compiler_params=_gpu_params("linear"))(h, w, labels)
     else:
         col = _col_spec(block_rows, 2)
         lse, label_logit, _, _ = pl.pallas_call(
