@@ -75,8 +75,16 @@ def _cosine(fn: str, predictions: ArrayLike, targets: ArrayLike, axis: int, epsi
         mask = _numerics.expand_where(where, axis)
         p, t = _numerics.mask_inputs(mask, p), _numerics.mask_inputs(mask, t)
     # <p, t> / (|p| |t|): one division per example instead of normalising every element.
+    dot = jnp.sum(p * t, axis=axis)
+    if _checks.is_concrete(epsilon) and float(np.asarray(epsilon)) > 0.0:
+        # Each clipped norm is at least sqrt(epsilon) > 0: the plain sqrt and division are finite, with
+        # finite gradients, everywhere (NaN still propagates through the maximum). Without the guards'
+        # selects XLA:CPU fuses the three row reductions and the division into one pass, as for optax.
+        floor = jnp.asarray(epsilon, dtype)
+        squared = jnp.maximum(jnp.sum(p * p, axis=axis), floor) * jnp.maximum(jnp.sum(t * t, axis=axis), floor)
+        return dot / jnp.sqrt(squared), where
     norms = jnp.squeeze(_unit_norm(p, axis, epsilon) * _unit_norm(t, axis, epsilon), axis)
-    return _numerics.safe_div(jnp.sum(p * t, axis=axis), norms), where
+    return _numerics.safe_div(dot, norms), where
 
 
 # ---------------------------------------------------------- cosine similarity
@@ -226,12 +234,33 @@ def _vector_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: tuple[
     return xs, y, where
 
 
+@jax.custom_jvp
+def _euclidean_norm(x: Array) -> Array:
+    """``||x||_2`` along the last axis, gradient 0 at the zero vector, NaN propagates.
+
+    The value is a plain ``sqrt`` of the sum of squares (never negative), with
+    no select: XLA:CPU then fuses the difference, the square, the reduction and
+    the root into one pass, as it does optax's unguarded formula (the
+    double-where of :func:`_numerics.safe_norm` split it into a reduction, a
+    select kernel and a materialised broadcast). The zero-vector convention
+    lives in the JVP: ``<x, dx> / ||x||``, 0 where ``||x|| = 0``.
+    """
+    return jnp.sqrt(jnp.sum(x * x, axis=-1))
+
+
+@_euclidean_norm.defjvp
+def _euclidean_norm_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    norm = _euclidean_norm(x)
+    return norm, _numerics.safe_div(jnp.sum(x * dx, axis=-1), norm)
+
+
 def _p_norm(diff: Array, p: ArrayLike) -> Array:
     """``||diff||_p`` along the last axis with finite gradients at 0 (any ``p > 0``, or inf)."""
     if _checks.is_concrete(p):
         p_value = float(np.asarray(p))
         if p_value == 2.0:
-            return _numerics.safe_norm(diff, axis=-1)
+            return _euclidean_norm(diff)
         if p_value == 1.0:
             return jnp.sum(jnp.abs(diff), axis=-1)
         if p_value == float("inf"):
@@ -410,7 +439,9 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     _checks.choice(fn, "swap", swap, (True, False))
     (a, pos, neg), _, where = _vector_inputs(
         fn, [("anchors", anchors), ("positives", positives), ("negatives", negatives)], None, where)
-    eps = jnp.asarray(epsilon, a.dtype)
+    # A concrete epsilon stays a Python float: XLA then folds it into each distance's fusion instead of
+    # materialising one shared [N, D] broadcast of it.
+    eps = float(np.asarray(epsilon)) if _checks.is_concrete(epsilon) else jnp.asarray(epsilon, a.dtype)
     d_pos = _p_norm(a - pos + eps, p)
     d_neg = _p_norm(a - neg + eps, p)
     if swap:
