@@ -1,0 +1,208 @@
+"""The Pallas kernels (jaxloss/_kernels.py) equal the XLA computations, run in interpret mode on CPU.
+
+References: the XLA path ``jax.nn.logsumexp(z) - z[label]`` (and its autodiff
+gradient), a float64 NumPy transcription of the same formula, and for the linear
+head the same on the materialised ``hidden @ weight``. Both kernel layouts (the
+GPU/Triton one with masked loads and an in-kernel vocabulary loop, the TPU/Mosaic
+one with a (rows, vocabulary) grid) run here in Pallas interpret mode, with
+blocks small enough that several vocabulary blocks, a partial last vocabulary
+block and a partial last row block all occur. Cross-platform lowering (to the
+Triton and Mosaic custom calls) is checked without the hardware.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+from jaxloss import _kernels
+
+N, V, D = 13, 300, 24  # 13 rows: a partial row block; 300 columns: a partial vocabulary block
+
+
+@pytest.fixture(params=["gpu", "tpu"])
+def layout(request, monkeypatch):
+    # Small blocks so that the vocabulary streams over several blocks with a tail of 44 columns.
+    monkeypatch.setattr(_kernels, "_BLOCKS", {
+        ("ce", "gpu"): (8, 64), ("ce", "tpu"): (8, 128),
+        ("linear", "gpu"): (16, 64), ("linear", "tpu"): (8, 128),
+    })
+    monkeypatch.setattr(_kernels, "_GPU_BLOCK_D", 16)  # D = 24: a partial feature tile on GPU
+    monkeypatch.setattr(_kernels, "_LINEAR_BACKWARD_CHUNK", 128)  # two chunks and a tail of 44
+    _kernels._force_interpret(True, request.param)
+    yield request.param
+    _kernels._force_interpret(False)
+
+
+def _logits(dtype=jnp.float32, seed=0):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    z = (3.0 * jax.random.normal(k1, (N, V))).astype(dtype)
+    y = jax.random.randint(k2, (N,), 0, V)
+    return z, y
+
+
+def _xla_statistics(z, y):
+    """The XLA computation the kernels replace: logsumexp and the label's logit, float32."""
+    z = z.astype(jnp.float32)
+    return jax.nn.logsumexp(z, axis=-1), jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0]
+
+
+def _row_weights(seed=3):
+    a, b = jax.random.normal(jax.random.key(seed), (2, N))
+    return a, b
+
+
+def _numpy_cross_entropy(z, y):
+    """Float64 NumPy transcription of ``logsumexp(z) - z[y]`` (labels in range)."""
+    z, y = np.asarray(z, np.float64), np.asarray(y)
+    top = z.max(axis=1)
+    return top + np.log(np.exp(z - top[:, None]).sum(axis=1)) - z[np.arange(len(y)), y]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_cross_entropy_statistics_value_and_gradient_equal_xla(layout, dtype):
+    z, y = _logits(dtype)
+    a, b = _row_weights()
+
+    def objective(statistics, z):
+        lse, label_logit = statistics(z, y)
+        return jnp.sum(a * lse + b * label_logit), (lse, label_logit)
+
+    (_, got), d_got = jax.jit(jax.value_and_grad(lambda z: objective(_kernels.cross_entropy_statistics, z),
+                                                 has_aux=True))(z)
+    (_, want), d_want = jax.value_and_grad(lambda z: objective(_xla_statistics, z), has_aux=True)(z)
+    for g, w in zip(got, want):
+        assert g.dtype == jnp.float32 and g.shape == (N,)
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[0] - got[1], _numpy_cross_entropy(z.astype(jnp.float32), y), rtol=1e-6)
+    assert d_got.dtype == dtype
+    if dtype == jnp.float32:
+        np.testing.assert_allclose(d_got, d_want, rtol=1e-6, atol=1e-6)
+    else:
+        # Both gradients are float32 numbers rounded to bfloat16: at most one bfloat16 ulp apart.
+        np.testing.assert_allclose(d_got.astype(jnp.float32), d_want.astype(jnp.float32), rtol=2 ** -7, atol=1e-6)
+
+
+def test_cross_entropy_edge_rows_match_the_loss_xla_path(layout):
+    """Out-of-range labels and a NaN logit give NaN in their row only; logits of magnitude 1e4 stay finite."""
+    z, y = _logits(seed=2)
+    y = y.at[1].set(-1).at[4].set(V)
+    z = z.at[7, 150].set(jnp.nan).at[9:, 0].set(1e4).at[9:, 5].set(-1e4)
+    bad = np.isin(np.arange(N), [1, 4, 7])
+
+    def loss(loss_fn, z):
+        values = loss_fn(z)
+        return jnp.sum(jnp.where(jnp.asarray(bad), 0.0, values)), values
+
+    kernel = jax.value_and_grad(lambda z: loss(lambda z: _kernels.cross_entropy(z, y), z), has_aux=True)
+    xla = jax.value_and_grad(lambda z: loss(lambda z: jaxloss.classification.softmax_cross_entropy_with_integer_labels(
+        z, y, reduction="none"), z), has_aux=True)
+    (_, got), d_got = jax.jit(kernel)(z)
+    (_, want), d_want = xla(z)
+    got, want = np.asarray(got), np.asarray(want)
+    assert np.isnan(got[bad]).all() and np.isnan(want[bad]).all()
+    np.testing.assert_allclose(got[~bad], want[~bad], rtol=1e-6)
+    d_got, d_want = np.asarray(d_got)[~bad], np.asarray(d_want)[~bad]
+    assert np.isfinite(d_got).all()
+    np.testing.assert_allclose(d_got, d_want, rtol=1e-6, atol=1e-7)
+
+
+def test_empty_batch_gives_zeros_and_zero_gradient(layout):
+    z = jnp.zeros((0, V))
+    y = jnp.zeros((0,), jnp.int32)
+    value, grad = jax.value_and_grad(lambda z: jnp.sum(_kernels.cross_entropy(z, y)))(z)
+    assert value == 0.0 and grad.shape == (0, V)
+
+
+def _linear_inputs(dtype=jnp.float32, seed=5):
+    k = jax.random.split(jax.random.key(seed), 3)
+    h = jax.random.normal(k[0], (N, D)).astype(dtype)
+    w = (0.4 * jax.random.normal(k[1], (D, V))).astype(dtype)
+    y = jax.random.randint(k[2], (N,), 0, V)
+    return h, w, y
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_linear_statistics_value_and_gradients_equal_xla(layout, dtype):
+    h, w, y = _linear_inputs(dtype)
+    a, b = _row_weights()
+
+    def kernel(h, w):
+        lse, label_logit = _kernels.linear_cross_entropy_statistics(h, w, y)
+        return jnp.sum(a * lse + b * label_logit), (lse, label_logit)
+
+    def xla(h, w):
+        lse, label_logit = _xla_statistics(jnp.matmul(h, w, preferred_element_type=jnp.float32), y)
+        return jnp.sum(a * lse + b * label_logit), (lse, label_logit)
+
+    (_, got), d_got = jax.jit(jax.value_and_grad(kernel, argnums=(0, 1), has_aux=True))(h, w)
+    (_, want), d_want = jax.value_and_grad(xla, argnums=(0, 1), has_aux=True)(h, w)
+    for g, v in zip(got, want):
+        np.testing.assert_allclose(g, v, rtol=1e-6, atol=2e-6)
+    z64 = np.asarray(h.astype(jnp.float32), np.float64) @ np.asarray(w.astype(jnp.float32), np.float64)
+    np.testing.assert_allclose(got[0] - got[1], _numpy_cross_entropy(z64, y), rtol=1e-5)
+    for g, v in zip(d_got, d_want):
+        assert g.dtype == dtype
+        if dtype == jnp.float32:
+            np.testing.assert_allclose(g, v, rtol=1e-5, atol=1e-6)
+        else:
+            # Rounded to bfloat16 (d_z before the products, as autodiff does, and the result).
+            np.testing.assert_allclose(g.astype(jnp.float32), v.astype(jnp.float32), rtol=2 ** -6, atol=1e-3)
+
+
+def test_linear_cross_entropy_gives_nan_for_out_of_range_labels():
+    h, w, y = _linear_inputs(seed=6)
+    y = y.at[2].set(V).at[5].set(-3)
+    _kernels._force_interpret(True)  # one layout: the NaN is set outside the kernels
+    try:
+        got = np.asarray(_kernels.linear_cross_entropy(h, w, y))
+    finally:
+        _kernels._force_interpret(False)
+    keep = ~np.isin(np.arange(N), [2, 5])
+    assert np.isnan(got[~keep]).all()
+    expected = _numpy_cross_entropy(np.asarray(h) @ np.asarray(w), np.clip(y, 0, V - 1))
+    np.testing.assert_allclose(got[keep], expected[keep], rtol=1e-5)
+
+
+def test_use_pallas_is_false_on_cpu_and_honours_the_environment_variable(monkeypatch):
+    z, _ = _logits()
+    h, w, _ = _linear_inputs()
+    monkeypatch.delenv(_kernels.DISABLE_ENV, raising=False)
+    assert jax.default_backend() == "cpu"
+    assert not _kernels.use_pallas(z) and not _kernels.use_pallas(h, w)
+    assert not jax.jit(lambda z: jnp.asarray(_kernels.use_pallas(z)))(z)  # under jit: the default backend
+    _kernels._force_interpret(True)
+    try:
+        assert _kernels.use_pallas(z) and _kernels.use_pallas(h, w)
+        assert not _kernels.use_pallas(z.astype(jnp.int32))  # not a kernel dtype
+        assert not _kernels.use_pallas(h, w.T)  # weight not [D, V]
+        assert not _kernels.use_pallas(jnp.zeros((0, V)))  # empty batch: the XLA path
+        monkeypatch.setenv(_kernels.DISABLE_ENV, "1")
+        assert not _kernels.use_pallas(z) and not _kernels.use_pallas(h, w)
+    finally:
+        _kernels._force_interpret(False)
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_kernels_lower_for_gpu_and_tpu_without_the_hardware(platform, monkeypatch):
+    """Pallas -> Triton IR (GPU) and Pallas -> Mosaic (TPU) lowering succeeds for forward and backward."""
+    monkeypatch.setattr(_kernels, "_layout_forced", "gpu" if platform == "cuda" else "tpu")
+    z = jax.ShapeDtypeStruct((64, 1000), jnp.bfloat16)
+    h = jax.ShapeDtypeStruct((64, 96), jnp.bfloat16)
+    w = jax.ShapeDtypeStruct((96, 1000), jnp.bfloat16)
+    y = jax.ShapeDtypeStruct((64,), jnp.int32)
+
+    def loss(z, y):
+        return jnp.sum(_kernels.cross_entropy(z, y, interpret=False))
+
+    def linear_loss(h, w, y):
+        return jnp.sum(_kernels.linear_cross_entropy(h, w, y, interpret=False))
+
+    marker = "xla.gpu.triton" if platform == "cuda" else "tpu_custom_call"
+    for fn, args in ((jax.grad(loss), (z, y)), (jax.grad(linear_loss, argnums=(0, 1)), (h, w, y))):
+        if platform == "cuda":
+            text = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+        else:
+            text = jax.export.export(jax.jit(fn), platforms=["tpu"])(*args).mlir_module()
+        assert text.count(marker) >= 2  # the forward kernel and the gradient kernel
