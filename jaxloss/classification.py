@@ -232,6 +232,41 @@ def _softmax_xent_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Arr
     return value, tangent
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _xent_and_one_minus_pt(x: Array, q: Array, ax: int) -> tuple[Array, Array]:
+    """:func:`_softmax_xent` and ``sum_c q_c (1 - softmax(x)_c)`` per example, from the same passes.
+
+    ``sum_c q_c (1 - p_c) = sum(q) - sum(q e^s) / sum(e^s)`` with ``s`` the same
+    floored shifted logits as the cross-entropy, so XLA computes ``e^s`` and
+    its sum once for both terms (the poly-1 loss; computing ``1 - p_t`` apart
+    from :func:`_softmax_xent`'s custom JVP materialised a second ``[N, C]``
+    exponential and added two reductions). Gradients of the second output:
+    ``-p (q - sum(q p))`` for the logits, ``1 - p`` for ``q``.
+    """
+    shifted, lse = _shifted_lse(x, ax)
+    unnormalized = jnp.exp(shifted)
+    xent = -jnp.sum(q * (shifted - lse), axis=ax)
+    one_minus_pt = jnp.sum(q, axis=ax) - jnp.sum(q * unnormalized, axis=ax) / jnp.sum(unnormalized, axis=ax)
+    return xent, one_minus_pt
+
+
+@_xent_and_one_minus_pt.defjvp
+def _xent_and_one_minus_pt_jvp(ax: int, primals: tuple[Array, Array],
+                               tangents: tuple[Array, Array]) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    (x, q), (dx, dq) = primals, tangents
+    shifted, lse = _shifted_lse(x, ax)
+    log_p = shifted - lse
+    p = jnp.exp(log_p)
+    xent = -jnp.sum(q * log_p, axis=ax)
+    qp = jnp.sum(q * p, axis=ax)
+    one_minus_pt = jnp.sum(q, axis=ax) - qp
+    guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
+    d_logits = dx - jnp.sum(p * dx, axis=ax, keepdims=True)  # d log_softmax
+    d_xent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
+    d_one_minus_pt = jnp.sum((1.0 - p) * dq - q * p * d_logits, axis=ax)
+    return (xent, one_minus_pt), (d_xent, d_one_minus_pt)
+
+
 @jax.custom_jvp
 def _relu(x: Array) -> Array:
     """``max(x, 0)`` with ``jax.nn.relu``'s conventions (gradient 0 at 0, NaN propagates).
@@ -792,10 +827,7 @@ def poly_loss_cross_entropy(logits: Any, labels: Any, *, epsilon: Any = 2.0, axi
     """
     fn = "poly_loss_cross_entropy"
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", labels, axis, integer_labels=False)
-    cross_entropy = _softmax_xent(x, y, ax)
-    # sum_c y_c (1 - p_c) = sum(y) - sum(y e^s) / sum(e^s): the same passes as the cross-entropy.
-    unnormalized = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True)))
-    one_minus_pt = jnp.sum(y, axis=ax) - jnp.sum(y * unnormalized, axis=ax) / jnp.sum(unnormalized, axis=ax)
+    cross_entropy, one_minus_pt = _xent_and_one_minus_pt(x, y, ax)
     values = cross_entropy + jnp.asarray(epsilon, x.dtype) * one_minus_pt
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
