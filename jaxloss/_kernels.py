@@ -123,7 +123,9 @@ def use_pallas(x: object, weight: object | None = None) -> bool:
     under ``jit``), for float32/bfloat16/float16 inputs with a non-empty batch
     and vocabulary that fit the layout's block constraints, and when the
     environment variable ``JAXLOSS_DISABLE_PALLAS`` is not set to ``1``. False
-    on CPU unless :func:`_force_interpret` is on (tests).
+    on CPU unless :func:`_force_interpret` is on (tests), and False for a
+    concrete array sharded over several devices (XLA cannot partition a
+    ``pallas_call``; inside ``shard_map`` values are per-device and fine).
     """
     if _disabled():
         return False
@@ -132,6 +134,13 @@ def use_pallas(x: object, weight: object | None = None) -> bool:
     arrays = [a for a in (x, weight) if a is not None]
     if any(getattr(a, "dtype", None) not in _KERNEL_DTYPES for a in arrays):
         return False
+    # A pallas_call is one custom call that XLA cannot partition: an array sharded over several
+    # devices would be gathered whole onto each. (Under jit the sharding is not known here;
+    # inside shard_map every value is per-device and the kernels are fine.)
+    for a in arrays:
+        sharding = None if isinstance(a, jax.core.Tracer) else getattr(a, "sharding", None)
+        if isinstance(sharding, jax.sharding.Sharding) and len(sharding.device_set) > 1:
+            return False
     shape = tuple(getattr(x, "shape", ()))
     if len(shape) < 1:
         return False
