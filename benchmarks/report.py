@@ -7,7 +7,10 @@ from typing import Any
 
 PEERS = ("optax", "torch")
 MODES = ("fwd", "fwd+bwd")
-SLOW = 1.10  # issue 6, item 6: no loss more than 10% slower than optax
+SLOW = 1.00  # issue 15, item 1: no shared loss slower than optax (issue 6 allowed 1.10)
+# Issue 15 targets (the older issue-6 ones, 1.25x time and 0.10x memory for the fused cross-entropy, are superseded).
+TARGETS = {"ce_vs_optax": 1.00, "lce_time": 1.00, "lce_memory": 0.05, "gemma_memory": 0.05,
+           "distillation_memory": 0.10, "ctc": 0.80}
 
 
 def ratio(row: dict, mode: str, peer: str) -> float | None:
@@ -22,11 +25,11 @@ def _min_ratio(row: dict, mode: str, peer: str = "optax") -> float:
     return meta["jaxloss"]["min_s"] / meta[peer]["min_s"]
 
 
-def _fmt_ratio(r: float | None, flag: bool = False) -> str:
+def _fmt_ratio(r: float | None, flag: bool = False, same: bool | None = None) -> str:
     if r is None:
         return "—"
-    text = f"{r:.2f}"
-    return f"**{text}**" if flag and r > SLOW else text
+    text = f"{r:.2f}" + (" =" if same else "")
+    return f"**{text}**" if flag and r > SLOW and not same else text
 
 
 def _fmt_bytes(b: float | None) -> str:
@@ -73,6 +76,25 @@ def same_hlo(row: dict, mode: str, peer: str = "optax") -> bool | None:
     return None if a is None or b is None else a == b
 
 
+def _profile(row: dict, mode: str, peer: str) -> tuple[Any, Any]:
+    meta = row.get(mode, {}).get(peer, {})
+    return meta.get("hlo", {}).get("kernels"), meta.get("memory_bytes")
+
+
+def cause(row: dict, mode: str, explanations: dict) -> str:
+    """Why ``row`` is slower than optax in ``mode``: noise for identical programs, else the recorded cause."""
+    if same_hlo(row, mode):
+        return "identical program (noise)"
+    (k_ours, m_ours), (k_opt, m_opt) = _profile(row, mode, "jaxloss"), _profile(row, mode, "optax")
+    facts = ""
+    if k_ours is not None and k_opt is not None:
+        facts = f"different program: {k_ours} vs {k_opt} kernels, memory {_fmt_bytes(m_ours)} vs {_fmt_bytes(m_opt)}. "
+    text = explanations.get(row["case"], "(no cause recorded)")
+    if isinstance(text, dict):
+        text = text.get(mode, text.get("", "(no cause recorded)"))
+    return facts + text
+
+
 def _kernels(row: dict, mode: str) -> str:
     meta = row.get(mode, {})
     ours = meta.get("jaxloss", {}).get("hlo", {}).get("kernels")
@@ -103,13 +125,17 @@ def _header(env: dict) -> list[str]:
         "",
         f"* {mode}: `{env['command'].strip()}`",
         f"* date {env['date']}; CPU {env['cpu']} ({env['cpu_count']} cores visible, shared with other jobs"
-        + (f"; load average {env['load_average'][0]} at the start" if env.get("load_average") else "") + ")",
+        + (f"; load average {env['load_average'][0]} at the start" if env.get("load_average") else "")
+        + (f", {env['load_average_end'][0]} at the end" if env.get("load_average_end") else "")
+        + (" — other engineers' jobs ran on the same cores, so ratios of identical programs scatter by several "
+           "percent" if (env.get("load_average") or [0])[0] > 1.0 else "") + ")",
         *[f"* rows re-measured after a code change (marked † in the table), {r}" for r in env.get("reruns", [])],
         f"* jax {env['jax']} (jaxlib {env['jaxlib']}), optax {env['optax']}, torch {torch}"
         + (f" ({env['torch_threads']} threads, eager)" if env["torch"] else "")
         + f", numpy {env['numpy']}, Python {env['python']}",
         "* ratios are jaxloss time / peer time, medians of alternating warm repeats after compilation;"
-        " **< 1 means jaxloss is faster**; bold marks > 1.10 against optax. Memory is"
+        " **< 1 means jaxloss is faster**; bold marks > 1.00 against optax on a program that differs from"
+        " optax's, `=` after a ratio marks an identical program (opcode multiset), where any gap is noise. Memory is"
         " `memory_analysis()` temp + output bytes of the compiled JAX function (forward+backward);"
         " kernels counts the entry-computation launches of the optimised HLO, `=` marks a program"
         " identical to optax's in its opcode multiset (then any ratio away from 1 is noise).",
@@ -117,36 +143,99 @@ def _header(env: dict) -> list[str]:
     ]
 
 
-def _issue6(issue6: dict, platform: str = "") -> list[str]:
-    if not issue6:
+def _verdict(value: float, target: float, same: bool | None = None) -> str:
+    if value <= target:
+        return "pass"
+    return "noise (identical program)" if same else "FAIL"
+
+
+def _issue15(figures: dict, platform: str = "") -> list[str]:
+    """The issue-15 figures with pass/fail against issue 15's targets (``TARGETS``)."""
+    if not figures:
         return []
-    lines = ["## Issue 6 figures", "", "| figure | measured | target | |", "| --- | --- | --- | --- |"]
+    lines = ["## Issue 15 figures", "", "| figure | measured | target | |", "| --- | --- | --- | --- |"]
+
+    def add(name: str, value: str, target: str, verdict: str) -> None:
+        lines.append(f"| {name} | {value} | {target} | {verdict} |")
+
+    ce = figures.get("ce")
+    if ce:
+        for mode in MODES:
+            m = ce[mode]
+            a, b = (m[p].get("hlo", {}).get("opcodes_digest") for p in ("jaxloss", "optax"))
+            same = a is not None and a == b
+            add(f"`softmax_cross_entropy_with_integer_labels` / optax, {mode}, N={ce['n']}, V={ce['v']} f32"
+                + (" (identical program)" if same else ""),
+                f"{m['ratio']:.3f} ({_ms(m['jaxloss']['median_s'])} vs {_ms(m['optax']['median_s'])} ms)",
+                f"<= {TARGETS['ce_vs_optax']:.2f}", _verdict(m["ratio"], TARGETS["ce_vs_optax"], same))
+    fs = figures.get("fused_speed")
+    mem = figures.get("memory", {})
+    chunk = mem.get("chunk_size") or (fs or {}).get("chunk_size")
+    chunk_text = f"chunk {chunk}" + (" (the default)" if mem.get("default_chunk", (fs or {}).get("default_chunk")) else "")
+    if fs:
+        reduced = "" if fs["n"] == 8192 else " (reduced N: `--quick`)"
+        add(f"`linear_softmax_cross_entropy` / naive, value_and_grad time, N={fs['n']}, D={fs['d']}, V={fs['v']} "
+            f"f32, {chunk_text}{reduced}",
+            f"{fs['ratio']:.3f} ({_ms(fs['fused']['median_s'])} vs {_ms(fs['naive']['median_s'])} ms)",
+            f"<= {TARGETS['lce_time']:.2f}", _verdict(fs["ratio"], TARGETS["lce_time"]))
+    if "ratio_total" in mem:
+        add(f"`linear_softmax_cross_entropy` / naive memory incl. the weight gradient, N=8192, D=512, V=32768 f32, "
+            f"{chunk_text}",
+            f"{mem['ratio_total']:.4f} ({_fmt_bytes(mem['fused']['total_bytes'])} vs "
+            f"{_fmt_bytes(mem['naive']['total_bytes'])})",
+            f"<= {TARGETS['lce_memory']:.2f}", _verdict(mem["ratio_total"], TARGETS["lce_memory"]))
+    if "gemma_ratio_total" in mem:
+        add("`linear_softmax_cross_entropy` / naive memory incl. the weight gradient, Gemma-2 2B shape "
+            "(N=8192, D=2304, V=256000, bf16), compile only",
+            f"{mem['gemma_ratio_total']:.4f} ({_fmt_bytes(mem['gemma_fused']['total_bytes'])} vs "
+            f"{_fmt_bytes(mem['gemma_naive']['total_bytes'])})",
+            f"<= {TARGETS['gemma_memory']:.2f}", _verdict(mem["gemma_ratio_total"], TARGETS["gemma_memory"]))
+    dist = figures.get("distillation")
+    if dist:
+        for name, d in dist["losses"].items():
+            label = (f"fused / naive memory, {name}, N={dist['n']}, D={dist['d']}, V={dist['v']} {dist['dtype']}, "
+                     "compile only")
+            if "error" in d:
+                add(label, d["error"], f"<= {TARGETS['distillation_memory']:.2f}", "FAIL")
+            else:
+                add(label, f"{d['ratio']:.4f} ({_fmt_bytes(d['fused_bytes'])} vs {_fmt_bytes(d['naive_bytes'])})",
+                    f"<= {TARGETS['distillation_memory']:.2f}", _verdict(d["ratio"], TARGETS["distillation_memory"]))
+    for c in figures.get("ctc", []):
+        shape = "B={}, T={}, K={}, N={}".format(*c["config"])
+        fb, fwd = c["fwd+bwd"], c["fwd"]
+        add(f"`ctc_loss` / optax, value and gradient, {shape}",
+            f"{fb['ratio']:.3f} ({_ms(fb['jaxloss']['median_s'])} vs {_ms(fb['optax']['median_s'])} ms)",
+            f"<= {TARGETS['ctc']:.2f}", _verdict(fb["ratio"], TARGETS["ctc"]))
+        add(f"`ctc_loss` / optax, value only, {shape}",
+            f"{fwd['ratio']:.3f} ({_ms(fwd['jaxloss']['median_s'])} vs {_ms(fwd['optax']['median_s'])} ms)",
+            "—", "")
+        add(f"`ctc_loss` vs optax agreement, {shape} (largest difference / largest magnitude)",
+            f"value {c['value_rel_diff']:.1e}, gradient {c['grad_rel_diff']:.1e}",
+            "1e-5", "see note")
+    if figures.get("ctc"):
+        lines += ["", "CTC agreement: the gradient column measures optax's float32 rounding more than ours: against a "
+                  "float64 reference optax's gradients are about 1.7e-4 (16, 200, 32, 40) and 2.0e-3 "
+                  "(8, 1000, 64, 100) off, jaxloss's 7.9e-6 and 5.9e-5 (`benchmarks/ctc.py`); "
+                  "`tests/test_sequence.py` checks the 1e-5 agreement in float64."]
+    return lines + [""]
+
+
+def _issue6(issue6: dict, platform: str = "") -> list[str]:
+    """The remaining large-vocabulary figures of issue 6 (their targets still hold; issue 15 tightened the rest)."""
+    mem = issue6.get("memory", {})
+    bw = issue6.get("bandwidth")
+    if not mem and not bw:
+        return []
+    lines = ["## Other large-vocabulary figures (issue 6)", "", "| figure | measured | target | |",
+             "| --- | --- | --- | --- |"]
 
     def add(name: str, value: str, target: str, ok: bool | None) -> None:
         lines.append(f"| {name} | {value} | {target} | {'' if ok is None else ('pass' if ok else 'FAIL')} |")
 
-    ce = issue6.get("ce")
-    if ce:
-        for mode in MODES:
-            m = ce[mode]
-            add(f"`softmax_cross_entropy_with_integer_labels` / optax, {mode}, N={ce['n']}, V={ce['v']} f32",
-                f"{m['ratio']:.3f} ({_ms(m['jaxloss']['median_s'])} vs {_ms(m['optax']['median_s'])} ms)",
-                "<= 1.05", m["ratio"] <= 1.05)
-    fs = issue6.get("fused_speed")
-    if fs:
-        reduced = "" if fs["n"] == 8192 else " (reduced N: `--quick`)"
-        add(f"`linear_softmax_cross_entropy` / naive value_and_grad, N={fs['n']}, D={fs['d']}, V={fs['v']} "
-            f"f32, chunk {fs['chunk_size']}{reduced}",
-            f"{fs['ratio']:.3f} ({_ms(fs['fused']['median_s'])} vs {_ms(fs['naive']['median_s'])} ms)",
-            "<= 1.25", fs["ratio"] <= 1.25)
-    mem = issue6.get("memory", {})
     if "ratio_net" in mem:
-        add("fused / naive memory, N=8192, D=512, V=32768 f32 (net of the weight gradient)",
+        add("fused / naive memory, N=8192, D=512, V=32768 f32, net of the weight gradient (an output both need)",
             f"{mem['ratio_net']:.4f} ({_fmt_bytes(mem['fused']['net_bytes'])} vs "
             f"{_fmt_bytes(mem['naive']['net_bytes'])})", "<= 0.10", mem["ratio_net"] <= 0.10)
-        add("fused / naive memory, same shape, temp + output incl. weight gradient",
-            f"{mem['ratio_total']:.4f} ({_fmt_bytes(mem['fused']['total_bytes'])} vs "
-            f"{_fmt_bytes(mem['naive']['total_bytes'])})", "—", None)
         add("fused memory growth when V doubles (65536), chunk fixed, net",
             f"{100 * mem['growth_2v_net']:+.1f}% ({_fmt_bytes(mem['fused_2v']['net_bytes'])})",
             "< +10%", mem["growth_2v_net"] < 0.10)
@@ -164,13 +253,10 @@ def _issue6(issue6: dict, platform: str = "") -> list[str]:
     if "gemma_ratio_net" in mem:
         add("Gemma-2 2B shape fused / naive (net)", f"{mem['gemma_ratio_net']:.4f}", "—", None)
     g = mem.get("gemma_fused", {})
-    if platform == "cpu" and "temp_bytes" in g:
-        f32_weight = g["d"] * g["v"] * 4
-        lines += ["", f"At the Gemma shape on CPU, {_fmt_bytes(f32_weight)} of the fused path's "
-                  f"{_fmt_bytes(g['temp_bytes'])} temp is one float32 copy of the whole bfloat16 `[D, V]` weight: "
-                  "XLA:CPU computes bf16 dots in float32 and hoists that conversion out of the chunk loop. "
-                  "Accelerators multiply bfloat16 natively, so the figure to expect there is the rest."]
-    bw = issue6.get("bandwidth")
+    if platform == "cpu" and g.get("temp_bytes", 0) >= g.get("d", 0) * g.get("v", 0) * 4 > 0:
+        lines += ["", f"At the Gemma shape on CPU the fused path's temp ({_fmt_bytes(g['temp_bytes'])}) holds at least "
+                  f"one float32 copy of the whole bfloat16 `[D, V]` weight ({_fmt_bytes(g['d'] * g['v'] * 4)}): "
+                  "XLA:CPU computes bf16 dots in float32 and hoists that conversion out of the chunk loop."]
     if bw:
         lines += ["", f"GPU bandwidth (device-to-device copy: {bw['copy_bytes_per_s'] / 1e9:.0f} GB/s):", ""]
         for key, value in bw.items():
@@ -182,7 +268,9 @@ def _issue6(issue6: dict, platform: str = "") -> list[str]:
 
 def markdown(results: dict) -> str:
     env, rows = results["environment"], results["rows"]
-    lines = _header(env) + _issue6(results.get("issue6", {}), env.get("platform", ""))
+    figures = results.get("issue6", {})
+    lines = (_header(env) + _issue15(figures, env.get("platform", ""))
+             + _issue6(figures, env.get("platform", "")))
     if rows:
         lines += ["## Summary", ""]
         for peer in PEERS:
@@ -192,12 +280,17 @@ def markdown(results: dict) -> str:
                 g = _geomean(rs)
                 if g is not None:
                     lines.append(f"* vs {peer}, {mode}: geometric mean {g:.2f} over {len(rs)} rows, "
-                                 f"faster in {sum(r < 1 for r in rs)}, > 1.10 in {sum(r > SLOW for r in rs)}")
+                                 f"faster in {sum(r < 1 for r in rs)}, > 1.10 in {sum(r > 1.10 for r in rs)}")
+        slow_all = slow_rows(results)
+        same = sum(bool(same_hlo(row, mode)) for row, mode, _ in slow_all)
+        lines.append(f"* vs optax, rows (size and mode) above 1.00: {len(slow_all)}, of which {same} compile to the "
+                     f"same program as optax's (noise) and {len(slow_all) - same} to a different one "
+                     "(each explained below)")
         lines += ["", "## Losses", "",
                   "| loss | size | shape | fwd / optax | f+b / optax | fwd / torch | f+b / torch "
-                  "| jaxloss f+b ms | f+b memory jaxloss (/ optax) | f+b kernels jaxloss / optax "
-                  "| compile s jaxloss / optax |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| jaxloss f+b ms | f+b memory jaxloss (/ optax) | fwd kernels jaxloss / optax "
+                  "| f+b kernels jaxloss / optax | compile s jaxloss / optax |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in rows:
             fb = row["fwd+bwd"]
             ours = fb.get("jaxloss", {"median_s": float("nan"), "compile_s": float("nan")})
@@ -209,9 +302,10 @@ def markdown(results: dict) -> str:
                 compile_s += f" / {fb['optax']['compile_s']:.2f}"
             lines.append(
                 f"| `{row['case']}`{' †' if row.get('rerun') else ''} | {row['size']} | {'x'.join(map(str, row['shape']))} | "
-                f"{_fmt_ratio(ratio(row, 'fwd', 'optax'), True)} | {_fmt_ratio(ratio(row, 'fwd+bwd', 'optax'), True)} | "
+                f"{_fmt_ratio(ratio(row, 'fwd', 'optax'), True, same_hlo(row, 'fwd'))} | "
+                f"{_fmt_ratio(ratio(row, 'fwd+bwd', 'optax'), True, same_hlo(row, 'fwd+bwd'))} | "
                 f"{_fmt_ratio(ratio(row, 'fwd', 'torch'))} | {_fmt_ratio(ratio(row, 'fwd+bwd', 'torch'))} | "
-                f"{_ms(ours['median_s'])} | {mem} | {_kernels(row, 'fwd+bwd')} | {compile_s} |")
+                f"{_ms(ours['median_s'])} | {mem} | {_kernels(row, 'fwd')} | {_kernels(row, 'fwd+bwd')} | {compile_s} |")
         skipped = [f"`{r['case']}` {r['size']}: " + "; ".join(r["skipped"]) for r in rows if r.get("skipped")]
         if skipped:
             lines += ["", "Not run (would not fit): " + ". ".join(skipped) + "."]
@@ -227,18 +321,16 @@ def markdown(results: dict) -> str:
         lines += ["", "Values agree with the peer to 1e-3 relative in every row"
                   + ("" if not gaps else " except (different definitions, see notes): " + "; ".join(gaps)) + "."]
     slow = slow_rows(results)
-    lines += ["", "## Slower than optax by more than 10%", ""]
+    lines += ["", "## Rows above 1.00x optax (issue 15, item 1)", "",
+              "Each row slower than optax, with the minimum-of-repeats ratio as a second opinion. \"identical "
+              "program (noise)\" means the optimised HLO has the same opcode multiset as optax's (the `=` in the "
+              "table), so the gap is the shared machine; otherwise the programs differ and the cause is given.", ""]
     if not slow:
         lines.append("None in this run.")
     explanations = results.get("explanations", {})
     for row, mode, r in slow:
-        if same_hlo(row, mode):
-            why = ("same optimised program as optax (identical HLO opcode multiset and kernel count): "
-                   "timing noise of the shared machine.")
-        else:
-            why = explanations.get(row["case"], "(no explanation recorded; timing noise unless it repeats)")
         lines.append(f"* `{row['case']}` {row['size']} {mode}: {r:.2f} "
-                     f"(min-of-repeats ratio {_min_ratio(row, mode):.2f}). {why}")
+                     f"(min-of-repeats ratio {_min_ratio(row, mode):.2f}). {cause(row, mode, explanations)}")
     return "\n".join(lines) + "\n"
 
 
@@ -272,7 +364,7 @@ def chart(results: dict, path: str) -> None:
                 # Bars grow from 1 (parity) to the ratio, left for faster, right for slower.
                 ax.barh(ys, [v - 1.0 for v in vals], left=1.0, height=height, color=colour, label=f"vs {peer}")
         ax.axvline(1.0, color="k", lw=1)
-        ax.axvline(SLOW, color="r", lw=0.8, ls="--", label="1.10")
+        ax.axvline(SLOW, color="r", lw=0.8, ls="--", label="1.00")
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(ticker.FixedLocator([0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100]))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))

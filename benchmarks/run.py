@@ -1,6 +1,6 @@
 """jaxloss against optax and PyTorch: speed, compile time and memory, same device, same run.
 
-    python benchmarks/run.py            # every case, small/medium/large, 20 repeats, issue-6 figures
+    python benchmarks/run.py            # every case, small/medium/large, 20 repeats, issue-6/15 figures
     python benchmarks/run.py --quick    # medium size, 10 repeats (< 5 minutes on 2 CPU cores)
     python benchmarks/run.py --only huber_loss,ctc_loss --sizes small --repeats 15
     python benchmarks/run.py --device gpu  # the whole benchmark on the GPU: results/gpu.md (tpu: tpu.md)
@@ -172,15 +172,24 @@ def _lm_inputs(n: int, d: int, v: int, dtype: Any, device: Any) -> tuple:
     return hidden, weight, labels
 
 
-def _fused(chunk: int):
+def _fused(chunk: int | None):
     return lambda h, w, y: jaxloss.linear_softmax_cross_entropy(h, w, y, chunk_size=chunk)
+
+
+def default_chunk(n: int) -> int | None:
+    """The vocabulary chunk ``linear_softmax_cross_entropy`` picks for ``n`` tokens with ``chunk_size=None``."""
+    try:
+        from jaxloss import _numerics  # pylint: disable=import-outside-toplevel
+        return int(_numerics.vocab_chunk(n))
+    except (ImportError, AttributeError, TypeError):
+        return None
 
 
 def _naive(h, w, y):
     return jaxloss.softmax_cross_entropy_with_integer_labels(h @ w, y)
 
 
-def _fused_vs_naive_speed(n: int, d: int, v: int, chunk: int, repeats: int, device: Any) -> dict:
+def _fused_vs_naive_speed(n: int, d: int, v: int, chunk: int | None, repeats: int, device: Any) -> dict:
     args = _lm_inputs(n, d, v, jnp.float32, device)
     calls, meta = {}, {}
     for peer, fn in (("fused", _fused(chunk)), ("naive", _naive)):
@@ -190,7 +199,8 @@ def _fused_vs_naive_speed(n: int, d: int, v: int, chunk: int, repeats: int, devi
     timing = harness.time_alternating(calls, repeats, warmup=1, target_s=0.0)
     for peer in calls:
         meta[peer].update(timing[peer])
-    return {"n": n, "d": d, "v": v, "chunk_size": chunk, "dtype": "float32", **meta,
+    return {"n": n, "d": d, "v": v, "chunk_size": chunk if chunk is not None else default_chunk(n),
+            "default_chunk": chunk is None, "dtype": "float32", **meta,
             "ratio": meta["fused"]["median_s"] / meta["naive"]["median_s"]}
 
 
@@ -219,9 +229,9 @@ def _memory_of(fn: Any, n: int, d: int, v: int, dtype: Any, device: Any = None) 
     return out
 
 
-def memory_figures(chunk: int, gemma: bool, device: Any = None) -> dict:
+def memory_figures(chunk: int | None, gemma: bool, device: Any = None) -> dict:
     n, d, v = 8192, 512, 32768
-    out = {"chunk_size": chunk,
+    out = {"chunk_size": chunk if chunk is not None else default_chunk(n), "default_chunk": chunk is None,
            "naive": _memory_of(_naive, n, d, v, jnp.float32, device),
            "fused": _memory_of(_fused(chunk), n, d, v, jnp.float32, device),
            "fused_2v": _memory_of(_fused(chunk), n, d, 2 * v, jnp.float32, device)}
@@ -235,6 +245,56 @@ def memory_figures(chunk: int, gemma: bool, device: Any = None) -> dict:
         out["gemma_naive"] = _memory_of(_naive, gn, gd, gv, jnp.bfloat16, device)
         if "net_bytes" in out["gemma_fused"] and "net_bytes" in out["gemma_naive"]:
             out["gemma_ratio_net"] = out["gemma_fused"]["net_bytes"] / out["gemma_naive"]["net_bytes"]
+            out["gemma_ratio_total"] = out["gemma_fused"]["total_bytes"] / out["gemma_naive"]["total_bytes"]
+    return out
+
+
+# ----------------------------------------------------------- issue-15 figures
+def distillation_memory(device: Any = None) -> dict:
+    """Fused / naive memory of the fused distillation losses (``benchmarks/fused_distillation.py``), compile only."""
+    import fused_distillation  # pylint: disable=import-outside-toplevel
+    n, ds, dt, v, dtype = fused_distillation.SHAPES["float32"]
+    out: dict[str, Any] = {"n": n, "d": ds, "v": v, "dtype": "float32", "losses": {}}
+    for name, (fused, naive) in fused_distillation.LOSSES.items():
+        for grads, argnums in (("student", (0, 1)), ("all four", (0, 1, 2, 3))):
+            try:
+                f = fused_distillation.memory_bytes(fused, n, ds, dt, v, dtype, argnums)
+                m = fused_distillation.memory_bytes(naive, n, ds, dt, v, dtype, argnums)
+            except Exception as error:  # pylint: disable=broad-except  # report, do not lose the run
+                out["losses"][f"{name}, gradients: {grads}"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+                continue
+            out["losses"][f"{name}, gradients: {grads}"] = {"fused_bytes": f, "naive_bytes": m, "ratio": f / m}
+    return out
+
+
+def ctc_figures(repeats: int, device: Any) -> list[dict]:
+    """``ctc_loss`` vs optax at issue 15's two shapes (``benchmarks/ctc.py``): time ratios and agreement."""
+    import ctc  # pylint: disable=import-outside-toplevel
+
+    def ours(*a):
+        return ctc.ctc_loss(*a, reduction="mean")
+
+    def theirs(*a):
+        return jnp.mean(optax.ctc_loss(*a))
+
+    out = []
+    for config in ctc.CONFIGS[:2]:
+        inputs = tuple(jax.device_put(a, device) for a in ctc.make_inputs(*config))
+        (v1, g1), (v2, g2) = (jax.jit(jax.value_and_grad(f))(*inputs) for f in (ours, theirs))
+        figure: dict[str, Any] = {"config": list(config), "value_rel_diff": ctc.max_relative_difference(v1, v2),
+                                  "grad_rel_diff": ctc.max_relative_difference(g1, g2)}
+        for mode in MODES:
+            calls, meta = {}, {}
+            for peer, fn in (("jaxloss", ours), ("optax", theirs)):
+                compiled, compile_s, mem = harness.compile_jax(_jax_fn(fn, (0,), mode), inputs)
+                calls[peer] = (lambda c=compiled: harness.block(c(*inputs)))
+                meta[peer] = {"compile_s": compile_s, "memory_bytes": mem}
+            timing = harness.time_alternating(calls, repeats)
+            for peer in calls:
+                meta[peer].update(timing[peer])
+            meta["ratio"] = meta["jaxloss"]["median_s"] / meta["optax"]["median_s"]
+            figure[mode] = meta
+        out.append(figure)
     return out
 
 
@@ -332,7 +392,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default=None, help="comma-separated subset of small,medium,large")
     parser.add_argument("--repeats", type=int, default=None, help="warm repeats per figure (>= 10 recommended)")
     parser.add_argument("--only", default=None, help="comma-separated case names (default: every case)")
-    parser.add_argument("--skip-issue6", action="store_true", help="skip the issue-6 headline figures")
+    parser.add_argument("--skip-issue6", action="store_true", help="skip the headline figures (issues 6 and 15: cross-entropy at V=32768, "
+                        "fused large-vocabulary and distillation memory, CTC)")
     parser.add_argument("--no-gemma", action="store_true", help="skip compiling the Gemma-2 2B shape")
     parser.add_argument("--device", default="cpu", choices=DEVICES,
                         help="backend to run everything on (default cpu); results go to <out>/<device>.md")
@@ -385,10 +446,16 @@ def _measure(args: argparse.Namespace, device: Any) -> dict:
         fused_n = 512 if args.quick else 8192
         print(f"# issue 6: linear_softmax_cross_entropy vs naive at N={fused_n}, D=512, V=32768", flush=True)
         # ~10 s a call on 2 busy CPU cores: the required minimum of 10 repeats, not --repeats.
-        issue6["fused_speed"] = _fused_vs_naive_speed(fused_n, 512, 32768, 1024, min(args.repeats, 10), device)
+        # The library's default chunk (chunk_size=None): the figure a user gets.
+        issue6["fused_speed"] = _fused_vs_naive_speed(fused_n, 512, 32768, None, min(args.repeats, 10), device)
         print("# issue 6: memory from memory_analysis (compile only)", flush=True)
-        issue6["memory"] = memory_figures(1024, gemma=not args.no_gemma, device=device)
+        issue6["memory"] = memory_figures(None, gemma=not args.no_gemma, device=device)
         issue6["bandwidth"] = gpu_bandwidth(device, issue6["ce"])
+        print("# issue 15: fused distillation memory (compile only)", flush=True)
+        issue6["distillation"] = distillation_memory(device)
+        print("# issue 15: ctc_loss vs optax at (16, 200, 32, 40) and (8, 1000, 64, 100)", flush=True)
+        issue6["ctc"] = ctc_figures(args.repeats, device)
+    env["load_average_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
     return {"environment": env, "rows": rows, "issue6": issue6, "explanations": cases_lib.EXPLANATIONS}
 
