@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -47,7 +48,6 @@ Array = jax.Array
 Layout = Literal["gpu", "tpu"]
 Ref = Any  # a Pallas memory reference (its type is private to jax)
 Index = Any  # a grid offset: a traced int32 scalar or a Python int
-Carry = tuple[Array, Array, Array]
 
 # Environment variable that turns the kernels off everywhere ("1", "true", "yes").
 DISABLE_ENV = "JAXLOSS_DISABLE_PALLAS"
@@ -118,8 +118,8 @@ def _interpret(x: object | None) -> bool:
 def use_pallas(x: object, weight: object | None = None) -> bool:
     """Whether the Pallas kernels should replace the XLA path for logits ``x`` (``[..., V]``).
 
-    For the linear head pass ``hidden`` as ``x`` and ``weight`` (``[D, V]``).
-    True only on a GPU or TPU backend (``x``'s devices, or the default backend
+    For the linear head pass ``hidden`` as ``x`` and ``weight`` (``[D, V]``, of
+    ``hidden``'s dtype). True only on a GPU or TPU backend (``x``'s devices, or the default backend
     under ``jit``), for float32/bfloat16/float16 inputs with a non-empty batch
     and vocabulary that fit the layout's block constraints, and when the
     environment variable ``JAXLOSS_DISABLE_PALLAS`` is not set to ``1``. False
@@ -134,6 +134,8 @@ def use_pallas(x: object, weight: object | None = None) -> bool:
     arrays = [a for a in (x, weight) if a is not None]
     if any(getattr(a, "dtype", None) not in _KERNEL_DTYPES for a in arrays):
         return False
+    if weight is not None and getattr(weight, "dtype", None) != getattr(x, "dtype", None):
+        return False  # the kernel's products take one input dtype
     # A pallas_call is one custom call that XLA cannot partition: an array sharded over several
     # devices would be gathered whole onto each. (Under jit the sharding is not known here;
     # inside shard_map every value is per-device and the kernels are fine.)
@@ -163,7 +165,7 @@ def use_pallas(x: object, weight: object | None = None) -> bool:
 
 # ----------------------------------------------------------------------------- tiles
 def _tile(ref: Ref, rows: int, cols: int, r0: Index, c0: Index, n: int, v: int, other: float,
-          layout: Layout, gpu_slices: bool = True) -> Array:
+          layout: Layout) -> Array:
     """The ``[rows, cols]`` tile at ``(r0, c0)`` of an ``[n, v]`` ref, ``other`` outside the array.
 
     GPU: ``ref`` is the whole array, the tile is a masked load. TPU: ``ref`` is
@@ -172,7 +174,7 @@ def _tile(ref: Ref, rows: int, cols: int, r0: Index, c0: Index, n: int, v: int, 
     row_ok = (r0 + jax.lax.broadcasted_iota(jnp.int32, (rows, cols), 0)) < n
     col_ok = (c0 + jax.lax.broadcasted_iota(jnp.int32, (rows, cols), 1)) < v
     ok = row_ok & col_ok
-    if layout == "gpu" and gpu_slices:
+    if layout == "gpu":
         from jax.experimental.pallas import triton as plgpu
 
         loaded: Array = plgpu.load(ref.at[pl.ds(r0, rows), pl.ds(c0, cols)], mask=ok, other=other)
@@ -192,90 +194,71 @@ def _put(ref: Ref, value: Array, r0: Index, n: int, layout: Layout) -> None:
         ref[...] = value.astype(ref.dtype)
 
 
-def _online_update(carry: Carry, z: Array, columns: Array, labels: Array) -> Carry:
-    """One vocabulary block of the online log-sum-exp: running max, rescaled sum, label logit.
+# ------------------------------------------------------------ streaming statistics
+# Per row: running maximum, running sum of exp(z - maximum), label logit, sum of the logits.
+Carry = tuple[Array, Array, Array, Array]
 
-    ``z`` is ``[rows, cols]`` float32 with ``-inf`` outside the vocabulary,
-    ``columns`` the block's global column ids, ``labels`` ``[rows, 1]``.
+
+def _online_update(carry: Carry, z: Array, c0: Index, labels: Array, v: int) -> Carry:
+    """One vocabulary block of the online log-sum-exp (Milakov and Gimelshein, 2018).
+
+    ``z`` is the ``[rows, cols]`` float32 block of columns ``c0, c0 + 1, ...``,
+    ``-inf`` past the vocabulary ``v``; ``labels`` is ``[rows, 1]``.
     """
-    running_max, running_sum, label_logit = carry
-    block_max = jnp.max(z, axis=1, keepdims=True)
-    new_max = jnp.maximum(running_max, block_max)
-    # A row whose logits so far are all -inf keeps max -inf: exp(-inf - -inf) would be NaN, the
-    # rescale factor there is 0 (its running sum is 0). A NaN logit makes new_max NaN: NaN out.
-    safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max)
-    scale = jnp.exp(running_max - safe_max)
-    running_sum = running_sum * scale + jnp.sum(jnp.exp(z - safe_max), axis=1, keepdims=True)
-    hit = columns == labels
-    label_logit = label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1, keepdims=True)
-    return new_max, running_sum, label_logit
+    running_max, running_sum, label_logit, logit_sum = carry
+    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+    new_max = jnp.maximum(running_max, jnp.max(z, axis=1, keepdims=True))
+    # While a row's logits are all -inf its maximum stays -inf and exp(-inf - -inf) would be NaN:
+    # shift by 0 there (its running sum is 0 and stays 0). A NaN logit makes the maximum NaN,
+    # and the row's log-sum-exp NaN, as on the XLA path.
+    shift = jnp.where(new_max == -jnp.inf, 0.0, new_max)
+    running_sum = running_sum * jnp.exp(running_max - shift) + jnp.sum(jnp.exp(z - shift), axis=1, keepdims=True)
+    label_logit = label_logit + jnp.sum(jnp.where(columns == labels, z, 0.0), axis=1, keepdims=True)
+    logit_sum = logit_sum + jnp.sum(jnp.where(columns < v, z, 0.0), axis=1, keepdims=True)
+    return new_max, running_sum, label_logit, logit_sum
 
 
-# ------------------------------------------------------- softmax cross-entropy kernels
-def _ce_forward_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, label_ref: Ref, max_ref: Ref = None,
-                       sum_ref: Ref = None, *,
-                       n: int, v: int, block_rows: int, block_cols: int, layout: Layout) -> None:
-    i = pl.program_id(0)
-    r0 = i * block_rows
+def _stream(block_logits: Callable[[Index], Array], labels_ref: Ref, out_refs: tuple[Ref, ...], *, n: int, v: int,
+            block_rows: int, block_cols: int, layout: Layout) -> None:
+    """Writes ``lse``, ``label_logit``, ``logit_sum`` of this program's rows, streaming the vocabulary.
+
+    ``block_logits(c0)`` is the ``[rows, cols]`` float32 logits block of
+    columns from ``c0`` (``-inf`` past ``v``). GPU: one program per row block
+    loops over the vocabulary. TPU: the grid's second axis is the vocabulary;
+    the accumulators live in the resident output blocks (two extra outputs
+    hold the running maximum and sum).
+    """
+    r0 = pl.program_id(0) * block_rows
     if layout == "gpu":
+        lse_ref, label_ref, total_ref = out_refs
         labels = _tile(labels_ref, block_rows, 1, r0, 0, n, 1, 0, layout)
         shape = (block_rows, 1)
-        init = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32),
-                jnp.zeros(shape, jnp.float32))
+        init = (jnp.full(shape, -jnp.inf, jnp.float32),) + (jnp.zeros(shape, jnp.float32),) * 3
 
         def body(j: Array, carry: Carry) -> Carry:
-            c0 = j * block_cols
-            z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
-            columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
-            return _online_update(carry, z, columns, labels)
+            return _online_update(carry, block_logits(j * block_cols), j * block_cols, labels, v)
 
-        running_max, running_sum, label_logit = jax.lax.fori_loop(0, pl.cdiv(v, block_cols), body, init)
+        running_max, running_sum, label_logit, logit_sum = jax.lax.fori_loop(0, pl.cdiv(v, block_cols), body, init)
         _put(lse_ref, running_max + jnp.log(running_sum), r0, n, layout)
         _put(label_ref, label_logit, r0, n, layout)
+        _put(total_ref, logit_sum, r0, n, layout)
         return
-    # TPU: the vocabulary is the grid's second (sequential) axis; accumulators in max_ref/sum_ref.
+    lse_ref, label_ref, total_ref, max_ref, sum_ref = out_refs
     j = pl.program_id(1)
 
     @pl.when(j == 0)
     def _init() -> None:
         max_ref[...] = jnp.full(max_ref.shape, -jnp.inf, jnp.float32)
-        sum_ref[...] = jnp.zeros(sum_ref.shape, jnp.float32)
-        label_ref[...] = jnp.zeros(label_ref.shape, jnp.float32)
+        for ref in (sum_ref, label_ref, total_ref):
+            ref[...] = jnp.zeros(ref.shape, jnp.float32)
 
-    c0 = j * block_cols
-    z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
-    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
-    carry = _online_update((max_ref[...], sum_ref[...], label_ref[...]), z, columns, labels_ref[...])
-    max_ref[...], sum_ref[...], label_ref[...] = carry
+    carry = (max_ref[...], sum_ref[...], label_ref[...], total_ref[...])
+    carry = _online_update(carry, block_logits(j * block_cols), j * block_cols, labels_ref[...], v)
+    max_ref[...], sum_ref[...], label_ref[...], total_ref[...] = carry
 
     @pl.when(j == pl.num_programs(1) - 1)
     def _finish() -> None:
         lse_ref[...] = max_ref[...] + jnp.log(sum_ref[...])
-
-
-def _grad_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, g_lse_ref: Ref, g_label_ref: Ref, out_ref: Ref,
-                 *, n: int, v: int, block_rows: int, block_cols: int, layout: Layout) -> None:
-    """``d z = g_lse * softmax(z) + g_label * onehot(label)`` for one ``[rows, cols]`` tile."""
-    i, j = pl.program_id(0), pl.program_id(1)
-    r0, c0 = i * block_rows, j * block_cols
-
-    def column(ref: Ref) -> Array:
-        return _tile(ref, block_rows, 1, r0, 0, n, 1, 0, layout)
-
-    z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
-    labels, lse = column(labels_ref), column(lse_ref)
-    g_lse, g_label = column(g_lse_ref), column(g_label_ref)
-    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
-    d_z = g_lse * jnp.exp(z - lse) + jnp.where(columns == labels, g_label, 0.0)
-    if layout == "gpu":
-        from jax.experimental.pallas import triton as plgpu
-
-        row_ok = (r0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 0)) < n
-        col_ok = (c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)) < v
-        plgpu.store(out_ref.at[pl.ds(r0, block_rows), pl.ds(c0, block_cols)], d_z.astype(out_ref.dtype),
-                    mask=row_ok & col_ok)
-    else:
-        out_ref[...] = d_z.astype(out_ref.dtype)
 
 
 def _blocks(kind: str, layout: Layout, n: int, v: int) -> tuple[int, int]:
@@ -289,10 +272,8 @@ def _blocks(kind: str, layout: Layout, n: int, v: int) -> tuple[int, int]:
     return block_rows, block_cols
 
 
-def _col_spec(block_rows: int, grid_rank: int) -> pl.BlockSpec:
-    """BlockSpec of an ``[N, 1]`` per-row column on the TPU layout."""
-    if grid_rank == 1:
-        return pl.BlockSpec((block_rows, 1), lambda i: (i, 0))
+def _col_spec(block_rows: int) -> pl.BlockSpec:
+    """BlockSpec of an ``[N, 1]`` per-row column on the TPU layout's (rows, vocabulary) grid."""
     return pl.BlockSpec((block_rows, 1), lambda i, j: (i, 0))
 
 
@@ -309,37 +290,84 @@ def _tpu_params(*semantics: Literal["parallel", "arbitrary"]) -> Any:
     return pltpu.CompilerParams(dimension_semantics=semantics)
 
 
-def _ce_forward_call(logits: Array, labels: Array, layout: Layout, interpret: bool) -> tuple[Array, Array]:
+Statistics = tuple[Array, Array, Array]
+
+
+def _statistics_call(kernel: Callable[..., None], kind: str, inputs: tuple[Array, ...], in_specs: list[pl.BlockSpec],
+                     n: int, v: int, block_rows: int, block_cols: int, layout: Layout, interpret: bool) -> Statistics:
+    """Runs a forward kernel built on :func:`_stream`: per-row ``(lse, label_logit, logit_sum)``, ``[N]`` each."""
+    column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
+    name = f"jaxloss_{kind}_forward"
+    if layout == "gpu":
+        outs = pl.pallas_call(kernel, out_shape=(column,) * 3, grid=(pl.cdiv(n, block_rows),), interpret=interpret,
+                              name=name, compiler_params=_gpu_params(kind))(*inputs)
+    else:
+        outs = pl.pallas_call(
+            kernel, out_shape=(column,) * 5, grid=(pl.cdiv(n, block_rows), pl.cdiv(v, block_cols)),
+            in_specs=in_specs + [_col_spec(block_rows)], out_specs=(_col_spec(block_rows),) * 5,
+            interpret=interpret, name=name,
+            compiler_params=None if interpret else _tpu_params("parallel", "arbitrary"),
+        )(*inputs)
+    lse, label_logit, logit_sum = (x[:, 0] for x in outs[:3])
+    return lse, label_logit, logit_sum
+
+
+# ------------------------------------------------------- softmax cross-entropy kernels
+def _ce_forward_kernel(logits_ref: Ref, labels_ref: Ref, *out_refs: Ref, n: int, v: int, block_rows: int,
+                       block_cols: int, layout: Layout) -> None:
+    r0 = pl.program_id(0) * block_rows
+
+    def block_logits(c0: Index) -> Array:
+        return _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
+
+    _stream(block_logits, labels_ref, out_refs, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
+            layout=layout)
+
+
+def _ce_forward_call(logits: Array, labels: Array, layout: Layout, interpret: bool) -> Statistics:
     n, v = logits.shape
     block_rows, block_cols = _blocks("ce", layout, n, v)
-    column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
     kernel = functools.partial(_ce_forward_kernel, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
                                layout=layout)
-    labels = labels.reshape(n, 1)
+    tile = pl.BlockSpec((block_rows, block_cols), lambda i, j: (i, j))
+    return _statistics_call(kernel, "ce", (logits, labels.reshape(n, 1)), [tile], n, v, block_rows, block_cols,
+                            layout, interpret)
+
+
+def _grad_kernel(logits_ref: Ref, labels_ref: Ref, lse_ref: Ref, g_lse_ref: Ref, g_label_ref: Ref, g_sum_ref: Ref,
+                 out_ref: Ref, *, n: int, v: int, block_rows: int, block_cols: int, layout: Layout) -> None:
+    """``d z = g_lse * softmax(z) + g_label * onehot(label) + g_sum`` for one ``[rows, cols]`` tile."""
+    i, j = pl.program_id(0), pl.program_id(1)
+    r0, c0 = i * block_rows, j * block_cols
+
+    def column(ref: Ref) -> Array:
+        return _tile(ref, block_rows, 1, r0, 0, n, 1, 0, layout)
+
+    z = _tile(logits_ref, block_rows, block_cols, r0, c0, n, v, -jnp.inf, layout).astype(jnp.float32)
+    labels, lse = column(labels_ref), column(lse_ref)
+    g_lse, g_label, g_sum = column(g_lse_ref), column(g_label_ref), column(g_sum_ref)
+    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+    # softmax(z) recomputed from the saved lse: the backward keeps no [N, V] residual of its own.
+    d_z = g_lse * jnp.exp(z - lse) + jnp.where(columns == labels, g_label, 0.0) + g_sum
     if layout == "gpu":
-        lse, label_logit = pl.pallas_call(kernel, out_shape=(column, column), grid=(pl.cdiv(n, block_rows),),
-                                          interpret=interpret, name="jaxloss_ce_forward",
-                                          compiler_params=_gpu_params("ce"))(logits, labels)
+        from jax.experimental.pallas import triton as plgpu
+
+        row_ok = (r0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 0)) < n
+        plgpu.store(out_ref.at[pl.ds(r0, block_rows), pl.ds(c0, block_cols)], d_z.astype(out_ref.dtype),
+                    mask=row_ok & (columns < v))
     else:
-        grid = (pl.cdiv(n, block_rows), pl.cdiv(v, block_cols))
-        col = _col_spec(block_rows, 2)
-        lse, label_logit, _, _ = pl.pallas_call(
-            kernel, out_shape=(column,) * 4, grid=grid,
-            in_specs=[pl.BlockSpec((block_rows, block_cols), lambda i, j: (i, j)), col],
-            out_specs=(col,) * 4, interpret=interpret, name="jaxloss_ce_forward",
-            compiler_params=None if interpret else _tpu_params("parallel", "arbitrary"),
-        )(logits, labels)
-    return lse[:, 0], label_logit[:, 0]
+        out_ref[...] = d_z.astype(out_ref.dtype)  # the parts of an edge block past [n, v] are not written back
 
 
-def _grad_call(logits: Array, labels: Array, lse: Array, g_lse: Array, g_label: Array, out_dtype: Any,
-               layout: Layout, interpret: bool) -> Array:
+def _grad_call(logits: Array, labels: Array, lse: Array, cotangents: Statistics, out_dtype: Any, layout: Layout,
+               interpret: bool) -> Array:
+    """``d logits`` ``[N, V]`` in ``out_dtype`` from the per-row cotangents of ``(lse, label_logit, logit_sum)``."""
     n, v = logits.shape
     block_rows, block_cols = _blocks("ce", layout, n, v)
     kernel = functools.partial(_grad_kernel, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
                                layout=layout)
     grid = (pl.cdiv(n, block_rows), pl.cdiv(v, block_cols))
-    columns = [x.reshape(n, 1) for x in (labels, lse, g_lse, g_label)]
+    columns = [x.reshape(n, 1) for x in (labels, lse, *cotangents)]
     out_shape = jax.ShapeDtypeStruct((n, v), out_dtype)
     d_logits: Array
     if layout == "gpu":
@@ -348,56 +376,70 @@ def _grad_call(logits: Array, labels: Array, lse: Array, g_lse: Array, g_label: 
         return d_logits
     tile = pl.BlockSpec((block_rows, block_cols), lambda i, j: (i, j))
     d_logits = pl.pallas_call(kernel, out_shape=out_shape, grid=grid,
-                              in_specs=[tile] + [_col_spec(block_rows, 2)] * 4, out_specs=tile,
+                              in_specs=[tile] + [_col_spec(block_rows)] * len(columns), out_specs=tile,
                               interpret=interpret, name="jaxloss_ce_grad",
                               compiler_params=None if interpret else _tpu_params("parallel", "parallel"),
                               )(logits, *columns)
     return d_logits
 
 
+def _float32_cotangents(cotangents: Statistics) -> Statistics:
+    g_lse, g_label, g_sum = (g.astype(jnp.float32) for g in cotangents)
+    return g_lse, g_label, g_sum
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _ce_statistics(logits: Array, labels: Array, layout: Layout, interpret: bool) -> tuple[Array, Array]:
+def _ce_statistics(logits: Array, labels: Array, layout: Layout, interpret: bool) -> Statistics:
     return _ce_forward_call(logits, labels, layout, interpret)
 
 
 def _ce_statistics_fwd(logits: Array, labels: Array, layout: Layout, interpret: bool
-                       ) -> tuple[tuple[Array, Array], tuple[Array, Array, Array]]:
-    lse, label_logit = _ce_forward_call(logits, labels, layout, interpret)
-    return (lse, label_logit), (logits, labels, lse)
+                       ) -> tuple[Statistics, tuple[Array, Array, Array]]:
+    statistics = _ce_forward_call(logits, labels, layout, interpret)
+    return statistics, (logits, labels, statistics[0])
 
 
 def _ce_statistics_bwd(layout: Layout, interpret: bool, residuals: tuple[Array, Array, Array],
-                       cotangents: tuple[Array, Array]) -> tuple[Array, np.ndarray[Any, Any]]:
+                       cotangents: Statistics) -> tuple[Array, np.ndarray[Any, Any]]:
     logits, labels, lse = residuals
-    g_lse, g_label = (g.astype(jnp.float32) for g in cotangents)
-    d_logits = _grad_call(logits, labels, lse, g_lse, g_label, logits.dtype, layout, interpret)
+    d_logits = _grad_call(logits, labels, lse, _float32_cotangents(cotangents), logits.dtype, layout, interpret)
     return d_logits, np.zeros(labels.shape, jax.dtypes.float0)
 
 
 _ce_statistics.defvjp(_ce_statistics_fwd, _ce_statistics_bwd)
 
 
-def cross_entropy_statistics(logits: Array, labels: Array, *, interpret: bool | None = None
-                             ) -> tuple[Array, Array]:
-    """Per row ``(logsumexp(logits), logits[label])`` by the Pallas kernels, float32, differentiable.
+def _empty_statistics(batch_shape: tuple[int, ...], *inputs: Array) -> Statistics:
+    """Zeros for an empty batch, connected to the inputs so that their gradients are zeros."""
+    zero = sum((0.0 * jnp.sum(x.astype(jnp.float32)) for x in inputs), jnp.zeros((), jnp.float32))
+    zeros = jnp.zeros(batch_shape, jnp.float32) + zero
+    return zeros, zeros, zeros
+
+
+def cross_entropy_statistics(logits: Array, labels: Array, *, interpret: bool | None = None) -> Statistics:
+    """Per row ``(logsumexp(z), z[label], sum(z))`` of logits ``z`` by the Pallas kernels, differentiable.
 
     ``logits`` ``[..., V]`` float32/bfloat16/float16, ``labels`` ``[...]``
-    integer. Both results have shape ``[...]``. A label outside ``[0, V)``
-    selects no column: its ``label_logit`` is 0 (the caller decides what that
-    means; :func:`cross_entropy` turns it into NaN). ``jax.grad`` flows to
-    ``logits`` only (``softmax`` and one-hot, recomputed from the saved
-    ``lse``), in ``logits``' dtype. ``interpret=None`` picks interpret mode
-    off-accelerator.
+    integer. The three results are float32 of shape ``[...]``. A label outside
+    ``[0, V)`` selects no column: its ``label_logit`` is 0 (the caller decides
+    what that means; :func:`cross_entropy` makes it NaN). ``jax.grad`` flows to
+    ``logits`` only, in ``logits``' dtype: ``g_lse * softmax(z) + g_label *
+    onehot(label) + g_sum``, the softmax recomputed from the saved ``lse``.
+    ``interpret=None`` picks interpret mode off-accelerator.
     """
     batch_shape, v = logits.shape[:-1], logits.shape[-1]
     flat = logits.reshape(-1, v)
+    if flat.shape[0] == 0:
+        return _empty_statistics(batch_shape, logits)
     flat_labels = labels.reshape(-1).astype(jnp.int32)
     interpret = _interpret(logits) if interpret is None else interpret
-    if flat.shape[0] == 0:
-        zeros = jnp.zeros(batch_shape, jnp.float32) + 0.0 * jnp.sum(logits.astype(jnp.float32))
-        return zeros, zeros
-    lse, label_logit = _ce_statistics(flat, flat_labels, _layout(logits), bool(interpret))
-    return lse.reshape(batch_shape), label_logit.reshape(batch_shape)
+    statistics = _ce_statistics(flat, flat_labels, _layout(logits), bool(interpret))
+    lse, label_logit, logit_sum = (x.reshape(batch_shape) for x in statistics)
+    return lse, label_logit, logit_sum
+
+
+def _nan_out_of_range(values: Array, labels: Array, v: int) -> Array:
+    return jnp.where((labels >= 0) & (labels < v), values, jnp.nan)
 
 
 def cross_entropy(logits: Array, labels: Array, *, interpret: bool | None = None) -> Array:
@@ -408,119 +450,73 @@ def cross_entropy(logits: Array, labels: Array, *, interpret: bool | None = None
     NaN logit gives NaN in its row, as the XLA path. No mask, no reduction: the
     caller masks inputs first (double-where) and reduces the rows.
     """
-    lse, label_logit = cross_entropy_statistics(logits, labels, interpret=interpret)
-    v = logits.shape[-1]
-    in_range = (labels >= 0) & (labels < v)
-    return jnp.where(in_range, lse - label_logit, jnp.nan)
+    lse, label_logit, _ = cross_entropy_statistics(logits, labels, interpret=interpret)
+    return _nan_out_of_range(lse - label_logit, labels, logits.shape[-1])
 
 
 # ------------------------------------------------------------ linear cross-entropy kernels
-def _linear_forward_kernel(h_ref: Ref, w_ref: Ref, labels_ref: Ref, lse_ref: Ref, label_ref: Ref, max_ref: Ref = None,
-                           sum_ref: Ref = None, *,
-                           n: int, d: int, v: int, block_rows: int, block_cols: int, block_d: int,
-                           layout: Layout) -> None:
-    i = pl.program_id(0)
-    r0 = i * block_rows
-    if layout == "gpu":
-        labels = _tile(labels_ref, block_rows, 1, r0, 0, n, 1, 0, layout)
-        shape = (block_rows, 1)
-        init = (jnp.full(shape, -jnp.inf, jnp.float32), jnp.zeros(shape, jnp.float32),
-                jnp.zeros(shape, jnp.float32))
+def _linear_forward_kernel(h_ref: Ref, w_ref: Ref, labels_ref: Ref, *out_refs: Ref, n: int, d: int, v: int,
+                           block_rows: int, block_cols: int, block_d: int, layout: Layout) -> None:
+    r0 = pl.program_id(0) * block_rows
 
-        def body(j: Array, carry: Carry) -> Carry:
-            c0 = j * block_cols
-
+    def block_logits(c0: Index) -> Array:
+        if layout == "gpu":
+            # Feature tiles of block_d (a power of two, as Triton's tiles must be), masked past d.
             def dot_step(k: Array, acc: Array) -> Array:
-                k0 = k * block_d
-                h = _tile(h_ref, block_rows, block_d, r0, k0, n, d, 0.0, layout)
-                w = _tile(w_ref, block_d, block_cols, k0, c0, d, v, 0.0, layout)
+                h = _tile(h_ref, block_rows, block_d, r0, k * block_d, n, d, 0.0, layout)
+                w = _tile(w_ref, block_d, block_cols, k * block_d, c0, d, v, 0.0, layout)
                 return acc + jnp.dot(h, w, preferred_element_type=jnp.float32)
 
-            z = jax.lax.fori_loop(0, pl.cdiv(d, block_d), dot_step,
-                                  jnp.zeros((block_rows, block_cols), jnp.float32))
-            columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
-            z = jnp.where(columns < v, z, -jnp.inf)
-            return _online_update(carry, z, columns, labels)
+            z = jax.lax.fori_loop(0, pl.cdiv(d, block_d), dot_step, jnp.zeros((block_rows, block_cols), jnp.float32))
+        else:
+            # hidden's block is [rows, D] (the whole feature axis), weight's [D, cols]; an edge
+            # block's padding holds unspecified values: padding rows are never written back and
+            # padding columns are masked below.
+            z = jnp.dot(h_ref[...], w_ref[...], preferred_element_type=jnp.float32)
+        columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
+        return jnp.where(columns < v, z, -jnp.inf)
 
-        running_max, running_sum, label_logit = jax.lax.fori_loop(0, pl.cdiv(v, block_cols), body, init)
-        _put(lse_ref, running_max + jnp.log(running_sum), r0, n, layout)
-        _put(label_ref, label_logit, r0, n, layout)
-        return
-    j = pl.program_id(1)
-
-    @pl.when(j == 0)
-    def _init() -> None:
-        max_ref[...] = jnp.full(max_ref.shape, -jnp.inf, jnp.float32)
-        sum_ref[...] = jnp.zeros(sum_ref.shape, jnp.float32)
-        label_ref[...] = jnp.zeros(label_ref.shape, jnp.float32)
-
-    c0 = j * block_cols
-    # hidden's block is [rows, D] (whole feature axis), weight's [D, cols]; padding rows and
-    # columns of edge blocks hold unspecified values: columns are masked to -inf after the product,
-    # padding rows are never written back.
-    z = jnp.dot(h_ref[...], w_ref[...], preferred_element_type=jnp.float32)
-    columns = c0 + jax.lax.broadcasted_iota(jnp.int32, z.shape, 1)
-    z = jnp.where(columns < v, z, -jnp.inf)
-    carry = _online_update((max_ref[...], sum_ref[...], label_ref[...]), z, columns, labels_ref[...])
-    max_ref[...], sum_ref[...], label_ref[...] = carry
-
-    @pl.when(j == pl.num_programs(1) - 1)
-    def _finish() -> None:
-        lse_ref[...] = max_ref[...] + jnp.log(sum_ref[...])
+    _stream(block_logits, labels_ref, out_refs, n=n, v=v, block_rows=block_rows, block_cols=block_cols,
+            layout=layout)
 
 
-def _linear_forward_call(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool
-                         ) -> tuple[Array, Array]:
+def _linear_forward_call(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool) -> Statistics:
     n, d = h.shape
     v = w.shape[1]
     block_rows, block_cols = _blocks("linear", layout, n, v)
     block_d = min(_GPU_BLOCK_D, max(16, pl.next_power_of_2(d)))
-    column = jax.ShapeDtypeStruct((n, 1), jnp.float32)
     kernel = functools.partial(_linear_forward_kernel, n=n, d=d, v=v, block_rows=block_rows,
                                block_cols=block_cols, block_d=block_d, layout=layout)
-    labels = labels.reshape(n, 1)
-    if layout == "gpu":
-        lse, label_logit = pl.pallas_call(kernel, out_shape=(column, column), grid=(pl.cdiv(n, block_rows),),
-                                          interpret=interpret, name="jaxloss_linear_ce_forward",
-                                          compiler_params=_gpu_params("linear"))(h, w, labels)
-    else:
-        col = _col_spec(block_rows, 2)
-        lse, label_logit, _, _ = pl.pallas_call(
-            kernel, out_shape=(column,) * 4, grid=(pl.cdiv(n, block_rows), pl.cdiv(v, block_cols)),
-            in_specs=[pl.BlockSpec((block_rows, d), lambda i, j: (i, 0)),
-                      pl.BlockSpec((d, block_cols), lambda i, j: (0, j)), col],
-            out_specs=(col,) * 4, interpret=interpret, name="jaxloss_linear_ce_forward",
-            compiler_params=None if interpret else _tpu_params("parallel", "arbitrary"),
-        )(h, w, labels)
-    return lse[:, 0], label_logit[:, 0]
+    in_specs = [pl.BlockSpec((block_rows, d), lambda i, j: (i, 0)), pl.BlockSpec((d, block_cols), lambda i, j: (0, j))]
+    return _statistics_call(kernel, "linear", (h, w, labels.reshape(n, 1)), in_specs, n, v, block_rows, block_cols,
+                            layout, interpret)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _linear_statistics(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool
-                       ) -> tuple[Array, Array]:
+def _linear_statistics(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool) -> Statistics:
     return _linear_forward_call(h, w, labels, layout, interpret)
 
 
 def _linear_statistics_fwd(h: Array, w: Array, labels: Array, layout: Layout, interpret: bool
-                           ) -> tuple[tuple[Array, Array], tuple[Array, Array, Array, Array]]:
-    lse, label_logit = _linear_forward_call(h, w, labels, layout, interpret)
-    return (lse, label_logit), (h, w, labels, lse)
+                           ) -> tuple[Statistics, tuple[Array, Array, Array, Array]]:
+    statistics = _linear_forward_call(h, w, labels, layout, interpret)
+    return statistics, (h, w, labels, statistics[0])
 
 
 def _linear_statistics_bwd(layout: Layout, interpret: bool, residuals: tuple[Array, Array, Array, Array],
-                           cotangents: tuple[Array, Array]) -> tuple[Array, Array, np.ndarray[Any, Any]]:
+                           cotangents: Statistics) -> tuple[Array, Array, np.ndarray[Any, Any]]:
     """Vocabulary chunk by chunk: logits (XLA matmul), ``d z`` (gradient kernel), two XLA matmuls."""
     h, w, labels, lse = residuals
-    g_lse, g_label = (g.astype(jnp.float32) for g in cotangents)
+    g = _float32_cotangents(cotangents)
     v = w.shape[1]
     chunk = min(_LINEAR_BACKWARD_CHUNK, v)
     num_full, tail = divmod(v, chunk)
 
     def chunk_grads(start: Index, w_c: Array) -> tuple[Array, Array]:
         z = jnp.matmul(h, w_c, preferred_element_type=jnp.float32)
-        d_z = _grad_call(z, labels - start, lse, g_lse, g_label, jnp.float32, layout, interpret)
-        # d_z is rounded to the weight's dtype, as autodiff of ``h @ w`` would round it.
-        d_z = d_z.astype(w.dtype)
+        # Labels shifted into the chunk's columns; d_z rounded to the weight's dtype, as autodiff of
+        # ``h @ w`` would round it, before the two products.
+        d_z = _grad_call(z, labels - start, lse, g, w.dtype, layout, interpret)
         d_h = jnp.matmul(d_z, w_c.T, preferred_element_type=jnp.float32)
         d_w = jnp.matmul(h.T, d_z.astype(h.dtype), preferred_element_type=jnp.float32).astype(w.dtype)
         return d_h, d_w
@@ -531,8 +527,9 @@ def _linear_statistics_bwd(layout: Layout, interpret: bool, residuals: tuple[Arr
         d_h_c, d_w_c = chunk_grads(start, jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1))
         return d_h + d_h_c, jax.lax.dynamic_update_slice_in_dim(d_w, d_w_c, start, axis=1)
 
-    d_h, d_w = jax.lax.fori_loop(0, num_full, body, (jnp.zeros(h.shape, jnp.float32), jnp.zeros(w.shape, w.dtype)))
-    if tail:
+    init = (jnp.zeros(h.shape, jnp.float32), jnp.zeros(w.shape, w.dtype))
+    d_h, d_w = jax.lax.fori_loop(0, num_full, body, init)
+    if tail:  # the last, narrower chunk, sliced statically (no padded copy of the weight)
         start = num_full * chunk
         d_h_c, d_w_c = chunk_grads(start, w[:, start:])
         d_h = d_h + d_h_c
@@ -544,26 +541,25 @@ _linear_statistics.defvjp(_linear_statistics_fwd, _linear_statistics_bwd)
 
 
 def linear_cross_entropy_statistics(hidden: Array, weight: Array, labels: Array, *,
-                                    interpret: bool | None = None) -> tuple[Array, Array]:
-    """Per row ``(logsumexp(z), z[label])`` of ``z = hidden @ weight`` without materialising ``[N, V]``.
+                                    interpret: bool | None = None) -> Statistics:
+    """Per row ``(logsumexp(z), z[label], sum(z))`` of ``z = hidden @ weight``, never materialising ``[N, V]``.
 
     ``hidden`` ``[..., D]``, ``weight`` ``[D, V]`` (float32/bfloat16/float16),
-    ``labels`` ``[...]`` integer; both results ``[...]`` float32 (products
-    accumulate in float32). A label outside ``[0, V)`` selects no column (its
-    ``label_logit`` is 0). ``jax.grad`` flows to ``hidden`` and ``weight`` in
-    their dtypes; the backward walks the vocabulary in chunks of
+    ``labels`` ``[...]`` integer; the three results are float32 ``[...]``
+    (products accumulate in float32). A label outside ``[0, V)`` selects no
+    column (its ``label_logit`` is 0). ``jax.grad`` flows to ``hidden`` and
+    ``weight`` in their dtypes; the backward walks the vocabulary in chunks of
     ``_LINEAR_BACKWARD_CHUNK`` columns (temporary memory ``O(N * chunk)``).
     """
     batch_shape, d = hidden.shape[:-1], hidden.shape[-1]
     flat = hidden.reshape(-1, d)
+    if flat.shape[0] == 0:
+        return _empty_statistics(batch_shape, hidden, weight)
     flat_labels = labels.reshape(-1).astype(jnp.int32)
     interpret = _interpret(hidden) if interpret is None else interpret
-    if flat.shape[0] == 0:
-        zero = 0.0 * (jnp.sum(hidden.astype(jnp.float32)) + jnp.sum(weight.astype(jnp.float32)))
-        zeros = jnp.zeros(batch_shape, jnp.float32) + zero
-        return zeros, zeros
-    lse, label_logit = _linear_statistics(flat, weight, flat_labels, _layout(hidden), bool(interpret))
-    return lse.reshape(batch_shape), label_logit.reshape(batch_shape)
+    statistics = _linear_statistics(flat, weight, flat_labels, _layout(hidden), bool(interpret))
+    lse, label_logit, logit_sum = (x.reshape(batch_shape) for x in statistics)
+    return lse, label_logit, logit_sum
 
 
 def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, *, interpret: bool | None = None) -> Array:
@@ -573,7 +569,5 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, *, interpr
     returns ``[...]`` float32, NaN where a label is outside ``[0, V)`` or an
     input of the row is NaN. No mask, no reduction (callers mask first).
     """
-    lse, label_logit = linear_cross_entropy_statistics(hidden, weight, labels, interpret=interpret)
-    v = weight.shape[1]
-    in_range = (labels >= 0) & (labels < v)
-    return jnp.where(in_range, lse - label_logit, jnp.nan)
+    lse, label_logit, _ = linear_cross_entropy_statistics(hidden, weight, labels, interpret=interpret)
+    return _nan_out_of_range(lse - label_logit, labels, weight.shape[1])
