@@ -438,20 +438,20 @@ def cross_entropy_statistics(logits: Array, labels: Array, *, interpret: bool | 
     return lse, label_logit, logit_sum
 
 
-def _nan_out_of_range(values: Array, labels: Array, v: int) -> Array:
-    return jnp.where((labels >= 0) & (labels < v), values, jnp.nan)
-
-
 def cross_entropy(logits: Array, labels: Array, *, interpret: bool | None = None) -> Array:
     """Per-row softmax cross-entropy ``logsumexp(z) - z[label]`` by the Pallas kernels.
 
     ``logits`` ``[..., V]`` (float32/bfloat16/float16), ``labels`` ``[...]``
     integer; returns ``[...]`` float32. A label outside ``[0, V)`` gives NaN, a
     NaN logit gives NaN in its row, as the XLA path. No mask, no reduction: the
-    caller masks inputs first (double-where) and reduces the rows.
+    caller masks inputs first (double-where) and reduces the rows. Gradients
+    equal those of ``softmax_cross_entropy_with_integer_labels(reduction="none")``,
+    including at an out-of-range label (the NaN replaces the label's logit, so
+    ``softmax`` still flows back, as ``take_class`` does there).
     """
     lse, label_logit, _ = cross_entropy_statistics(logits, labels, interpret=interpret)
-    return _nan_out_of_range(lse - label_logit, labels, logits.shape[-1])
+    in_range = (labels >= 0) & (labels < logits.shape[-1])
+    return lse - jnp.where(in_range, label_logit, jnp.nan)
 
 
 # ------------------------------------------------------------ linear cross-entropy kernels
@@ -567,7 +567,9 @@ def linear_cross_entropy(hidden: Array, weight: Array, labels: Array, *, interpr
 
     ``hidden`` ``[..., D]``, ``weight`` ``[D, V]``, ``labels`` ``[...]``;
     returns ``[...]`` float32, NaN where a label is outside ``[0, V)`` or an
-    input of the row is NaN. No mask, no reduction (callers mask first).
+    input of the row is NaN (that row then has zero gradient, as in
+    ``linear_softmax_cross_entropy``). No mask, no reduction (callers mask first).
     """
     lse, label_logit, _ = linear_cross_entropy_statistics(hidden, weight, labels, interpret=interpret)
-    return _nan_out_of_range(lse - label_logit, labels, weight.shape[1])
+    in_range = (labels >= 0) & (labels < weight.shape[1])
+    return jnp.where(in_range, lse - label_logit, jnp.nan)
