@@ -3,7 +3,7 @@
 Private to the package. What runs where:
 
 * On a GPU or TPU backend (see :func:`use_pallas`) the per-row statistics
-  ``lse = logsumexp(z)`` and ``z[label]`` of a ``[N, V]`` logits matrix, and
+  ``lse = logsumexp(z)``, ``z[label]`` and ``sum(z)`` of a ``[N, V]`` logits matrix, and
   of the logits ``hidden @ weight`` of a linear head, are computed by Pallas
   kernels: rows in blocks, the vocabulary streamed in blocks with an online
   log-sum-exp (float32 accumulation whatever the input dtype), so any ``V``
@@ -18,8 +18,8 @@ Two layouts of the same computation, chosen by backend:
   the vocabulary with a loop, loading tiles with masked loads (Triton has no
   out-of-bounds clipping, and its tiles must be powers of two).
 * ``"tpu"`` (Mosaic): the grid is ``(row blocks, vocabulary blocks)``, the
-  vocabulary axis last and sequential; the running maximum, sum and label
-  logit live in the output blocks, which stay resident while only the
+  vocabulary axis last and sequential; the running maximum, sum, label
+  logit and logit sum live in the output blocks, which stay resident while only the
   vocabulary index changes. Partial edge blocks are masked with an iota.
 
 The backward passes (``jax.custom_vjp``) recompute ``softmax(z)`` from the
