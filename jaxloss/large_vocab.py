@@ -17,8 +17,8 @@ columns of ``weight`` and the per-token statistics are combined with one
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable
-from typing import Literal
+from collections.abc import Hashable, Iterator
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,11 @@ from jaxloss._reduction import reduce_values
 Array = jax.Array
 
 def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Array | None,
-                  valid: Array) -> tuple[Array, Array | None, Array | None]:
-    """Logits ``z`` of one vocabulary chunk (float32 or wider), ``dz/du`` and ``dz/dc`` of the soft cap."""
+                  new: Array | None = None) -> tuple[Array, Array | None, Array | None]:
+    """Logits ``z`` of one vocabulary chunk (float32 or wider), ``dz/du`` and ``dz/dc`` of the soft cap.
+
+    Columns that are not ``new`` (counted by the previous chunk) get ``z = -inf``.
+    """
     acc = _numerics.compute_dtype(h, w_chunk)
     u = jnp.matmul(h, w_chunk, preferred_element_type=acc)
     if b_chunk is not None:
@@ -45,28 +48,73 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
         t = jnp.tanh(u / cap)
         z, dz_du = cap * t, 1.0 - jnp.square(t)
         dz_dc = t - (u / cap) * dz_du
-    z = jnp.where(valid[None, :], z, -jnp.inf)
+    if new is not None:
+        z = jnp.where(new[None, :], z, -jnp.inf)
     return z, dz_du, dz_dc
 
 
-def _chunk(i: Array, chunk: int, vocab: int, w_pad: Array,
-           b_pad: Array | None) -> tuple[Array, Array, Array, Array | None]:
-    """Column ids, their validity (padding is invalid), and the weight/bias slices of chunk ``i``."""
-    start = i * chunk
-    columns = start + jnp.arange(chunk, dtype=jnp.int32)
-    w_c = _numerics.from_bits(jax.lax.dynamic_slice_in_dim(w_pad, start, chunk, axis=1))
-    b_c = None if b_pad is None else jax.lax.dynamic_slice_in_dim(b_pad, start, chunk)
-    return columns, columns < vocab, w_c, b_c
+class _Group(NamedTuple):
+    """Columns ``[first, end)`` of the vocabulary that one loop walks, ``chunk`` columns at a time.
+
+    The loop reads ``window`` (the weight's columns ``[offset, end)``; ``uint16``
+    bits for bfloat16) and ``bias``. Chunk ``i`` starts at ``first + i * chunk``,
+    except that a last partial chunk is moved back to end at ``end`` so that no
+    column is ever padded: its first columns were the previous chunk's, and
+    ``partial`` says the loop must not count them twice.
+    """
+    first: int
+    end: int
+    offset: int
+    num_chunks: int
+    partial: bool
+    window: Array
 
 
-def _pad_vocab(weight: Array, bias: Array | None, chunk: int) -> tuple[Array, Array | None, int]:
-    vocab = weight.shape[1]
-    num_chunks = -(-vocab // chunk)
-    pad = num_chunks * chunk - vocab
-    if pad:
-        weight = jnp.pad(weight, ((0, 0), (0, pad)))
-        bias = None if bias is None else jnp.pad(bias, (0, pad))
-    return weight, bias, num_chunks
+# The columns of a bfloat16 weight are walked in groups of about this many bytes.
+_GROUP_BYTES = 64 * 2 ** 20
+
+
+def _column_groups(weight: Array, chunk: int, after: Array) -> Iterator[_Group]:
+    """The groups of columns that one loop each walks (``chunk <= V``).
+
+    XLA:CPU computes a bfloat16 product in float32, and it converts a whole
+    bfloat16 array that a loop slices to float32 before the loop: a second,
+    twice-as-large copy of the weight. The loops therefore slice the weight's
+    ``uint16`` bits, and bit-cast one group of at most ``_GROUP_BYTES`` at a
+    time instead of the whole weight. A float32 or float64 weight is sliced in
+    place, as one group.
+
+    ``after()`` gives a carry of the loop over the previous group: a group's
+    offset depends on it (always by 0), so XLA takes each group's copy only
+    when its loop starts and at most one is alive at a time.
+    """
+    dim, vocab = weight.shape
+    per = max(vocab, 1)
+    if weight.dtype == jnp.bfloat16:
+        per = max(1, _GROUP_BYTES // (max(dim, 1) * 2 * chunk)) * chunk
+    for first in range(0, vocab, per):
+        end = min(first + per, vocab)
+        width = max(end - first, chunk)
+        window = _numerics.to_bits(weight)
+        if width != vocab:
+            later = (jnp.sum(after().reshape(-1)[:1]) > jnp.inf).astype(jnp.int32)  # always 0
+            window = jax.lax.dynamic_slice_in_dim(window, end - width + later, width, axis=1)
+        yield _Group(first, end, end - width, -(-(end - first) // chunk), (end - first) % chunk != 0, window)
+
+
+def _chunk(i: Array, chunk: int, group: _Group) -> tuple[Array, Array, Array | None]:
+    """Chunk ``i`` of a group: its first column, the weight's columns, and which of them are new.
+
+    ``new`` is ``None`` unless the group ends with a partial chunk; then the
+    last chunk's columns before ``first + i * chunk`` were counted already.
+    """
+    start = i * chunk + group.first
+    begin = jnp.minimum(start, group.end - chunk)
+    w_c = _numerics.from_bits(jax.lax.dynamic_slice_in_dim(group.window, begin - group.offset, chunk, axis=1))
+    new = None
+    if group.partial:
+        new = begin + jnp.arange(chunk, dtype=jnp.int32) >= start
+    return begin, w_c, new
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -82,30 +130,30 @@ _Residuals = tuple[Array, Array, Array | None, Array, Array | None, Array]
 
 def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
                         chunk: int) -> tuple[tuple[Array, Array, Array], _Residuals]:
-    vocab = weight.shape[1]
     n = h.shape[0]
-    w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
-    w_pad = _numerics.to_bits(w_pad)
 
-    def body(i: Array, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
+    def body(group: _Group, i: Array, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
         running_max, running_sum, label_logit, logit_sum = carry
-        columns, valid, w_c, b_c = _chunk(i, chunk, vocab, w_pad, b_pad)
-        z, _, _ = _chunk_logits(h, w_c, b_c, soft_cap, valid)
+        begin, w_c, new = _chunk(i, chunk, group)
+        b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
+        z, _, _ = _chunk_logits(h, w_c, b_c, soft_cap, new)
         # Online log-sum-exp: rescale the running sum to the new maximum.
         new_max = jnp.maximum(running_max, jax.lax.stop_gradient(jnp.max(z, axis=1)))
         running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(z - new_max[:, None]), axis=1)
-        # A padding column never holds the label (with ``axis_name`` a label owned by the
-        # next device can equal a padding column's index here).
-        hit = (columns[None, :] == labels[:, None]) & valid[None, :]
+        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == labels[:, None]
+        if new is not None:
+            hit = hit & new[None, :]
         label_logit = label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1)
-        logit_sum = logit_sum + jnp.sum(jnp.where(valid[None, :], z, 0.0), axis=1)
+        logit_sum = logit_sum + jnp.sum(z if new is None else jnp.where(new[None, :], z, 0.0), axis=1)
         return new_max, running_sum, label_logit, logit_sum
 
     acc = _numerics.compute_dtype(h, weight, bias)
     axes = _numerics.varying_axes(h)  # every input was cast to the same varying axes
-    init = tuple(_numerics.vary(x, axes) for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc),
-                                          jnp.zeros((n,), acc), jnp.zeros((n,), acc)))
-    running_max, running_sum, label_logit, logit_sum = jax.lax.fori_loop(0, num_chunks, body, init)
+    carry = tuple(_numerics.vary(x, axes) for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc),
+                                           jnp.zeros((n,), acc), jnp.zeros((n,), acc)))
+    for group in _column_groups(weight, chunk, lambda: carry[1]):
+        carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(body, group), carry)
+    running_max, running_sum, label_logit, logit_sum = carry
     lse = running_max + jnp.log(running_sum)
     return (lse, label_logit, logit_sum), (h, weight, bias, labels, soft_cap, lse)
 
@@ -114,43 +162,42 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
                          ) -> tuple[Array, Array, Array | None, None, Array | None]:
     h, weight, bias, labels, soft_cap, lse = residuals
     g_lse, g_label, g_sum = cotangents
-    vocab = weight.shape[1]
-    w_pad, b_pad, num_chunks = _pad_vocab(weight, bias, chunk)
-    w_pad = _numerics.to_bits(w_pad)
 
-    def body(i: Array, carry: tuple[Array, Array, Array | None, Array | None]
+    def body(group: _Group, i: Array, carry: tuple[Array, Array, Array | None, Array | None]
              ) -> tuple[Array, Array, Array | None, Array | None]:
         d_h, d_w, d_b, d_cap = carry
-        columns, valid, w_c, b_c = _chunk(i, chunk, vocab, w_pad, b_pad)
-        start = i * chunk
-        z, dz_du, dz_dc = _chunk_logits(h, w_c, b_c, soft_cap, valid)
+        begin, w_c, new = _chunk(i, chunk, group)
+        b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
+        # Gradients of every column of the chunk, also those the previous chunk had (the
+        # same numbers, written again); only d_h, d_cap must not count them twice.
+        z, dz_du, dz_dc = _chunk_logits(h, w_c, b_c, soft_cap)
         # d lse / d z = softmax(z); d z_label / d z = onehot; d sum z / d z = 1.
         probabilities = jnp.exp(z - lse[:, None])
-        hit = columns[None, :] == labels[:, None]
+        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == labels[:, None]
         d_z = g_lse[:, None] * probabilities + jnp.where(hit, g_label[:, None], 0.0) + g_sum[:, None]
-        d_z = jnp.where(valid[None, :], d_z, 0.0)
         d_u = d_z if dz_du is None else d_z * dz_du
         if d_cap is not None:
             assert dz_dc is not None  # a soft cap, so its derivative
-            d_cap = d_cap + jnp.sum(jnp.where(valid[None, :], d_z * dz_dc, 0.0))
+            per_column = jnp.sum(d_z * dz_dc, axis=0)
+            d_cap = d_cap + jnp.sum(per_column if new is None else jnp.where(new, per_column, 0.0))
         # d_u is rounded to the weight's dtype as autodiff of ``h @ weight`` would.
-        d_h = d_h + jnp.matmul(d_u.astype(weight.dtype).astype(w_c.dtype), w_c.T, preferred_element_type=acc)
+        w_new = w_c if new is None else jnp.where(new[None, :], w_c, 0.0)
+        d_h = d_h + jnp.matmul(d_u.astype(weight.dtype).astype(w_c.dtype), w_new.T, preferred_element_type=acc)
         d_w_chunk = jnp.matmul(h.T, d_u.astype(h.dtype), preferred_element_type=acc).astype(weight.dtype)
-        d_w = jax.lax.dynamic_update_slice_in_dim(d_w, d_w_chunk, start, axis=1)
+        d_w = jax.lax.dynamic_update_slice_in_dim(d_w, d_w_chunk, begin, axis=1)
         if d_b is not None:
-            d_b = jax.lax.dynamic_update_slice_in_dim(d_b, jnp.sum(d_u, axis=0).astype(d_b.dtype), start, axis=0)
+            d_b = jax.lax.dynamic_update_slice_in_dim(d_b, jnp.sum(d_u, axis=0).astype(d_b.dtype), begin, axis=0)
         return d_h, d_w, d_b, d_cap
 
     acc = _numerics.compute_dtype(h, weight, bias)
     axes = _numerics.varying_axes(h)
-    init = tuple(_numerics.vary(x, axes) for x in (
-        jnp.zeros(h.shape, acc), jnp.zeros(w_pad.shape, weight.dtype),
-        None if b_pad is None else jnp.zeros(b_pad.shape, b_pad.dtype),
+    carry = tuple(_numerics.vary(x, axes) for x in (
+        jnp.zeros(h.shape, acc), jnp.zeros(weight.shape, weight.dtype),
+        None if bias is None else jnp.zeros(bias.shape, bias.dtype),
         None if soft_cap is None else jnp.zeros((), acc)))
-    d_h, d_w, d_b, d_cap = jax.lax.fori_loop(0, num_chunks, body, init)
-    if d_w.shape[1] != vocab:
-        d_w = d_w[:, :vocab]
-        d_b = None if d_b is None else d_b[:vocab]
+    for group in _column_groups(weight, chunk, lambda: carry[0]):
+        carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(body, group), carry)
+    d_h, d_w, d_b, d_cap = carry
     d_cap = None if soft_cap is None else d_cap.astype(soft_cap.dtype)
     return d_h.astype(h.dtype), d_w, d_b, None, d_cap
 
