@@ -88,7 +88,9 @@ def cause(row: dict, mode: str, explanations: dict) -> str:
     (k_ours, m_ours), (k_opt, m_opt) = _profile(row, mode, "jaxloss"), _profile(row, mode, "optax")
     facts = ""
     if k_ours is not None and k_opt is not None:
-        facts = f"different program: {k_ours} vs {k_opt} kernels, memory {_fmt_bytes(m_ours)} vs {_fmt_bytes(m_opt)}. "
+        facts = f"different program: {k_ours} vs {k_opt} kernels, memory {_fmt_bytes(m_ours)} vs {_fmt_bytes(m_opt)}"
+        no_larger = k_ours <= k_opt and (m_ours or 0) <= (m_opt or 0)
+        facts += " (no more launches or memory than optax's). " if no_larger else ". "
     text = explanations.get(row["case"], "(no cause recorded)")
     if isinstance(text, dict):
         text = text.get(mode, text.get("", "(no cause recorded)"))
