@@ -239,31 +239,40 @@ def _ctc_bwd(blank_id: int, residuals: _Residuals, cotangent: Array) -> tuple[Ar
     del blank_id  # in the symbols' one-hot rows
     (blank_alphas, label_alphas), emit, valid, symbols, log_likelihood, log_probs = residuals
     batch = cotangent.shape[0]
-    if not _rows_last(2 * batch):  # [T, rows, states] -> [T, states, rows]; fused into the reads below
-        blank_alphas, label_alphas, emit = (jnp.swapaxes(a, 1, 2) for a in (blank_alphas, label_alphas, emit))
-    # log alpha_t(s) + log beta_t(s), up to one constant per frame (the two
-    # scales): alpha + (beta + log y) - log y; each [T, S, B].
-    joint_blank = blank_alphas[..., :batch] + jnp.flip(blank_alphas[..., batch:], axis=(0, 1)) - emit[:, :1]
-    joint_label = label_alphas[..., :batch] + jnp.flip(label_alphas[..., batch:], axis=(0, 1)) - emit[:, 1:]
+    # Arrays [T, S, B] (rows last) or [T, B, S], in the layout the recursion ran.
+    rows_last = _rows_last(2 * batch)
+    ax, rows_ax = (1, 2) if rows_last else (2, 1)
+
+    def joint(alphas: Array, log_y: Array) -> Array:
+        # log alpha_t(s) + log beta_t(s), up to one constant per frame (the
+        # two scales): alpha + (beta + log y) - log y.
+        alpha = jax.lax.slice_in_dim(alphas, 0, batch, axis=rows_ax)
+        beta = jnp.flip(jax.lax.slice_in_dim(alphas, batch, 2 * batch, axis=rows_ax), axis=(0, ax))
+        return alpha + beta - log_y
+
+    joint_blank = joint(blank_alphas, jax.lax.slice_in_dim(emit, 0, 1, axis=ax))
+    joint_label = joint(label_alphas, jax.lax.slice_in_dim(emit, 1, emit.shape[ax], axis=ax))
     # Every path visits exactly one state per real frame, so the posteriors of
     # a frame sum to 1: normalising per frame removes the scales and the
     # rounding that a division by p would carry over all frames.
-    top = jnp.max(joint_blank, axis=1, keepdims=True)
-    if joint_label.shape[1]:
-        top = jnp.maximum(top, jnp.max(joint_label, axis=1, keepdims=True))
-    post_blank = jnp.sum(jnp.exp(joint_blank - top), axis=1, keepdims=True)   # all blank states: one symbol
+    top = jnp.max(joint_blank, axis=ax, keepdims=True)
+    if joint_label.shape[ax]:
+        top = jnp.maximum(top, jnp.max(joint_label, axis=ax, keepdims=True))
+    post_blank = jnp.sum(jnp.exp(joint_blank - top), axis=ax, keepdims=True)   # all blank states: one symbol
     post_label = jnp.exp(joint_label - top)
-    total = post_blank + jnp.sum(post_label, axis=1, keepdims=True)
+    total = post_blank + jnp.sum(post_label, axis=ax, keepdims=True)
     # An impossible alignment has log p at the log(0) stand-in; the caller
     # replaces its value, and its gradient here is 0 rather than garbage.
     possible = log_likelihood > 0.5 * _LOG_ZERO
     scale = jnp.where(possible, cotangent, jnp.zeros_like(cotangent))
-    factor = jnp.where(valid.T[:, None], scale[None, None] / total, jnp.zeros_like(total))  # [T, 1, B]
+    per_frame = (lambda x: jnp.expand_dims(x, ax))                     # [T, B] -> [T, 1, B] or [T, B, 1]
+    factor = jnp.where(per_frame(valid.T), per_frame(scale[None]) / total, jnp.zeros_like(total))
     # Per class, gamma through the symbols' one-hot rows (much faster on CPU
     # than the scatter-add that transposes a gather), minus y times the
     # frame's total posterior weight (scale on real frames).
-    posterior = jnp.concatenate([post_blank, post_label], axis=1) * factor
-    grad = jnp.einsum("tsb,bsk->btk", posterior, symbols, precision=jax.lax.Precision.HIGHEST)
+    posterior = jnp.concatenate([post_blank, post_label], axis=ax) * factor
+    grad = jnp.einsum("tsb,bsk->btk" if rows_last else "tbs,bsk->btk", posterior, symbols,
+                      precision=jax.lax.Precision.HIGHEST)
     weight = jnp.where(valid, scale[:, None], jnp.zeros_like(scale[:, None]))
     grad = grad - jnp.exp(log_probs) * weight[:, :, None]
     return grad, None, None, None
