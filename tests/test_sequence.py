@@ -301,3 +301,32 @@ def test_empty_batch_gives_zero_and_zero_gradient():
         value, grad = jax.value_and_grad(lambda z: ctc_loss(z, *args, reduction=reduction))(jnp.zeros((0, 5, 4)))
         assert float(value) == 0.0 and grad.shape == (0, 5, 4)
     assert ctc_loss(jnp.zeros((0, 5, 4)), *args, reduction="none").shape == (0,)
+
+
+@pytest.mark.parametrize("batch", [16, 32])
+def test_both_recursion_layouts_agree(batch):
+    # The recursion keeps the extended states first and rows last when a scan
+    # has at least 32 rows (the value of B >= 32 rows, the gradient's 2B rows
+    # from B >= 16), and rows first below. Rows are independent, so the first
+    # 4 rows of a large batch must give the values and gradients of the same
+    # 4 rows alone (the other layout), and the values of the NumPy recursion.
+    logits, lp, labels, yp, tl, ll = _batch(seed=11, B=batch, T=14, K=7, N=5)
+    lp[1, 2:] = 1.0                                   # 2 frames for >= 1 label: impossible when ll[1] > 2
+    ll[1] = 4
+    yp[1] = (np.arange(5) >= 4).astype(np.float32)
+    logits[2, 0, 3] = -np.inf                         # a class masked out upstream
+    z = jnp.asarray(logits, jnp.float32)
+
+    def run(z, rows):
+        f = lambda z: ctc_loss(z, lp[rows], labels[rows], yp[rows], reduction="sum")  # noqa: E731
+        return ctc_loss(z, lp[rows], labels[rows], yp[rows], reduction="none"), jax.grad(f)(z)
+
+    values, grad = run(z, slice(None))
+    few_values, few_grad = run(z[:4], slice(0, 4))
+    np.testing.assert_allclose(values[:4], few_values, rtol=2e-6)
+    np.testing.assert_allclose(grad[:4], few_grad, rtol=2e-5, atol=1e-6)
+    assert np.isinf(values[1]) and np.all(np.asarray(grad[1]) == 0)
+    assert np.all(np.isfinite(np.asarray(grad)))
+    lps = _np_log_softmax(logits)
+    expect = [_np_ctc_nll(lps[b, :(lp[b] < 0.5).sum()], labels[b, :(yp[b] < 0.5).sum()]) for b in range(batch)]
+    np.testing.assert_allclose(values, expect, rtol=1e-5)
