@@ -230,7 +230,9 @@ def _ctc_fwd(logits: Array, valid: Array, labels: Array, label_lengths: Array,
     can_skip = jnp.concatenate([can_skip, skip_back])
     start = jnp.concatenate([jnp.zeros_like(label_lengths), n - label_lengths])
     alphas, scale, kept = _forward(emit, valid.T, can_skip.T if rows_last else can_skip, start, both=True, keep=True)
-    forward_rows = tuple(jax.lax.slice_in_dim(a, 0, batch, axis=1 if rows_last else 0) for a in alphas)
+    rows_axis = 1 if rows_last else 0
+    forward_rows = (jax.lax.slice_in_dim(alphas[0], 0, batch, axis=rows_axis),
+                    jax.lax.slice_in_dim(alphas[1], 0, batch, axis=rows_axis))
     log_likelihood = _log_likelihood_from(forward_rows, scale[:batch], label_lengths, rows_last)
     return log_likelihood, (kept, emit, valid, symbols, log_likelihood, log_probs)
 
@@ -265,8 +267,8 @@ def _ctc_bwd(blank_id: int, residuals: _Residuals, cotangent: Array) -> tuple[Ar
     # replaces its value, and its gradient here is 0 rather than garbage.
     possible = log_likelihood > 0.5 * _LOG_ZERO
     scale = jnp.where(possible, cotangent, jnp.zeros_like(cotangent))
-    per_frame = (lambda x: jnp.expand_dims(x, ax))                     # [T, B] -> [T, 1, B] or [T, B, 1]
-    factor = jnp.where(per_frame(valid.T), per_frame(scale[None]) / total, jnp.zeros_like(total))
+    # [T, B] -> [T, 1, B] or [T, B, 1]
+    factor = jnp.where(jnp.expand_dims(valid.T, ax), jnp.expand_dims(scale[None], ax) / total, jnp.zeros_like(total))
     # Per class, gamma through the symbols' one-hot rows (much faster on CPU
     # than the scatter-add that transposes a gather), minus y times the
     # frame's total posterior weight (scale on real frames).
