@@ -35,10 +35,11 @@ def _logaddexp(a: Array, b: Array) -> Array:
 
 # Which axis holds the extended states. The recursion is a chain of small
 # elementwise passes, one per frame, and XLA's CPU loops vectorise the last
-# (contiguous) axis. Measured (value and gradient, 2 CPU cores): from 32 rows
-# (both directions of a batch of 16) rows last is faster whatever N (0.75x the
-# time of states last at B=16, N=40 and N=100; 0.7x at B=16 and B=32, N=10);
-# at 16 rows states last is (0.9x at B=8, N=100; 0.5x at B=8, N=10).
+# (contiguous) axis. Measured (value and gradient, medians on 2 shared CPU
+# cores): from 32 rows (both directions of a batch of 16) rows last is faster
+# whatever N (0.8-0.95x the time of states last at B=16, N=10, 40, 100; 0.75x
+# at B=32, N=10); at 16 rows states last is (0.85x at B=8, N=100; 0.5x at
+# B=8, N=10).
 _ROWS_LAST_MIN = 32
 
 
