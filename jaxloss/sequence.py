@@ -183,6 +183,14 @@ def _emissions(log_probs: Array, symbols: Array, rows_last: bool) -> Array:
                       precision=jax.lax.Precision.HIGHEST)
 
 
+def _log_softmax(logits: Array) -> tuple[Array, Array, Array]:
+    """``jax.nn.log_softmax`` over classes, its ``exp(z - max z)`` and their sum (for the softmax in the VJP)."""
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    exp_shifted = jnp.exp(shifted)
+    total = jnp.sum(exp_shifted, axis=-1, keepdims=True)
+    return shifted - jnp.log(total), exp_shifted, total
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def _ctc_log_likelihood(logits: Array, valid: Array, labels: Array, label_lengths: Array, blank_id: int) -> Array:
     """log p(labels | inputs) by the CTC forward recursion, ``[B]``.
@@ -209,8 +217,9 @@ def _ctc_log_likelihood(logits: Array, valid: Array, labels: Array, label_length
 
 # What the forward pass keeps for the backward one: the forward variables of
 # both directions (T first, 2B rows), the emissions, the frame mask, the
-# symbols' one-hot rows, the log-likelihood and the log-probabilities.
-_Residuals = tuple[_Alphas, Array, Array, Array, Array, Array]
+# symbols' one-hot rows, the log-likelihood and the softmax's exp(z - max z)
+# and sum.
+_Residuals = tuple[_Alphas, Array, Array, Array, Array, tuple[Array, Array]]
 
 
 def _ctc_fwd(logits: Array, valid: Array, labels: Array, label_lengths: Array,
@@ -222,7 +231,7 @@ def _ctc_fwd(logits: Array, valid: Array, labels: Array, label_lengths: Array,
     # run as one scan over 2B rows, and flipping back reverses two axes.
     batch, n = labels.shape
     rows_last = _rows_last(2 * batch)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    log_probs, exp_shifted, exp_total = _log_softmax(logits)
     symbols = _symbols(labels, logits.shape[-1], blank_id, logits.dtype)
     emit = _emissions(log_probs, symbols, rows_last)
     can_skip = _can_skip(labels)
@@ -235,12 +244,12 @@ def _ctc_fwd(logits: Array, valid: Array, labels: Array, label_lengths: Array,
     forward_rows = (jax.lax.slice_in_dim(alphas[0], 0, batch, axis=rows_axis),
                     jax.lax.slice_in_dim(alphas[1], 0, batch, axis=rows_axis))
     log_likelihood = _log_likelihood_from(forward_rows, scale[:batch], label_lengths, rows_last)
-    return log_likelihood, (kept, emit, valid, symbols, log_likelihood, log_probs)
+    return log_likelihood, (kept, emit, valid, symbols, log_likelihood, (exp_shifted, exp_total))
 
 
 def _ctc_bwd(blank_id: int, residuals: _Residuals, cotangent: Array) -> tuple[Array, None, None, None]:
     del blank_id  # in the symbols' one-hot rows
-    (blank_alphas, label_alphas), emit, valid, symbols, log_likelihood, log_probs = residuals
+    (blank_alphas, label_alphas), emit, valid, symbols, log_likelihood, (exp_shifted, exp_total) = residuals
     batch = cotangent.shape[0]
     # Arrays [T, S, B] (rows last) or [T, B, S], in the layout the recursion ran.
     rows_last = _rows_last(2 * batch)
@@ -272,12 +281,14 @@ def _ctc_bwd(blank_id: int, residuals: _Residuals, cotangent: Array) -> tuple[Ar
     factor = jnp.where(jnp.expand_dims(valid.T, ax), jnp.expand_dims(scale[None], ax) / total, jnp.zeros_like(total))
     # Per class, gamma through the symbols' one-hot rows (much faster on CPU
     # than the scatter-add that transposes a gather), minus y times the
-    # frame's total posterior weight (scale on real frames).
+    # frame's total posterior weight (scale on real frames), y as the
+    # softmax's autodiff forms it (exp(z - max z) / sum), in the same order
+    # of operations: a single alignment gives autodiff's gradient bit for bit.
     posterior = jnp.concatenate([post_blank, post_label], axis=ax) * factor
     grad = jnp.einsum("tsb,bsk->btk" if rows_last else "tbs,bsk->btk", posterior, symbols,
                       precision=jax.lax.Precision.HIGHEST)
     weight = jnp.where(valid, scale[:, None], jnp.zeros_like(scale[:, None]))
-    grad = grad - jnp.exp(log_probs) * weight[:, :, None]
+    grad = grad + (-weight[:, :, None] / exp_total) * exp_shifted
     return grad, None, None, None
 
 
