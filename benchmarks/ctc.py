@@ -10,12 +10,13 @@ rounding more than ours: against a float64 reference (torch in float64; largest
 error over the gradient's scale) optax's float32 gradients are 1.7e-4 off at
 (16, 200, 32, 40) and 2.0e-3 at (8, 1000, 64, 100), jaxloss's 6.4e-6 and 7.3e-5.
 
-Measured on the shared 2-core CPU (load average 7-10, so single runs scatter):
-value+grad at (16, 200, 32, 40) 0.62-0.87x optax over seven runs of this script
-with ``--repeats 40`` (0.77x as the median of 400 interleaved single calls,
-where the previous layout measured 1.03x); at (8, 1000, 64, 100) 0.63-0.87x
-over four runs (0.54x as the median of 40 interleaved calls; previous layout
-0.62x). Value alone: 0.26-0.43x and 0.41-0.48x.
+Measured on the shared 2-core CPU at load average 7-10 (other jobs running,
+so single runs scatter widely): value+grad at (16, 200, 32, 40) 0.54-0.88x
+optax over ten runs of this script with ``--repeats 40`` (middle run 0.75x;
+0.77x in each of three medians of 300-400 interleaved single calls, where the
+previous recursion measured 0.91-1.03x); at (8, 1000, 64, 100) 0.63-0.87x over
+seven runs (0.54-0.62x as medians of 30-40 interleaved calls; previous
+recursion 0.62x). Value alone: 0.19-0.43x and 0.41-0.48x.
 
     python benchmarks/ctc.py [--repeats 30] [--configs 16,200,32,40 8,1000,64,100]
 """
