@@ -128,24 +128,63 @@ def _vocab_statistics(h: Array, weight: Array, bias: Array | None, labels: Array
 _Residuals = tuple[Array, Array, Array | None, Array, Array | None, Array]
 
 
+# A tile is at most this many logits (8 MiB in float32): ``chunk`` vocabulary
+# columns by ``_TILE_ELEMENTS // chunk`` tokens.
+_TILE_ELEMENTS = _numerics.VOCAB_CHUNK_ELEMENTS
+# ``chunk_size=None``: at least this many columns per chunk (wide tiles: fewer, larger
+# products and fewer passes over the [N, D] gradient of ``hidden``).
+_DEFAULT_MIN_CHUNK = 1024
+
+
+class _Rows(NamedTuple):
+    """Token blocks: ``num`` blocks of ``size`` rows; with ``partial``, the last one is moved back to end at ``n``."""
+    size: int
+    num: int
+    partial: bool
+
+    @classmethod
+    def of(cls, n: int, chunk: int) -> _Rows:
+        size = min(n, max(1, _TILE_ELEMENTS // chunk))
+        return cls(size, -(-n // size) if n else 0, bool(n) and n % size != 0)
+
+    def block(self, j: Array, n: int) -> tuple[Array, Array | None]:
+        """First row of block ``j`` and (``partial`` only) which of its rows the previous block did not have."""
+        start = j * self.size
+        first = jnp.minimum(start, n - self.size)
+        new = first + jnp.arange(self.size, dtype=jnp.int32) >= start if self.partial else None
+        return first, new
+
+
 def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
                         chunk: int) -> tuple[tuple[Array, Array, Array], _Residuals]:
     n = h.shape[0]
+    rows = _Rows.of(n, chunk)
 
-    def body(group: _Group, i: Array, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-        running_max, running_sum, label_logit, logit_sum = carry
-        begin, w_c, new = _chunk(i, chunk, group)
-        b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
-        z, _, _ = _chunk_logits(h, w_c, b_c, soft_cap, new)
+    def tile(begin: Array, w_c: Array, b_c: Array | None, new: Array | None, j: Array,
+             carry: tuple[Array, ...]) -> tuple[Array, ...]:
+        first, new_rows = rows.block(j, n)
+        running_max, running_sum, label_logit, logit_sum = (
+            jax.lax.dynamic_slice_in_dim(x, first, rows.size) for x in carry)
+        z, _, _ = _chunk_logits(jax.lax.dynamic_slice_in_dim(h, first, rows.size), w_c, b_c, soft_cap, new)
         # Online log-sum-exp: rescale the running sum to the new maximum.
         new_max = jnp.maximum(running_max, jax.lax.stop_gradient(jnp.max(z, axis=1)))
-        running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(z - new_max[:, None]), axis=1)
-        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == labels[:, None]
+        updated = [new_max,
+                   running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(z - new_max[:, None]), axis=1)]
+        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == jax.lax.dynamic_slice_in_dim(
+            labels, first, rows.size)[:, None]
         if new is not None:
             hit = hit & new[None, :]
-        label_logit = label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1)
-        logit_sum = logit_sum + jnp.sum(z if new is None else jnp.where(new[None, :], z, 0.0), axis=1)
-        return new_max, running_sum, label_logit, logit_sum
+        updated.append(label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1))
+        updated.append(logit_sum + jnp.sum(z if new is None else jnp.where(new[None, :], z, 0.0), axis=1))
+        if new_rows is not None:  # rows of the previous block keep their statistics
+            updated = [jnp.where(new_rows, u, jax.lax.dynamic_slice_in_dim(x, first, rows.size))
+                       for u, x in zip(updated, carry)]
+        return tuple(jax.lax.dynamic_update_slice_in_dim(x, u, first, 0) for x, u in zip(carry, updated))
+
+    def body(group: _Group, i: Array, carry: tuple[Array, ...]) -> tuple[Array, ...]:
+        begin, w_c, new = _chunk(i, chunk, group)
+        b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
+        return jax.lax.fori_loop(0, rows.num, functools.partial(tile, begin, w_c, b_c, new), carry)
 
     acc = _numerics.compute_dtype(h, weight, bias)
     axes = _numerics.varying_axes(h)  # every input was cast to the same varying axes
@@ -162,31 +201,53 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
                          ) -> tuple[Array, Array, Array | None, None, Array | None]:
     h, weight, bias, labels, soft_cap, lse = residuals
     g_lse, g_label, g_sum = cotangents
+    n = h.shape[0]
+    rows = _Rows.of(n, chunk)
 
-    def body(group: _Group, i: Array, carry: tuple[Array, Array, Array | None, Array | None]
+    def tile(begin: Array, w_c: Array, w_new: Array, new: Array | None, b_c: Array | None, j: Array,
+             carry: tuple[Array, Array, Array | None, Array | None]
              ) -> tuple[Array, Array, Array | None, Array | None]:
-        d_h, d_w, d_b, d_cap = carry
-        begin, w_c, new = _chunk(i, chunk, group)
-        b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
+        d_h, d_w_c, d_b_c, d_cap = carry
+        first, new_rows = rows.block(j, n)
+        h_b, labels_b, lse_b, g_lse_b, g_label_b, g_sum_b = (
+            jax.lax.dynamic_slice_in_dim(x, first, rows.size) for x in (h, labels, lse, g_lse, g_label, g_sum))
         # Gradients of every column of the chunk, also those the previous chunk had (the
         # same numbers, written again); only d_h, d_cap must not count them twice.
-        z, dz_du, dz_dc = _chunk_logits(h, w_c, b_c, soft_cap)
+        z, dz_du, dz_dc = _chunk_logits(h_b, w_c, b_c, soft_cap)
         # d lse / d z = softmax(z); d z_label / d z = onehot; d sum z / d z = 1.
-        probabilities = jnp.exp(z - lse[:, None])
-        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == labels[:, None]
-        d_z = g_lse[:, None] * probabilities + jnp.where(hit, g_label[:, None], 0.0) + g_sum[:, None]
+        probabilities = jnp.exp(z - lse_b[:, None])
+        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == labels_b[:, None]
+        d_z = g_lse_b[:, None] * probabilities + jnp.where(hit, g_label_b[:, None], 0.0) + g_sum_b[:, None]
+        if new_rows is not None:  # rows of the previous block were counted there
+            d_z = jnp.where(new_rows[:, None], d_z, 0.0)
         d_u = d_z if dz_du is None else d_z * dz_du
         if d_cap is not None:
             assert dz_dc is not None  # a soft cap, so its derivative
             per_column = jnp.sum(d_z * dz_dc, axis=0)
             d_cap = d_cap + jnp.sum(per_column if new is None else jnp.where(new, per_column, 0.0))
         # d_u is rounded to the weight's dtype as autodiff of ``h @ weight`` would.
+        d_h_b = jax.lax.dynamic_slice_in_dim(d_h, first, rows.size) + jnp.matmul(
+            d_u.astype(weight.dtype).astype(w_c.dtype), w_new.T, preferred_element_type=acc)
+        d_h = jax.lax.dynamic_update_slice_in_dim(d_h, d_h_b, first, 0)
+        d_w_c = d_w_c + jnp.matmul(h_b.T, d_u.astype(h.dtype), preferred_element_type=acc)
+        if d_b_c is not None:
+            d_b_c = d_b_c + jnp.sum(d_u, axis=0)
+        return d_h, d_w_c, d_b_c, d_cap
+
+    def body(group: _Group, i: Array, carry: tuple[Array, Array, Array | None, Array | None]
+             ) -> tuple[Array, Array, Array | None, Array | None]:
+        d_h, d_w, d_b, d_cap = carry
+        begin, w_c, new = _chunk(i, chunk, group)
+        b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
         w_new = w_c if new is None else jnp.where(new[None, :], w_c, 0.0)
-        d_h = d_h + jnp.matmul(d_u.astype(weight.dtype).astype(w_c.dtype), w_new.T, preferred_element_type=acc)
-        d_w_chunk = jnp.matmul(h.T, d_u.astype(h.dtype), preferred_element_type=acc).astype(weight.dtype)
-        d_w = jax.lax.dynamic_update_slice_in_dim(d_w, d_w_chunk, begin, axis=1)
+        inner = tuple(_numerics.vary(x, axes) for x in (
+            jnp.zeros((weight.shape[0], chunk), acc), None if bias is None else jnp.zeros((chunk,), acc)))
+        d_h, d_w_c, d_b_c, d_cap = jax.lax.fori_loop(
+            0, rows.num, functools.partial(tile, begin, w_c, w_new, new, b_c), (d_h, *inner, d_cap))
+        d_w = jax.lax.dynamic_update_slice_in_dim(d_w, d_w_c.astype(weight.dtype), begin, axis=1)
         if d_b is not None:
-            d_b = jax.lax.dynamic_update_slice_in_dim(d_b, jnp.sum(d_u, axis=0).astype(d_b.dtype), begin, axis=0)
+            assert d_b_c is not None
+            d_b = jax.lax.dynamic_update_slice_in_dim(d_b, d_b_c.astype(d_b.dtype), begin, axis=0)
         return d_h, d_w, d_b, d_cap
 
     acc = _numerics.compute_dtype(h, weight, bias)
@@ -374,7 +435,7 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
     h = _numerics.mask_inputs(None if where is None else where[..., None], hidden)
     safe_labels = labels if where is None else jnp.where(where, labels, 0)
     n = int(jnp.size(labels))
-    chunk = int(min(_numerics.vocab_chunk(n) if chunk_size is None else chunk_size, vocab))
+    chunk = int(min(max(_numerics.vocab_chunk(n), _DEFAULT_MIN_CHUNK) if chunk_size is None else chunk_size, vocab))
     flat_h = h.reshape(n, dim)
     # Labels of any integer dtype compare as int32 (under strict promotion an
     # int32 column id and uint8 labels have no common type); one that does not

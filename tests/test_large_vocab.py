@@ -72,6 +72,26 @@ def test_value_and_gradients_equal_naive(options, chunk_size):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(c))))
 
 
+@pytest.mark.parametrize("options", OPTIONS[-1:] + OPTIONS[:1], ids=["all", "plain"])
+def test_token_blocks_equal_naive(monkeypatch, options):
+    # Tiles of 5 tokens by 32 columns: 12 tokens in 3 blocks (the last one moved back over the
+    # second), 100 columns in 4 chunks (the last one moved back over the third).
+    monkeypatch.setattr(jaxloss.large_vocab, "_TILE_ELEMENTS", 5 * 32)
+    h, w, b, y = _inputs()
+    options = dict(options)
+    soft_cap = options.pop("soft_cap", None)
+    if "ignore_index" in options:
+        y = y.at[::3].set(options["ignore_index"])
+    f = lambda h, w, b, c: fused(h, w, y, bias=b, chunk_size=32, logit_soft_cap=c, **options)
+    g = lambda h, w, b, c: _naive(h, w, b, y, soft_cap=c, **options)
+    argnums = (0, 1, 2) if soft_cap is None else (0, 1, 2, 3)
+    v1, g1 = jax.jit(jax.value_and_grad(f, argnums=argnums))(h, w, b, soft_cap)
+    v2, g2 = jax.value_and_grad(g, argnums=argnums)(h, w, b, soft_cap)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5)
+    for a, c in zip(g1, g2):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(c))))
+
+
 def test_soft_cap_gradient_matches_naive():
     h, w, b, y = _inputs()
     d1 = jax.grad(lambda c: fused(h, w, y, bias=b, chunk_size=32, logit_soft_cap=c))(4.0)
@@ -97,6 +117,7 @@ def test_bfloat16_weight_walked_in_groups_equals_naive(monkeypatch, chunk_size):
     # A bfloat16 weight is bit-cast and walked one group of columns at a time; groups of three
     # chunks here (V=100: the last group and its last chunk are partial and overlap the previous).
     monkeypatch.setattr(jaxloss.large_vocab, "_GROUP_BYTES", 16 * 2 * chunk_size * 3)
+    monkeypatch.setattr(jaxloss.large_vocab, "_TILE_ELEMENTS", 5 * chunk_size)  # and 3 token blocks
     h, w, b, y = _inputs(dtype=jnp.bfloat16)
     y = y.at[0].set(99).at[1].set(98).at[2].set(0)  # labels in the overlapping last columns too
     f = lambda h, w, b: fused(h, w, y, bias=b, chunk_size=chunk_size, logit_soft_cap=4.0, z_loss_weight=1e-3)
