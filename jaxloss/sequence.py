@@ -207,7 +207,7 @@ def _ctc_log_likelihood(logits: Array, valid: Array, labels: Array, label_length
     See :func:`_ctc_fwd` for how it is computed.
     """
     rows_last = _rows_last(labels.shape[0])
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    log_probs = _log_softmax(logits)[0]
     emit = _emissions(log_probs, _symbols(labels, logits.shape[-1], blank_id, logits.dtype), rows_last)
     can_skip = _can_skip(labels)
     alphas, scale, _ = _forward(emit, valid.T, can_skip.T if rows_last else can_skip, jnp.zeros_like(label_lengths),
