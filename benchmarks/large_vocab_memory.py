@@ -13,6 +13,11 @@ Targets (issue 15): fused / naive memory <= 0.05 at N=8192, D=512, V=32768
 float32 and at N=8192, D=2304, V=256000 bfloat16; time <= 1.0x naive at the
 float32 shape; ``linear_sequence_log_probs`` against
 ``sequence_log_probs(hidden @ weight)`` likewise.
+
+Two ratios are printed: ``total`` (temp + output) and ``net`` (the same minus
+the ``[D, V]`` weight gradient, an output of both paths of the same size). At
+the Gemma shape the bfloat16 weight gradient alone is 1125 MiB, 0.058x the
+naive total, so the 0.05x target there can only be met net of it.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def main():
     parser.add_argument("--no-gemma", action="store_true")
     args = parser.parse_args()
     print(f"device: {jax.devices()[0].device_kind}; memory = temp + output bytes of jit(value_and_grad)")
-    print(f"{'what':>26} {'shape':>26} {'fused MiB':>10} {'naive MiB':>10} {'ratio':>6}")
+    print(f"{'what':>28} {'shape':>26} {'fused MiB':>10} {'naive MiB':>10} {'total':>6} {'net':>6}")
     for name, (n, d, v, dtype) in SHAPES.items():
         if name == "gemma2-2b" and args.no_gemma:
             continue
@@ -85,8 +90,10 @@ def main():
             f_temp, f_out = memory_bytes(fused, hidden_shape, d, v, dtype, label_shape)
             n_temp, n_out = memory_bytes(naive, hidden_shape, d, v, dtype, label_shape)
             ratio = (f_temp + f_out) / (n_temp + n_out)
-            print(f"{what:>26} {f'{name} {n}x{d}x{v}':>26} {(f_temp + f_out) / 2**20:10.1f} "
-                  f"{(n_temp + n_out) / 2**20:10.1f} {ratio:6.3f}", flush=True)
+            weight_grad = d * v * jnp.dtype(dtype).itemsize
+            net = (f_temp + f_out - weight_grad) / (n_temp + n_out - weight_grad)
+            print(f"{what:>28} {f'{name} {n}x{d}x{v}':>26} {(f_temp + f_out) / 2**20:10.1f} "
+                  f"{(n_temp + n_out) / 2**20:10.1f} {ratio:6.3f} {net:6.3f}", flush=True)
     if args.time:
         n, d, v, dtype = SHAPES["float32"]
         rng = np.random.default_rng(0)

@@ -2,11 +2,12 @@
 
 :func:`linear_softmax_cross_entropy` fuses the output projection of a language
 model with the integer-label softmax cross-entropy. The forward pass walks the
-vocabulary in chunks, keeping a running log-sum-exp, the label's logit and the
-sum of the logits; the backward pass (a ``jax.custom_vjp``) recomputes each
-chunk's logits and turns them straight into gradients for ``hidden``,
-``weight`` and ``bias``. Memory is ``O(N * chunk_size)`` instead of
-``O(N * V)``.
+vocabulary in chunks (and the tokens in blocks: tiles of about 2^21 logits),
+keeping a running log-sum-exp, the label's logit and the sum of the logits;
+the backward pass (a ``jax.custom_vjp``) recomputes each tile's logits and
+turns them straight into gradients for ``hidden``, ``weight`` and ``bias``.
+Memory is ``O(tile)`` instead of ``O(N * V)``; a bfloat16 weight is never
+converted to float32 whole (see ``_column_groups``).
 
 Under ``shard_map`` the vocabulary can also be split across devices (tensor
 parallel): with ``axis_name``, each device holds a contiguous slice of the
@@ -287,11 +288,12 @@ def linear_softmax_cross_entropy(
 
     the same value and gradients as
     ``softmax_cross_entropy_with_integer_labels(hidden @ weight + bias, labels, ...)``.
-    The vocabulary is processed ``chunk_size`` columns at a time, forward
-    (online log-sum-exp) and backward (logits recomputed per chunk, a
-    ``jax.custom_vjp``), so temporary memory is ``O(N * chunk_size)``, not
-    ``O(N * V)``. Matrix products accumulate in float32, so bfloat16 inputs are
-    safe; the result is float32 (float64 under ``jax_enable_x64`` for float64 inputs).
+    The logits are processed one tile of ``chunk_size`` columns by
+    ``2^21 // chunk_size`` tokens at a time, forward (online log-sum-exp) and
+    backward (logits recomputed per tile, a ``jax.custom_vjp``), so temporary
+    memory is about 2^21 logits, not ``O(N * V)``. Matrix products accumulate
+    in float32, so bfloat16 inputs are safe; the result is float32 (float64
+    under ``jax_enable_x64`` for float64 inputs).
 
     Tensor parallel: inside ``shard_map`` with ``axis_name``, each device of
     that mesh axis holds a contiguous slice of the vocabulary (``weight``'s
@@ -308,8 +310,9 @@ def linear_softmax_cross_entropy(
         equal to ``ignore_index``.
       bias: ``[V]`` float bias, or ``None``.
       chunk_size: vocabulary columns per chunk (a Python int >= 1), or
-        ``None`` (default): about 2^21 logits per chunk (256 columns for 8192
-        tokens), between 128 and 4096 columns.
+        ``None`` (default): 1024 columns, or up to 4096 for fewer than 2048
+        tokens. The tokens are taken in blocks of ``2^21 // chunk_size``
+        (a tile of about 2^21 logits, 8 MiB in float32).
       ignore_index: label value to mask (e.g. ``-100`` for padding), or ``None``.
       label_smoothing: ``varepsilon`` in ``[0, 1]``.
       z_loss_weight: ``lambda_z >= 0`` (PaLM z-loss).
@@ -484,10 +487,10 @@ def linear_sequence_log_probs(
 
     the same value and gradients as
     ``jaxloss.preference.sequence_log_probs(hidden @ weight + bias, labels, ...)``
-    (position by position, no shift), computed chunk by chunk over the
-    vocabulary like :func:`linear_softmax_cross_entropy`: the per-sequence
+    (position by position, no shift), computed tile by tile like
+    :func:`linear_softmax_cross_entropy`: the per-sequence
     log-probabilities that the preference losses (DPO, SimPO, ORPO, ...)
-    consume, at ``O(B T chunk_size)`` temporary memory instead of ``O(B T V)``.
+    consume, at about 2^21 logits of temporary memory instead of ``O(B T V)``.
     A sequence with no kept token gives 0 with zero gradient.
 
     Args:
@@ -497,7 +500,7 @@ def linear_sequence_log_probs(
         gives NaN for its sequence.
       bias: ``[V]`` float bias, or ``None``.
       chunk_size: vocabulary columns per chunk (a Python int >= 1), or
-        ``None`` (default) for about 2^21 logits per chunk.
+        ``None`` (default), as in :func:`linear_softmax_cross_entropy`.
       ignore_index: a label value that marks positions to skip (e.g. ``-100``),
         or ``None``.
       where: boolean mask broadcastable to ``[..., T]``; ``False`` skips a
