@@ -18,7 +18,7 @@ columns of ``weight`` and the per-token statistics are combined with one
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Literal, NamedTuple
 
 import jax
@@ -57,8 +57,8 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
 class _Group(NamedTuple):
     """Columns ``[first, end)`` of the vocabulary that one loop walks, ``chunk`` columns at a time.
 
-    The loop reads ``window`` (the weight's columns ``[offset, end)``; ``uint16``
-    bits for bfloat16) and ``bias``. Chunk ``i`` starts at ``first + i * chunk``,
+    The loop reads ``window``, the weight's columns ``[offset, end)`` (``uint16``
+    bits for bfloat16). Chunk ``i`` starts at ``first + i * chunk``,
     except that a last partial chunk is moved back to end at ``end`` so that no
     column is ever padded: its first columns were the previous chunk's, and
     ``partial`` says the loop must not count them twice.
@@ -75,7 +75,7 @@ class _Group(NamedTuple):
 _GROUP_BYTES = 64 * 2 ** 20
 
 
-def _column_groups(weight: Array, chunk: int, after: Array) -> Iterator[_Group]:
+def _column_groups(weight: Array, chunk: int, after: Callable[[], Array]) -> Iterator[_Group]:
     """The groups of columns that one loop each walks (``chunk <= V``).
 
     XLA:CPU computes a bfloat16 product in float32, and it converts a whole
@@ -185,7 +185,8 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
     def body(group: _Group, i: Array, carry: tuple[Array, ...]) -> tuple[Array, ...]:
         begin, w_c, new = _chunk(i, chunk, group)
         b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
-        return jax.lax.fori_loop(0, rows.num, functools.partial(tile, begin, w_c, b_c, new), carry)
+        out: tuple[Array, ...] = jax.lax.fori_loop(0, rows.num, functools.partial(tile, begin, w_c, b_c, new), carry)
+        return out
 
     acc = _numerics.compute_dtype(h, weight, bias)
     axes = _numerics.varying_axes(h)  # every input was cast to the same varying axes
@@ -253,15 +254,15 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
 
     acc = _numerics.compute_dtype(h, weight, bias)
     axes = _numerics.varying_axes(h)
-    carry = tuple(_numerics.vary(x, axes) for x in (
-        jnp.zeros(h.shape, acc), jnp.zeros(weight.shape, weight.dtype),
-        None if bias is None else jnp.zeros(bias.shape, bias.dtype),
-        None if soft_cap is None else jnp.zeros((), acc)))
+    carry: tuple[Array, Array, Array | None, Array | None] = (
+        _numerics.vary(jnp.zeros(h.shape, acc), axes), _numerics.vary(jnp.zeros(weight.shape, weight.dtype), axes),
+        _numerics.vary(None if bias is None else jnp.zeros(bias.shape, bias.dtype), axes),
+        _numerics.vary(None if soft_cap is None else jnp.zeros((), acc), axes))
     for group in _column_groups(weight, chunk, lambda: carry[0]):
         carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(body, group), carry)
     d_h, d_w, d_b, d_cap = carry
-    d_cap = None if soft_cap is None else d_cap.astype(soft_cap.dtype)
-    return d_h.astype(h.dtype), d_w, d_b, None, d_cap
+    d_soft_cap = None if soft_cap is None or d_cap is None else d_cap.astype(soft_cap.dtype)
+    return d_h.astype(h.dtype), d_w, d_b, None, d_soft_cap
 
 
 _vocab_statistics.defvjp(_statistics_forward, _statistics_backward)
