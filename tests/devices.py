@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_with_devices(script: str, *argv: str, devices: int = 8, timeout: int = 900) -> subprocess.CompletedProcess:
     """Runs ``python -c script *argv`` from the repository root on ``devices`` CPU devices."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's fast-compile flags (tests/conftest.py), plus the devices
+    env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={devices}".strip(),
+           "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-c", script, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)

@@ -16,7 +16,7 @@ from tests.devices import run_with_devices
 _SCRIPT = textwrap.dedent(
     r'''
     import os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     import jax
     import jax.numpy as jnp
     import numpy as np
