@@ -179,8 +179,8 @@ def _fused(chunk: int | None):
 def default_chunk(n: int) -> int | None:
     """The vocabulary chunk ``linear_softmax_cross_entropy`` picks for ``n`` tokens with ``chunk_size=None``."""
     try:
-        from jaxloss import _numerics  # pylint: disable=import-outside-toplevel
-        return int(_numerics.vocab_chunk(n))
+        from jaxloss import _numerics, large_vocab  # pylint: disable=import-outside-toplevel
+        return int(max(_numerics.vocab_chunk(n), getattr(large_vocab, "_DEFAULT_MIN_CHUNK", 0)))
     except (ImportError, AttributeError, TypeError):
         return None
 
