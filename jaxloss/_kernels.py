@@ -131,6 +131,11 @@ def use_pallas(x: object, weight: object | None = None) -> bool:
         return False
     if not _interpret_forced and _backend(x) not in ("gpu", "tpu"):
         return False
+    if not _interpret_forced and jax.device_count() > 1:
+        # A pallas_call is one custom call that XLA's partitioner cannot split: under jit with a
+        # batch sharded over devices (which cannot be seen here) it would be gathered whole onto
+        # every device. With several devices the XLA path, which partitions, is kept.
+        return False
     arrays = [a for a in (x, weight) if a is not None]
     if any(getattr(a, "dtype", None) not in _KERNEL_DTYPES for a in arrays):
         return False

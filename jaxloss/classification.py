@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _numerics, _registry
+from jaxloss import _checks, _kernels, _numerics, _registry
 from jaxloss._reduction import reduce_values
 
 Array = jax.Array
@@ -586,6 +586,16 @@ def softmax_cross_entropy_with_integer_labels(
     x, y, where, ax = _per_example_inputs(fn, where, "logits", logits, "labels", raw_labels, axis,
                                           integer_labels=True)
     num_classes = x.shape[ax]
+    if class_weights is None and ax == x.ndim - 1 and _kernels.use_pallas(logits):
+        # GPU/TPU: the Pallas kernel streams the vocabulary (jaxloss/_kernels.py). It reads the logits
+        # in their input dtype (a bfloat16 model's logits are not copied to float32 first).
+        xk = _numerics.mask_inputs(_numerics.expand_where(where, ax), jnp.asarray(logits))
+        lse, label_logit, logit_sum = _kernels.cross_entropy_statistics(xk, y)
+        nll = lse - jnp.where((y >= 0) & (y < num_classes), label_logit, jnp.nan)
+        smooth = jnp.where(label_smoothing == 0, jnp.zeros_like(lse), num_classes * lse - logit_sum)
+        values = (1.0 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
+        values = values + z_loss_weight * jnp.square(lse)
+        return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
     # Shift by the (stop-gradient) maximum first, as torch's log_softmax does: lse - x_c is then a
     # difference of O(1) numbers, exact to rounding even for logits of magnitude 1e4.
     shift = jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))

@@ -525,17 +525,21 @@ class _Context:
     def check_dtype(self) -> Any:
         if not self.float_pos:
             return "no float inputs"
+        # Result dtypes are decided when the loss is traced: abstract evaluation
+        # (``jax.eval_shape``) answers without compiling; running 16-bit inputs is
+        # the edge check's job (logits of magnitude 60 in bfloat16).
         for low in (jnp.bfloat16, jnp.float16):
-            args = tuple(jnp.asarray(a, low) if i in self.float_pos else a for i, a in enumerate(self.f32_args))
+            args = tuple(jax.ShapeDtypeStruct(np.shape(a), low) if i in self.float_pos else a
+                         for i, a in enumerate(self.f32_args))
             for reduction in ("none", "mean"):
-                out = self.call(args, reduction=reduction)
-                if jnp.result_type(out) != jnp.float32:
-                    self.fail(f"{jnp.dtype(low).name} inputs gave a {jnp.result_type(out)} result "
+                out = jax.eval_shape(lambda *a, r=reduction: self.fn(*a, **self.kwargs, reduction=r), *args)
+                if out.dtype != jnp.float32:
+                    self.fail(f"{jnp.dtype(low).name} inputs gave a {out.dtype} result "
                               f"for reduction={reduction!r}, expected float32")
-            grads = self.grad_fn(args)
+            grads = jax.eval_shape(lambda *a: self.grad_fn(a, jit=False), *args)
             for i, g in zip(self.float_pos, grads):
-                if jnp.result_type(g) != jnp.dtype(low):
-                    self.fail(f"gradient w.r.t. {self.names[i]} is {jnp.result_type(g)}, "
+                if g.dtype != jnp.dtype(low):
+                    self.fail(f"gradient w.r.t. {self.names[i]} is {g.dtype}, "
                               f"expected the input's {jnp.dtype(low).name}")
 
     def check_shapes(self) -> Any:

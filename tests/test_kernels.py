@@ -216,3 +216,45 @@ def test_kernels_lower_for_gpu_and_tpu_without_the_hardware(platform, monkeypatc
         else:
             text = jax.export.export(jax.jit(fn), platforms=["tpu"])(*args).mlir_module()
         assert text.count(marker) >= 2  # the forward kernel and the gradient kernel
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"label_smoothing": 0.1},
+    {"z_loss_weight": 1e-3, "ignore_index": 7},
+    {"label_smoothing": 0.2, "ignore_index": 7},
+])
+def test_the_loss_takes_the_kernel_path_with_the_same_value_and_gradients(options):
+    # softmax_cross_entropy_with_integer_labels dispatches to the kernel where use_pallas says so
+    # (a GPU or TPU; forced here in interpret mode). Masking, ignore_index, smoothing, z-loss and the
+    # reduction stay in the loss: value and gradients equal the XLA path's, a masked NaN row included.
+    fn = jaxloss.softmax_cross_entropy_with_integer_labels
+    z, y = _logits(jnp.bfloat16, seed=5)
+    y = y.at[2].set(7)
+    z = z.at[4].set(jnp.nan)
+    where = jnp.arange(N) != 4
+
+    def loss(z):
+        return fn(z, y, where=where, **options)
+
+    value, grad = jax.value_and_grad(loss)(z)  # XLA path (CPU)
+    _kernels._force_interpret(True)
+    try:
+        traced = []
+        kernel_value, kernel_grad = jax.value_and_grad(lambda z: traced.append(_kernels.use_pallas(z)) or loss(z))(z)
+    finally:
+        _kernels._force_interpret(False)
+    assert traced == [True]
+    np.testing.assert_allclose(float(kernel_value), float(value), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(kernel_grad, np.float32), np.asarray(grad, np.float32), rtol=1e-2, atol=1e-6)
+    assert np.all(np.asarray(kernel_grad[4], np.float32) == 0)
+
+
+def test_use_pallas_keeps_the_xla_path_when_several_devices_could_shard_the_batch(monkeypatch):
+    # A pallas_call cannot be partitioned by XLA: under jit with a sharded batch it would be gathered whole
+    # onto every device, so with more than one device the kernels are not picked automatically.
+    monkeypatch.setattr(_kernels, "_backend", lambda x: "gpu")
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
+    assert _kernels.use_pallas(jnp.zeros((8, 256), jnp.float32))
+    monkeypatch.setattr(jax, "device_count", lambda: 8)
+    assert not _kernels.use_pallas(jnp.zeros((8, 256), jnp.float32))
