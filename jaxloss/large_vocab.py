@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxloss import _checks, _numerics, _registry
+from jaxloss import _checks, _kernels, _numerics, _registry
 from jaxloss._reduction import reduce_values
 
 Array = jax.Array
@@ -459,7 +459,11 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
                                if x is not None))
     flat_h, weight, local_labels = _numerics.vary(flat_h, axes), _numerics.vary(weight, axes), _numerics.vary(local_labels, axes)
     bias, soft_cap = _numerics.vary(bias, axes), _numerics.vary(soft_cap, axes)
-    lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
+    if bias is None and soft_cap is None and axis_name is None and _kernels.use_pallas(flat_h, weight):
+        # GPU/TPU: one Pallas kernel per pass, tiles of tokens x vocabulary (jaxloss/_kernels.py).
+        lse, label_logit, logit_sum = _kernels.linear_cross_entropy_statistics(flat_h, weight, local_labels)
+    else:
+        lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
     if axis_name is not None:
         # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M). The
         # label logit (only its owner adds a nonzero) and the logit sum ride in the same psum:

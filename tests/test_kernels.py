@@ -258,3 +258,33 @@ def test_use_pallas_keeps_the_xla_path_when_several_devices_could_shard_the_batc
     assert _kernels.use_pallas(jnp.zeros((8, 256), jnp.float32))
     monkeypatch.setattr(jax, "device_count", lambda: 8)
     assert not _kernels.use_pallas(jnp.zeros((8, 256), jnp.float32))
+
+
+def test_linear_softmax_cross_entropy_takes_the_kernel_path_with_the_same_value_and_gradients(monkeypatch):
+    # The fused linear head dispatches to the kernel where use_pallas says so (forced here in interpret
+    # mode); where, ignore_index and the reduction stay in the loss. Equal to the chunked XLA path.
+    fn = jaxloss.linear_softmax_cross_entropy
+    k1, k2, k3 = jax.random.split(jax.random.key(7), 3)
+    hidden = jax.random.normal(k1, (N, D), jnp.float32)
+    weight = 0.3 * jax.random.normal(k2, (D, V), jnp.float32)
+    labels = jax.random.randint(k3, (N,), 0, V).at[3].set(-100)
+    hidden = hidden.at[5].set(jnp.nan)
+    where = jnp.arange(N) != 5
+
+    def loss(h, w):
+        return fn(h, w, labels, ignore_index=-100, where=where)
+
+    value, grads = jax.value_and_grad(loss, argnums=(0, 1))(hidden, weight)
+    calls = []
+    kernel = _kernels.linear_cross_entropy_statistics
+    monkeypatch.setattr(_kernels, "linear_cross_entropy_statistics", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    _kernels._force_interpret(True)
+    try:
+        kernel_value, kernel_grads = jax.value_and_grad(loss, argnums=(0, 1))(hidden, weight)
+    finally:
+        _kernels._force_interpret(False)
+    assert calls == [1]
+    np.testing.assert_allclose(float(kernel_value), float(value), rtol=1e-6)
+    for a, b in zip(kernel_grads, grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(kernel_grads[0][5]) == 0)
