@@ -9,8 +9,8 @@ into gradients.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, overload
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, NamedTuple, overload
 
 import jax
 import jax.numpy as jnp
@@ -192,6 +192,74 @@ def from_bits(x: jax.Array) -> jax.Array:
     if x.dtype != jnp.uint16:
         return x
     return jax.lax.bitcast_convert_type(x.astype(jnp.uint32) << 16, jnp.float32)
+
+
+# The columns of bfloat16 weights are walked in groups of about this many bytes.
+COLUMN_GROUP_BYTES = 64 * 2 ** 20
+
+
+class ColumnGroup(NamedTuple):
+    """Columns ``[first, end)`` of the vocabulary that one loop walks, ``chunk`` columns at a time.
+
+    The loop reads ``windows``, each weight's columns ``[offset, end)`` (``uint16``
+    bits for bfloat16). Chunk ``i`` starts at ``first + i * chunk``,
+    except that a last partial chunk is moved back to end at ``end`` so that no
+    column is ever padded: its first columns were the previous chunk's, and
+    ``partial`` says the loop must not count them twice.
+    """
+    first: int
+    end: int
+    offset: int
+    num_chunks: int
+    partial: bool
+    windows: tuple[jax.Array, ...]
+
+
+def column_groups(weights: tuple[jax.Array, ...], chunk: int, after: Callable[[], jax.Array],
+                  group_bytes: int = COLUMN_GROUP_BYTES) -> Iterator[ColumnGroup]:
+    """The groups of columns of ``[D_k, V]`` weights that one loop each walks (``chunk <= V``).
+
+    XLA:CPU computes a bfloat16 product in float32, and it converts a whole
+    bfloat16 array that a loop slices to float32 before the loop: a second,
+    twice-as-large copy of the weight. The loops therefore slice the weights'
+    ``uint16`` bits, and bit-cast one group of at most ``group_bytes`` (all
+    weights' windows together) at a time instead of the whole weights. Weights
+    none of which is bfloat16 are sliced in place, as one group.
+
+    ``after()`` gives a carry of the loop over the previous group: a group's
+    offset depends on it (always by 0), so XLA takes each group's copies only
+    when its loop starts and at most one group's are alive at a time.
+    """
+    vocab = weights[0].shape[1]
+    per = max(vocab, 1)
+    if any(w.dtype == jnp.bfloat16 for w in weights):
+        column_bytes = sum(max(w.shape[0], 1) * w.dtype.itemsize for w in weights)
+        per = max(1, group_bytes // (column_bytes * chunk)) * chunk
+    for first in range(0, vocab, per):
+        end = min(first + per, vocab)
+        width = max(end - first, chunk)
+        windows = tuple(to_bits(w) for w in weights)
+        if width != vocab:
+            later = (jnp.sum(after().reshape(-1)[:1]) > jnp.inf).astype(jnp.int32)  # always 0
+            windows = tuple(jax.lax.dynamic_slice_in_dim(w, end - width + later, width, axis=1) for w in windows)
+        yield ColumnGroup(first, end, end - width, -(-(end - first) // chunk), (end - first) % chunk != 0, windows)
+
+
+def group_chunk(i: jax.Array, chunk: int, group: ColumnGroup
+                ) -> tuple[jax.Array, tuple[jax.Array, ...], jax.Array | None]:
+    """Chunk ``i`` of a group: its first column, each weight's columns, and which of them are new.
+
+    ``new`` is ``None`` unless the group ends with a partial chunk; then the
+    last chunk's columns before ``first + i * chunk`` were counted already.
+    """
+    start = i * chunk + group.first
+    begin = jnp.minimum(start, group.end - chunk)
+    columns = tuple(from_bits(jax.lax.dynamic_slice_in_dim(w, begin - group.offset, chunk, axis=1))
+                    for w in group.windows)
+    new = None
+    if group.partial:
+        new = begin + jnp.arange(chunk, dtype=jnp.int32) >= start
+    return begin, columns, new
 
 
 # ------------------------------------------------------ shard_map varying axes

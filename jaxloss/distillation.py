@@ -15,7 +15,9 @@ final hidden states and output projections instead of logits, and walk the
 vocabulary in chunks: the same values and gradients without ever
 materialising the ``[N, V]`` logits (about 0.01-0.02x the memory of the
 materialised path at N=8192, D=512, V=32768), optionally with the vocabulary
-split over devices (``axis_name``).
+split over devices (``axis_name``). bfloat16 weights are never copied whole:
+their columns are read one group of about 64 MiB (both weights) at a time
+(``_numerics.column_groups``, shared with :mod:`jaxloss.large_vocab`).
 """
 
 from __future__ import annotations
@@ -258,19 +260,31 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
 _MODES = ("forward_kl", "reverse_kl", "jsd", "traced_beta")
 
 
-def _over_chunks(body: Any, carry: Any, vocab: int, chunk: int) -> Any:
-    """``carry = body(start, width, carry)`` over the vocabulary's column blocks.
+# The columns of bfloat16 weights are walked in groups of about this many bytes
+# (both weights' columns together; ``_numerics.column_groups``).
+_GROUP_BYTES = _numerics.COLUMN_GROUP_BYTES
 
-    A ``fori_loop`` over the ``V // chunk`` full chunks, then the remaining
-    ``V % chunk`` columns once, with a static width: no padded copy of the
-    weights, no masked columns, and each weight-gradient block is written once.
+
+def _over_chunks(body: Any, carry: Any, weights: tuple[Array, Array], chunk: int) -> Any:
+    """``carry = body(begin, (ws_c, wt_c), new, carry)`` over the vocabulary's chunks of both weights.
+
+    One ``fori_loop`` per group of columns (``_numerics.column_groups``: a
+    bfloat16 weight is bit-cast one group at a time, never whole). A last
+    partial chunk is moved back to end at ``V``: no padded copy of the weights;
+    ``new`` (``None`` unless the chunk is partial) marks the columns that the
+    previous chunk did not have, the only ones ``body`` may count.
     """
-    full, tail = divmod(vocab, chunk)
-    if full:
-        carry = jax.lax.fori_loop(0, full, lambda i, c: body(i * chunk, chunk, c), carry)
-    if tail:
-        carry = body(full * chunk, tail, carry)
+    def step(group: _numerics.ColumnGroup, i: Array, c: Any) -> Any:
+        return body(*_numerics.group_chunk(i, chunk, group), c)
+
+    for group in _numerics.column_groups(weights, chunk, lambda: jax.tree_util.tree_leaves(carry)[0], _GROUP_BYTES):
+        carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(step, group), carry)
     return carry
+
+
+def _only(new: Array | None, x: Array, fill: float) -> Array:
+    """``x`` ``[rows, chunk]`` with ``fill`` in the columns that are not ``new`` (counted by the previous chunk)."""
+    return x if new is None else jnp.where(new[None, :], x, fill)
 
 
 def _matmul_dtype(h: Array, w: Array, acc: Any) -> Any:
@@ -282,14 +296,13 @@ def _matmul_dtype(h: Array, w: Array, acc: Any) -> Any:
     return h.dtype if h.dtype == w.dtype and w.dtype != jnp.bfloat16 else acc
 
 
-def _chunk_logits(h: Array, w: Array, start: Array, chunk: int, acc: Any) -> tuple[Array, Array]:
-    """``h @ w[:, start:start + chunk]`` accumulated in ``acc``, and the weight slice.
+def _chunk_logits(h: Array, w_c: Array, acc: Any) -> tuple[Array, Array]:
+    """``h @ w_c`` accumulated in ``acc``, and the weight chunk in ``h``'s dtype.
 
-    ``h`` is already in the product dtype; ``w`` is a weight or the uint16 bits
-    of a bfloat16 one (widened here); a weight of another dtype than ``h`` is
-    cast one chunk at a time, never whole.
+    ``h`` is already in the product dtype; ``w_c`` is a chunk of the weight
+    (a bfloat16 one already widened to float32); a weight of another dtype
+    than ``h`` is cast one chunk at a time, never whole.
     """
-    w_c = _numerics.from_bits(jax.lax.dynamic_slice_in_dim(w, start, chunk, axis=1))
     if w_c.dtype != h.dtype:
         w_c = w_c.astype(h.dtype)
     return jnp.matmul(h, w_c, preferred_element_type=acc), w_c
@@ -345,17 +358,15 @@ def _fused_divergence(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, 
 
 def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, beta: Array, chunk: int, mode: str,
                    axis_name: Any) -> tuple[Array, Any]:
-    n, vocab = hs.shape[0], ws.shape[1]
+    n = hs.shape[0]
     acc = _numerics.compute_dtype(hs, ws, ht, wt)
     axes = frozenset().union(*(_numerics.varying_axes(x) for x in (hs, ws, ht, wt)))
     hs_mm = hs.astype(_matmul_dtype(hs, ws, acc))
     ht_mm = ht.astype(_matmul_dtype(ht, wt, acc))
 
-    ws_b, wt_b = _numerics.to_bits(ws), _numerics.to_bits(wt)
-
-    def logits(start: Any, width: int) -> tuple[Array, Array]:
-        us, _ = _chunk_logits(hs_mm, ws_b, start, width, acc)
-        ut, _ = _chunk_logits(ht_mm, wt_b, start, width, acc)
+    def logits(columns: tuple[Array, Array]) -> tuple[Array, Array]:
+        us, _ = _chunk_logits(hs_mm, columns[0], acc)
+        ut, _ = _chunk_logits(ht_mm, columns[1], acc)
         return us * inv_t, ut * inv_t
 
     # A plain KL divergence needs one pass: KL(p || q) = E_p[z_p - z_q] - lse_p + lse_q, with
@@ -363,25 +374,27 @@ def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, bet
     one_pass = mode in ("forward_kl", "reverse_kl")
     ref = 1 if mode == "forward_kl" else 0  # p is the teacher (1) or the student (0)
 
-    def lse_body(start: Any, width: int, carry: Any) -> Any:
+    def lse_body(begin: Array, columns: tuple[Array, Array], new: Array | None, carry: Any) -> Any:
         (m_s, s_s), (m_t, s_t), c = carry
-        a, b = logits(start, width)
+        a, b = logits(columns)
         out = []
         for z, m, s in ((a, m_s, s_s), (b, m_t, s_t)):
             # Online log-sum-exp: rescale the running sum to the new (stop-gradient) maximum.
+            z = _only(new, z, -jnp.inf)
             top = jnp.maximum(m, jnp.max(z, axis=1))
             out.append((top, s * jnp.exp(m - top) + jnp.sum(jnp.exp(z - top[:, None]), axis=1)))
         if one_pass:
             z_p, z_q = (b, a) if ref else (a, b)
             m_old, m_new = carry[ref][0], out[ref][0]
-            c = c * jnp.exp(m_old - m_new) + jnp.sum(jnp.exp(z_p - m_new[:, None]) * (z_p - z_q), axis=1)
+            terms = _only(new, jnp.exp(z_p - m_new[:, None]) * (z_p - z_q), 0.0)
+            c = c * jnp.exp(m_old - m_new) + jnp.sum(terms, axis=1)
         return out[0], out[1], c
 
     def fresh(value: float) -> Any:
         return _numerics.vary(jnp.full((n,), value, acc), axes)
 
     init = ((fresh(-jnp.inf), fresh(0.0)), (fresh(-jnp.inf), fresh(0.0)), fresh(0.0) if one_pass else None)
-    (m_s, s_s), (m_t, s_t), c = _over_chunks(lse_body, init, vocab, chunk)
+    (m_s, s_s), (m_t, s_t), c = _over_chunks(lse_body, init, (ws, wt), chunk)
     lse = jnp.stack([m_s + jnp.log(s_s), m_t + jnp.log(s_t)])  # [2, N]
     if axis_name is not None:
         # Global log-sum-exp over the vocabulary slices: M + log sum_i exp(lse_i - M).
@@ -398,14 +411,14 @@ def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, bet
         sums = {"kl_ts" if ref else "kl_st": expectation - lse_p + lse_q}
         return _combine(mode, sums, beta, safe_beta), (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums)
 
-    def terms_body(start: Any, width: int, sums: Any) -> Any:
-        a, b = logits(start, width)
+    def terms_body(begin: Array, columns: tuple[Array, Array], new: Array | None, sums: Any) -> Any:
+        a, b = logits(columns)
         terms = _divergence_terms(mode, a - lse_s[:, None], b - lse_t[:, None], safe_beta)
-        return {k: sums[k] + jnp.sum(v, axis=1) for k, v in terms.items()}
+        return {k: sums[k] + jnp.sum(_only(new, v, 0.0), axis=1) for k, v in terms.items()}
 
     names = _divergence_terms(mode, jnp.zeros((1, 1), acc), jnp.zeros((1, 1), acc), safe_beta).keys()
     zero = _numerics.vary(jnp.zeros((n,), acc), axes | _numerics.varying_axes(lse_s))
-    sums = _over_chunks(terms_body, {k: zero for k in names}, vocab, chunk)
+    sums = _over_chunks(terms_body, {k: zero for k in names}, (ws, wt), chunk)
     if axis_name is not None:
         keys = sorted(sums)
         summed = jax.lax.psum(jnp.stack([sums[k] for k in keys]), axis_name)
@@ -417,12 +430,10 @@ def _fused_forward(hs: Array, ws: Array, ht: Array, wt: Array, inv_t: Array, bet
 def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Array) -> Any:
     (hs, ws, ht, wt, inv_t, beta, lse_s, lse_t, sums), flags = residuals
     want_s, want_t = flags
-    vocab = ws.shape[1]
     acc = _numerics.compute_dtype(hs, ws, ht, wt)
     hs_dtype, ht_dtype = hs.dtype, ht.dtype
     hs = hs.astype(_matmul_dtype(hs, ws, acc))
     ht = ht.astype(_matmul_dtype(ht, wt, acc))
-    ws_b, wt_b = _numerics.to_bits(ws), _numerics.to_bits(wt)
     safe_beta, inside = _safe_beta(mode, beta)
     # Per-token coefficients of each divergence in the loss (the traced-beta select).
     if mode == "traced_beta":
@@ -430,10 +441,10 @@ def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Ar
     else:
         c_ts = c_st = c_mix = g
 
-    def body(start: Any, width: int, carry: Any) -> Any:
+    def body(begin: Array, columns: tuple[Array, Array], new: Array | None, carry: Any) -> Any:
         d_hs, d_ws, d_ht, d_wt, d_inv = carry
-        us, ws_c = _chunk_logits(hs, ws_b, start, width, acc)
-        ut, wt_c = _chunk_logits(ht, wt_b, start, width, acc)
+        us, ws_c = _chunk_logits(hs, columns[0], acc)
+        ut, wt_c = _chunk_logits(ht, columns[1], acc)
         ls, lt = us * inv_t - lse_s[:, None], ut * inv_t - lse_t[:, None]
         ps, pt = jnp.exp(ls), jnp.exp(lt)
         # d loss / d (z / T) for each divergence; with G = d loss / d log p the softmax
@@ -456,12 +467,13 @@ def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Ar
             d_a = d_a + (c_mix * (1.0 - safe_beta))[:, None] * ps * (ls - lm - sums["kl_sm"][:, None])
             d_b = d_b + (c_mix * safe_beta)[:, None] * pt * (lt - lm - sums["kl_tm"][:, None])
         # z / T = u * inv_t: d/du = inv_t d/dz, d/dinv_t = sum u d/dz.
-        d_inv = d_inv + jnp.sum(d_a * us) + jnp.sum(d_b * ut)
+        # Columns of the previous chunk (``new``) were counted there in d_inv and d_h.
+        d_inv = d_inv + jnp.sum(_only(new, d_a * us, 0.0)) + jnp.sum(_only(new, d_b * ut, 0.0))
         d_us, d_ut = d_a * inv_t, d_b * inv_t
         if want_s:
-            d_hs, d_ws = _accumulate(hs, ws_c, d_us, d_hs, d_ws, start)
+            d_hs, d_ws = _accumulate(hs, ws_c, d_us, d_hs, d_ws, begin, new)
         if want_t:
-            d_ht, d_wt = _accumulate(ht, wt_c, d_ut, d_ht, d_wt, start)
+            d_ht, d_wt = _accumulate(ht, wt_c, d_ut, d_ht, d_wt, begin, new)
         return d_hs, d_ws, d_ht, d_wt, d_inv
 
     axes = frozenset().union(*(_numerics.varying_axes(x) for x in (hs, ws, ht, wt)))
@@ -471,7 +483,7 @@ def _fused_backward(chunk: int, mode: str, axis_name: Any, residuals: Any, g: Ar
 
     init = (zeros(hs.shape, acc, want_s), zeros(ws.shape, ws.dtype, want_s), zeros(ht.shape, acc, want_t),
             zeros(wt.shape, wt.dtype, want_t), _numerics.vary(jnp.zeros((), acc), axes))
-    d_hs, d_ws, d_ht, d_wt, d_inv = _over_chunks(body, init, vocab, chunk)
+    d_hs, d_ws, d_ht, d_wt, d_inv = _over_chunks(body, init, (ws, wt), chunk)
     d_beta = None
     if mode in ("jsd", "traced_beta"):
         # d/dbeta [b KL(t||m) + (1-b) KL(s||m)] = KL(t||m) - KL(s||m) (the terms through m cancel).
@@ -493,10 +505,15 @@ def _cotangent_like(d: Array, primal: Array) -> Array:
     return out
 
 
-def _accumulate(h: Array, w_c: Array, d_u: Array, d_h: Array, d_w: Array, start: Array) -> tuple[Array, Array]:
-    """Adds one chunk's gradients: ``d_h += d_u w_c^T``; writes ``d_w[:, chunk] = h^T d_u`` (in place)."""
+def _accumulate(h: Array, w_c: Array, d_u: Array, d_h: Array, d_w: Array, start: Array,
+                new: Array | None) -> tuple[Array, Array]:
+    """Adds one chunk's gradients: ``d_h += d_u w_c^T``; writes ``d_w[:, chunk] = h^T d_u`` (in place).
+
+    Columns that are not ``new`` were the previous chunk's: they add nothing to
+    ``d_h`` and their ``d_w`` columns are written again with the same numbers.
+    """
     acc = d_h.dtype
-    d_h = d_h + jnp.matmul(d_u.astype(w_c.dtype), w_c.T, preferred_element_type=acc)
+    d_h = d_h + jnp.matmul(d_u.astype(w_c.dtype), _only(new, w_c, 0.0).T, preferred_element_type=acc)
     h_mm = h if h.dtype == w_c.dtype else h.astype(w_c.dtype)
     block = jnp.matmul(h_mm.T, d_u.astype(w_c.dtype), preferred_element_type=acc)
     d_w = jax.lax.dynamic_update_slice_in_dim(d_w, block.astype(d_w.dtype), start, axis=1)

@@ -7,7 +7,7 @@ keeping a running log-sum-exp, the label's logit and the sum of the logits;
 the backward pass (a ``jax.custom_vjp``) recomputes each tile's logits and
 turns them straight into gradients for ``hidden``, ``weight`` and ``bias``.
 Memory is ``O(tile)`` instead of ``O(N * V)``; a bfloat16 weight is never
-converted to float32 whole (see ``_column_groups``).
+converted to float32 whole (see ``_numerics.column_groups``).
 
 Under ``shard_map`` the vocabulary can also be split across devices (tensor
 parallel): with ``axis_name``, each device holds a contiguous slice of the
@@ -18,7 +18,7 @@ columns of ``weight`` and the per-token statistics are combined with one
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable
 from typing import Literal, NamedTuple
 
 import jax
@@ -54,68 +54,9 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
     return z, dz_du, dz_dc
 
 
-class _Group(NamedTuple):
-    """Columns ``[first, end)`` of the vocabulary that one loop walks, ``chunk`` columns at a time.
-
-    The loop reads ``window``, the weight's columns ``[offset, end)`` (``uint16``
-    bits for bfloat16). Chunk ``i`` starts at ``first + i * chunk``,
-    except that a last partial chunk is moved back to end at ``end`` so that no
-    column is ever padded: its first columns were the previous chunk's, and
-    ``partial`` says the loop must not count them twice.
-    """
-    first: int
-    end: int
-    offset: int
-    num_chunks: int
-    partial: bool
-    window: Array
-
-
-# The columns of a bfloat16 weight are walked in groups of about this many bytes.
-_GROUP_BYTES = 64 * 2 ** 20
-
-
-def _column_groups(weight: Array, chunk: int, after: Callable[[], Array]) -> Iterator[_Group]:
-    """The groups of columns that one loop each walks (``chunk <= V``).
-
-    XLA:CPU computes a bfloat16 product in float32, and it converts a whole
-    bfloat16 array that a loop slices to float32 before the loop: a second,
-    twice-as-large copy of the weight. The loops therefore slice the weight's
-    ``uint16`` bits, and bit-cast one group of at most ``_GROUP_BYTES`` at a
-    time instead of the whole weight. A float32 or float64 weight is sliced in
-    place, as one group.
-
-    ``after()`` gives a carry of the loop over the previous group: a group's
-    offset depends on it (always by 0), so XLA takes each group's copy only
-    when its loop starts and at most one is alive at a time.
-    """
-    dim, vocab = weight.shape
-    per = max(vocab, 1)
-    if weight.dtype == jnp.bfloat16:
-        per = max(1, _GROUP_BYTES // (max(dim, 1) * 2 * chunk)) * chunk
-    for first in range(0, vocab, per):
-        end = min(first + per, vocab)
-        width = max(end - first, chunk)
-        window = _numerics.to_bits(weight)
-        if width != vocab:
-            later = (jnp.sum(after().reshape(-1)[:1]) > jnp.inf).astype(jnp.int32)  # always 0
-            window = jax.lax.dynamic_slice_in_dim(window, end - width + later, width, axis=1)
-        yield _Group(first, end, end - width, -(-(end - first) // chunk), (end - first) % chunk != 0, window)
-
-
-def _chunk(i: Array, chunk: int, group: _Group) -> tuple[Array, Array, Array | None]:
-    """Chunk ``i`` of a group: its first column, the weight's columns, and which of them are new.
-
-    ``new`` is ``None`` unless the group ends with a partial chunk; then the
-    last chunk's columns before ``first + i * chunk`` were counted already.
-    """
-    start = i * chunk + group.first
-    begin = jnp.minimum(start, group.end - chunk)
-    w_c = _numerics.from_bits(jax.lax.dynamic_slice_in_dim(group.window, begin - group.offset, chunk, axis=1))
-    new = None
-    if group.partial:
-        new = begin + jnp.arange(chunk, dtype=jnp.int32) >= start
-    return begin, w_c, new
+# The columns of a bfloat16 weight are walked in groups of about this many bytes
+# (``_numerics.column_groups``).
+_GROUP_BYTES = _numerics.COLUMN_GROUP_BYTES
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -182,8 +123,8 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
                        for u, x in zip(updated, carry)]
         return tuple(jax.lax.dynamic_update_slice_in_dim(x, u, first, 0) for x, u in zip(carry, updated))
 
-    def body(group: _Group, i: Array, carry: tuple[Array, ...]) -> tuple[Array, ...]:
-        begin, w_c, new = _chunk(i, chunk, group)
+    def body(group: _numerics.ColumnGroup, i: Array, carry: tuple[Array, ...]) -> tuple[Array, ...]:
+        begin, (w_c,), new = _numerics.group_chunk(i, chunk, group)
         b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
         out: tuple[Array, ...] = jax.lax.fori_loop(0, rows.num, functools.partial(tile, begin, w_c, b_c, new), carry)
         return out
@@ -192,7 +133,7 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
     axes = _numerics.varying_axes(h)  # every input was cast to the same varying axes
     carry = tuple(_numerics.vary(x, axes) for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc),
                                            jnp.zeros((n,), acc), jnp.zeros((n,), acc)))
-    for group in _column_groups(weight, chunk, lambda: carry[1]):
+    for group in _numerics.column_groups((weight,), chunk, lambda: carry[1], _GROUP_BYTES):
         carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(body, group), carry)
     running_max, running_sum, label_logit, logit_sum = carry
     lse = running_max + jnp.log(running_sum)
@@ -236,10 +177,10 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
             d_b_c = d_b_c + jnp.sum(d_u, axis=0)
         return d_h, d_w_c, d_b_c, d_cap
 
-    def body(group: _Group, i: Array, carry: tuple[Array, Array, Array | None, Array | None]
+    def body(group: _numerics.ColumnGroup, i: Array, carry: tuple[Array, Array, Array | None, Array | None]
              ) -> tuple[Array, Array, Array | None, Array | None]:
         d_h, d_w, d_b, d_cap = carry
-        begin, w_c, new = _chunk(i, chunk, group)
+        begin, (w_c,), new = _numerics.group_chunk(i, chunk, group)
         b_c = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, begin, chunk)
         w_new = w_c if new is None else jnp.where(new[None, :], w_c, 0.0)
         inner = tuple(_numerics.vary(x, axes) for x in (
@@ -258,7 +199,7 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
         _numerics.vary(jnp.zeros(h.shape, acc), axes), _numerics.vary(jnp.zeros(weight.shape, weight.dtype), axes),
         _numerics.vary(None if bias is None else jnp.zeros(bias.shape, bias.dtype), axes),
         _numerics.vary(None if soft_cap is None else jnp.zeros((), acc), axes))
-    for group in _column_groups(weight, chunk, lambda: carry[0]):
+    for group in _numerics.column_groups((weight,), chunk, lambda: carry[0], _GROUP_BYTES):
         carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(body, group), carry)
     d_h, d_w, d_b, d_cap = carry
     d_soft_cap = None if soft_cap is None or d_cap is None else d_cap.astype(soft_cap.dtype)

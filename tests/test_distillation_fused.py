@@ -15,6 +15,8 @@ its conventions agree with TRL's (``beta = 0.5``). All random inputs are seeded.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,19 +178,24 @@ def test_gradients_equal_unfused_with_mask_and_weights():
         assert np.all(np.asarray(fused[1][0])[~where] == 0) and np.all(np.asarray(fused[1][2])[~where] == 0)
 
 
-def _count_dots(jaxpr) -> int:
+def _count(jaxpr, *names) -> int:
+    """Equations of the primitives ``names`` in a jaxpr, nested ones included."""
     count = 0
     for eqn in jaxpr.eqns:
-        count += eqn.primitive.name == "dot_general"
+        count += eqn.primitive.name in names
         for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else ():
-            count += _count_dots(sub)
+            count += _count(sub, *names)
         for p in eqn.params.values():
             inner = getattr(p, "jaxpr", None)
             if inner is not None and hasattr(inner, "eqns"):
-                count += _count_dots(inner)
+                count += _count(inner, *names)
             elif hasattr(p, "eqns"):
-                count += _count_dots(p)
+                count += _count(p, *names)
     return count
+
+
+def _count_dots(jaxpr) -> int:
+    return _count(jaxpr, "dot_general")
 
 
 def test_frozen_teacher_skips_teacher_gradient_matmuls():
@@ -231,6 +238,50 @@ def test_bfloat16_weights_cast_chunk_by_chunk():
                              argnums=(0, 1, 2, 3)))(hs16, ws16, ht16, wt16)
     assert [g.dtype for g in grads] == [jnp.bfloat16] * 4
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
+@pytest.mark.parametrize("chunk_size, groups", [(4, 5), (8, 3)])
+def test_bfloat16_weights_walked_in_groups_equal_unfused(monkeypatch, chunk_size, groups):
+    # bfloat16 weights are bit-cast and walked one group of columns at a time (both weights' columns:
+    # (DS + DT) * 2 bytes each), here two chunks a group. V = 37: chunk 4 gives groups of 8 columns and a
+    # last group of 5 (two chunks, the second moved back to end at 37); chunk 8 gives groups of 16 and a
+    # last group of 5 columns, narrower than a chunk (one chunk moved back over the previous group's).
+    monkeypatch.setattr(distill, "_GROUP_BYTES", (DS + DT) * 2 * chunk_size * 2)
+    hs, ws, ht, wt = _inputs(11)
+    ws16, wt16 = jnp.asarray(ws, jnp.bfloat16), jnp.asarray(wt, jnp.bfloat16)
+    ws32, wt32 = (np.asarray(w, np.float32) for w in (ws16, wt16))  # the same rounded weights, float32
+    where = np.array([True, True, True, False, True, True])
+    for kwargs, naive in ((dict(temperature=2.0), distill.knowledge_distillation_loss),
+                          (dict(beta=0.3, temperature=1.5), distill.generalized_jsd_loss)):
+        fused = lambda *a: _fused(kwargs)(*a, chunk_size=chunk_size, where=where, **kwargs)  # noqa: E731
+        passes = 1 if "beta" not in kwargs else 2  # forward passes (a plain KL divergence needs one)
+        jaxpr = jax.make_jaxpr(jax.grad(fused, argnums=(0, 1, 2, 3)))(hs, ws16, ht, wt16).jaxpr
+        assert _count(jaxpr, "scan", "while") == groups * (passes + 1)  # one loop a group and pass
+        v1, g1 = jax.jit(jax.value_and_grad(fused, argnums=(0, 1, 2, 3)))(hs, ws16, ht, wt16)
+        v2, g2 = jax.value_and_grad(lambda hs, ws, ht, wt: naive(hs @ ws, ht @ wt, where=where, **kwargs),
+                                    argnums=(0, 1, 2, 3))(hs, ws32, ht, wt32)
+        assert _rel(v1, v2) < 1e-5
+        assert [g.dtype for g in g1] == [jnp.float32, jnp.bfloat16, jnp.float32, jnp.bfloat16]
+        for i in (0, 2):  # float32 hidden-state gradients: float32 accuracy
+            assert _rel(g1[i], g2[i]) < 1e-5, (i, _rel(g1[i], g2[i]))
+        for i in (1, 3):  # bfloat16 weight gradients: the same numbers rounded to bfloat16 (8 bits)
+            assert _rel(g1[i], g2[i]) < 2.0 ** -8, (i, _rel(g1[i], g2[i]))
+
+
+def test_bfloat16_weights_never_copied_whole():
+    """Compiled temporaries of value-and-gradient stay below half a bfloat16 weight (8 MiB here): the weights'
+    bits are taken one group (1 MiB, both weights) at a time, not whole."""
+    n, d, v = 256, 128, 32768
+    spec = [jax.ShapeDtypeStruct(s, t) for s, t in (((n, d), jnp.float32), ((d, v), jnp.bfloat16),
+                                                    ((n, d), jnp.float32), ((d, v), jnp.bfloat16))]
+    loss = functools.partial(distill.linear_generalized_jsd_loss, chunk_size=256)
+    old = distill._GROUP_BYTES
+    try:
+        distill._GROUP_BYTES = 2 ** 20
+        memory = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3))).lower(*spec).compile().memory_analysis()
+    finally:
+        distill._GROUP_BYTES = old
+    assert memory.temp_size_in_bytes < 0.5 * d * v * 2, memory.temp_size_in_bytes
 
 
 def test_logits_of_magnitude_1e4_are_finite_and_exact():
