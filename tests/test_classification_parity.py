@@ -429,6 +429,49 @@ def test_kl_divergence_with_log_targets_edges_without_selects():
         assert np.isnan(float(cl.kl_divergence_with_log_targets(*args, reduction="none")[0]))
 
 
+def _rel_entr_rows(log_p, log_t):
+    """scipy.special.rel_entr(t, p) summed over the last axis (0 at t = 0, +inf at p = 0 < t, NaN propagates)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t, p = np.exp(log_t).astype(F64), np.exp(log_p).astype(F64)  # float32 exp: exp(-200) underflows to 0
+        return scipy.special.rel_entr(t, p).sum(-1)
+
+
+def test_kl_divergence_with_log_targets_edges_in_a_large_batch_under_jit_and_vmap():
+    # At >= 4096 elements the CPU value is optax's unguarded sum with a lax.cond that recomputes the batch
+    # with one select per element when a row is NaN. Edge rows must come out as scipy's rel_entr (0 at
+    # t = 0 even where p = 0, +inf at p = 0 < t, NaN for a NaN input) under jit and vmap, ordinary rows
+    # equal to it, and the gradients stay finite (-t for log p).
+    rng = _rng(3)
+    inf = np.inf
+    log_p = scipy.special.log_softmax(rng.normal(size=(3, 8, 256)) * 2, -1).astype(np.float32)
+    log_t = scipy.special.log_softmax(rng.normal(size=(3, 8, 256)) * 2, -1).astype(np.float32)
+    clean_p, clean_t = log_p.copy(), log_t.copy()
+    log_t[0, 1, :3] = -inf; log_p[0, 1, :2] = -inf      # zero targets, two of them at zero predictions
+    log_t[0, 2, 5] = -200.0; log_p[0, 2, 5] = -inf      # an exp that underflows, at p = 0
+    log_p[0, 3, 7] = -inf                               # a positive target at p = 0: +inf
+    log_p[0, 4, 9] = np.nan; log_t[0, 4, 9] = -inf      # NaN at a zero target: still NaN
+    log_t[0, 5, 2] = np.nan                             # NaN target
+    log_p[0, 6, 4:] = np.nan                            # NaN predictions (a max-based floor gave +inf here)
+    expected = _rel_entr_rows(log_p, log_t)
+    expected[0, 4] = np.nan  # rel_entr gives 0 at t = 0 whatever p is; the contract propagates NaN
+    f = lambda a, b: cl.kl_divergence_with_log_targets(a, b, reduction="none")  # noqa: E731
+    for got in (jax.jit(f)(log_p, log_t), jax.jit(jax.vmap(f))(log_p, log_t), f(log_p, log_t)):
+        got = np.asarray(got)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=RTOL, atol=ATOL)
+    # The batch without edge cases takes the unguarded branch: the same numbers.
+    np.testing.assert_allclose(np.asarray(jax.jit(f)(clean_p, clean_t)), _rel_entr_rows(clean_p, clean_t),
+                               rtol=RTOL, atol=ATOL)
+    rows = (slice(0, 1), slice(1, 3))  # the zero-target rows only: finite value and gradients
+    loss = lambda a, b: cl.kl_divergence_with_log_targets(a, b, reduction="sum")  # noqa: E731
+    ga, gb = jax.jit(jax.grad(loss, argnums=(0, 1)))(log_p[rows], log_t[rows])
+    t = np.exp(log_t[rows])
+    np.testing.assert_allclose(np.asarray(ga), -t, rtol=RTOL, atol=ATOL)
+    assert np.isfinite(np.asarray(gb)).all() and np.all(np.asarray(gb)[t == 0] == 0)
+
+
 def test_guarded_divergences_at_zero_probabilities():
     # 0 log 0 = 0 with finite gradients (optax gives NaN there); a positive target on a zero probability
     # gives +inf for the KL divergence and a huge finite value for the cross-entropy (its shifted logits are
