@@ -181,42 +181,56 @@ def _kl_log_targets_guarded(log_p: Array, log_t: Array, ax: int) -> Array:
     return jnp.sum(jnp.where(zero, jnp.zeros_like(t), t * (log_t - log_p)), axis=ax)
 
 
-# XLA:CPU hands a reduction over >= 4096 elements to a YNNPACK fusion that takes exp, subtract and multiply
-# but no compare or select: with the select above, the [N, C] product is written to memory by a separate
-# loop and read back (1.1-1.3x optax's time). Elementwise max/min in that fusion also drop a NaN in their
-# first operand, which broke an earlier select-free form of the guards (8 operations per element, 1.7x).
+# XLA:CPU hands a reduction over >= 4096 elements to a YNNPACK fusion that takes exp, log, add, subtract,
+# multiply, max and min but no compare or select: a select on the [N, C] product is written to memory by a
+# separate loop and read back (1.1-1.3x optax's time), and select-free guards built from max/min floors cost
+# several operations per element (1.7x for the log-target KL) and, under jit, dropped a NaN in their first
+# operand (a NaN log-probability gave +inf). So on CPU the value is the peer's unguarded formula, whose
+# edge cases (0 * inf) all show up as a non-finite row, and only then is the guarded one computed.
 _YNN_MIN_ELEMENTS = 4096
 
 
 @functools.lru_cache(maxsize=None)
-def _kl_log_targets_cpu(ax: int) -> Any:
-    """The CPU value for class axis ``ax`` (negative): optax's formula, the guarded one only if it gave NaN.
+def _unless_nonfinite(fast: Any, guarded: Any, ax: int) -> Any:
+    """``(a, b) -> fast(a, b, ax)``, recomputed as ``guarded(a, b, ax)`` when any row of it is not finite.
 
-    The unguarded ``sum(exp(log_t) (log_t - log_p))`` is optax's program (one fused
-    reduction, three operations per element) and is exact whenever it is not
-    NaN: a positive target at ``log_p = -inf`` is ``+inf`` there too. A NaN row
-    (an edge case or a NaN input) makes a ``lax.cond`` recompute every row with
-    :func:`_kl_log_targets_guarded`, so the rare batch with a zero target at a
-    zero prediction pays for both passes and the others for one. Under ``vmap``
-    the batch axis joins the rows (``custom_vmap``): the condition stays one
-    scalar instead of a select that would run both branches.
+    ``fast`` is an unguarded per-example formula that equals ``guarded`` on every
+    finite row; ``guarded`` keeps the conventions (``0 log 0 = 0``, NaN
+    propagation, ...) at the edge cases, where ``fast`` gives NaN or ``inf``.
+    The ``lax.cond`` runs one branch, so a batch without edge cases costs
+    ``fast`` alone and the rare other one both. Below ``_YNN_MIN_ELEMENTS``
+    ``guarded`` is taken directly (XLA's own loop fusion takes its select).
+    Under ``vmap`` the batch axis joins the rows (``custom_vmap``), so the
+    condition stays one scalar instead of a select that runs both branches.
+    ``ax`` is negative, so it names the same axis with a batch axis in front.
     """
 
     @jax.custom_batching.custom_vmap
-    def values(log_p: Array, log_t: Array) -> Array:
-        if log_t.size < _YNN_MIN_ELEMENTS:  # XLA:CPU's own loop fusion takes the select: one pass
-            return _kl_log_targets_guarded(log_p, log_t, ax)
-        fast = jnp.sum(jnp.exp(log_t) * (log_t - log_p), axis=ax)
-        return jax.lax.cond(jnp.any(jnp.isnan(fast)), lambda a, b, _: _kl_log_targets_guarded(a, b, ax),
-                            lambda a, b, f: f, log_p, log_t, fast)
+    def values(a: Array, b: Array) -> Array:
+        if max(a.size, b.size) < _YNN_MIN_ELEMENTS:
+            return guarded(a, b, ax)
+        first = fast(a, b, ax)
+        return jax.lax.cond(jnp.any(~jnp.isfinite(first)), lambda a, b, _: guarded(a, b, ax),
+                            lambda a, b, f: f, a, b, first)
 
     @values.def_vmap
-    def _values_vmap(axis_size: int, in_batched: list[bool], log_p: Array, log_t: Array) -> tuple[Array, bool]:
-        log_p, log_t = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
-                        for x, batched in zip((log_p, log_t), in_batched))
-        return values(log_p, log_t), True
+    def _values_vmap(axis_size: int, in_batched: list[bool], a: Array, b: Array) -> tuple[Array, bool]:
+        a, b = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape)) for x, batched in zip((a, b), in_batched))
+        return values(a, b), True
 
     return values
+
+
+def _on_cpu_unless_nonfinite(fast: Any, guarded: Any, a: Array, b: Array, ax: int) -> Array:
+    """:func:`_unless_nonfinite` on CPU; ``guarded`` (whose selects fuse) on other backends."""
+    ax = ax - a.ndim if ax >= 0 else ax
+    return jax.lax.platform_dependent(a, b, cpu=_unless_nonfinite(fast, guarded, ax),
+                                      default=functools.partial(guarded, ax=ax))
+
+
+def _kl_log_targets_fast(log_p: Array, log_t: Array, ax: int) -> Array:
+    """optax's ``sum(exp(log_t) (log_t - log_p))``: one fused reduction, three operations per element."""
+    return jnp.sum(jnp.exp(log_t) * (log_t - log_p), axis=ax)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -226,13 +240,11 @@ def _kl_log_targets_values(log_p: Array, log_t: Array, ax: int) -> Array:
     A zero target (``log_t = -inf``, or an ``exp`` that underflows to 0) adds 0
     to the value and every gradient, even at ``log_p = -inf``; a positive target
     at ``log_p = -inf`` gives ``+inf``; NaN in either input gives NaN. On CPU
-    the value is optax's program unless it is NaN (:func:`_kl_log_targets_cpu`);
-    elsewhere :func:`_kl_log_targets_guarded`, whose select fuses. Gradients:
+    the value is optax's unguarded formula unless a row is not finite
+    (:func:`_unless_nonfinite`), else :func:`_kl_log_targets_guarded`. Gradients:
     ``-t`` for ``log_p``; ``t (log t + 1 - log p)`` for ``log_t`` (0 where ``t = 0``).
     """
-    ax = ax - log_t.ndim if ax >= 0 else ax
-    return jax.lax.platform_dependent(log_p, log_t, cpu=_kl_log_targets_cpu(ax),
-                                      default=functools.partial(_kl_log_targets_guarded, ax=ax))
+    return _on_cpu_unless_nonfinite(_kl_log_targets_fast, _kl_log_targets_guarded, log_p, log_t, ax)
 
 
 @_kl_log_targets_values.defjvp
@@ -246,19 +258,36 @@ def _kl_log_targets_values_jvp(ax: int, primals: tuple[Array, Array],
     return _kl_log_targets_values(log_p, log_t, ax), tangent
 
 
+def _softmax_xent_fast(x: Array, q: Array, ax: int) -> Array:
+    """optax's ``-sum(q log_softmax(x))``, unguarded: NaN or ``inf`` at a ``-inf`` logit."""
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    return -jnp.sum(q * (shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))), axis=ax)
+
+
+def _softmax_xent_guarded(x: Array, q: Array, ax: int) -> Array:
+    """:func:`_softmax_xent_fast` with ``-inf`` shifted logits replaced by the lowest finite float (a select).
+
+    ``q * (shifted - lse)`` is then ``0`` for ``q = 0`` (``0 log 0 = 0``) and a huge
+    finite number for ``q > 0``; a NaN logit stays NaN (``NaN == -inf`` is false).
+    """
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    shifted = jnp.where(shifted == -jnp.inf, jnp.finfo(x.dtype).min, shifted)
+    return -jnp.sum(q * (shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))), axis=ax)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
     """``-sum_c q_c log softmax(x)_c`` per example, finite where ``x = -inf`` meets ``q = 0``.
 
-    The shifted logits are floored at the lowest finite float, so a ``-inf``
-    logit (a masked class, probability exactly 0) with zero target weight adds
-    ``0 log 0 = 0`` to the value and every gradient. A positive weight on such a
-    class gives a huge finite value (``q * 3.4e38`` in float32) rather than ``inf``.
-    Gradients: ``sum(q) softmax(x) - q`` for the logits, ``-log softmax(x)``
-    for ``q`` (0 where ``q = 0`` and ``x = -inf``).
+    A ``-inf`` logit (a masked class, probability exactly 0) with zero target
+    weight adds ``0 log 0 = 0`` to the value and every gradient. A positive
+    weight on such a class gives a huge finite value (``q * 3.4e38`` in
+    float32) rather than ``inf``; NaN propagates. On CPU the value is optax's
+    unguarded formula unless a row is not finite (:func:`_unless_nonfinite`),
+    else :func:`_softmax_xent_guarded`. Gradients: ``sum(q) softmax(x) - q`` for
+    the logits, ``-log softmax(x)`` for ``q`` (0 where ``q = 0`` and ``x = -inf``).
     """
-    shifted, lse = _shifted_lse(x, ax)
-    return -jnp.sum(q * (shifted - lse), axis=ax)
+    return _on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax)
 
 
 def _shifted_lse(x: Array, ax: int) -> tuple[Array, Array]:
@@ -270,13 +299,12 @@ def _shifted_lse(x: Array, ax: int) -> tuple[Array, Array]:
 @_softmax_xent.defjvp
 def _softmax_xent_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (x, q), (dx, dq) = primals, tangents
-    shifted, lse = _shifted_lse(x, ax)
-    log_p = shifted - lse
-    value = -jnp.sum(q * log_p, axis=ax)
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    log_p = shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))
     guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
     d_logits = dx - jnp.sum(jnp.exp(log_p) * dx, axis=ax, keepdims=True)  # d log_softmax
     tangent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
-    return value, tangent
+    return _softmax_xent(x, q, ax), tangent
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))

@@ -472,6 +472,35 @@ def test_kl_divergence_with_log_targets_edges_in_a_large_batch_under_jit_and_vma
     assert np.isfinite(np.asarray(gb)).all() and np.all(np.asarray(gb)[t == 0] == 0)
 
 
+def test_softmax_cross_entropy_edges_in_a_large_batch_under_jit_and_vmap():
+    # At >= 4096 elements the CPU value is optax's unguarded formula with a lax.cond that recomputes the batch
+    # with -inf shifted logits floored at the lowest finite float when a row is not finite. Reference:
+    # -sum(q * scipy.special.log_softmax(x)) in float64 (optax/losses/_classification.py), with 0 log 0 = 0.
+    rng = _rng(4)
+    logits = rng.normal(size=(2, 8, 300)).astype(np.float32) * 3
+    labels = scipy.special.softmax(rng.normal(size=(2, 8, 300)), -1).astype(np.float32)
+    logits[0, 1, :5] = -np.inf; labels[0, 1, :5] = 0.0  # masked classes with zero weight: 0 log 0 = 0
+    labels[0, 1] /= labels[0, 1].sum()
+    logits[0, 2, 3] = -np.inf                           # a positive weight on a -inf logit: huge, finite
+    logits[0, 3, 7] = np.nan                            # NaN logit: NaN
+    labels[0, 4, 2] = np.nan                            # NaN label: NaN
+    with np.errstate(invalid="ignore"):
+        log_p = scipy.special.log_softmax(logits.astype(F64), -1)
+        expected = -np.sum(np.where(labels == 0, 0.0, labels * log_p), -1)
+    f = lambda x, q: cl.softmax_cross_entropy(x, q, reduction="none")  # noqa: E731
+    for got in (np.asarray(jax.jit(f)(logits, labels)), np.asarray(jax.jit(jax.vmap(f))(logits, labels))):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        assert np.isfinite(got[0, 2]) and got[0, 2] > 1e30  # expected: +inf; ours: q * 3.4e38
+        rows = np.isfinite(expected)
+        np.testing.assert_allclose(got[rows], expected[rows], rtol=RTOL, atol=ATOL)
+    grad = jax.jit(jax.grad(lambda x, q: cl.softmax_cross_entropy(x, q, reduction="sum"), argnums=(0, 1)))
+    gx, gq = grad(logits[:, :2], labels[:, :2])
+    p = scipy.special.softmax(logits[:, :2].astype(F64), -1)
+    np.testing.assert_allclose(np.asarray(gx), p * labels[:, :2].sum(-1, keepdims=True) - labels[:, :2],
+                               rtol=RTOL, atol=ATOL)
+    assert np.isfinite(np.asarray(gq)).all()
+
+
 def test_guarded_divergences_at_zero_probabilities():
     # 0 log 0 = 0 with finite gradients (optax gives NaN there); a positive target on a zero probability
     # gives +inf for the KL divergence and a huge finite value for the cross-entropy (its shifted logits are
