@@ -269,16 +269,21 @@ def _over_chunks(body: Any, carry: Any, weights: tuple[Array, Array], chunk: int
     """``carry = body(begin, (ws_c, wt_c), new, carry)`` over the vocabulary's chunks of both weights.
 
     One ``fori_loop`` per group of columns (``_numerics.column_groups``: a
-    bfloat16 weight is bit-cast one group at a time, never whole). A last
-    partial chunk is moved back to end at ``V``: no padded copy of the weights;
-    ``new`` (``None`` unless the chunk is partial) marks the columns that the
-    previous chunk did not have, the only ones ``body`` may count.
+    bfloat16 weight is bit-cast one group at a time, never whole) over its full
+    chunks. A last partial chunk is moved back to end at ``V`` (no padded copy
+    of the weights) and walked once after the loop, so that only it pays for
+    ``new``, the columns that the previous chunk did not have, the only ones
+    ``body`` may count (``None`` for a full chunk).
     """
     def step(group: _numerics.ColumnGroup, i: Array, c: Any) -> Any:
         return body(*_numerics.group_chunk(i, chunk, group), c)
 
     for group in _numerics.column_groups(weights, chunk, lambda: jax.tree_util.tree_leaves(carry)[0], _GROUP_BYTES):
-        carry = jax.lax.fori_loop(0, group.num_chunks, functools.partial(step, group), carry)
+        full = group.num_chunks - int(group.partial)
+        if full:
+            carry = jax.lax.fori_loop(0, full, functools.partial(step, group._replace(partial=False)), carry)
+        if group.partial:
+            carry = step(group, jnp.asarray(full, jnp.int32), carry)
     return carry
 
 

@@ -240,12 +240,13 @@ def test_bfloat16_weights_cast_chunk_by_chunk():
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
 
 
-@pytest.mark.parametrize("chunk_size, groups", [(4, 5), (8, 3)])
-def test_bfloat16_weights_walked_in_groups_equal_unfused(monkeypatch, chunk_size, groups):
+@pytest.mark.parametrize("chunk_size, loops", [(4, 5), (8, 2)])
+def test_bfloat16_weights_walked_in_groups_equal_unfused(monkeypatch, chunk_size, loops):
     # bfloat16 weights are bit-cast and walked one group of columns at a time (both weights' columns:
-    # (DS + DT) * 2 bytes each), here two chunks a group. V = 37: chunk 4 gives groups of 8 columns and a
-    # last group of 5 (two chunks, the second moved back to end at 37); chunk 8 gives groups of 16 and a
-    # last group of 5 columns, narrower than a chunk (one chunk moved back over the previous group's).
+    # (DS + DT) * 2 bytes each), here two chunks a group, one loop a group over its full chunks. V = 37:
+    # chunk 4 gives 4 groups of 8 columns and a last group of 5 (a loop over one chunk, then a second
+    # chunk moved back to end at 37); chunk 8 gives 2 groups of 16 and a last group of 5 columns,
+    # narrower than a chunk (no loop: one chunk moved back over the previous group's columns).
     monkeypatch.setattr(distill, "_GROUP_BYTES", (DS + DT) * 2 * chunk_size * 2)
     hs, ws, ht, wt = _inputs(11)
     ws16, wt16 = jnp.asarray(ws, jnp.bfloat16), jnp.asarray(wt, jnp.bfloat16)
@@ -256,7 +257,7 @@ def test_bfloat16_weights_walked_in_groups_equal_unfused(monkeypatch, chunk_size
         fused = lambda *a: _fused(kwargs)(*a, chunk_size=chunk_size, where=where, **kwargs)  # noqa: E731
         passes = 1 if "beta" not in kwargs else 2  # forward passes (a plain KL divergence needs one)
         jaxpr = jax.make_jaxpr(jax.grad(fused, argnums=(0, 1, 2, 3)))(hs, ws16, ht, wt16).jaxpr
-        assert _count(jaxpr, "scan", "while") == groups * (passes + 1)  # one loop a group and pass
+        assert _count(jaxpr, "scan", "while") == loops * (passes + 1)  # forward passes and backward
         v1, g1 = jax.jit(jax.value_and_grad(fused, argnums=(0, 1, 2, 3)))(hs, ws16, ht, wt16)
         v2, g2 = jax.value_and_grad(lambda hs, ws, ht, wt: naive(hs @ ws, ht @ wt, where=where, **kwargs),
                                     argnums=(0, 1, 2, 3))(hs, ws32, ht, wt32)
