@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _checks, _kernels, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -364,6 +365,13 @@ def _relu_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arr
     return _relu(x), dx * (0.5 * (sign + jnp.abs(sign)))
 
 
+def _static_zero(value: Any) -> bool:
+    """Whether a hyper-parameter is a concrete (Python, NumPy or committed JAX) scalar equal to 0."""
+    if isinstance(value, jax.core.Tracer) or np.ndim(value) != 0:
+        return False
+    return bool(value == 0)
+
+
 def _check_smoothing(fn: str, label_smoothing: Any) -> None:
     _checks.in_range(fn, "label_smoothing", label_smoothing, low=0.0, high=1.0)
 
@@ -686,14 +694,22 @@ def softmax_cross_entropy_with_integer_labels(
         w_y = _numerics.class_weight_of(cw, y)
         nll = w_y * nll
         normalizer = w_y
-        smooth = lse * jnp.sum(cw) - jnp.sum(_along(cw, ax, x.ndim) * shifted, axis=ax)
+    # A hyper-parameter that is a concrete 0 (the defaults) drops its term at trace time: a zero-weighted
+    # term still sent zeros through the gradient, and XLA kept the `-0 + g` of adding them (one more
+    # operation per element of the [N, C] gradient pass than optax's).
+    if _static_zero(label_smoothing):
+        values = nll
     else:
-        smooth = num_classes * lse - jnp.sum(shifted, axis=ax)
-    # Without smoothing the smoothing term is dropped (double-where): it is inf for -inf logits
-    # (masked classes), and 0 * inf would make the value and gradients NaN.
-    smooth = jnp.where(label_smoothing == 0, jnp.zeros_like(smooth), smooth)
-    values = (1.0 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
-    values = values + z_loss_weight * jnp.square(lse + jnp.squeeze(shift, ax))
+        if class_weights is not None:
+            smooth = lse * jnp.sum(cw) - jnp.sum(_along(cw, ax, x.ndim) * shifted, axis=ax)
+        else:
+            smooth = num_classes * lse - jnp.sum(shifted, axis=ax)
+        # A traced smoothing of 0 drops the smoothing term all the same (double-where): it is inf for -inf
+        # logits (masked classes), and 0 * inf would make the value and gradients NaN.
+        smooth = jnp.where(label_smoothing == 0, jnp.zeros_like(smooth), smooth)
+        values = (1.0 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
+    if not _static_zero(z_loss_weight):
+        values = values + z_loss_weight * jnp.square(lse + jnp.squeeze(shift, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, normalizer=normalizer)
 
 
