@@ -256,9 +256,11 @@ def test_optax_test_cases_value_and_gradient(case):
     np.testing.assert_allclose(grad, expect / batch, rtol=1e-6, atol=1e-9)
     optax = pytest.importorskip("optax")
     theirs = jax.grad(lambda z: jnp.mean(optax.ctc_loss(z, lp, labels, yp)))(jnp.asarray(logits))
-    # One alignment: the posteriors are exactly 0 and 1, and the softmax part
-    # is formed as autodiff forms it, so the gradient equals optax's bit for bit.
-    np.testing.assert_array_equal(grad, theirs)
+    # One alignment: the posteriors are exactly 0 and 1, and the softmax part is formed as autodiff
+    # forms it, so the gradient equals optax's to the last bits: bit for bit with XLA's default
+    # compiler, within 2 float32 ulps with the suite's fast-compile flags (tests/conftest.py),
+    # which fuse optax's program differently (measured 6.6e-8 relative at 7 of 16000 entries).
+    np.testing.assert_allclose(grad, theirs, rtol=2.5e-7, atol=0)
 
 
 def test_gradient_matches_torch_float64_to_float32_precision():

@@ -17,8 +17,10 @@ without a batch axis (``class_centers``, ``weight [D, V]``) replicated. Both
 must agree to 1e-5 relative (elementwise; entries below 1e-2 of an array's
 largest magnitude are measured against that floor). A disagreement above that
 is re-judged against a float64 run on one device: it passes only if the sharded
-result is no further from float64 than twice the one-device float32 result is
-(reduction-order roundoff), and the report records both distances.
+result is no further from float64 than twice the one-device float32 result is,
+or than 2e-5 relative (reduction-order roundoff: a replicated parameter's
+gradient is a sum over the 8 devices' partial sums), and the report records
+both distances.
 
 All losses run in ONE subprocess (the device count is fixed when JAX starts,
 and a single interpreter pays JAX's start-up once); it prints a JSON report,
@@ -153,7 +155,7 @@ _SCRIPT = textwrap.dedent(
                 for key in list(failures):
                     own, sharded = rel_error(ref[key], truth[key]), rel_error(got[key], truth[key])
                     arbitrated[key] = {"one_device_vs_float64": own, "sharded_vs_float64": sharded}
-                    if sharded <= max(2.0 * own, RTOL):
+                    if sharded <= max(2.0 * own, 2.0 * RTOL):
                         failures.remove(key)
             entry.update(ok=not failures, errors=errors, arbitrated=arbitrated, checked=sorted(ref),
                          failures=[f"{key}: relative error {errors[key]:.3g} > {RTOL}"
@@ -190,6 +192,8 @@ _SCRIPT = textwrap.dedent(
 )
 
 _NAMES = sorted(all_specs())
+# One worker runs the whole file: the module fixture's subprocess (every loss on 8 devices) then runs once.
+pytestmark = pytest.mark.xdist_group("test_sharded")
 
 
 @pytest.fixture(scope="module")
