@@ -26,6 +26,33 @@ from jaxloss.testing import check_loss
 ALPHA_CHECKS = ["call", "jit", "trace", "vmap", "grad", "edge", "dtype"]
 
 
+# Compiled programs shared by the tests: alpha and scale are traced arguments, so
+# one program per input shape and dtype serves every alpha (the loss has no
+# Python branch on their values; a concrete alpha only adds the trace-time
+# checks, which tests of their own cover). Compiling a program per alpha, or
+# running the loss op by op, was most of this file's time.
+def _general_none(x, alpha, scale):
+    return general_robust_loss(x, alpha=alpha, scale=scale, reduction="none")
+
+
+def _general_sum(x, alpha, scale):
+    return general_robust_loss(x, alpha=alpha, scale=scale, reduction="sum")
+
+
+def _nll_none(x, alpha, scale):
+    return adaptive_robust_nll(x, alpha=alpha, scale=scale, reduction="none")
+
+
+_RHO = jax.jit(_general_none)
+_PSI = jax.jit(jax.vmap(jax.grad(_general_sum), in_axes=(0, None, None)))   # d rho / d x, one residual at a time
+_D_ALPHA = jax.jit(jax.jacfwd(_general_none, argnums=1))                     # forward mode
+_D_SCALE = jax.jit(jax.jacrev(_general_none, argnums=2))                     # reverse mode
+_PARTS = jax.jit(lambda x, a, s: (_general_sum(x, a, s), jax.grad(_general_sum, argnums=(0, 1, 2))(x, a, s)))
+_NLL = jax.jit(_nll_none)
+_NLL_DENSITY = jax.jit(lambda x, a, s: jnp.exp(-adaptive_robust_nll(x[None], alpha=a, scale=s, reduction="sum")))
+_NLL_D_ALPHA = jax.jit(jax.grad(lambda a, x: adaptive_robust_nll(x, alpha=a, scale=1.0, reduction="sum")))
+
+
 # ------------------------------------------------------------------ references
 def rho_closed_form(x, alpha, c):
     """Barron section 2: the named special cases of rho."""
@@ -59,21 +86,29 @@ def psi_formula(x, alpha, c):
     return x / c**2 * ((x / c) ** 2 / b + 1.0) ** (alpha / 2.0 - 1.0)
 
 
+def _density_formula(x, alpha):
+    """exp(-rho(x, alpha, 1)) by Barron equation 1 for one Python float (``rho_formula`` with ``math``:
+    quad calls it thousands of times, and NumPy's per-call overhead on scalars dominated)."""
+    b = abs(alpha - 2.0)
+    t = 0.5 * alpha * math.log1p(x * x / b)
+    return 0.0 if t > 700.0 else math.exp(-b / alpha * math.expm1(t))
+
+
 def log_partition_quad(alpha):
     """log of the integral of exp(-rho(x, alpha, 1)) over the real line, by quadrature."""
     if alpha == 2.0:
-        f = lambda x: np.exp(-0.5 * x * x)  # noqa: E731
+        f = lambda x: math.exp(-0.5 * x * x)  # noqa: E731
     elif alpha == 0.0:
         f = lambda x: 1.0 / (0.5 * x * x + 1.0)  # noqa: E731
     else:
-        f = lambda x: np.exp(-rho_formula(x, alpha, 1.0))  # noqa: E731
+        f = lambda x: _density_formula(x, alpha)  # noqa: E731
     head = integrate.quad(f, 0.0, 1.0, epsabs=0.0, epsrel=1e-12, limit=200)[0]
     tail = integrate.quad(f, 1.0, np.inf, epsabs=0.0, epsrel=1e-12, limit=200)[0]
     return math.log(2.0 * (head + tail))
 
 
-def rho(x, alpha, c=1.0, **kw):
-    return np.asarray(general_robust_loss(x, alpha=alpha, scale=c, reduction="none", **kw), np.float64)
+def rho(x, alpha, c=1.0):
+    return np.asarray(_RHO(x, float(alpha), float(c)), np.float64)
 
 
 X = np.linspace(-6.0, 6.0, 49)
@@ -94,7 +129,7 @@ def test_special_cases_match_closed_forms(alpha, scale):
 @pytest.mark.parametrize("alpha", [-50.0, -7.0, -1.0, -0.3, 1e-3, 0.5, 1.5, 1.8, 1.95, 2.05, 2.5, 3.0, 4.0])
 def test_general_formula_float64(alpha):
     """Barron equation 1 in float64, residuals up to 10 scales."""
-    x = np.linspace(-10.0, 10.0, 81) if alpha <= 2.5 else np.linspace(-4.0, 4.0, 33)
+    x = np.linspace(-10.0, 10.0, 81) if alpha <= 2.5 else np.linspace(-4.0, 4.0, 81)
     with jax.enable_x64(True):
         got = rho(jnp.asarray(x, jnp.float64), alpha, 1.7)
     np.testing.assert_allclose(got, rho_formula(x, alpha, 1.7), rtol=1e-12, atol=1e-15)
@@ -112,8 +147,7 @@ def test_gradient_wrt_residuals_is_psi(alpha):
     else:
         expect = psi_formula(x, alpha, c)
     with jax.enable_x64(True):
-        got = jax.vmap(jax.grad(lambda r: general_robust_loss(r, alpha=alpha, scale=c, reduction="sum")))(
-            jnp.asarray(x, jnp.float64))
+        got = _PSI(jnp.asarray(x, jnp.float64), alpha, c)
     np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
 
 
@@ -126,9 +160,8 @@ def test_gradients_wrt_alpha_and_scale_match_finite_differences(alpha):
     dc = (rho_formula(x, alpha, c + h) - rho_formula(x, alpha, c - h)) / (2 * h)
     with jax.enable_x64(True):
         xs = jnp.asarray(x, jnp.float64)
-        f = lambda a, s: general_robust_loss(xs, alpha=a, scale=s, reduction="none")  # noqa: E731
-        ga = jax.jacfwd(f, argnums=0)(jnp.float64(alpha), jnp.float64(c))
-        gc = jax.jacrev(f, argnums=1)(jnp.float64(alpha), jnp.float64(c))
+        ga = _D_ALPHA(xs, jnp.float64(alpha), jnp.float64(c))   # jax.jacfwd
+        gc = _D_SCALE(xs, jnp.float64(alpha), jnp.float64(c))   # jax.jacrev
     np.testing.assert_allclose(ga, da, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(gc, dc, rtol=1e-6, atol=1e-9)
 
@@ -180,9 +213,7 @@ def test_continuous_across_zero_and_two(point, dtype):
         x = jnp.asarray([-3.0, -0.4, 0.0, 0.9, 2.5], dtype)
 
         def parts(alpha):
-            f = lambda r, a, s: general_robust_loss(r, alpha=a, scale=s, reduction="sum")  # noqa: E731
-            value = f(x, alpha, jnp.asarray(1.2, dtype))
-            grads = jax.grad(f, argnums=(0, 1, 2))(x, jnp.asarray(alpha, dtype), jnp.asarray(1.2, dtype))
+            value, grads = _PARTS(x, jnp.asarray(alpha, dtype), jnp.asarray(1.2, dtype))
             return [np.asarray(value, np.float64)] + [np.asarray(g, np.float64) for g in grads]
 
         at = parts(point)
@@ -214,25 +245,50 @@ def test_continuous_across_zero_and_two(point, dtype):
 VARIANTS = [0.0, 1e-6, -1e-6, 2.0, 2.0 - 1e-4, 2.0 + 1e-4, 1.0, -2.0, -1e6, -np.inf, np.inf, 3.5]
 
 
-@pytest.mark.parametrize("alpha", VARIANTS, ids=[repr(a) for a in VARIANTS])
-def test_check_loss_general_alpha_variants(alpha):
+NLL_VARIANTS = [0.0, 1e-4, 2.0 - 1e-4, 2.0, 2.0 + 1e-4, 4.0]
+
+# Every alpha variant goes through check_loss in one call: three output columns per
+# variant (alpha is an array broadcast over the batch, Barron's per-dimension
+# setting), so the checks compile once instead of once per alpha. Each check is
+# elementwise except the finite-difference one, which compares one random
+# directional derivative of the mean over all columns: with n variants a wrong
+# gradient in one variant moves it n times less than in a 6 x 3 example alone,
+# so its tolerance is n times tighter than the default 1e-4 (float64 differences
+# are good to about 1e-9 here).
+
+
+def test_check_loss_general_alpha_variants_and_array_scale():
+    """Every alpha variant passes the alpha-dependent checks, with one alpha and one scale per output
+    dimension broadcast over the batch (Barron's adaptive setting): scales 0.5, 1.3 and 2.0 per variant."""
     rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 1.5, (6, 3))
-    check_loss(general_robust_loss, x, alpha=alpha, scale=1.3, only=ALPHA_CHECKS)
+    x = rng.normal(0.0, 1.5, (6, 3 * len(VARIANTS)))
+    alpha = np.repeat(np.asarray(VARIANTS), 3)
+    scale = np.tile([0.5, 1.3, 2.0], len(VARIANTS))
+    check_loss(general_robust_loss, x, alpha=alpha, scale=scale, only=ALPHA_CHECKS,
+               grad_tolerance=1e-4 / len(VARIANTS))
 
 
-def test_check_loss_general_array_alpha_and_scale():
-    """One alpha and one scale per output dimension, broadcast over the batch (Barron's adaptive setting)."""
-    rng = np.random.default_rng(1)
-    x = rng.normal(0.0, 1.5, (6, 4))
-    check_loss(general_robust_loss, x, alpha=np.array([-np.inf, 0.0, 2.0, 1.0]),
-               scale=np.array([0.5, 1.0, 2.0, 1.3]), only=ALPHA_CHECKS)
-
-
-@pytest.mark.parametrize("alpha", [0.0, 1e-4, 2.0 - 1e-4, 2.0, 2.0 + 1e-4, 4.0])
-def test_check_loss_nll_alpha_variants(alpha):
+def test_check_loss_nll_alpha_variants():
     rng = np.random.default_rng(2)
-    check_loss(adaptive_robust_nll, rng.normal(0.0, 1.5, (6, 3)), alpha=alpha, scale=0.8, only=ALPHA_CHECKS)
+    x = rng.normal(0.0, 1.5, (6, 3 * len(NLL_VARIANTS)))
+    check_loss(adaptive_robust_nll, x, alpha=np.repeat(np.asarray(NLL_VARIANTS), 3), scale=0.8, only=ALPHA_CHECKS,
+               grad_tolerance=1e-4 / len(NLL_VARIANTS))
+
+
+_TRACED_MEAN = {
+    "general": (general_robust_loss, 1.3, jax.jit(lambda x, a, s: general_robust_loss(x, alpha=a, scale=s))),
+    "nll": (adaptive_robust_nll, 0.8, jax.jit(lambda x, a, s: adaptive_robust_nll(x, alpha=a, scale=s))),
+}
+
+
+@pytest.mark.parametrize("loss,alpha", [("general", a) for a in VARIANTS] + [("nll", a) for a in NLL_VARIANTS],
+                         ids=[f"general-{a!r}" for a in VARIANTS] + [f"nll-{a!r}" for a in NLL_VARIANTS])
+def test_traced_scalar_alpha_and_scale_equal_python_floats(loss, alpha):
+    """check_loss's "trace" check per alpha variant: traced scalar alpha and scale give the value of Python floats."""
+    fn, scale, traced = _TRACED_MEAN[loss]
+    x = np.random.default_rng(3).normal(0.0, 1.5, (6, 3)).astype(np.float32)
+    eager = fn(x, alpha=alpha, scale=scale)   # Python floats, op by op
+    np.testing.assert_allclose(traced(x, jnp.float32(alpha), jnp.float32(scale)), eager, rtol=1e-5, atol=1e-6)
 
 
 def test_masked_hyper_parameters_do_not_leak():
@@ -268,10 +324,11 @@ def test_errors_name_the_function_and_argument():
 
 
 # ------------------------------------------------------------ log partition and NLL
-def _log_z(alpha):
-    """log Z(alpha) through the public NLL: at x = 0, scale = 1 it is exactly log Z."""
+def _log_z(alphas):
+    """log Z(alpha) through the public NLL: at x = 0, scale = 1 it is exactly log Z (one value per alpha)."""
     with jax.enable_x64(True):
-        return float(adaptive_robust_nll(jnp.zeros(1, jnp.float64), alpha=jnp.float64(alpha), scale=1.0))
+        alphas = jnp.asarray(alphas, jnp.float64)
+        return np.asarray(_NLL(jnp.zeros_like(alphas), alphas, 1.0), np.float64)
 
 
 def test_log_partition_matches_quadrature():
@@ -280,15 +337,16 @@ def test_log_partition_matches_quadrature():
     alphas = np.concatenate([[0.0, 1e-3, 0.5, 1.0, 2.0 - 1e-3, 2.0 - 1e-5, 2.0, 2.0 + 1e-5, 2.0 + 1e-3, 3.0, 4.0],
                              rng.uniform(0.0, 4.0, 20),
                              (np.arange(12) + 0.5) / 256.0 + 1.95])  # knot midpoints around 2
-    for alpha in alphas:
+    got = _log_z(alphas)
+    for alpha, log_z in zip(alphas, got):
         expect = log_partition_quad(float(alpha))
-        assert abs(_log_z(alpha) - expect) <= 1e-6 * abs(expect), (alpha, _log_z(alpha), expect)
+        assert abs(log_z - expect) <= 1e-6 * abs(expect), (alpha, log_z, expect)
 
 
 def test_log_partition_closed_forms():
     """Z(2) = sqrt(2 pi) (Gaussian), Z(0) = pi sqrt(2) (Cauchy with scale sqrt(2))."""
-    np.testing.assert_allclose(_log_z(2.0), 0.5 * math.log(2.0 * math.pi), rtol=1e-12)
-    np.testing.assert_allclose(_log_z(0.0), math.log(math.pi * math.sqrt(2.0)), rtol=1e-12)
+    np.testing.assert_allclose(_log_z([2.0, 0.0]), [0.5 * math.log(2.0 * math.pi), math.log(math.pi * math.sqrt(2.0))],
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 1.9999, 2.0, 3.0, 4.0])
@@ -296,8 +354,7 @@ def test_log_partition_closed_forms():
 def test_nll_is_a_normalised_density(alpha, scale):
     """The integral of exp(-nll(x)) over the real line is 1."""
     with jax.enable_x64(True):
-        nll = jax.jit(lambda x: adaptive_robust_nll(x, alpha=alpha, scale=scale, reduction="none"))
-        density = lambda x: float(jnp.exp(-nll(jnp.asarray([x], jnp.float64)))[0])  # noqa: E731
+        density = lambda x: float(_NLL_DENSITY(np.float64(x), np.float64(alpha), np.float64(scale)))  # noqa: E731
         total = 2.0 * (integrate.quad(density, 0.0, scale, epsrel=1e-10, limit=200)[0]
                        + integrate.quad(density, scale, np.inf, epsrel=1e-10, limit=200)[0])
     np.testing.assert_allclose(total, 1.0, rtol=2e-6)
@@ -307,8 +364,8 @@ def test_nll_special_cases_are_gaussian_and_cauchy():
     """alpha = 2: Normal(0, c); alpha = 0: Cauchy with scale sqrt(2) c (scipy.stats)."""
     x = np.linspace(-5.0, 5.0, 21)
     with jax.enable_x64(True):
-        gauss = adaptive_robust_nll(jnp.asarray(x), alpha=2.0, scale=1.5, reduction="none")
-        cauchy = adaptive_robust_nll(jnp.asarray(x), alpha=0.0, scale=1.5, reduction="none")
+        gauss = _NLL(jnp.asarray(x), 2.0, 1.5)
+        cauchy = _NLL(jnp.asarray(x), 0.0, 1.5)
     np.testing.assert_allclose(gauss, -stats.norm.logpdf(x, scale=1.5), rtol=1e-10)
     np.testing.assert_allclose(cauchy, -stats.cauchy.logpdf(x, scale=math.sqrt(2.0) * 1.5), rtol=1e-10)
 
@@ -321,18 +378,19 @@ def test_nll_gradient_wrt_alpha_matches_finite_differences():
         dlogz = (log_partition_quad(alpha + h) - log_partition_quad(alpha - h)) / (2 * h)
         drho = (rho_formula(x, alpha + h, 1.0) - rho_formula(x, alpha - h, 1.0)) / (2 * h)
         with jax.enable_x64(True):
-            g = jax.grad(lambda a: adaptive_robust_nll(jnp.asarray(x), alpha=a, scale=1.0, reduction="sum"))(
-                jnp.float64(alpha))
+            g = _NLL_D_ALPHA(jnp.float64(alpha), jnp.asarray(x))
         np.testing.assert_allclose(g, np.sum(drho) + 3 * dlogz, rtol=1e-5)
 
 
 def test_nll_traced_alpha_outside_range_is_clamped_with_zero_gradient():
     x = jnp.asarray([0.5, -2.0])
-    f = jax.jit(lambda a: adaptive_robust_nll(x, alpha=a, scale=1.0))
-    np.testing.assert_allclose(f(-0.5), f(0.0), rtol=1e-7)
-    np.testing.assert_allclose(f(7.0), f(4.0), rtol=1e-7)
-    assert float(jax.grad(f)(-0.5)) == 0.0 and float(jax.grad(f)(7.0)) == 0.0
-    assert float(jax.grad(f)(0.0)) != 0.0  # one-sided gradient kept at the end point
+    f = jax.jit(jax.value_and_grad(lambda a: adaptive_robust_nll(x, alpha=a, scale=1.0)))
+    (v_below, g_below), (v_low, g_low) = f(-0.5), f(0.0)
+    (v_above, g_above), (v_high, _) = f(7.0), f(4.0)
+    np.testing.assert_allclose(v_below, v_low, rtol=1e-7)
+    np.testing.assert_allclose(v_above, v_high, rtol=1e-7)
+    assert float(g_below) == 0.0 and float(g_above) == 0.0
+    assert float(g_low) != 0.0  # one-sided gradient kept at the end point
 
 
 def test_nll_maximum_likelihood_recovers_the_shape():
@@ -340,10 +398,14 @@ def test_nll_maximum_likelihood_recovers_the_shape():
     rng = np.random.default_rng(0)
     alphas = np.linspace(0.0, 4.0, 21)
 
+    @jax.jit
+    def nll_grid(x, alphas, scales):
+        return jax.vmap(jax.vmap(lambda a, c: adaptive_robust_nll(x, alpha=a, scale=c), (None, 0)), (0, None))(
+            alphas, scales)
+
     def best_alpha(x):
         scales = np.geomspace(0.3, 3.0, 24)
-        grid = jax.vmap(jax.vmap(lambda a, c: adaptive_robust_nll(x, alpha=a, scale=c), (None, 0)), (0, None))(
-            jnp.asarray(alphas, jnp.float32), jnp.asarray(scales, jnp.float32))
+        grid = nll_grid(x, jnp.asarray(alphas, jnp.float32), jnp.asarray(scales, jnp.float32))
         return alphas[int(np.argmin(np.min(np.asarray(grid), axis=1)))]
 
     assert abs(best_alpha(jnp.asarray(rng.normal(size=4000), jnp.float32)) - 2.0) <= 0.2
