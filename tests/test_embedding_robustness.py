@@ -6,9 +6,15 @@
 * A batch of size 0 gives 0.0 with zero gradients for ``"mean"`` and
   ``"sum"``, and an empty array for ``"none"`` (an empty denominator, as the
   contract's reduction rules say), never "zero-size array to reduction".
+
+Every loss is called under ``jax.jit`` (one program per loss, option set and
+shape): the suite's cost is XLA compilation, and eager calls compile each
+primitive on their own.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -80,17 +86,25 @@ def _with_nan(args, i, row):
     return tuple(a if j == i else x for j, x in enumerate(args))
 
 
+@functools.cache
+def _three_reductions(name):
+    """The loss's "mean", "sum" and "none" values as one compiled program."""
+    fn = {**LOSSES, **PER_PROXY}[name][0]
+    return jax.jit(lambda *args: (fn(*args), fn(*args, reduction="sum"), fn(*args, reduction="none")))
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_nan_in_unmasked_input_gives_nan(name):
-    fn, make, batched = LOSSES[name]
+    _, make, batched = LOSSES[name]
     args = make(np.random.default_rng(0), _B)
-    assert np.isfinite(float(fn(*args)))
+    reductions = _three_reductions(name)
+    assert np.isfinite(float(reductions(*args)[0]))
     for i in _float_positions(args):
         row = 2 if i in batched else 1  # a class center / proxy row, or example 2
-        bad = _with_nan(args, i, row)
-        assert np.isnan(float(fn(*bad))), (name, i)
-        assert np.isnan(float(fn(*bad, reduction="sum"))), (name, i)
-        none = np.asarray(fn(*bad, reduction="none"))
+        mean, total, none = reductions(*_with_nan(args, i, row))
+        assert np.isnan(float(mean)), (name, i)
+        assert np.isnan(float(total)), (name, i)
+        none = np.asarray(none)
         if i in batched:
             assert np.isnan(none[2]), (name, i, none)  # at least the poisoned example itself
         else:
@@ -107,7 +121,6 @@ def test_nan_at_masked_example_contributes_nothing(name):
         bad = _with_nan(bad, i, 2)
     where = np.arange(_B) != 2
     sliced = tuple(np.delete(a, 2, axis=0) if j in batched else a for j, a in enumerate(args))
-    np.testing.assert_allclose(fn(*bad, where=where), fn(*sliced), rtol=1e-5, atol=1e-6)
 
     def f(*xs):
         full = list(bad)
@@ -115,7 +128,9 @@ def test_nan_at_masked_example_contributes_nothing(name):
             full[i] = x
         return fn(*full, where=where)
 
-    grads = jax.grad(f, argnums=tuple(range(len(floats))))(*[jnp.asarray(bad[i]) for i in floats])
+    value, grads = jax.jit(jax.value_and_grad(f, argnums=tuple(range(len(floats)))))(
+        *[jnp.asarray(bad[i]) for i in floats])
+    np.testing.assert_allclose(value, jax.jit(fn)(*sliced), rtol=1e-5, atol=1e-6)
     for g in grads:
         g = np.asarray(g)
         assert np.all(np.isfinite(g)) and np.all(g[2] == 0), (name, g)
@@ -126,17 +141,22 @@ def test_empty_batch_gives_zero_with_zero_gradients(name):
     fn, make, batched = {**LOSSES, **PER_PROXY}[name]
     args = make(np.random.default_rng(2), 0)
     floats = _float_positions(args)
-    for reduction in ("mean", "sum"):
-        def f(*xs, reduction=reduction):
-            full = list(args)
-            for i, x in zip(floats, xs):
-                full[i] = x
-            return fn(*full, reduction=reduction)
 
-        value, grads = jax.value_and_grad(f, argnums=tuple(range(len(floats))))(*[jnp.asarray(args[i]) for i in floats])
+    def f(*xs, reduction):
+        full = list(args)
+        for i, x in zip(floats, xs):
+            full[i] = x
+        return fn(*full, reduction=reduction)
+
+    def all_reductions(*xs):
+        argnums = tuple(range(len(floats)))
+        return ({reduction: jax.value_and_grad(functools.partial(f, reduction=reduction), argnums=argnums)(*xs)
+                 for reduction in ("mean", "sum")}, f(*xs, reduction="none"))
+
+    reduced, none = jax.jit(all_reductions)(*[jnp.asarray(args[i]) for i in floats])
+    for reduction, (value, grads) in reduced.items():
         assert float(value) == 0.0, (name, reduction, value)
         for g in grads:
             assert np.all(np.asarray(g) == 0), (name, reduction)
-    none = fn(*args, reduction="none")
     expected = (0,) if name not in PER_PROXY else (_C,)
     assert none.shape == expected and np.all(np.asarray(none) == 0), (name, none)
