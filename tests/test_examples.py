@@ -52,7 +52,7 @@ def test_custom_loss_example_runs(capsys):
 
 # ---------------------------------------------------------------------------
 # Every example runs in CI: each script under examples/ is found here and run with --smoke
-# (a few steps on tiny data) in its own interpreter, so an example cannot rot unnoticed.
+# (a few steps on tiny data) through its main(argv), so an example cannot rot unnoticed.
 
 import os  # noqa: E402
 import subprocess  # noqa: E402
