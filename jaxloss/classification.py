@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -189,10 +189,11 @@ def _kl_log_targets_guarded(log_p: Array, log_t: Array, ax: int) -> Array:
 # operand (a NaN log-probability gave +inf). So on CPU the value is the peer's unguarded formula, whose
 # edge cases (0 * inf) all show up as a non-finite row, and only then is the guarded one computed.
 _YNN_MIN_ELEMENTS = 4096
+_PerExample = Callable[[Array, Array, int], Array]  # (a, b, class axis) -> per-example values
 
 
 @functools.lru_cache(maxsize=None)
-def _unless_nonfinite(fast: Any, guarded: Any, ax: int) -> Any:
+def _unless_nonfinite(fast: _PerExample, guarded: _PerExample, ax: int) -> Any:
     """``(a, b) -> fast(a, b, ax)``, recomputed as ``guarded(a, b, ax)`` when any row of it is not finite.
 
     ``fast`` is an unguarded per-example formula that equals ``guarded`` on every
@@ -211,8 +212,9 @@ def _unless_nonfinite(fast: Any, guarded: Any, ax: int) -> Any:
         if max(a.size, b.size) < _YNN_MIN_ELEMENTS:
             return guarded(a, b, ax)
         first = fast(a, b, ax)
-        return jax.lax.cond(jnp.any(~jnp.isfinite(first)), lambda a, b, _: guarded(a, b, ax),
-                            lambda a, b, f: f, a, b, first)
+        out: Array = jax.lax.cond(jnp.any(~jnp.isfinite(first)), lambda a, b, _: guarded(a, b, ax),
+                                  lambda a, b, f: f, a, b, first)
+        return out
 
     @values.def_vmap
     def _values_vmap(axis_size: int, in_batched: list[bool], a: Array, b: Array) -> tuple[Array, bool]:
@@ -222,11 +224,12 @@ def _unless_nonfinite(fast: Any, guarded: Any, ax: int) -> Any:
     return values
 
 
-def _on_cpu_unless_nonfinite(fast: Any, guarded: Any, a: Array, b: Array, ax: int) -> Array:
+def _on_cpu_unless_nonfinite(fast: _PerExample, guarded: _PerExample, a: Array, b: Array, ax: int) -> Array:
     """:func:`_unless_nonfinite` on CPU; ``guarded`` (whose selects fuse) on other backends."""
     ax = ax - a.ndim if ax >= 0 else ax
-    return jax.lax.platform_dependent(a, b, cpu=_unless_nonfinite(fast, guarded, ax),
-                                      default=functools.partial(guarded, ax=ax))
+    out: Array = jax.lax.platform_dependent(a, b, cpu=_unless_nonfinite(fast, guarded, ax),
+                                            default=lambda a, b: guarded(a, b, ax))
+    return out
 
 
 def _kl_log_targets_fast(log_p: Array, log_t: Array, ax: int) -> Array:
