@@ -99,10 +99,10 @@ def _dino_center_reference(center, teacher_output, momentum=0.9, world_size=1):
 def test_byol_equals_reference_and_stops_target_gradient():
     rng = np.random.default_rng(0)
     q, z = rng.normal(size=(2, 5, 6)).astype(np.float32), rng.normal(size=(2, 5, 6)).astype(np.float32)
-    got = ssl.byol_loss(jnp.asarray(q), jnp.asarray(z), reduction="none")
+    got = jax.jit(lambda a, b: ssl.byol_loss(a, b, reduction="none"))(jnp.asarray(q), jnp.asarray(z))
     assert got.shape == (2, 5)
     assert _rel(got, _byol_reference(q.astype(np.float64), z.astype(np.float64))) < 1e-5
-    g_target = jax.grad(lambda t: ssl.byol_loss(jnp.asarray(q), t))(jnp.asarray(z))
+    g_target = jax.jit(jax.grad(lambda t: ssl.byol_loss(jnp.asarray(q), t)))(jnp.asarray(z))
     assert np.all(np.asarray(g_target) == 0)
     with jax.enable_x64(True):
         z64 = jnp.asarray(z, jnp.float64)
@@ -114,11 +114,11 @@ def test_simsiam_equals_reference_and_stops_projection_gradient():
     rng = np.random.default_rng(1)
     p1, p2, z1, z2 = (rng.normal(size=(7, 5)).astype(np.float32) for _ in range(4))
     args = tuple(map(jnp.asarray, (p1, p2, z1, z2)))
-    got = ssl.simsiam_loss(*args, reduction="none")
+    got, g = jax.jit(lambda *a: (ssl.simsiam_loss(*a, reduction="none"),
+                                 jax.grad(ssl.simsiam_loss, argnums=(0, 1, 2, 3))(*a)))(*args)
     ref = _simsiam_reference(*(a.astype(np.float64) for a in (p1, p2, z1, z2)))
     # Values near 0 (cosines of random vectors): relative to 1e-5 with an absolute floor.
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
-    g = jax.grad(lambda *a: ssl.simsiam_loss(*a), argnums=(0, 1, 2, 3))(*args)
     assert np.all(np.asarray(g[2]) == 0) and np.all(np.asarray(g[3]) == 0)
     assert np.any(np.asarray(g[0]) != 0) and np.any(np.asarray(g[1]) != 0)
     with jax.enable_x64(True):
@@ -142,8 +142,9 @@ def test_barlow_twins_equals_reference():
     rng = np.random.default_rng(3)
     z1 = rng.normal(size=(16, 6)).astype(np.float32)
     z2 = (z1 + 0.5 * rng.normal(size=(16, 6))).astype(np.float32)
+    barlow = jax.jit(lambda a, b, lambd: ssl.barlow_twins_loss(a, b, lambda_offdiagonal=lambd))  # one program
     for lambd in (5e-3, 0.5):
-        got = ssl.barlow_twins_loss(jnp.asarray(z1), jnp.asarray(z2), lambda_offdiagonal=lambd)
+        got = barlow(jnp.asarray(z1), jnp.asarray(z2), lambd)
         assert got.shape == ()
         assert _rel(got, _barlow_reference(z1.astype(np.float64), z2.astype(np.float64), lambd)) < 1e-5
 
@@ -166,10 +167,11 @@ def test_vicreg_equals_reference():
     z1 = (0.7 * rng.normal(size=(10, 6))).astype(np.float32)
     z1[:, 0] *= 3.0                                         # one feature with std above 1 (relu inactive)
     z2 = (z1 + 0.3 * rng.normal(size=(10, 6))).astype(np.float32)
-    got = ssl.vicreg_loss(jnp.asarray(z1), jnp.asarray(z2))
+    vicreg = jax.jit(lambda a, b, inv, var, cov, eps: ssl.vicreg_loss(
+        a, b, invariance_weight=inv, variance_weight=var, covariance_weight=cov, epsilon=eps))  # one program
+    got = jax.jit(ssl.vicreg_loss)(jnp.asarray(z1), jnp.asarray(z2))   # the defaults
     assert _rel(got, _vicreg_reference(z1.astype(np.float64), z2.astype(np.float64))) < 1e-5
-    got = ssl.vicreg_loss(jnp.asarray(z1), jnp.asarray(z2), invariance_weight=1.0, variance_weight=2.0,
-                          covariance_weight=0.5, epsilon=1e-3)
+    got = vicreg(jnp.asarray(z1), jnp.asarray(z2), 1.0, 2.0, 0.5, 1e-3)
     ref = _vicreg_reference(z1.astype(np.float64), z2.astype(np.float64), 1.0, 2.0, 0.5, 1e-3)
     assert _rel(got, ref) < 1e-5
 
@@ -194,34 +196,35 @@ def test_batch_global_where_equals_slicing(name):
     keep = np.array([True, False, True, True, False, True, True, True, False])
     p1, p2 = z1.copy(), z2.copy()
     p1[~keep], p2[~keep] = np.nan, np.inf
-    where = jnp.asarray(keep)
-    np.testing.assert_allclose(fn(jnp.asarray(p1), jnp.asarray(p2), where=where),
-                               fn(jnp.asarray(z1[keep]), jnp.asarray(z2[keep])), rtol=1e-5)
-    grads = jax.jit(jax.grad(lambda a, b: fn(a, b, where=where), argnums=(0, 1)))(jnp.asarray(p1), jnp.asarray(p2))
-    sliced = jax.jit(jax.grad(fn, argnums=(0, 1)))(jnp.asarray(z1[keep]), jnp.asarray(z2[keep]))
+    # One compiled value-and-gradient program for the masked batches, one for the sliced one.
+    masked_vg = jax.jit(jax.value_and_grad(lambda a, b, w: fn(a, b, where=w), argnums=(0, 1)))
+    value, grads = masked_vg(jnp.asarray(p1), jnp.asarray(p2), jnp.asarray(keep))
+    expect, sliced = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(jnp.asarray(z1[keep]), jnp.asarray(z2[keep]))
+    np.testing.assert_allclose(value, expect, rtol=1e-5)
     for g, s in zip(grads, sliced):
         assert np.all(np.asarray(g)[~keep] == 0)
         np.testing.assert_allclose(np.asarray(g)[keep], s, rtol=1e-4, atol=1e-6)
     # Nothing left: 0 with zero gradient.
-    none = jnp.zeros(9, bool)
-    value, g = jax.value_and_grad(lambda a: fn(a, jnp.asarray(z2), where=none))(jnp.asarray(z1))
-    assert float(value) == 0.0 and not np.any(g)
+    value, grads = masked_vg(jnp.asarray(z1), jnp.asarray(z2), jnp.zeros(9, bool))
+    assert float(value) == 0.0 and not any(np.any(g) for g in grads)
 
 
 @pytest.mark.parametrize("name", ["barlow_twins_loss", "vicreg_loss"])
 def test_zero_variance_embeddings_are_finite(name):
     fn = getattr(ssl, name)
     constant = jnp.tile(jnp.arange(4.0, dtype=jnp.float32), (6, 1))   # every example the same
+    value_and_grad = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))
     for a, b in ((constant, constant), (constant, jnp.zeros((6, 4))),
                  (constant, jnp.asarray(np.random.default_rng(8).normal(size=(6, 4)), jnp.float32))):
-        value, grads = jax.value_and_grad(fn, argnums=(0, 1))(a, b)
+        value, grads = value_and_grad(a, b)
         assert np.isfinite(float(value)) and all(np.all(np.isfinite(g)) for g in grads)
+    collapsed = value_and_grad(constant, constant)[0]
     if name == "vicreg_loss":
         # A collapsed encoder pays the full variance term, 25 * (1 - sqrt(1e-4)) / 2 per view.
-        np.testing.assert_allclose(fn(constant, constant), 25.0 * (1.0 - 0.01), rtol=1e-6)
+        np.testing.assert_allclose(collapsed, 25.0 * (1.0 - 0.01), rtol=1e-6)
     else:
         # Barlow Twins of a collapsed encoder: C = 0, so the loss is the on-diagonal D.
-        np.testing.assert_allclose(fn(constant, constant), 4.0, rtol=1e-6)
+        np.testing.assert_allclose(collapsed, 4.0, rtol=1e-6)
 
 
 def test_batch_global_losses_raise_on_bad_shapes():
@@ -242,9 +245,9 @@ def test_dino_equals_reference():
     student = rng.normal(size=(crops, batch, k)).astype(np.float32)
     teacher = (2.0 * rng.normal(size=(2, batch, k))).astype(np.float32)
     center = (0.3 * rng.normal(size=k)).astype(np.float32)
+    dino = jax.jit(lambda s, t, c, ts, tt: ssl.dino_loss(s, t, c, student_temperature=ts, teacher_temperature=tt))
     for ts, tt in ((0.1, 0.04), (0.2, 0.07)):
-        got = ssl.dino_loss(jnp.asarray(student), jnp.asarray(teacher), jnp.asarray(center),
-                            student_temperature=ts, teacher_temperature=tt)
+        got = dino(jnp.asarray(student), jnp.asarray(teacher), jnp.asarray(center), ts, tt)
         ref = _dino_reference(student.reshape(-1, k).astype(np.float64), teacher.reshape(-1, k).astype(np.float64),
                               center.astype(np.float64), crops, ts, tt)
         assert _rel(got, ref) < 1e-5
@@ -253,7 +256,7 @@ def test_dino_equals_reference():
 def test_dino_gradient_reaches_the_student_only():
     rng = np.random.default_rng(10)
     s, t, c = (jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in ((3, 4, 5), (2, 4, 5), (5,)))
-    gs, gt, gc = jax.grad(ssl.dino_loss, argnums=(0, 1, 2))(s, t, c)
+    gs, gt, gc = jax.jit(jax.grad(ssl.dino_loss, argnums=(0, 1, 2)))(s, t, c)
     assert np.any(np.asarray(gs) != 0) and not np.any(gt) and not np.any(gc)
     with jax.enable_x64(True):
         t64, c64 = jnp.asarray(t, jnp.float64), jnp.asarray(c, jnp.float64)
@@ -269,17 +272,16 @@ def test_dino_where_equals_slicing():
     keep = np.array([True, True, False, True, False])
     ps, pt = s.copy(), t.copy()
     ps[:, ~keep], pt[:, ~keep] = np.nan, np.nan
-    masked = ssl.dino_loss(jnp.asarray(ps), jnp.asarray(pt), jnp.asarray(c), where=jnp.asarray(keep))
-    sliced = ssl.dino_loss(jnp.asarray(s[:, keep]), jnp.asarray(t[:, keep]), jnp.asarray(c))
+    masked, g = jax.jit(jax.value_and_grad(lambda x, y, w: ssl.dino_loss(x, y, jnp.asarray(c), where=w)))(
+        jnp.asarray(ps), jnp.asarray(pt), jnp.asarray(keep))
+    sliced = jax.jit(ssl.dino_loss)(jnp.asarray(s[:, keep]), jnp.asarray(t[:, keep]), jnp.asarray(c))
     np.testing.assert_allclose(masked, sliced, rtol=1e-6)
-    g = jax.jit(jax.grad(lambda x: ssl.dino_loss(x, jnp.asarray(pt), jnp.asarray(c), where=jnp.asarray(keep))))(
-        jnp.asarray(ps))
     assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[:, ~keep] == 0)
 
 
 def test_dino_large_logits_are_finite():
     s = jnp.asarray(np.random.default_rng(12).choice([-1e4, 1e4], size=(3, 4, 5)), jnp.float32)
-    value, g = jax.value_and_grad(ssl.dino_loss)(s, -s[:2], jnp.zeros(5))
+    value, g = jax.jit(jax.value_and_grad(ssl.dino_loss))(s, -s[:2], jnp.zeros(5))
     assert np.isfinite(float(value)) and np.all(np.isfinite(g))
 
 
@@ -314,9 +316,10 @@ def test_dino_center_update_equals_reference():
 def test_per_example_losses_finite_at_zero_vectors():
     zero = jnp.zeros((3, 4))
     x = jnp.asarray(np.random.default_rng(14).normal(size=(3, 4)), jnp.float32)
-    for f in (lambda a: ssl.byol_loss(a, x), lambda a: ssl.byol_loss(x, a),
-              lambda a: ssl.simsiam_loss(a, x, x, a), lambda a: ssl.simsiam_loss(x, a, a, x)):
-        value, g = jax.value_and_grad(f)(zero)
+    fs = (lambda a: ssl.byol_loss(a, x), lambda a: ssl.byol_loss(x, a),
+          lambda a: ssl.simsiam_loss(a, x, x, a), lambda a: ssl.simsiam_loss(x, a, a, x))
+    # One compiled program for the four value-and-gradient pairs.
+    for value, g in jax.jit(lambda a: [jax.value_and_grad(f)(a) for f in fs])(zero):
         assert np.isfinite(float(value)) and np.all(np.isfinite(g))
 
 
@@ -325,6 +328,6 @@ def test_single_example_batch_is_finite():
     # divide by N - 1 = 0 and are taken as 0 (torch would give NaN), leaving invariance + variance.
     z1, z2 = jnp.array([[1.0, 2.0, 3.0]]), jnp.array([[1.0, 2.0, 4.0]])
     for fn, expected in ((ssl.barlow_twins_loss, 3.0), (ssl.vicreg_loss, 25.0 / 3.0 + 25.0 * 0.99)):
-        value, grads = jax.value_and_grad(fn, argnums=(0, 1))(z1, z2)
+        value, grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(z1, z2)
         np.testing.assert_allclose(value, expected, rtol=1e-6)
         assert all(np.all(np.isfinite(g)) for g in grads)
