@@ -155,8 +155,22 @@ def _kl_values(log_p: Array, t: Array, ax: int) -> Array:
     ``+inf``. Gradients: ``-t`` for ``log_p``; ``log t + 1 - log p`` for ``t > 0``
     and ``-log p`` (0 where ``log p = -inf``) at ``t = 0``.
     """
+    return _on_cpu_unless_nonfinite(_kl_fast, _kl_guarded, log_p, t, ax)
+
+
+def _kl_fast(log_p: Array, t: Array, ax: int) -> Array:
+    """optax's ``sum(t (log t - log p))`` unguarded: NaN at ``t = 0``, equal to :func:`_kl_guarded` elsewhere."""
+    return jnp.sum(t * (jnp.log(t) - log_p), axis=ax)
+
+
+def _kl_guarded(log_p: Array, t: Array, ax: int) -> Array:
+    """``sum(t (log t - log p))`` with one select: 0 where ``t = 0`` (also at ``log p = -inf``) unless ``log p`` is NaN.
+
+    (A max-based floor on ``log p`` here lost a NaN ``log p`` under jit on XLA:CPU: +inf instead of NaN.)
+    """
     tiny = jnp.finfo(t.dtype).tiny  # t log t -> 0 at t = 0 (the log is finite there)
-    return jnp.sum(t * (jnp.log(jnp.maximum(t, tiny)) - jnp.maximum(log_p, _zero_weight_floor(t))), axis=ax)
+    zero = (t == 0) & (log_p == log_p)
+    return jnp.sum(jnp.where(zero, jnp.zeros_like(t), t * (jnp.log(jnp.maximum(t, tiny)) - log_p)), axis=ax)
 
 
 @_kl_values.defjvp
