@@ -126,26 +126,6 @@ def _xlogx_ratio(log_a: Array, log_b: Array) -> Array:
     return jnp.where(zero, jnp.zeros_like(log_a), jnp.exp(safe_a) * (safe_a - safe_b))
 
 
-# The guards below are written with max/multiply only, no compare/select, in the forward pass: XLA:CPU
-# fuses the whole per-example value into one reduction then (its YNNPACK fusions take max, exp and log
-# but not select), as it does optax's unguarded formula; a select would materialise an [N, C] temporary
-# and add a pass over memory. The derivative conventions live in the custom JVPs, whose selects only
-# touch the tangent of the argument that needs them.
-def _zero_weight_floor(w: Array) -> Array:
-    """A floor for log values, built without a select: ``-inf`` where ``w > 0``, finite where ``w == 0``.
-
-    ``min(w * -max, 0) * max`` overflows to ``-inf`` for any weight ``w >= 2 / max``
-    (``6e-39`` in float32, ``1e-308`` in float64; smaller ones are subnormal) and
-    is 0 for ``w == 0``. ``max(log_p, floor)`` is then ``log_p`` wherever ``w``
-    is positive (``-inf`` stays ``-inf``) and finite where ``w`` is 0, so
-    ``w * max(log_p, floor)`` is ``0`` there even for ``log_p = -inf``. NaN propagates.
-    The ``min`` keeps XLA from folding the two constant factors into one ``-inf``
-    (``0 * -inf`` would be NaN).
-    """
-    big = jnp.finfo(w.dtype).max
-    return jnp.minimum(w * -big, 0.0) * big
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _kl_values(log_p: Array, t: Array, ax: int) -> Array:
     """``sum_c t_c (log t_c - log p_c)`` with ``0 log 0 = 0`` on both sides.
