@@ -35,6 +35,66 @@ PAIRWISE = [ranking.pairwise_hinge_loss, ranking.pairwise_logistic_loss]
 LISTS = LISTWISE + PAIRWISE
 
 
+# ------------------------------------------------------------ compiled once, shared
+# XLA compilation is most of this file's run time: an eager call compiles every
+# primitive for every new shape, and a gradient of an eager call dozens more.
+# The losses of one family are therefore compiled together, once per (static
+# options, argument shapes and dtypes), into one program that returns the
+# reductions a test reads and, for the tests that need it, the gradient of the
+# mean. The tests parametrized over the family run that program and read their
+# loss's entry; tests with the same shapes reuse it. Eager execution equals jit
+# for every registered loss (tests/test_invariants.py).
+VALUES = ("none", "sum", "mean")  # values only
+GRAD = ("none", "mean", "grad")  # values and the mean's gradient
+FULL = ("none", "sum", "mean", "grad")
+
+
+def _is_static(value):
+    return value is None or callable(value) or isinstance(value, (str, bool, int, float))
+
+
+def _outputs(fn, args, arrays, options, outputs, argnums):
+    out = {r: fn(*args, reduction=r, **arrays, **options) for r in outputs if r in ("none", "sum")}
+    if "grad" in outputs:
+        out["mean"], out["grad"] = jax.value_and_grad(lambda *a: fn(*a, **arrays, **options), argnums)(*args)
+    elif "mean" in outputs:
+        out["mean"] = fn(*args, **arrays, **options)
+    return out
+
+
+@functools.cache
+def _program(group, static, outputs, argnums):
+    options = dict(static)
+    return jax.jit(lambda *args, **arrays: {fn.__name__: _outputs(fn, args, arrays, options, outputs, argnums)
+                                            for fn in group})
+
+
+def _family(fn, kwargs):
+    if set(kwargs) <= {"where", "weights"}:
+        for family in (SAMPLED, LISTS):
+            if fn in family:
+                return tuple(family)
+    return (fn,)  # options of this loss only
+
+
+def _eval(fn, *args, outputs=VALUES, argnums=0, group=None, **kwargs):
+    """``{"none", "sum", "mean": fn(*args, reduction=..., **kwargs), "grad": gradient of the mean}``.
+
+    Computed in one program with the other losses of ``group`` (by default the
+    family of ``fn`` when ``kwargs`` are only ``where``/``weights``). Python
+    scalars, strings and ``None`` are static options; arrays are traced.
+    """
+    group = _family(fn, kwargs) if group is None else tuple(group)
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if _is_static(v)))
+    arrays = {k: v for k, v in kwargs.items() if not _is_static(v)}
+    return _program(group, static, outputs, argnums)(*args, **arrays)[fn.__name__]
+
+
+def _sampled(fn, pos, neg, **kwargs):
+    """Sampled losses: every reduction and the mean's gradient w.r.t. both inputs (one program per shape)."""
+    return _eval(fn, pos, neg, outputs=FULL, argnums=(0, 1), **kwargs)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -81,20 +141,26 @@ def _sampled_inputs(seed=0, shape=(3, 4), k=6):
 def test_sampled_losses_match_paper_formulas(fn, ref):
     pos, neg = _sampled_inputs(0)
     expect = ref(pos.astype(np.float64), neg.astype(np.float64))
-    got = fn(pos, neg, reduction="none")
+    out = _sampled(fn, pos, neg)
+    got = out["none"]
     assert got.shape == pos.shape and got.dtype == jnp.float32
     np.testing.assert_allclose(got, expect, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(pos, neg), expect.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], expect.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["sum"], expect.sum(), rtol=RTOL, atol=ATOL)
 
 
 def test_bpr_max_regularization():
     pos, neg = _sampled_inputs(1)
-    for lam in (0.0, 0.3, 2.0):
-        np.testing.assert_allclose(ranking.bpr_max_loss(pos, neg, regularization=lam, reduction="none"),
-                                   np_bpr_max(pos.astype(np.float64), neg.astype(np.float64), lam),
+    lams = (0.0, 0.3, 2.0)
+    # One program for every value: the regularization traced (a learned lambda).
+    traced = jax.jit(jax.vmap(lambda lam: ranking.bpr_max_loss(pos, neg, regularization=lam, reduction="none")))(
+        jnp.asarray(lams, jnp.float32))
+    for lam, got in zip(lams, traced):
+        np.testing.assert_allclose(got, np_bpr_max(pos.astype(np.float64), neg.astype(np.float64), lam),
                                    rtol=RTOL, atol=ATOL)
-    traced = jax.jit(lambda lam: ranking.bpr_max_loss(pos, neg, regularization=lam))(0.3)
-    np.testing.assert_allclose(traced, ranking.bpr_max_loss(pos, neg, regularization=0.3), rtol=RTOL)
+    # A concrete value gives the same numbers.
+    np.testing.assert_allclose(_eval(ranking.bpr_max_loss, pos, neg, regularization=0.3)["none"], traced[1],
+                               rtol=RTOL)
     with pytest.raises(ValueError, match="bpr_max_loss: regularization"):
         ranking.bpr_max_loss(pos, neg, regularization=-1.0)
 
@@ -102,7 +168,7 @@ def test_bpr_max_regularization():
 def test_bpr_gradient_matches_closed_form():
     # d/dr_i of -1/K sum_j log sigma(r_i - r_j) is -1/K sum_j sigma(r_j - r_i) (Rendle et al. 2009).
     pos, neg = _sampled_inputs(2, shape=(5,), k=3)
-    g = jax.grad(lambda p: ranking.bpr_loss(p, neg, reduction="sum"))(pos)
+    g = jax.jit(jax.grad(lambda p, n: ranking.bpr_loss(p, n, reduction="sum")))(pos, neg)
     expect = -np.mean(_sigmoid(neg.astype(np.float64) - pos[:, None]), -1)
     np.testing.assert_allclose(g, expect, rtol=RTOL, atol=ATOL)
 
@@ -113,11 +179,12 @@ def test_sampled_negative_mask_equals_dropping_negatives(fn):
     where = np.array([[True, True, False, True, False], [False] * 5])
     poisoned = neg.copy()
     poisoned[~where] = np.nan
-    got = fn(pos, poisoned, where=where, reduction="none")
-    np.testing.assert_allclose(got[0], fn(pos[:1], neg[:1, where[0]], reduction="none")[0], rtol=RTOL, atol=ATOL)
+    out = _sampled(fn, pos, poisoned, where=where)
+    got = out["none"]
+    np.testing.assert_allclose(got[0], _sampled(fn, pos[:1], neg[:1, where[0]])["none"][0], rtol=RTOL, atol=ATOL)
     assert float(got[1]) == 0.0  # no valid negative: left out
-    np.testing.assert_allclose(fn(pos, poisoned, where=where), got[0], rtol=RTOL, atol=ATOL)
-    gp, gn = jax.grad(lambda p, n: fn(p, n, where=where), argnums=(0, 1))(pos, poisoned)
+    np.testing.assert_allclose(out["mean"], got[0], rtol=RTOL, atol=ATOL)
+    gp, gn = out["grad"]
     assert np.all(np.isfinite(gp)) and np.all(np.isfinite(gn))
     assert np.all(np.asarray(gn)[~where] == 0) and float(gp[1]) == 0.0
 
@@ -127,7 +194,8 @@ def test_sampled_negative_mask_equals_dropping_negatives(fn):
 def test_sampled_losses_finite_at_large_scores(fn, magnitude, dtype):
     pos = jnp.asarray([magnitude, -magnitude, magnitude], dtype)
     neg = jnp.asarray([[-magnitude, magnitude], [magnitude, magnitude], [magnitude, -magnitude]], dtype)
-    value, grads = jax.value_and_grad(lambda p, n: fn(p, n), argnums=(0, 1))(pos, neg)
+    out = _sampled(fn, pos, neg)
+    value, grads = out["mean"], out["grad"]
     assert np.isfinite(float(value)) and value.dtype == jnp.float32
     assert all(np.all(np.isfinite(np.asarray(g, np.float32))) for g in grads)
     assert grads[0].dtype == dtype
@@ -136,10 +204,10 @@ def test_sampled_losses_finite_at_large_scores(fn, magnitude, dtype):
 def test_bpr_max_large_gap_stays_finite_and_correct():
     # sigma(r_i - r_j) underflows in float32 for every negative; the log-space form
     # keeps the closed form. Equal negatives: -log sigma(-200) = 200 (+ 1e-87).
-    got = ranking.bpr_max_loss(jnp.array([-100.0]), jnp.array([[100.0, 100.0]]), regularization=0.0)
+    got = _eval(ranking.bpr_max_loss, jnp.array([-100.0]), jnp.array([[100.0, 100.0]]), regularization=0.0)["mean"]
     np.testing.assert_allclose(got, 200.0, rtol=RTOL)
     # Negatives 100 and 0: sum_j s_j sigma(r_i - r_j) = 2 e^-200 (1 + O(e^-100)), so 200 - log 2.
-    got = ranking.bpr_max_loss(jnp.array([-100.0]), jnp.array([[100.0, 0.0]]), regularization=0.0)
+    got = _eval(ranking.bpr_max_loss, jnp.array([-100.0]), jnp.array([[100.0, 0.0]]), regularization=0.0)["mean"]
     np.testing.assert_allclose(got, 200.0 - np.log(2.0), rtol=RTOL)
 
 
@@ -164,10 +232,11 @@ def test_margin_ranking_matches_torch_formula(margin):
     x1, x2 = rng.normal(size=(2, 7)).astype(np.float32)
     y = rng.choice([-1.0, 1.0], size=7).astype(np.float32)
     expect = np_margin_ranking(x1.astype(np.float64), x2, y, margin)
-    np.testing.assert_allclose(ranking.margin_ranking_loss(x1, x2, y, margin=margin, reduction="none"), expect,
-                               rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(ranking.margin_ranking_loss(x1, x2, y, margin=margin), expect.mean(),
-                               rtol=RTOL, atol=ATOL)
+    # margin traced: the three values share one program (test_margin_ranking_matches_torch: a concrete one).
+    out = _eval(ranking.margin_ranking_loss, x1, x2, y, margin=jnp.float32(margin))
+    np.testing.assert_allclose(out["none"], expect, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], expect.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["sum"], expect.sum(), rtol=RTOL, atol=ATOL)
 
 
 def test_margin_ranking_matches_torch():
@@ -175,11 +244,11 @@ def test_margin_ranking_matches_torch():
     rng = np.random.default_rng(5)
     x1, x2 = rng.normal(size=(2, 9)).astype(np.float32)
     y = rng.choice([-1.0, 1.0], size=9).astype(np.float32)
+    out = _eval(ranking.margin_ranking_loss, x1, x2, y, margin=0.3)
     for reduction in ("none", "sum", "mean"):
         expect = torch.nn.functional.margin_ranking_loss(torch.tensor(x1), torch.tensor(x2), torch.tensor(y),
                                                          margin=0.3, reduction=reduction).numpy()
-        np.testing.assert_allclose(ranking.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction),
-                                   expect, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out[reduction], expect, rtol=RTOL, atol=ATOL)
 
 
 # ------------------------------------------------------ NumPy transcriptions of rax
@@ -266,19 +335,19 @@ def test_lists_match_numpy_transcription_of_rax(fn, masked):
     s, y, where = _list_inputs(6)
     w = where if masked else np.ones_like(where)
     values, pair_valid = _np_reference(fn, s, y, w)
-    got = fn(s, y, where=where if masked else None, reduction="none")
-    np.testing.assert_allclose(got, values, rtol=RTOL, atol=ATOL)
+    out = _eval(fn, s, y, where=where if masked else None)
+    np.testing.assert_allclose(out["none"], values, rtol=RTOL, atol=ATOL)
     if pair_valid is None:  # per list: the mean over lists with a valid item
         expect_mean = values[w.any(-1)].mean()
     else:  # per pair: the mean over valid pairs
         expect_mean = values[pair_valid].mean()
-    np.testing.assert_allclose(fn(s, y, where=where if masked else None), expect_mean, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], expect_mean, rtol=RTOL, atol=ATOL)
 
 
 def test_approx_ndcg_temperature_matches_transcription():
     s, y, where = _list_inputs(7)
-    for t in (0.1, 2.0):
-        np.testing.assert_allclose(ranking.approx_ndcg_loss(s, y, temperature=t, where=where, reduction="none"),
+    for t in (0.1, 2.0):  # traced: one program for both
+        np.testing.assert_allclose(_eval(ranking.approx_ndcg_loss, s, y, temperature=jnp.float32(t), where=where)["none"],
                                    np_approx_ndcg_loss(s.astype(np.float64), y, where, t), rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="approx_ndcg_loss: temperature"):
         ranking.approx_ndcg_loss(s, y, temperature=0.0)
@@ -288,10 +357,11 @@ def test_approx_ndcg_perfect_ranking_tends_to_minus_one():
     # Closed form: scores in the label order, far apart, at low temperature -> NDCG -> 1.
     y = jnp.array([[3.0, 0.0, 1.0, 2.0]])
     s = 10.0 * y
-    np.testing.assert_allclose(ranking.approx_ndcg_loss(s, y, temperature=0.1), -1.0, rtol=1e-5)
+    np.testing.assert_allclose(_eval(ranking.approx_ndcg_loss, s, y, temperature=0.1)["mean"], -1.0, rtol=1e-5)
 
 
 # --------------------------------------------------------------------- against rax
+@functools.cache
 def _rax_fns():
     rax = pytest.importorskip("rax")
 
@@ -323,40 +393,67 @@ def _standard_promotion(f):
     return wrapped
 
 
+def _rax_outputs(ref, s, y, arrays, outputs):
+    out = {"none": ref(s, y, reduce_fn=None, **arrays)}
+    if "sum" in outputs:
+        out["sum"] = ref(s, y, reduce_fn=jnp.sum, **arrays)
+    if "grad" in outputs:
+        out["mean"], out["grad"] = jax.value_and_grad(lambda x: ref(x, y, reduce_fn=jnp.mean, **arrays))(s)
+    return out
+
+
+@functools.cache
+def _rax_program(names, outputs):
+    refs = _rax_fns()
+    return jax.jit(lambda s, y, **arrays: {n: _rax_outputs(refs[n], s, y, arrays, outputs) for n in names})
+
+
+def _rax_eval(name, s, y, outputs=FULL, names=None, **arrays):
+    """rax's loss ``name``, compiled with those of ``names`` (default: all five): ``reduce_fn`` None
+    (and sum, mean, the mean's gradient)."""
+    names = tuple(f.__name__ for f in LISTS) if names is None else names
+    with jax.numpy_dtype_promotion("standard"):
+        return _rax_program(names, outputs)(s, y, **arrays)[name]
+
+
 @pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("masked", [False, True])
 def test_lists_match_rax(fn, masked):
-    ref = _rax_fns()[fn.__name__]
     s, y, where = _list_inputs(8, shape=(3, 5, 7))
     kw = {"where": jnp.asarray(where)} if masked else {}
-    np.testing.assert_allclose(fn(s, y, reduction="none", **kw), ref(s, y, reduce_fn=None, **kw),
-                               rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, **kw), ref(s, y, reduce_fn=jnp.mean, **kw), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, reduction="sum", **kw), ref(s, y, reduce_fn=jnp.sum, **kw),
-                               rtol=RTOL, atol=1e-5)
-    g = jax.grad(lambda x: fn(x, y, **kw))(s)
-    g_ref = jax.grad(lambda x: ref(x, y, reduce_fn=jnp.mean, **kw))(s)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
+    out, expect = _eval(fn, s, y, outputs=FULL, **kw), _rax_eval(fn.__name__, s, y, **kw)
+    np.testing.assert_allclose(out["none"], expect["none"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], expect["mean"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["sum"], expect["sum"], rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(out["grad"], expect["grad"], rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------- masks and reductions
+@functools.cache
+def _sum_value_and_grad(group):
+    return jax.jit(lambda x, y, where: {
+        fn.__name__: jax.value_and_grad(lambda x: fn(x, y, where=where, reduction="sum"))(x) for fn in group})
+
+
 @pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
 def test_all_masked_lists(fn):
     s, y, where = _list_inputs(9)
     poisoned = s.copy()
     poisoned[~where] = np.nan
-    none = fn(poisoned, y, where=where, reduction="none")
+    out = _eval(fn, poisoned, y, where=where, outputs=GRAD)
+    none = out["none"]
     assert np.all(np.isfinite(none)) and np.all(np.asarray(none)[1] == 0)
     # The empty list is left out of the mean: same as slicing it off.
     keep = np.array([True, False, True, True])
-    np.testing.assert_allclose(fn(poisoned, y, where=where), fn(s[keep], y[keep], where=where[keep]),
+    np.testing.assert_allclose(out["mean"], _eval(fn, s[keep], y[keep], where=where[keep])["mean"],
                                rtol=RTOL, atol=ATOL)
-    g = jax.grad(lambda x: fn(x, y, where=where))(poisoned)
+    g = out["grad"]
     assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[~where] == 0)
     everything = np.zeros_like(where)
-    for reduction in ("mean", "sum"):
-        value, g = jax.value_and_grad(lambda x: fn(x, y, where=everything, reduction=reduction))(poisoned)
-        assert float(value) == 0.0 and np.all(np.asarray(g) == 0)
+    value, g = _sum_value_and_grad(tuple(LISTS))(poisoned, y, everything)[fn.__name__]
+    assert float(value) == 0.0 and np.all(np.asarray(g) == 0)
+    out = _eval(fn, poisoned, y, where=everything, outputs=GRAD)
+    assert float(out["mean"]) == 0.0 and np.all(np.asarray(out["grad"]) == 0)
 
 
 @pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
@@ -364,9 +461,9 @@ def test_list_mask_of_lower_rank_masks_whole_lists(fn):
     s, y, _ = _list_inputs(10)
     lists = np.array([True, False, True, True])
     items = np.broadcast_to(lists[:, None], s.shape)
+    by_list, by_item = _eval(fn, s, y, where=lists), _eval(fn, s, y, where=items)
     for reduction in ("none", "sum", "mean"):
-        np.testing.assert_allclose(fn(s, y, where=lists, reduction=reduction),
-                                   fn(s, y, where=items, reduction=reduction), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(by_list[reduction], by_item[reduction], rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("fn", PAIRWISE, ids=lambda f: f.__name__)
@@ -377,18 +474,17 @@ def test_pairwise_reduction_semantics(fn):
     # Per-list weights broadcast over the pairs; "mean" is sum(w l) / sum(w) over valid pairs.
     w = np.array([[0.5], [2.0], [1.0], [3.0]], np.float32)
     wb = np.broadcast_to(w, values.shape)
-    np.testing.assert_allclose(fn(s, y, where=where, weights=w, reduction="none"), wb * values,
-                               rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, where=where, weights=w, reduction="sum"), np.sum(wb * values),
-                               rtol=RTOL, atol=1e-5)
-    np.testing.assert_allclose(fn(s, y, where=where, weights=w),
-                               np.sum(wb * values) / np.sum(wb[valid]), rtol=RTOL, atol=ATOL)
+    out = _eval(fn, s, y, where=where, weights=w, group=PAIRWISE)
+    np.testing.assert_allclose(out["none"], wb * values, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["sum"], np.sum(wb * values), rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(out["mean"], np.sum(wb * values) / np.sum(wb[valid]), rtol=RTOL, atol=ATOL)
     # A pair mask [..., n * n] (the unreduced shape) masking whole lists equals slicing them off.
     keep = np.zeros((4, n * n), bool)
     keep[[0, 2]] = True
-    np.testing.assert_allclose(fn(s, y, where=keep), fn(s[[0, 2]], y[[0, 2]]), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_eval(fn, s, y, where=keep, group=PAIRWISE)["mean"], _eval(fn, s[[0, 2]], y[[0, 2]])["mean"],
+                               rtol=RTOL, atol=ATOL)
     # No valid pair at all (all labels equal): 0, not NaN.
-    assert float(fn(s, np.ones_like(y))) == 0.0
+    assert float(_eval(fn, s, np.ones_like(y))["mean"]) == 0.0
 
 
 @pytest.mark.parametrize("fn", PAIRWISE, ids=lambda f: f.__name__)
@@ -398,17 +494,17 @@ def test_pairwise_pair_mask(fn):
     values, valid = _np_reference(fn, s, y, ones)
     pair_where = np.random.default_rng(1).random(values.shape) > 0.5
     expect = values[valid & pair_where].mean()
-    np.testing.assert_allclose(fn(s, y, where=pair_where), expect, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_eval(fn, s, y, where=pair_where, group=PAIRWISE)["mean"], expect, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("fn", LISTWISE, ids=lambda f: f.__name__)
 def test_listwise_weights_are_per_list(fn):
     s, y, where = _list_inputs(13)
-    values = np.asarray(fn(s, y, where=where, reduction="none"), np.float64)
+    values = np.asarray(_eval(fn, s, y, where=where)["none"], np.float64)
     w = np.array([0.5, 2.0, 1.0, 3.0], np.float32)
     keep = where.any(-1)
-    np.testing.assert_allclose(fn(s, y, where=where, weights=w), np.sum((w * values)[keep]) / np.sum(w[keep]),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_eval(fn, s, y, where=where, weights=w, group=LISTWISE)["mean"],
+                               np.sum((w * values)[keep]) / np.sum(w[keep]), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
@@ -417,7 +513,8 @@ def test_lists_finite_at_large_scores(fn, magnitude, dtype):
     s, y, where = _list_inputs(14)
     big = jnp.asarray(np.sign(s) * magnitude, dtype)
     for kw in ({}, {"where": where}):
-        value, g = jax.value_and_grad(lambda x: fn(x, y, **kw))(big)
+        out = _eval(fn, big, y, outputs=GRAD, **kw)
+        value, g = out["mean"], out["grad"]
         assert np.isfinite(float(value)) and value.dtype == jnp.float32
         assert np.all(np.isfinite(np.asarray(g, np.float32))) and g.dtype == dtype
 
@@ -425,7 +522,7 @@ def test_lists_finite_at_large_scores(fn, magnitude, dtype):
 def test_listmle_large_scores_value():
     # Closed form: with scores far apart in the wrong order, each step of the
     # Plackett-Luce likelihood costs the gap: -log softmax([-1e4, 1e4])[0] = 2e4.
-    got = ranking.listmle_loss(jnp.array([-1e4, 1e4]), jnp.array([1.0, 0.0]))
+    got = _eval(ranking.listmle_loss, jnp.array([-1e4, 1e4]), jnp.array([1.0, 0.0]))["mean"]
     np.testing.assert_allclose(got, 2e4, rtol=RTOL)
 
 
@@ -448,9 +545,10 @@ def test_list_shape_errors(fn):
 def test_integer_and_bool_labels():
     s, y, where = _list_inputs(16)
     for fn in LISTS:
-        np.testing.assert_allclose(fn(s, y.astype(np.int32), where=where), fn(s, y, where=where), rtol=RTOL)
-    np.testing.assert_allclose(ranking.ranking_softmax_loss(s, y > 1), ranking.ranking_softmax_loss(s, (y > 1) * 1.0),
-                               rtol=RTOL)
+        np.testing.assert_allclose(_eval(fn, s, y.astype(np.int32), where=where)["mean"],
+                                   _eval(fn, s, y, where=where)["mean"], rtol=RTOL)
+    np.testing.assert_allclose(_eval(ranking.ranking_softmax_loss, s, y > 1, group=[ranking.ranking_softmax_loss])["none"],
+                               _eval(ranking.ranking_softmax_loss, s, (y > 1) * 1.0)["none"], rtol=RTOL)
 
 
 # ------------------------------------------------- NaN, empty batches, precision
@@ -466,14 +564,15 @@ def test_sampled_nan_input_gives_nan_at_that_example(fn, where):
     # Issue 11 item 4: a NaN in an unmasked input is NaN in the value, never a
     # healthy number (bpr_max_loss with a negative mask returned 0.83 for a NaN
     # positive score); the other examples are unchanged.
-    pos, neg = _sampled_inputs(20, shape=(3,), k=4)
+    pos, neg = _sampled_inputs(20, shape=(3,), k=2)  # the shapes of test_sampled_losses_finite_at_large_scores
     w = None if where is None else np.ones(neg.shape, bool)
-    clean = np.asarray(fn(pos, neg, where=w, reduction="none"))
-    for p, n in ((_poison(pos, 1), neg), (pos, _poison(neg, (1, 2)))):
-        got = np.asarray(fn(p, n, where=w, reduction="none"))
+    clean = np.asarray(_sampled(fn, pos, neg, where=w)["none"])
+    for p, n in ((_poison(pos, 1), neg), (pos, _poison(neg, (1, 1)))):
+        out = _sampled(fn, p, n, where=w)
+        got = np.asarray(out["none"])
         assert np.isnan(got[1]), (fn.__name__, got)
         np.testing.assert_array_equal(got[[0, 2]], clean[[0, 2]])
-        assert np.isnan(float(fn(p, n, where=w)))
+        assert np.isnan(float(out["mean"]))
 
 
 @pytest.mark.parametrize("fn", LISTS, ids=lambda f: f.__name__)
@@ -483,17 +582,25 @@ def test_lists_nan_score_or_label_gives_nan_for_that_list(fn, masked):
     s, y, where = _list_inputs(21)
     w = where if masked else None
     item = (2, 0)  # valid in both cases
-    clean = np.asarray(fn(s, y, where=w, reduction="none")).reshape(4, -1)
+    clean = np.asarray(_eval(fn, s, y, where=w)["none"])
     for a, b in ((_poison(s, item), y), (s, _poison(y, item))):
-        got = np.asarray(fn(a, b, where=w, reduction="none")).reshape(4, -1)
+        out = _eval(fn, a, b, where=w)
+        got = np.asarray(out["none"]).reshape(4, -1)
         assert np.any(np.isnan(got[2])), fn.__name__
-        np.testing.assert_array_equal(got[[0, 1, 3]], clean[[0, 1, 3]])
-        assert np.isnan(float(fn(a, b, where=w)))
+        np.testing.assert_array_equal(got[[0, 1, 3]], clean.reshape(4, -1)[[0, 1, 3]])
+        assert np.isnan(float(out["mean"]))
     # NaN at a masked item changes nothing
     if masked:
         hidden = tuple(np.argwhere(~where)[0])
-        np.testing.assert_array_equal(fn(_poison(s, hidden), _poison(y, hidden), where=w, reduction="none"),
-                                      clean.reshape(np.shape(fn(s, y, where=w, reduction="none"))))
+        np.testing.assert_array_equal(_eval(fn, _poison(s, hidden), _poison(y, hidden), where=w)["none"], clean)
+
+
+@functools.cache
+def _empty_program(group):
+    def run(fn, args):
+        out = {r: jax.value_and_grad(lambda *a: fn(*a, reduction=r), argnums=(0, 1))(*args) for r in ("mean", "sum")}
+        return dict(out, none=fn(*args, reduction="none"))
+    return jax.jit(lambda *args: {fn.__name__: run(fn, args) for fn in group})
 
 
 @pytest.mark.parametrize("fn", SAMPLED + LISTS, ids=lambda f: f.__name__)
@@ -503,11 +610,12 @@ def test_empty_batch_gives_zero_with_zero_gradients(fn):
         args = (np.zeros((0,), np.float32), np.zeros((0, 4), np.float32))
     else:
         args = (np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32))
+    out = _empty_program(tuple(SAMPLED if fn in SAMPLED else LISTS))(*args)[fn.__name__]
     for reduction in ("mean", "sum"):
-        value, grads = jax.value_and_grad(lambda *a: fn(*a, reduction=reduction), argnums=(0, 1))(*args)
+        value, grads = out[reduction]
         assert float(value) == 0.0
         assert all(g.shape == a.shape for g, a in zip(grads, args))
-    assert fn(*args, reduction="none").shape[0] == 0
+    assert out["none"].shape[0] == 0
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -519,5 +627,8 @@ def test_ranking_softmax_rounds_as_rax(masked):
     s = (3.0 * rng.normal(size=(40, 16))).astype(np.float32)
     y = rng.integers(0, 3, size=s.shape).astype(np.float32)
     kw = {"where": jnp.asarray(rng.random(s.shape) > 0.3)} if masked else {}
-    np.testing.assert_allclose(ranking.ranking_softmax_loss(s, y, reduction="none", **kw),
-                               rax.softmax_loss(s, y, reduce_fn=None, **kw), rtol=1e-7, atol=0)
+    np.testing.assert_allclose(_eval(ranking.ranking_softmax_loss, s, y, outputs=("none",),
+                                     group=[ranking.ranking_softmax_loss], **kw)["none"],
+                               _rax_eval("ranking_softmax_loss", s, y, outputs=("none",), names=("ranking_softmax_loss",),
+                                         **kw)["none"],
+                               rtol=1e-7, atol=0)
