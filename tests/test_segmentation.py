@@ -19,6 +19,8 @@ References (numbers we did not compute with our code):
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -425,35 +427,50 @@ def test_lovasz_hinge_all_background_finite():
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
-def test_512x512_half_precision_finite_and_accurate(dtype):
+def test_256x256_half_precision_finite_and_accurate(dtype):
+    # 256 x 256 = 65536 pixels per image: the all-background image's class-0 count alone is past
+    # float16's largest finite value (65504), so a count or sum kept in float16 overflows, and one
+    # kept in bfloat16 (8 significant bits) misses the float32 value by far more than 1e-5.
+    # Every loss, its gradient and its float32 value on the rounded input come from one program.
     rng = np.random.default_rng(16)
-    logits32 = rng.normal(0.0, 3.0, (2, 512, 512, 3)).astype(np.float32)
-    labels = rng.integers(0, 3, (2, 512, 512)).astype(np.int32)
+    logits32 = rng.normal(0.0, 3.0, (2, 256, 256, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 256, 256)).astype(np.int32)
     labels[1] = 0                                  # an all-background image
     low = jnp.asarray(logits32, dtype)
     rounded = np.asarray(low, np.float32)          # what the 16-bit input holds, exactly, in float32
-    for fn in ALL:
-        value, grad = jax.value_and_grad(fn)(low, labels)
-        assert value.dtype == jnp.float32 and grad.dtype == dtype
-        assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32))), fn.__name__
-        _close(value, fn(rounded, labels), rtol=1e-5)  # summed in float32, like float32 input
     binary = (labels > 0).astype(np.int32)
-    value, grad = jax.value_and_grad(seg.lovasz_hinge_loss)(low[..., 0], binary)
-    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32)))
+
+    @jax.jit
+    def run(low, rounded, labels, binary):
+        out = {fn.__name__: (*jax.value_and_grad(fn)(low, labels), fn(rounded, labels)) for fn in ALL}
+        out["lovasz_hinge_loss"] = (*jax.value_and_grad(seg.lovasz_hinge_loss)(low[..., 0], binary), None)
+        return out
+
+    for name, (value, grad, value32) in run(low, rounded, labels, binary).items():
+        assert value.dtype == jnp.float32 and grad.dtype == dtype, name
+        assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32))), name
+        if value32 is not None:
+            _close(value, value32, rtol=1e-5)  # summed in float32, like float32 input
 
 
 @pytest.mark.parametrize("magnitude,dtype", [(1e4, jnp.float32), (60.0, jnp.bfloat16)])
 def test_saturated_logits_finite(magnitude, dtype):
-    # Contract edge cases: logits of magnitude 1e4 (float32) and 60 (bfloat16), every option path.
+    # Contract edge cases: logits of magnitude 1e4 (float32) and 60 (bfloat16), every option path,
+    # all values and gradients from one jitted program.
     logits, labels, _ = _data(31)
     big = jnp.asarray(np.where(logits >= 0, magnitude, -magnitude), dtype)
-    for fn in ALL:
-        for kwargs in ({}, {"activation": "sigmoid"}, {"batch_dice": True}) if fn in OVERLAP else ({},):
-            value, grad = jax.value_and_grad(lambda x: fn(x, labels, **kwargs))(big)
-            assert np.isfinite(float(value)), (fn.__name__, kwargs)
-            assert np.all(np.isfinite(np.asarray(grad, np.float32))), (fn.__name__, kwargs)
-    value, grad = jax.value_and_grad(seg.lovasz_hinge_loss)(big[..., 0], (labels > 1).astype(np.int32))
-    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad, np.float32)))
+    cases = [(fn, kwargs) for fn in ALL
+             for kwargs in (({}, {"activation": "sigmoid"}, {"batch_dice": True}) if fn in OVERLAP else ({},))]
+
+    @jax.jit
+    def run(big):
+        out = [jax.value_and_grad(lambda x, fn=fn, kwargs=kwargs: fn(x, labels, **kwargs))(big)
+               for fn, kwargs in cases]
+        return out + [jax.value_and_grad(seg.lovasz_hinge_loss)(big[..., 0], (labels > 1).astype(np.int32))]
+
+    for (fn, kwargs), (value, grad) in zip(cases + [(seg.lovasz_hinge_loss, {})], run(big)):
+        assert np.isfinite(float(value)), (fn.__name__, kwargs)
+        assert np.all(np.isfinite(np.asarray(grad, np.float32))), (fn.__name__, kwargs)
 
 
 @pytest.mark.parametrize("bad,dtype", [(-1, np.int32), (4, np.int32), (255, np.uint8), (2**32 - 1, np.uint32)])
@@ -505,20 +522,32 @@ def test_nan_in_an_unmasked_input_gives_nan(fn, activation):
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
 
 
-@pytest.mark.parametrize("fn,kwargs", [(f, {}) for f in ALL] + [
+EMPTY_BATCH_CASES = [(f, {}) for f in ALL] + [
     (seg.dice_loss, {"batch_dice": True}), (seg.generalized_dice_loss, {"batch_dice": True}),
     (seg.lovasz_softmax_loss, {"per_image": False}), (seg.lovasz_hinge_loss, {}),
-    (seg.lovasz_hinge_loss, {"per_image": False})], ids=lambda v: getattr(v, "__name__", str(v)))
-def test_empty_batch_gives_zero_with_zero_gradient(fn, kwargs):
+    (seg.lovasz_hinge_loss, {"per_image": False})]
+
+
+def test_empty_batch_gives_zero_with_zero_gradient():
     # Size-0 batch: an empty mean is 0.0 with zero gradient (used to raise ZeroDivisionError).
+    # Every loss and option, both reductions, in one jitted program.
     logits = np.zeros((0, 4, 5, 3), np.float32)
     labels = np.zeros((0, 4, 5), np.int32)
-    if fn is seg.lovasz_hinge_loss:
-        logits = logits[..., 0]
-    for reduction in ("mean", "sum"):
-        value, grad = jax.value_and_grad(lambda x: fn(x, labels, reduction=reduction, **kwargs))(logits)
-        assert float(value) == 0.0 and grad.shape == logits.shape
-    assert fn(logits, labels, reduction="none", **kwargs).shape == (0,)
+
+    def inputs(fn):
+        return logits[..., 0] if fn is seg.lovasz_hinge_loss else logits
+
+    @jax.jit
+    def run():
+        return [(jax.value_and_grad(lambda x, fn=fn, kw=kwargs, r=reduction: fn(x, labels, reduction=r, **kw))(
+                    inputs(fn)), fn(inputs(fn), labels, reduction="none", **kwargs))
+                for fn, kwargs in EMPTY_BATCH_CASES for reduction in ("mean", "sum")]
+
+    cases = [(fn.__name__, kwargs, reduction) for fn, kwargs in EMPTY_BATCH_CASES for reduction in ("mean", "sum")]
+    for (name, kwargs, reduction), ((value, grad), unreduced) in zip(cases, run()):
+        fn = getattr(seg, name)
+        assert float(value) == 0.0 and grad.shape == inputs(fn).shape, (name, kwargs, reduction)
+        assert unreduced.shape == (0,), (name, kwargs)
 
 
 # ------------------------------------------------------------ where and options
@@ -530,8 +559,10 @@ def test_pixel_where_removes_pixels_from_every_sum(fn):
     ignore = np.where(keep, labels, 255).astype(np.int32)          # VOC-style ignore label
     poisoned = np.where(keep[..., None], logits, np.nan).astype(np.float32)
     ours = np.asarray(fn(poisoned, ignore, where=ignore != 255, reduction="none"))
-    expected = [float(fn(lo[k][None], la[k][None], reduction="none")[0])
-                for lo, la, k in zip(logits, labels, keep)]
+    # Each example's kept pixels have their own count: one jitted program per shape is far
+    # cheaper than compiling every primitive eagerly for each new shape.
+    unreduced = jax.jit(functools.partial(fn, reduction="none"))
+    expected = [float(unreduced(lo[k][None], la[k][None])[0]) for lo, la, k in zip(logits, labels, keep)]
     _close(ours, expected)
     grad = jax.grad(lambda x: fn(x, ignore, where=ignore != 255))(poisoned)
     assert np.all(np.isfinite(np.asarray(grad))) and np.all(np.asarray(grad)[~keep] == 0)
@@ -595,8 +626,10 @@ def test_three_d_and_no_spatial_axes():
     vol = rng.normal(size=(2, 3, 4, 5, 3)).astype(np.float32)
     vlab = rng.integers(0, 3, (2, 3, 4, 5)).astype(np.int32)
     flat = vol.reshape(2, -1, 3), vlab.reshape(2, -1)
-    for fn in ALL:
-        _close(fn(vol, vlab, reduction="none"), fn(*flat, reduction="none"))
+    # New shapes for every loss: one jitted program for all of them (no per-primitive compiles).
+    run = jax.jit(lambda v, vl, f, fl: [(fn(v, vl, reduction="none"), fn(f, fl, reduction="none")) for fn in ALL])
+    for fn, (three_d, flattened) in zip(ALL, run(vol, vlab, *flat)):
+        _close(three_d, flattened)
     assert seg.dice_loss(vol[:, 0, 0, 0], vlab[:, 0, 0, 0], reduction="none").shape == (2,)
 
 

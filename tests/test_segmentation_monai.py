@@ -38,6 +38,16 @@ ATOL = 1e-6
 
 OVERLAP = [seg.dice_loss, seg.jaccard_loss, seg.tversky_loss, seg.focal_tversky_loss, seg.generalized_dice_loss]
 COMPOUND = [seg.dice_ce_loss, seg.dice_focal_loss]
+
+
+def _one_program(fn):
+    """``jax.jit`` (one compile for a test's cases) except for ``soft_cldice_loss``.
+
+    Eager execution compiles each primitive once per shape and reuses it: cheap for
+    ``soft_cldice_loss``, whose ``iterations`` pooling steps repeat the same primitives, but not for
+    the other losses, where one jitted program costs a fraction of their per-primitive compiles.
+    """
+    return (lambda f: f) if fn is seg.soft_cldice_loss else jax.jit
 NEW = COMPOUND + [seg.soft_cldice_loss, seg.hausdorff_dt_loss]
 
 
@@ -284,10 +294,17 @@ def test_channels_first_equals_channels_last(fn):
     logits, labels, onehot = _data(42)
     first = np.moveaxis(logits, -1, 1)
     kwargs = {"channel_axis": 1}
-    _close(fn(first, labels, reduction="none", **kwargs), fn(logits, labels, reduction="none"))
-    _close(fn(first, np.moveaxis(onehot, -1, 1), reduction="none", **kwargs), fn(logits, onehot, reduction="none"))
-    grad_first = jax.grad(lambda x: fn(x, labels, **kwargs))(first)
-    grad_last = jax.grad(lambda x: fn(x, labels))(logits)
+
+    @_one_program(fn)   # both layouts, values and gradients
+    def run(first, logits, labels, onehot):
+        return (fn(first, labels, reduction="none", **kwargs), fn(logits, labels, reduction="none"),
+                fn(first, jnp.moveaxis(onehot, -1, 1), reduction="none", **kwargs),
+                fn(logits, onehot, reduction="none"),
+                jax.grad(lambda x: fn(x, labels, **kwargs))(first), jax.grad(lambda x: fn(x, labels))(logits))
+
+    v_first, v_last, oh_first, oh_last, grad_first, grad_last = run(first, logits, labels, onehot)
+    _close(v_first, v_last)
+    _close(oh_first, oh_last)
     _close(grad_first, np.moveaxis(np.asarray(grad_last), -1, 1), atol=1e-6)
 
 
@@ -494,7 +511,7 @@ def test_hausdorff_distances_carry_no_gradient():
     x, y = _first(probs), _first(onehot)
     dist = ref_distance_field(x[:, [1]]) ** 2 + ref_distance_field(y[:, [1]]) ** 2
     expected = 2.0 * (x[:, [1]] - y[:, [1]]) * dist / x[0, 0].size
-    grad = jax.grad(lambda p: seg.hausdorff_dt_loss(p, labels))(probs)
+    grad = jax.jit(jax.grad(lambda p: seg.hausdorff_dt_loss(p, labels)))(probs)
     _close(np.asarray(grad)[..., 1], expected[:, 0], atol=1e-5)
     assert np.all(np.asarray(grad)[..., 0] == 0)     # background excluded
 
@@ -522,7 +539,8 @@ def test_cldice_equals_authors_transcription_and_honours_iterations(iterations):
 
 def test_cldice_iterations_change_the_value_and_three_d_works():
     logits, labels, _ = _data(61, shape=(2, 12, 12), num_classes=2)
-    values = [float(seg.soft_cldice_loss(logits, labels, iterations=k)) for k in (0, 2, 6)]
+    values = [float(v) for v in jax.jit(lambda x: [seg.soft_cldice_loss(x, labels, iterations=k)
+                                                   for k in (0, 2, 6)])(logits)]
     assert len(set(values)) == 3
     rng = np.random.default_rng(62)
     vol = rng.uniform(size=(1, 5, 6, 7, 1))
@@ -613,9 +631,12 @@ def test_empty_classes_and_all_background_finite(fn):
     logits, _, _ = _data(67)
     background = np.zeros(logits.shape[:-1], np.int32)
     probs = np.eye(4, dtype=np.float32)[background]          # probabilities exactly 0 and 1
-    for inputs, kwargs in ((logits, {}), (logits, {"include_background": False}),
-                           (probs, {"activation": None}), (probs, {"activation": None, "include_background": False})):
-        value, grad = jax.value_and_grad(lambda x: fn(x, background, **kwargs))(inputs)
+    cases = ((logits, {}), (logits, {"include_background": False}),
+             (probs, {"activation": None}), (probs, {"activation": None, "include_background": False}))
+    run = _one_program(fn)(lambda logits, probs: [
+        jax.value_and_grad(lambda x, kw=kwargs: fn(x, background, **kw))(logits if inputs is cases[0][0] else probs)
+        for inputs, kwargs in cases])
+    for (_, kwargs), (value, grad) in zip(cases, run(logits, probs)):
         assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad))), kwargs
 
 
@@ -632,13 +653,14 @@ def test_saturated_and_half_precision_finite(fn, magnitude, dtype):
 
 def test_ssim_constant_and_identical_images_finite():
     const = np.full((2, 12, 12, 1), 0.5, np.float32)
-    value, grads = jax.value_and_grad(seg.ssim_loss, argnums=(0, 1))(const, const)
+    both = jax.jit(jax.value_and_grad(seg.ssim_loss, argnums=(0, 1)))   # one program for both pairs
+    value, grads = both(const, const)
     assert abs(float(value)) < 1e-6 and all(np.all(np.isfinite(np.asarray(g))) for g in grads)
     other = np.zeros_like(const)
-    value, grads = jax.value_and_grad(seg.ssim_loss, argnums=(0, 1))(const, other)
+    value, grads = both(const, other)
     assert np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in grads)
     low = jnp.asarray(np.random.default_rng(69).uniform(size=(2, 12, 12, 1)), jnp.bfloat16)
-    value, grad = jax.value_and_grad(seg.ssim_loss)(low, low)
+    value, grad = jax.jit(jax.value_and_grad(seg.ssim_loss))(low, low)
     assert value.dtype == jnp.float32 and grad.dtype == jnp.bfloat16 and np.isfinite(float(value))
 
 
@@ -658,10 +680,17 @@ def test_nan_out_of_range_and_empty(fn):
         assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
     poisoned = x.copy()
     poisoned[1, 0, 0, 0] = np.nan                               # class 0: read even without background
-    for extra in ({}, {} if fn is seg.ssim_loss else {"include_background": False}):
-        values = np.asarray(fn(poisoned, y, reduction="none", **kwargs, **extra))
+    extras = ({}, {} if fn is seg.ssim_loss else {"include_background": False})
+
+    @jax.jit   # the NaN cases and the empty batch in one program
+    def run(poisoned, y):
+        return ([fn(poisoned, y, reduction="none", **kwargs, **extra) for extra in extras],
+                jax.value_and_grad(lambda a: fn(a, y[:0], **kwargs))(poisoned[:0]))
+
+    nan_cases, (value, grad) = run(poisoned, y)
+    for values in nan_cases:
+        values = np.asarray(values)
         assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]]))
-    value, grad = jax.value_and_grad(lambda a: fn(a, y[:0], **kwargs))(x[:0])
     assert float(value) == 0.0 and grad.shape == x[:0].shape
 
 
