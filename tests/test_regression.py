@@ -612,11 +612,12 @@ def test_nan_at_masked_positions_contributes_exactly_zero(name):
 @pytest.mark.parametrize("name", REGRESSION)
 def test_bfloat16_in_float32_out(name):
     # docs/conventions.md: 16-bit inputs compute and return float32; gradients in the input dtype.
+    # Result dtypes are fixed when the loss is traced: jax.eval_shape answers without compiling.
     args = tuple(jnp.asarray(a, jnp.bfloat16) for a in _args(name, _rng(18)))
     fn = jaxloss.get(name)
     for reduction in ("none", "sum", "mean"):
-        assert fn(*args, reduction=reduction, **_kwargs(name)).dtype == jnp.float32
-    g = jax.grad(lambda x: fn(x, *args[1:], **_kwargs(name)))(args[0])
+        assert jax.eval_shape(lambda *a, r=reduction: fn(*a, reduction=r, **_kwargs(name)), *args).dtype == jnp.float32
+    g = jax.eval_shape(jax.grad(lambda x: fn(x, *args[1:], **_kwargs(name))), args[0])
     assert g.dtype == jnp.bfloat16
     # The float32 result equals the float32 computation on the bfloat16-rounded inputs.
     f32 = tuple(jnp.asarray(a, jnp.float32) for a in args)
@@ -625,12 +626,13 @@ def test_bfloat16_in_float32_out(name):
 
 @pytest.mark.parametrize("name", REGRESSION)
 def test_float64_kept_under_x64(name):
+    # Result dtypes are fixed when the loss is traced: jax.eval_shape answers without compiling.
     with jax.enable_x64(True):
         args = tuple(jnp.asarray(a, jnp.float64) for a in regression_specs.SPECS[name].make_args(_rng(19)))
         fn = jaxloss.get(name)
-        assert fn(*args, **_kwargs(name)).dtype == jnp.float64
-        assert fn(*args, reduction="none", **_kwargs(name)).dtype == jnp.float64
-        assert jax.grad(lambda x: fn(x, *args[1:], **_kwargs(name)))(args[0]).dtype == jnp.float64
+        assert jax.eval_shape(lambda *a: fn(*a, **_kwargs(name)), *args).dtype == jnp.float64
+        assert jax.eval_shape(lambda *a: fn(*a, reduction="none", **_kwargs(name)), *args).dtype == jnp.float64
+        assert jax.eval_shape(jax.grad(lambda x: fn(x, *args[1:], **_kwargs(name))), args[0]).dtype == jnp.float64
 
 
 @pytest.mark.parametrize("name", REGRESSION)
