@@ -33,6 +33,82 @@ RTOL = 1e-5
 ATOL = 1e-6
 
 
+# ------------------------------------------------------------ compiled once, shared
+# XLA compilation is most of this file's run time: an eager call compiles every
+# primitive for every new shape, and a gradient of an eager call dozens more.
+# The losses (or rax functions) a group of tests compares are therefore traced
+# together into one jitted program per (options, argument shapes and dtypes),
+# which returns the values a test reads and the gradient of the mean; each test
+# reads its own entry. Eager execution equals jit for every registered loss
+# (tests/test_invariants.py; metrics: test_metrics_jit_vmap_and_errors).
+GRAD = ("none", "mean", "grad")  # values and the mean's gradient w.r.t. the scores
+VALUES = ("none", "mean")
+
+
+def _is_static(value):
+    return value is None or callable(value) or isinstance(value, (str, bool, int, float))
+
+
+def _split(kwargs):
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if _is_static(v)))
+    return static, {k: v for k, v in kwargs.items() if not _is_static(v)}
+
+
+def _ours(fn, args, arrays, options, outputs):
+    out = {"none": fn(*args, reduction="none", **arrays, **options)}
+    if "grad" in outputs:
+        out["mean"], out["grad"] = jax.value_and_grad(lambda x: fn(x, *args[1:], **arrays, **options))(args[0])
+    else:
+        out["mean"] = fn(*args, **arrays, **options)
+    return out
+
+
+def _theirs(fn, args, arrays, options, outputs):
+    out = {"none": fn(*args, reduce_fn=None, **arrays, **options)}
+    if "grad" in outputs:
+        out["mean"], out["grad"] = jax.value_and_grad(
+            lambda x: fn(x, *args[1:], reduce_fn=jnp.mean, **arrays, **options))(args[0])
+    elif "mean" in outputs:
+        out["mean"] = fn(*args, reduce_fn=jnp.mean, **arrays, **options)
+    return out
+
+
+@functools.cache
+def _program(side, entries, outputs):
+    """One jitted program for ``entries``: ``(name, static options)`` pairs; ``side`` "ours" or "rax"."""
+    def run(*args, **arrays):
+        if side == "ours":
+            return [_ours(getattr(ranking, name), args, arrays, dict(static), outputs) for name, static in entries]
+        return [_theirs(_rax_loss(name), args, arrays, dict(static), outputs) for name, static in entries]
+    return jax.jit(run)
+
+
+def _entries(name, static, together):
+    entries = [(name, static)]
+    for other in together:
+        other_name, other_options = other if isinstance(other, tuple) else (other, dict(static))
+        entry = (other_name, _split(other_options)[0])
+        if entry not in entries:
+            entries.append(entry)
+    return tuple(sorted(entries, key=repr))
+
+
+def _eval(name, *args, outputs=GRAD, together=(), **kwargs):
+    """Ours: ``{"none", "mean", "grad"}`` of ``ranking.<name>(*args, **kwargs)``, compiled with the
+    losses of ``together`` (names sharing these options, or ``(name, options)`` pairs)."""
+    static, arrays = _split(kwargs)
+    entries = _entries(name, static, together)
+    return _program("ours", entries, outputs)(*args, **arrays)[entries.index((name, static))]
+
+
+def _eval_rax(name, *args, outputs=GRAD, together=(), **kwargs):
+    """rax's ``name`` (``reduce_fn`` None and mean, the mean's gradient), compiled as :func:`_eval`."""
+    static, arrays = _split(kwargs)
+    entries = _entries(name, static, together)
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        return _program("rax", entries, outputs)(*args, **arrays)[entries.index((name, static))]
+
+
 def _inputs(seed=0, shape=(5, 7), levels=4, segments=False):
     rng = np.random.default_rng(seed)
     scores = rng.normal(size=shape).astype(np.float32)
@@ -189,12 +265,6 @@ def _rax():
     return pytest.importorskip("rax")
 
 
-def _standard(f, *args, **kwargs):
-    """rax mixes int32 ranks with float32 scores and broadcasts ranks implicitly: run it under JAX's defaults."""
-    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
-        return f(*args, **kwargs)
-
-
 def _rax_loss(name):
     rax = _rax()
     if name == "approx_ndcg_loss":
@@ -244,81 +314,81 @@ RAX_DIVERGES = {("poly1_softmax_loss", True, True), ("listmle_loss", True, True)
 @pytest.mark.parametrize("name", LISTWISE)
 @pytest.mark.parametrize("masked,segmented", [(False, False), (True, False), (False, True), (True, True)])
 def test_listwise_match_rax_and_transcription(name, masked, segmented):
-    fn = getattr(ranking, name)
     s, y, where, seg = _inputs(1, segments=True)
     w = where if masked else np.ones_like(where)
     kw = _kw(where, seg, masked, segmented)
     expect, units = np_listwise(name, s, y, w, seg if segmented else None)
-    got = fn(s, y, reduction="none", **kw)
+    out = _eval(name, s, y, together=LISTWISE, **kw)
+    got = out["none"]
     np.testing.assert_allclose(got, expect, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, **kw), expect[units].mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], expect[units].mean(), rtol=RTOL, atol=ATOL)
     if (name, masked, segmented) in RAX_DIVERGES:
         return
-    ref = _rax_loss(name)
-    np.testing.assert_allclose(got, _standard(ref, s, y, reduce_fn=None, **kw), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, **kw), _standard(ref, s, y, reduce_fn=jnp.mean, **kw), rtol=RTOL,
-                               atol=ATOL)
-    g = jax.grad(lambda x: fn(x, y, **kw))(s)
-    g_ref = jax.grad(lambda x: _standard(ref, x, y, reduce_fn=jnp.mean, **kw))(s)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
+    ref = _eval_rax(name, s, y, together=[n for n in LISTWISE if (n, masked, segmented) not in RAX_DIVERGES], **kw)
+    np.testing.assert_allclose(got, ref["none"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], ref["mean"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["grad"], ref["grad"], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", PAIRWISE)
 @pytest.mark.parametrize("masked,segmented", [(False, False), (True, True)])
 def test_pairwise_match_rax_and_transcription(name, masked, segmented):
-    fn = getattr(ranking, name)
     s, y, where, seg = _inputs(2, segments=True)
     w = where if masked else np.ones_like(where)
     kw = _kw(where, seg, masked, segmented)
     expect, valid = np_pairwise(name, s, y, w, seg if segmented else None)
-    got = fn(s, y, reduction="none", **kw)
+    out = _eval(name, s, y, together=PAIRWISE, **kw)
+    got = out["none"]
     np.testing.assert_allclose(got, expect, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, **kw), expect[valid].mean(), rtol=RTOL, atol=ATOL)
-    ref = _rax_loss(name)
-    np.testing.assert_allclose(got, _standard(ref, s, y, reduce_fn=None, **kw), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(fn(s, y, **kw), _standard(ref, s, y, reduce_fn=jnp.mean, **kw), rtol=RTOL,
-                               atol=ATOL)
-    g = jax.grad(lambda x: fn(x, y, **kw))(s)
-    g_ref = jax.grad(lambda x: _standard(ref, x, y, reduce_fn=jnp.mean, **kw))(s)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(out["mean"], expect[valid].mean(), rtol=RTOL, atol=ATOL)
+    ref = _eval_rax(name, s, y, together=PAIRWISE, **kw)
+    np.testing.assert_allclose(got, ref["none"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["mean"], ref["mean"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out["grad"], ref["grad"], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("lambdaweight", ["dcg", "dcg2", "labeldiff"])
-@pytest.mark.parametrize("name", ["pairwise_logistic_loss", "pairwise_hinge_loss", "pairwise_mse_loss"])
+LAMBDAWEIGHTS = ["dcg", "dcg2", "labeldiff"]
+LAMBDA_LOSSES = ["pairwise_logistic_loss", "pairwise_hinge_loss", "pairwise_mse_loss"]
+
+
+@pytest.mark.parametrize("lambdaweight", LAMBDAWEIGHTS)
+@pytest.mark.parametrize("name", LAMBDA_LOSSES)
 def test_lambdaweights_match_rax_and_transcription(name, lambdaweight):
-    fn = getattr(ranking, name)
     s, y, where, seg = _inputs(3, segments=True)
     s[3, 4] = s[3, 2]  # a score tie: ranks break it by position
-    ref = _rax_loss(name)
+    # Every (loss, lambdaweight) of this test in one program per mask/segments layout.
+    ours = [(n, {"lambdaweight": k}) for n in LAMBDA_LOSSES for k in LAMBDAWEIGHTS]
+    theirs = [(n, {"lambdaweight_fn": _lw_fn(k)}) for n in LAMBDA_LOSSES for k in LAMBDAWEIGHTS]
     for masked, segmented in ((False, False), (True, True)):
         kw = _kw(where, seg, masked, segmented)
         w = where if masked else np.ones_like(where)
         expect, valid = np_pairwise(name, s, y, w, seg if segmented else None, lambdaweight=lambdaweight)
-        got = fn(s, y, lambdaweight=lambdaweight, reduction="none", **kw)
+        out = _eval(name, s, y, lambdaweight=lambdaweight, together=ours, **kw)
+        got = out["none"]
         np.testing.assert_allclose(got, expect, rtol=RTOL, atol=1e-5)
-        rax_kw = dict(kw, lambdaweight_fn=_lw_fn(lambdaweight))
-        np.testing.assert_allclose(got, _standard(ref, s, y, reduce_fn=None, **rax_kw), rtol=RTOL, atol=1e-5)
-        mean = fn(s, y, lambdaweight=lambdaweight, **kw)
-        np.testing.assert_allclose(mean, expect[valid].mean(), rtol=RTOL, atol=ATOL)
-        g = jax.grad(lambda x: fn(x, y, lambdaweight=lambdaweight, **kw))(s)
-        g_ref = jax.grad(lambda x: _standard(ref, x, y, reduce_fn=jnp.mean, **rax_kw))(s)
-        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
+        ref = _eval_rax(name, s, y, lambdaweight_fn=_lw_fn(lambdaweight), together=theirs, **kw)
+        np.testing.assert_allclose(got, ref["none"], rtol=RTOL, atol=1e-5)
+        np.testing.assert_allclose(out["mean"], expect[valid].mean(), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out["grad"], ref["grad"], rtol=1e-4, atol=1e-5)
 
 
 def test_pairwise_qr_options_match_rax():
-    rax = _rax()
     s, y, where, _ = _inputs(4)
-    for tau, squared in ((0.2, False), (0.7, True), (1.0, True)):
+    options = ((0.2, False), (0.7, True), (1.0, True))
+    together = [("pairwise_qr_loss", {"tau": tau, "squared": squared}) for tau, squared in options]
+    for tau, squared in options:
         def pair_fn(d, t, tau=tau, squared=squared):
             a, b = max(0.0, t - d), max(0.0, d - t)
             if squared:
                 a, b = a * a, b * b
             return tau * a + (1 - tau) * b
         expect, valid = np_pairwise("pairwise_qr_loss", s, y, where, None, pair_fn=pair_fn)
-        got = ranking.pairwise_qr_loss(s, y, tau=tau, squared=squared, where=where, reduction="none")
+        got = _eval("pairwise_qr_loss", s, y, tau=tau, squared=squared, where=where, outputs=VALUES,
+                    together=together)["none"]
         np.testing.assert_allclose(got, expect, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(got, _standard(rax.pairwise_qr_loss, s, y, tau=tau, squared=squared,
-                                                  where=jnp.asarray(where), reduce_fn=None), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(got, _eval_rax("pairwise_qr_loss", s, y, tau=tau, squared=squared,
+                                                  where=jnp.asarray(where), outputs=("none",),
+                                                  together=together)["none"], rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="jaxloss.pairwise_qr_loss: tau"):
         ranking.pairwise_qr_loss(s, y, tau=0.0)
     with pytest.raises(ValueError, match="jaxloss.pairwise_hinge_loss: lambdaweight"):
@@ -326,23 +396,24 @@ def test_pairwise_qr_options_match_rax():
 
 
 def test_poly1_epsilon_matches_rax():
-    rax = _rax()
     s, y, where, _ = _inputs(5)
+    together = [("poly1_softmax_loss", {"epsilon": eps}) for eps in (-0.5, 2.0)]
     for eps in (-0.5, 2.0):
         expect, _ = np_listwise("poly1_softmax_loss", s, y, where, None)
         expect_eps = np.array([0.0 if not where[k].any() else
                                np_poly1_unit(s[k][where[k]].astype(np.float64), y[k][where[k]], eps)
                                for k in range(len(s))])
-        got = ranking.poly1_softmax_loss(s, y, epsilon=eps, where=where, reduction="none")
+        got = _eval("poly1_softmax_loss", s, y, epsilon=eps, where=where, outputs=VALUES, together=together)["none"]
         np.testing.assert_allclose(got, expect_eps, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(got, _standard(rax.poly1_softmax_loss, s, y, epsilon=eps,
-                                                  where=jnp.asarray(where), reduce_fn=None), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(got, _eval_rax("poly1_softmax_loss", s, y, epsilon=eps, where=jnp.asarray(where),
+                                                  outputs=("none",), together=together)["none"], rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("name", ["pointwise_sigmoid_loss", "pointwise_mse_loss"])
+POINTWISE = ["pointwise_sigmoid_loss", "pointwise_mse_loss"]
+
+
+@pytest.mark.parametrize("name", POINTWISE)
 def test_pointwise_match_rax_and_transcription(name):
-    fn = getattr(ranking, name)
-    ref = getattr(_rax(), name)
     s, y, where, _ = _inputs(6)
     s64, y64 = s.astype(np.float64), y.astype(np.float64)
     if name == "pointwise_sigmoid_loss":
@@ -353,12 +424,13 @@ def test_pointwise_match_rax_and_transcription(name):
     for w in (None, where):
         kw = {} if w is None else {"where": jnp.asarray(w)}
         mask = np.ones_like(where) if w is None else w
-        got = fn(s, y, reduction="none", **kw)
+        out = _eval(name, s, y, outputs=VALUES, together=POINTWISE, **kw)
+        ref = _eval_rax(name, s, y, outputs=VALUES, together=POINTWISE, **kw)
+        got = out["none"]
         np.testing.assert_allclose(got, np.where(mask, expect, 0.0), rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(got, _standard(ref, s, y, reduce_fn=None, **kw), rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(fn(s, y, **kw), expect[mask].mean(), rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(fn(s, y, **kw), _standard(ref, s, y, reduce_fn=jnp.mean, **kw), rtol=RTOL,
-                                   atol=ATOL)
+        np.testing.assert_allclose(got, ref["none"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out["mean"], expect[mask].mean(), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(out["mean"], ref["mean"], rtol=RTOL, atol=ATOL)
 
 
 # ------------------------------------------------------------------------ metrics
@@ -396,32 +468,53 @@ def np_metric(name, s, y, where, topn):
 METRICS = ["dcg_metric", "ndcg_metric", "mrr_metric", "ap_metric", "precision_metric", "recall_metric"]
 
 
+TOPNS = (None, 1, 3)
+
+
+@functools.cache
+def _metrics_program(side, with_where):
+    """Every metric at every ``topn`` of TOPNS in one program (ours, or rax's with ``reduce_fn=None``)."""
+    def run(s, y, where=None):
+        kw = {"where": where} if with_where else {}
+        if side == "ours":
+            return {name: [getattr(ranking, name)(s, y, topn=t, **kw) for t in TOPNS] for name in METRICS}
+        rax = _rax()
+        return {name: [getattr(rax, name)(s, y, topn=t, reduce_fn=None, **kw) for t in TOPNS] for name in METRICS}
+    return jax.jit(run)
+
+
 @pytest.mark.parametrize("name", METRICS)
 def test_metrics_match_rax_and_transcription(name):
-    rax = _rax()
-    fn = getattr(ranking, name)
+    _rax()
     s, y, where, _ = _inputs(7, shape=(6, 9))
     s[3, 5] = s[3, 1]  # a score tie
     s[4, 2] = -np.inf  # never retrieved
-    for topn in (None, 1, 3):
-        for w in (None, where):
-            kw = {} if w is None else {"where": jnp.asarray(w)}
-            mask = np.ones_like(where) if w is None else w
-            got = fn(s, y, topn=topn, **kw)
+    for w in (None, where):
+        kw = {} if w is None else {"where": jnp.asarray(w)}
+        mask = np.ones_like(where) if w is None else w
+        ours = _metrics_program("ours", w is not None)(s, y, **kw)[name]
+        with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+            theirs = _metrics_program("rax", w is not None)(s, y, **kw)[name]
+        for topn, got, ref in zip(TOPNS, ours, theirs):
             assert got.shape == (6,) and got.dtype == jnp.float32
             np.testing.assert_allclose(got, np_metric(name, s, y, mask, topn), rtol=RTOL, atol=ATOL)
-            np.testing.assert_allclose(got, _standard(getattr(rax, name), s, y, topn=topn, reduce_fn=None, **kw),
-                                       rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
 
 
 def test_metrics_jit_vmap_and_errors():
-    s, y, where, _ = _inputs(8, shape=(3, 4, 6))
+    s, y, where, _ = _inputs(8, shape=(3, 2, 5))  # small: the eager calls compile op by op
+
+    @jax.jit  # every metric jitted, and vmapped over the leading axis, in one program
+    def transformed(s, y, where):
+        return {name: (getattr(ranking, name)(s, y, topn=2, where=where),
+                       jax.vmap(lambda a, b, c, f=getattr(ranking, name): f(a, b, topn=2, where=c))(s, y, where))
+                for name in METRICS}
+
+    out = transformed(s, y, where)
     for name in METRICS:
-        fn = getattr(ranking, name)
-        eager = fn(s, y, topn=2, where=where)
-        assert eager.shape == (3, 4)
-        jitted = jax.jit(functools.partial(fn, topn=2))(s, y, where=where)
-        mapped = jax.vmap(lambda a, b, c, f=fn: f(a, b, topn=2, where=c))(s, y, where)
+        eager = getattr(ranking, name)(s, y, topn=2, where=where)
+        assert eager.shape == (3, 2)
+        jitted, mapped = out[name]
         np.testing.assert_allclose(jitted, eager, rtol=1e-6)
         np.testing.assert_allclose(mapped, eager, rtol=1e-6)
     with pytest.raises(ValueError, match="jaxloss.ndcg_metric: topn"):
@@ -441,7 +534,7 @@ def test_listmle_segments_keep_every_segment():
     y = np.zeros_like(s)
     where = np.array([[False, False, True, True, True, True, True]])
     seg = np.array([[2, 2, 0, 0, 2, 2, 0]], np.int32)
-    got = ranking.listmle_loss(s, y, where=where, segments=seg, reduction="none")
+    got = _eval("listmle_loss", s, y, where=where, segments=seg, outputs=VALUES)["none"]
     np.testing.assert_allclose(got[0, 4], np.log1p(np.exp(0.4 - 0.9)), rtol=RTOL)
     expect, _ = np_listwise("listmle_loss", s, y, where, seg)
     np.testing.assert_allclose(got, expect, rtol=RTOL, atol=ATOL)
@@ -451,7 +544,6 @@ def test_listmle_segments_keep_every_segment():
 @pytest.mark.parametrize("name", LISTWISE + PAIRWISE)
 def test_segments_equal_separate_lists(name):
     # Two queries packed in one list with segments equal the two lists apart.
-    fn = getattr(ranking, name)
     rng = np.random.default_rng(9)
     a_s, b_s = rng.normal(size=4).astype(np.float32), rng.normal(size=3).astype(np.float32)
     a_y, b_y = np.array([2.0, 0.0, 1.0, 1.0], np.float32), np.array([0.0, 1.0, 3.0], np.float32)
@@ -462,20 +554,25 @@ def test_segments_equal_separate_lists(name):
     lists_s = np.stack([a_s, np.concatenate([b_s, pad])])
     lists_y = np.stack([a_y, np.concatenate([b_y, pad])])
     lists_w = np.array([[True] * 4, [True] * 3 + [False]])
-    np.testing.assert_allclose(fn(packed_s, packed_y, segments=seg), fn(lists_s, lists_y, where=lists_w),
-                               rtol=RTOL, atol=ATOL)
+    packed = _eval(name, packed_s, packed_y, segments=seg, outputs=VALUES, together=LISTWISE + PAIRWISE)
+    apart = _eval(name, lists_s, lists_y, where=lists_w, outputs=VALUES, together=LISTWISE + PAIRWISE)
+    np.testing.assert_allclose(packed["mean"], apart["mean"], rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("name", LISTWISE + PAIRWISE + ["pointwise_sigmoid_loss", "pointwise_mse_loss"])
 def test_new_losses_masked_nan_empty_and_large(name):
-    fn = getattr(ranking, name)
     s, y, where, seg = _inputs(10, segments=True)
     kw = {"segments": seg} if name in LISTWISE + PAIRWISE else {}
+    family = LISTWISE + PAIRWISE if kw else POINTWISE
+
+    def value_and_grad(x, labels, where, **kwargs):
+        out = _eval(name, x, labels, where=where, together=family, **kwargs)
+        return out["mean"], out["grad"]
     # NaN at masked items changes nothing, value or gradient.
     poisoned_s, poisoned_y = s.copy(), y.copy()
     poisoned_s[~where], poisoned_y[~where] = np.nan, np.nan
-    clean, g_clean = jax.value_and_grad(lambda x: fn(x, y, where=where, **kw))(s)
-    value, g = jax.value_and_grad(lambda x: fn(x, poisoned_y, where=where, **kw))(poisoned_s)
+    clean, g_clean = value_and_grad(s, y, where, **kw)
+    value, g = value_and_grad(poisoned_s, poisoned_y, where, **kw)
     np.testing.assert_allclose(value, clean, rtol=1e-6)
     np.testing.assert_allclose(g, g_clean, rtol=1e-6)
     assert np.all(np.asarray(g)[~where] == 0)
@@ -485,20 +582,21 @@ def test_new_losses_masked_nan_empty_and_large(name):
     assert where[3, 1] and where[3, 2] and seg[3, 1] == seg[3, 2] and y[3, 1] > y[3, 2]
     bad = s.copy()
     bad[item] = np.nan
-    assert np.isnan(float(fn(bad, y, where=where, **kw)))
+    assert np.isnan(float(value_and_grad(bad, y, where, **kw)[0]))
     bad_y = y.copy()
     bad_y[item] = np.nan
-    assert np.isnan(float(fn(s, bad_y, where=where, **kw)))
+    assert np.isnan(float(value_and_grad(s, bad_y, where, **kw)[0]))
     # All masked and empty batch: 0 with zero gradients.
-    value, g = jax.value_and_grad(lambda x: fn(x, y, where=np.zeros_like(where), **kw))(s)
+    value, g = value_and_grad(s, y, np.zeros_like(where), **kw)
     assert float(value) == 0.0 and not np.any(g)
     empty = np.zeros((0, 5), np.float32)
-    value, g = jax.value_and_grad(lambda x: fn(x, empty))(empty)
+    out = _eval(name, empty, empty, together=LISTWISE + PAIRWISE + POINTWISE)
+    value, g = out["mean"], out["grad"]
     assert float(value) == 0.0 and g.shape == (0, 5)
     # Large scores stay finite.
     for magnitude, dtype in ((1e4, jnp.float32), (60.0, jnp.bfloat16)):
         big = jnp.asarray(np.sign(s) * magnitude, dtype)
-        value, g = jax.value_and_grad(lambda x: fn(x, y, where=where, **kw))(big)
+        value, g = value_and_grad(big, y, where, **kw)
         assert np.isfinite(float(value)) and value.dtype == jnp.float32
         assert np.all(np.isfinite(np.asarray(g, np.float32))) and g.dtype == dtype
 
