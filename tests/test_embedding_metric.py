@@ -6,16 +6,49 @@ code: a NumPy transcription of PML's formula (always run; each names the PML
 source file it follows), and PML itself through ``pytest.importorskip``
 (``pip install pytorch-metric-learning``; not a project dependency).
 Tolerance: 1e-5 relative in float32.
+
+Every call of a jaxloss function goes through ``jax.jit`` (``E`` below): the
+suite's cost is XLA compilation, and an eager call compiles each primitive on
+its own. Python-valued options stay static, so each call takes the code path of
+a concrete hyper-parameter.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxloss import embedding as E
+from jaxloss import embedding
+
+_COMPILED = {}
+
+
+def _jit(fn):
+    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
+    function, option set and shape, shared by every test of the module)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
+        key = (fn, static)
+        if key not in _COMPILED:
+            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
+        return _COMPILED[key](*args, **arrays)
+    return call
+
+
+class _Jitted:
+    """``E.name`` is ``jaxloss.embedding.name`` under :func:`_jit`."""
+
+    def __getattr__(self, name):
+        return _jit(getattr(embedding, name))
+
+
+E = _Jitted()
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -94,12 +127,14 @@ def _np_multi_similarity(x, y, alpha=2.0, beta=50.0, base=0.5):
 @pytest.mark.parametrize("seed,n,dim,c", SIZES)
 def test_multi_similarity_numpy(seed, n, dim, c):
     x, y = _batch(seed, n, dim, c)
+    none, mean, other = jax.jit(lambda x, y: (  # one program for the three calls
+        embedding.multi_similarity_loss(x, y, reduction="none"), embedding.multi_similarity_loss(x, y),
+        embedding.multi_similarity_loss(x, y, alpha=1.0, beta=20.0, base=0.2, reduction="none")))(x, y)
     ref = _np_multi_similarity(x, y)
-    np.testing.assert_allclose(E.multi_similarity_loss(x, y, reduction="none"), ref, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(E.multi_similarity_loss(x, y), ref.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(none, ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(mean, ref.mean(), rtol=RTOL, atol=ATOL)
     ref = _np_multi_similarity(x, y, alpha=1.0, beta=20.0, base=0.2)
-    np.testing.assert_allclose(E.multi_similarity_loss(x, y, alpha=1.0, beta=20.0, base=0.2, reduction="none"),
-                               ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(other, ref, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("seed,n,dim,c", SIZES)
@@ -127,11 +162,11 @@ def _np_lifted(x, y, pos_margin=0.0, neg_margin=1.0):
 @pytest.mark.parametrize("seed,n,dim,c", SIZES)
 def test_lifted_structure_numpy(seed, n, dim, c):
     x, y = _batch(seed, n, dim, c)
-    ref = _np_lifted(x, y)
-    np.testing.assert_allclose(E.lifted_structure_loss(x, y, reduction="none"), ref, rtol=RTOL, atol=1e-5)
-    ref = _np_lifted(x, y, 0.3, 1.5)
-    ours = E.lifted_structure_loss(x, y, positive_margin=0.3, negative_margin=1.5, reduction="none")
-    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-5)
+    default, other = jax.jit(lambda x, y: (  # one program for both calls
+        embedding.lifted_structure_loss(x, y, reduction="none"),
+        embedding.lifted_structure_loss(x, y, positive_margin=0.3, negative_margin=1.5, reduction="none")))(x, y)
+    np.testing.assert_allclose(default, _np_lifted(x, y), rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(other, _np_lifted(x, y, 0.3, 1.5), rtol=RTOL, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed,n,dim,c", SIZES)
@@ -176,15 +211,17 @@ def _np_proxy_nca(x, w, y, scale=1.0):
 def test_proxy_nca_numpy_and_pml(seed, n, dim, c):
     x, y = _batch(seed, n, dim, c)
     w = _f32(_rng(seed + 1).normal(size=(c, dim)))[0]
+    ours = jax.jit(lambda x, w, y: {  # one program for every call
+        scale: (embedding.proxy_nca_loss(x, w, y, softmax_scale=scale, reduction="none"),
+                embedding.proxy_nca_loss(x, w, y, softmax_scale=scale)) for scale in (1.0, 8.0)})(x, w, y)
     for scale in (1.0, 8.0):
-        ours = E.proxy_nca_loss(x, w, y, softmax_scale=scale, reduction="none")
-        np.testing.assert_allclose(ours, _np_proxy_nca(x, w, y, scale), rtol=RTOL, atol=1e-5)
+        np.testing.assert_allclose(ours[scale][0], _np_proxy_nca(x, w, y, scale), rtol=RTOL, atol=1e-5)
     torch, losses = _pml()
     for scale in (1.0, 8.0):
         loss = losses.ProxyNCALoss(num_classes=c, embedding_size=dim, softmax_scale=scale)
         loss.proxies.data = _t(torch, w)
         ref = float(loss(_t(torch, x), _t(torch, y).long()))
-        np.testing.assert_allclose(E.proxy_nca_loss(x, w, y, softmax_scale=scale), ref, rtol=RTOL, atol=1e-5)
+        np.testing.assert_allclose(ours[scale][1], ref, rtol=RTOL, atol=1e-5)
 
 
 # ---------------------------------------------------------------- proxy anchor
@@ -203,11 +240,15 @@ def _np_proxy_anchor(x, w, y, margin=0.1, alpha=32.0):
 def test_proxy_anchor_numpy(seed, n, dim, c):
     x, y = _batch(seed, n, dim, c)
     w = _f32(_rng(seed + 2).normal(size=(c, dim)))[0]
-    for margin, alpha in ((0.1, 32.0), (0.3, 8.0)):
+    options = ((0.1, 32.0), (0.3, 8.0))
+    values = jax.jit(lambda x, w, y: {  # one program for every call
+        (margin, alpha): (embedding.proxy_anchor_loss(x, w, y, margin=margin, alpha=alpha),
+                          embedding.proxy_anchor_loss(x, w, y, margin=margin, alpha=alpha, reduction="none"))
+        for margin, alpha in options})(x, w, y)
+    for margin, alpha in options:
         pos, neg, ref = _np_proxy_anchor(x, w, y, margin, alpha)
-        np.testing.assert_allclose(E.proxy_anchor_loss(x, w, y, margin=margin, alpha=alpha), ref,
-                                   rtol=RTOL, atol=1e-5)
-        ours = E.proxy_anchor_loss(x, w, y, margin=margin, alpha=alpha, reduction="none")
+        mean, ours = values[margin, alpha]
+        np.testing.assert_allclose(mean, ref, rtol=RTOL, atol=1e-5)
         with_pos = len(set(y.tolist()))
         np.testing.assert_allclose(ours, c / with_pos * pos + neg, rtol=RTOL, atol=1e-5)
 
@@ -231,7 +272,7 @@ def test_proxy_anchor_where_masks_examples_and_bad_label_is_nan():
     x_nan[~where] = np.nan
     np.testing.assert_allclose(E.proxy_anchor_loss(x_nan, w, y, where=where), E.proxy_anchor_loss(x[where], w, y[where]),
                                rtol=RTOL, atol=ATOL)
-    g = jax.grad(lambda e: E.proxy_anchor_loss(e, w, y, where=where))(x_nan)
+    g = jax.jit(jax.grad(lambda e: E.proxy_anchor_loss(e, w, y, where=where)))(x_nan)
     assert _finite(g) and np.all(np.asarray(g)[~where] == 0)
     assert float(E.proxy_anchor_loss(x, w, y, where=np.zeros(10, bool))) == 0.0
     bad = y.copy()
@@ -258,12 +299,14 @@ def _np_soft_triple(x, centers, y, k, la=20.0, gamma=0.1, margin=0.01):
 @pytest.mark.parametrize("seed,n,dim,c", SIZES)
 def test_soft_triple_numpy(seed, n, dim, c):
     x, y = _batch(seed, n, dim, c)
+    centers = {k: _f32(_rng(seed + 4).normal(size=(c * k, dim)))[0] for k in (1, 3, 10)}
+    ours, other = jax.jit(lambda x, centers, y: (  # one program for every call
+        {k: embedding.soft_triple_loss(x, centers[k], y, centers_per_class=k, reduction="none") for k in centers},
+        embedding.soft_triple_loss(x, centers[10], y, centers_per_class=10, la=8.0, gamma=0.5, margin=0.2,
+                                   reduction="none")))(x, centers, y)
     for k in (1, 3, 10):
-        centers = _f32(_rng(seed + 4).normal(size=(c * k, dim)))[0]
-        ours = E.soft_triple_loss(x, centers, y, centers_per_class=k, reduction="none")
-        np.testing.assert_allclose(ours, _np_soft_triple(x, centers, y, k), rtol=RTOL, atol=1e-5)
-    ours = E.soft_triple_loss(x, centers, y, centers_per_class=10, la=8.0, gamma=0.5, margin=0.2, reduction="none")
-    np.testing.assert_allclose(ours, _np_soft_triple(x, centers, y, 10, 8.0, 0.5, 0.2), rtol=RTOL, atol=1e-5)
+        np.testing.assert_allclose(ours[k], _np_soft_triple(x, centers[k], y, k), rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(other, _np_soft_triple(x, centers[10], y, 10, 8.0, 0.5, 0.2), rtol=RTOL, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed,n,dim,c", SIZES)
@@ -294,17 +337,21 @@ def _np_sub_center_arcface(x, centers, y, k, scale=64.0, margin=0.5):
 def test_sub_center_arcface_numpy(seed, n, dim, c):
     x, y = _batch(seed, n, dim, c)
     x[0] = -x[0]  # at least one angle beyond pi - m is likely; the formula covers both branches
+    centers = {k: _f32(_rng(seed + 6).normal(size=(c * k, dim)))[0] for k in (1, 3)}
+    options = ((64.0, 0.5), (16.0, 0.2))
+    arcface_centers = _f32(_rng(seed + 7).normal(size=(c, dim)))[0]
+    ours, (sub1, arcface) = jax.jit(lambda x, centers, y, w: (  # one program for every call
+        {(k, scale, margin): embedding.sub_center_arcface_loss(x, centers[k], y, sub_centers=k, scale=scale,
+                                                               margin=margin, reduction="none")
+         for k in centers for scale, margin in options},
+        (embedding.sub_center_arcface_loss(x, w, y, sub_centers=1, reduction="none"),
+         embedding.arcface_loss(x, w, y, reduction="none"))))(x, centers, y, arcface_centers)
     for k in (1, 3):
-        centers = _f32(_rng(seed + 6).normal(size=(c * k, dim)))[0]
-        for scale, margin in ((64.0, 0.5), (16.0, 0.2)):
-            ours = E.sub_center_arcface_loss(x, centers, y, sub_centers=k, scale=scale, margin=margin,
-                                             reduction="none")
-            ref = _np_sub_center_arcface(x, centers, y, k, scale, margin)
-            np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-4)
+        for scale, margin in options:
+            ref = _np_sub_center_arcface(x, centers[k], y, k, scale, margin)
+            np.testing.assert_allclose(ours[k, scale, margin], ref, rtol=RTOL, atol=1e-4)
     # With one sub-center it is ArcFace.
-    centers = _f32(_rng(seed + 7).normal(size=(c, dim)))[0]
-    np.testing.assert_allclose(E.sub_center_arcface_loss(x, centers, y, sub_centers=1, reduction="none"),
-                               E.arcface_loss(x, centers, y, reduction="none"), rtol=1e-6)
+    np.testing.assert_allclose(sub1, arcface, rtol=1e-6)
 
 
 def test_sub_center_arcface_beyond_threshold():
@@ -322,11 +369,13 @@ def test_sub_center_arcface_pml(seed, n, dim, c):
     torch, losses = _pml()
     x, y = _batch(seed + 50, n, dim, c)
     centers = _f32(_rng(seed + 8).normal(size=(c * 3, dim)))[0]
+    ours = jax.jit(lambda x, centers, y: {margin: embedding.sub_center_arcface_loss(x, centers, y, margin=margin)
+                                          for margin in (0.5, 0.2)})(x, centers, y)
     for margin in (0.5, 0.2):
         loss = losses.SubCenterArcFaceLoss(num_classes=c, embedding_size=dim, margin=np.degrees(margin))
         loss.W.data = _t(torch, centers.T.copy())
         ref = float(loss(_t(torch, x), _t(torch, y).long()))
-        np.testing.assert_allclose(E.sub_center_arcface_loss(x, centers, y, margin=margin), ref, rtol=RTOL, atol=1e-4)
+        np.testing.assert_allclose(ours[margin], ref, rtol=RTOL, atol=1e-4)
 
 
 # ------------------------------------------------------- edges, masks, errors
@@ -352,6 +401,12 @@ NAMES = ["multi_similarity_loss", "lifted_structure_loss", "npairs_loss", "proxy
          "soft_triple_loss", "sub_center_arcface_loss"]
 
 
+@functools.cache
+def _value_and_grad(name):
+    # One program per loss, shared by the three cases (same shapes).
+    return jax.jit(jax.value_and_grad(lambda e, y: _call(name, e, y)))
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("case", ["zeros", "single_class", "duplicates"])
 def test_finite_at_edge_cases(name, case):
@@ -363,7 +418,7 @@ def test_finite_at_edge_cases(name, case):
         y = np.zeros(6, np.int32)
     else:
         x = np.repeat(x[:3], 2, axis=0)  # each example identical to its positive
-    value, grad = jax.value_and_grad(lambda e: _call(name, e, y))(x)
+    value, grad = _value_and_grad(name)(x, y)
     assert np.isfinite(value) and _finite(grad), (name, case, value)
 
 
@@ -375,7 +430,7 @@ def test_where_removes_example_as_anchor_and_candidate(name):
     if name == "npairs_loss":
         masked, sliced = E.npairs_loss(x, x[::-1], where=where), E.npairs_loss(x[where], x[::-1][where])
     else:
-        fn = getattr(E, name)
+        fn = _jit(getattr(embedding, name))
         masked, sliced = fn(x, y, where=where), fn(x[where], y[where])
     np.testing.assert_allclose(masked, sliced, rtol=RTOL, atol=ATOL)
 
@@ -390,23 +445,24 @@ def test_out_of_range_label_is_nan(name):
 
 
 def test_errors_name_function_and_argument():
+    # Called eagerly, as a user would: the checks raise before any computation.
     x = np.zeros((4, 3), np.float32)
     y = np.zeros(4, np.int32)
     with pytest.raises(ValueError, match="jaxloss.soft_triple_loss: centers must have a multiple of 10 rows"):
-        E.soft_triple_loss(x, np.zeros((15, 3), np.float32), y)
+        embedding.soft_triple_loss(x, np.zeros((15, 3), np.float32), y)
     with pytest.raises(ValueError, match="jaxloss.soft_triple_loss: centers_per_class must be >= 1"):
-        E.soft_triple_loss(x, np.zeros((15, 3), np.float32), y, centers_per_class=0)
+        embedding.soft_triple_loss(x, np.zeros((15, 3), np.float32), y, centers_per_class=0)
     with pytest.raises(ValueError, match="jaxloss.sub_center_arcface_loss: sub_centers"):
-        E.sub_center_arcface_loss(x, np.zeros((6, 3), np.float32), y, sub_centers=1.5)
+        embedding.sub_center_arcface_loss(x, np.zeros((6, 3), np.float32), y, sub_centers=1.5)
     with pytest.raises(ValueError, match="jaxloss.sub_center_arcface_loss: class_centers"):
-        E.sub_center_arcface_loss(x, np.zeros((6, 2), np.float32), y)
+        embedding.sub_center_arcface_loss(x, np.zeros((6, 2), np.float32), y)
     with pytest.raises(ValueError, match="jaxloss.multi_similarity_loss: alpha"):
-        E.multi_similarity_loss(x, y, alpha=0.0)
+        embedding.multi_similarity_loss(x, y, alpha=0.0)
     with pytest.raises(ValueError, match="jaxloss.proxy_anchor_loss: proxies"):
-        E.proxy_anchor_loss(x, np.zeros((3, 2), np.float32), y)
+        embedding.proxy_anchor_loss(x, np.zeros((3, 2), np.float32), y)
     with pytest.raises(TypeError, match="jaxloss.proxy_nca_loss: labels"):
-        E.proxy_nca_loss(x, np.zeros((3, 3), np.float32), y.astype(np.float32))
+        embedding.proxy_nca_loss(x, np.zeros((3, 3), np.float32), y.astype(np.float32))
     with pytest.raises(ValueError, match="jaxloss.npairs_loss: anchors .* and positives"):
-        E.npairs_loss(x, np.zeros((5, 3), np.float32))
+        embedding.npairs_loss(x, np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError, match="jaxloss.lifted_structure_loss: labels"):
-        E.lifted_structure_loss(x, np.zeros(5, np.int32))
+        embedding.lifted_structure_loss(x, np.zeros(5, np.int32))
