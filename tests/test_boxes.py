@@ -187,7 +187,7 @@ def test_matches_reference_float32_relative_1e5(name):
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_symmetric(name):
     # All five losses are symmetric in their two arguments (torchvision says so for its three).
-    b1, b2 = mixed_pairs(np.random.default_rng(3), 60)
+    b1, b2 = mixed_pairs(np.random.default_rng(3))   # the shape of the float32 test: no new compiles
     np.testing.assert_allclose(LOSSES[name](b1, b2, reduction="none"), LOSSES[name](b2, b1, reduction="none"),
                                rtol=1e-6, atol=1e-7)
 
@@ -223,7 +223,7 @@ def test_worked_example_crossed_rectangles():
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_identical_boxes_give_zero(name):
-    b = valid_boxes(np.random.default_rng(4), 20)
+    b = valid_boxes(np.random.default_rng(4), 300)   # the shape of the float64 test: no new compiles
     with jax.enable_x64(True):
         np.testing.assert_allclose(LOSSES[name](b, b, epsilon=0.0, reduction="none"), 0.0, atol=1e-14)
         # With the default epsilon every penalty is 0 and 1 - IoU = 1 - area / (area + eps).
@@ -235,8 +235,8 @@ def test_disjoint_boxes():
     # Disjoint boxes: IoU 0, so the IoU loss is exactly 1 and GIoU/DIoU/CIoU/EIoU exceed 1
     # (Rezatofighi et al. 2019: GIoU in (-1, 1], loss in [0, 2)).
     rng = np.random.default_rng(5)
-    b1 = valid_boxes(rng, 50)
-    shift = np.where(rng.uniform(size=(50, 1)) < 0.5, [[6.0, 0.0, 6.0, 0.0]], [[0.0, 6.0, 0.0, 6.0]])
+    b1 = valid_boxes(rng, 300)                        # the shape of the float32 test: no new compiles
+    shift = np.where(rng.uniform(size=(300, 1)) < 0.5, [[6.0, 0.0, 6.0, 0.0]], [[0.0, 6.0, 0.0, 6.0]])
     b2 = b1 + shift  # boxes are at most 5 wide: shifted by 6, never overlapping
     np.testing.assert_array_equal(B.iou_loss(b1, b2, reduction="none"), 1.0)
     for name in ("giou_loss", "diou_loss", "ciou_loss", "eiou_loss"):
@@ -482,7 +482,7 @@ def test_ciou_full_grad_check_on_equal_aspect_pairs():
 def test_torch_autograd_cross_check():
     # torch autograd on the torchvision formulas (alpha under no_grad), float64.
     torch = pytest.importorskip("torch")
-    b1, b2 = random_box_pairs(np.random.default_rng(12), 8)
+    b1, b2 = random_box_pairs(np.random.default_rng(12))   # the shape of the gradient tests above
 
     def inter_union(p, t):
         xk1, yk1 = torch.max(p[:, 0], t[:, 0]), torch.max(p[:, 1], t[:, 1])
