@@ -4,10 +4,16 @@ Every loss is compared with numbers we did not compute with our code: NumPy
 transcriptions of the reference formula (always run), and where available the
 reference library itself (torch via ``pytest.importorskip``, optax, Keras 3 on
 the JAX backend). Tolerance: 1e-5 relative in float32.
+
+Every call of a jaxloss function goes through ``jax.jit`` (``E`` below): the
+suite's cost is XLA compilation, and an eager call compiles each primitive on
+its own. Python-valued options (``reduction``, ``margin``, ``scale``, ...) stay
+static, so each call takes the code path of a concrete hyper-parameter.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -19,7 +25,33 @@ import optax
 import pytest
 
 import jaxloss
-from jaxloss import embedding as E
+from jaxloss import embedding
+
+_COMPILED = {}
+
+
+def _jit(fn):
+    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
+    function, option set and shape, shared by every test of the module)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
+        key = (fn, static)
+        if key not in _COMPILED:
+            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
+        return _COMPILED[key](*args, **arrays)
+    return call
+
+
+class _Jitted:
+    """``E.name`` is ``jaxloss.embedding.name`` under :func:`_jit`."""
+
+    def __getattr__(self, name):
+        return _jit(getattr(embedding, name))
+
+
+E = _Jitted()
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -56,10 +88,10 @@ def test_cosine_similarity_and_distance_equal_optax():
     x, y = _f32(*_rng().normal(size=(2, 5, 7, 3)))
     for axis in (-1, 1):
         ours = E.cosine_similarity(x, y, axis=axis, reduction="none")
-        ref = optax.losses.cosine_similarity(x, y, axis=axis, epsilon=1e-8)
+        ref = _jit(optax.losses.cosine_similarity)(x, y, axis=axis, epsilon=1e-8)
         np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
         ours = E.cosine_distance(x, y, axis=axis, reduction="none")
-        ref = optax.losses.cosine_distance(x, y, axis=axis, epsilon=1e-8)
+        ref = _jit(optax.losses.cosine_distance)(x, y, axis=axis, epsilon=1e-8)
         np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
 
 
@@ -71,10 +103,10 @@ def test_cosine_similarity_alias_has_keras_gradients():
     fn = E.cosine_distance
     x, y = _f32(*_rng(1).normal(size=(2, 6, 4)))
     ours = fn(x, y, reduction="none")
-    ref = np.asarray(keras.losses.cosine_similarity(y, x))
+    ref = np.asarray(jax.jit(keras.losses.cosine_similarity)(y, x))
     np.testing.assert_allclose(ours, 1.0 + ref, rtol=RTOL, atol=ATOL)
-    g_ours = jax.grad(lambda p: fn(p, y))(x)
-    g_ref = jax.grad(lambda p: jnp.mean(keras.losses.cosine_similarity(y, p)))(x)
+    g_ours = jax.jit(jax.grad(lambda p: fn(p, y)))(x)
+    g_ref = jax.jit(jax.grad(lambda p: jnp.mean(keras.losses.cosine_similarity(y, p))))(x)
     np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
 
 
@@ -82,7 +114,7 @@ def test_cosine_zero_vector_is_zero_with_finite_gradient():
     x = jnp.zeros((3, 4))
     y = jnp.ones((3, 4))
     np.testing.assert_array_equal(E.cosine_similarity(x, y, reduction="none"), 0.0)
-    assert _finite(jax.grad(lambda a, b: E.cosine_distance(a, b), argnums=(0, 1))(x, y))
+    assert _finite(jax.jit(jax.grad(lambda a, b: E.cosine_distance(a, b), argnums=(0, 1)))(x, y))
 
 
 # ---------------------------------------------------------- torch-named losses
@@ -182,8 +214,8 @@ def test_triplet_traced_p_equals_concrete_p():
 def test_triplet_identical_anchor_positive_is_finite():
     a = _f32(_rng(5).normal(size=(4, 3)))[0]
     for eps in (1e-6, 0.0):
-        value, grads = jax.value_and_grad(
-            lambda x, y, z: E.triplet_margin_loss(x, y, z, epsilon=eps), argnums=(0, 1, 2))(a, a, a + 0.1)
+        value, grads = jax.jit(jax.value_and_grad(
+            lambda x, y, z: E.triplet_margin_loss(x, y, z, epsilon=eps), argnums=(0, 1, 2)))(a, a, a + 0.1)
         assert np.isfinite(value) and _finite(grads)
 
 
@@ -196,7 +228,7 @@ def test_contrastive_loss_numpy():
     ref = 0.5 * (y * d ** 2 + (1 - y) * np.maximum(2.0 - d, 0.0) ** 2)
     np.testing.assert_allclose(E.contrastive_loss(x1, x2, y, margin=2.0, reduction="none"), ref,
                                rtol=RTOL, atol=ATOL)
-    g = jax.grad(lambda a: E.contrastive_loss(a, a, y))(x1)  # zero distance
+    g = jax.jit(jax.grad(lambda a: E.contrastive_loss(a, a, y)))(x1)  # zero distance
     assert _finite(g)
 
 
@@ -246,19 +278,25 @@ def _np_ntxent_pairs(x, labels, t):
     return np.array(losses)
 
 
+@jax.jit
+def _ntxent_ours_and_optax(x, labels):
+    """Values at both temperatures and gradients at 0.5, ours and optax's: one program for every label set."""
+    ours = {t: embedding.ntxent_loss(x, labels, temperature=t) for t in (0.07, 0.5)}
+    g_ours = jax.grad(lambda e: embedding.ntxent_loss(e, labels, temperature=0.5))(x)
+    with jax.numpy_dtype_promotion("standard"):  # optax's ntxent promotes bool with int implicitly
+        ref = {t: optax.losses.ntxent(x, labels, t) for t in (0.07, 0.5)}
+        g_ref = jax.grad(lambda e: optax.losses.ntxent(e, labels, 0.5))(x)
+    return ours, ref, g_ours, g_ref
+
+
 @pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 0, 1, 1, 2, 3, 3], [5, 5, 5, 5, 1, 1, 1, 1]])
 def test_ntxent_equals_optax_and_numpy(labels):
     labels = np.array(labels, np.int32)
     x = _f32(_rng(8).normal(size=(8, 6)))[0]
+    ours, ref, g_ours, g_ref = _ntxent_ours_and_optax(x, labels)
     for t in (0.07, 0.5):
-        ours = E.ntxent_loss(x, labels, temperature=t)
-        with jax.numpy_dtype_promotion("standard"):  # optax's ntxent promotes bool with int implicitly
-            ref = optax.losses.ntxent(jnp.asarray(x), jnp.asarray(labels), t)
-        np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(ours, _np_ntxent_pairs(x, labels, t).mean(), rtol=RTOL, atol=ATOL)
-    g_ours = jax.grad(lambda e: E.ntxent_loss(e, labels, temperature=0.5))(x)
-    with jax.numpy_dtype_promotion("standard"):
-        g_ref = jax.grad(lambda e: optax.losses.ntxent(e, jnp.asarray(labels), 0.5))(jnp.asarray(x))
+        np.testing.assert_allclose(ours[t], ref[t], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(ours[t], _np_ntxent_pairs(x, labels, t).mean(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-6)
 
 
@@ -334,9 +372,9 @@ def test_siglip_loss_numpy():
 
 def test_learned_temperature_and_scale_are_differentiable():
     u, v = _f32(*_rng(13).normal(size=(2, 5, 3)))
-    g = jax.grad(lambda t: E.clip_loss(u, v, temperature=jnp.exp(t)))(jnp.log(0.07))
+    g = jax.jit(jax.grad(lambda t: E.clip_loss(u, v, temperature=jnp.exp(t))))(jnp.log(0.07))
     assert np.isfinite(g) and g != 0
-    g = jax.grad(lambda s, b: E.siglip_loss(u, v, logit_scale=jnp.exp(s), logit_bias=b), argnums=(0, 1))(
+    g = jax.jit(jax.grad(lambda s, b: E.siglip_loss(u, v, logit_scale=jnp.exp(s), logit_bias=b), argnums=(0, 1)))(
         jnp.log(10.0), -10.0)
     assert _finite(g)
 
@@ -436,7 +474,7 @@ def test_margin_softmax_where_equals_slicing_and_bad_labels_nan(fn):
     x_nan = x.copy()
     x_nan[7:] = np.nan
     np.testing.assert_allclose(fn(x_nan, w, y, where=where), fn(x[:7], w, y[:7]), rtol=RTOL)
-    g = jax.grad(lambda e: fn(e, w, y, where=where))(x_nan)
+    g = jax.jit(jax.grad(lambda e: fn(e, w, y, where=where)))(x_nan)
     assert _finite(g) and np.all(np.asarray(g)[7:] == 0)
     bad = y.copy()
     bad[0] = 4
@@ -447,7 +485,8 @@ def test_margin_softmax_where_equals_slicing_and_bad_labels_nan(fn):
 def test_arcface_target_cosine_one_is_finite():
     w = np.eye(3, dtype=np.float32)
     x = np.array([[2.0, 0.0, 0.0], [0.0, -1.0, 0.0]], np.float32)  # cos = +1 and -1 with the target
-    value, grads = jax.value_and_grad(lambda a, b: E.arcface_loss(a, b, np.array([0, 1])), argnums=(0, 1))(x, w)
+    value, grads = jax.jit(jax.value_and_grad(lambda a, b: E.arcface_loss(a, b, np.array([0, 1])),
+                                              argnums=(0, 1)))(x, w)
     assert np.isfinite(value) and _finite(grads)
 
 
@@ -493,8 +532,9 @@ def test_circle_keras(labels):
     for gamma, margin in ((80.0, 0.4), (16.0, 0.25)):
         ref = float(keras.losses.Circle(gamma=gamma, margin=margin)(labels, unit))
         np.testing.assert_allclose(E.circle_loss(x, labels, gamma=gamma, margin=margin), ref, rtol=RTOL, atol=1e-5)
-    g_ours = jax.grad(lambda e: E.circle_loss(e, labels))(unit)
-    g_ref = jax.grad(lambda e: keras.losses.Circle()(labels, e / jnp.linalg.norm(e, axis=-1, keepdims=True)))(unit)
+    g_ours = jax.jit(jax.grad(lambda e: E.circle_loss(e, labels)))(unit)
+    g_ref = jax.jit(jax.grad(lambda e: keras.losses.Circle()(labels, e / jnp.linalg.norm(e, axis=-1, keepdims=True))))(
+        unit)
     np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-5)
 
 
@@ -510,6 +550,12 @@ GLOBAL = {
 }
 
 
+@functools.cache
+def _value_and_grad(name):
+    # One program per loss, shared by the edge cases and the single-class batch (same shapes).
+    return jax.jit(jax.value_and_grad(lambda e, y: GLOBAL[name](e, y)))
+
+
 @pytest.mark.parametrize("name", sorted(GLOBAL))
 @pytest.mark.parametrize("case", ["zeros", "single_class", "duplicates"])
 def test_batch_losses_finite_at_edge_cases(name, case):
@@ -522,14 +568,14 @@ def test_batch_losses_finite_at_edge_cases(name, case):
         labels = np.zeros(6, np.int32)
     else:
         x = np.repeat(x[:3], 2, axis=0)  # each anchor identical to its positive
-    value, grad = jax.value_and_grad(lambda e: GLOBAL[name](e, labels))(x)
+    value, grad = _value_and_grad(name)(x, labels)
     assert np.isfinite(value) and _finite(grad), (name, case, value)
 
 
 @pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "supervised_contrastive_loss", "circle_loss"])
 def test_single_class_batch_gives_zero(name):
-    x = _f32(_rng(20).normal(size=(5, 3)))[0]
-    value, grad = jax.value_and_grad(lambda e: GLOBAL[name](e, np.zeros(5, np.int32)))(x)
+    x = _f32(_rng(20).normal(size=(6, 4)))[0]
+    value, grad = _value_and_grad(name)(x, np.zeros(6, np.int32))
     assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
 
 
@@ -552,24 +598,25 @@ def test_where_removes_example_as_anchor_and_candidate(name):
 
 # ---------------------------------------------------------------------- errors
 def test_errors_name_function_and_argument():
+    # Called eagerly, as a user would: the checks raise before any computation.
     x = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError, match="jaxloss.ntxent_loss: labels"):
-        E.ntxent_loss(x, np.zeros(5, np.int32))
+        embedding.ntxent_loss(x, np.zeros(5, np.int32))
     with pytest.raises(TypeError, match="jaxloss.ntxent_loss: labels"):
-        E.ntxent_loss(x, np.zeros(4, np.float32))
+        embedding.ntxent_loss(x, np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="jaxloss.ntxent_loss: temperature"):
-        E.ntxent_loss(x, np.zeros(4, np.int32), temperature=0.0)
+        embedding.ntxent_loss(x, np.zeros(4, np.int32), temperature=0.0)
     with pytest.raises(ValueError, match="jaxloss.clip_loss: image_embeddings"):
-        E.clip_loss(x[None], x[None])
+        embedding.clip_loss(x[None], x[None])
     with pytest.raises(ValueError, match="jaxloss.triplet_margin_loss: margin"):
-        E.triplet_margin_loss(x, x, x, margin=-1.0)
+        embedding.triplet_margin_loss(x, x, x, margin=-1.0)
     with pytest.raises(ValueError, match="jaxloss.triplet_margin_loss: swap"):
-        E.triplet_margin_loss(x, x, x, swap="yes")
+        embedding.triplet_margin_loss(x, x, x, swap="yes")
     with pytest.raises(ValueError, match="jaxloss.arcface_loss: class_centers"):
-        E.arcface_loss(x, np.zeros((3, 2), np.float32), np.zeros(4, np.int32))
+        embedding.arcface_loss(x, np.zeros((3, 2), np.float32), np.zeros(4, np.int32))
     with pytest.raises(ValueError, match="jaxloss.cosine_embedding_loss: margin"):
-        E.cosine_embedding_loss(x, x, np.ones(4, np.float32), margin=2.0)
+        embedding.cosine_embedding_loss(x, x, np.ones(4, np.float32), margin=2.0)
     with pytest.raises(ValueError, match="jaxloss.cosine_similarity: axis"):
-        E.cosine_similarity(x, x, axis=2)
+        embedding.cosine_similarity(x, x, axis=2)
     with pytest.raises(ValueError, match="jaxloss.siglip_loss: logit_scale"):
-        E.siglip_loss(x, x, logit_scale=np.ones(2, np.float32), logit_bias=0.0)
+        embedding.siglip_loss(x, x, logit_scale=np.ones(2, np.float32), logit_bias=0.0)
