@@ -5,11 +5,19 @@ directives (``::: jaxloss.<family>.<name>``). These tests parse those pages as
 plain text, so a public function added to ``jaxloss.__all__`` without a
 reference entry, or an entry naming something that does not exist, fails here
 and not only in ``mkdocs build --strict``.
+
+The numeric checks call losses (ours and the peers' JAX ones) under ``jax.jit``:
+eager calls compile each primitive on its own, and compilation is the suite's
+cost.
 """
 
+import functools
 import importlib
 import pathlib
 import re
+
+import jax
+import numpy as np
 
 import jaxloss
 
@@ -19,6 +27,32 @@ DIRECTIVE = re.compile(r"^:::\s+(jaxloss(?:\.\w+)*)\s*$", re.MULTILINE)
 FAMILIES = ["regression", "classification", "segmentation", "boxes", "embedding", "ranking", "sequence", "text",
             "generative", "robust", "large_vocab"]
 TOOLKIT = ["reduce", "make_loss", "combine", "checked", "get", "register", "available", "testing.check_loss"]
+
+
+_COMPILED = {}
+
+
+def _jit(fn):
+    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
+        key = (fn, static)
+        if key not in _COMPILED:
+            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
+        return _COMPILED[key](*args, **arrays)
+    return call
+
+
+class _Jitted:
+    """``_Jitted(module).name`` is ``module.name`` under :func:`_jit`."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return _jit(getattr(self._module, name))
 
 
 def _directives(page):
@@ -130,11 +164,12 @@ def test_pytorch_page_bce_weight_mapping():
     w = np.array([[0.5], [2.0], [1.0], [3.0]], np.float32)
     per = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
     torch_mean = float(np.mean(w * per))
-    np.testing.assert_allclose(float(cls.sigmoid_binary_cross_entropy(x, y, weights=w, reduction="sum")) / x.size,
+    bce = _jit(cls.sigmoid_binary_cross_entropy)
+    np.testing.assert_allclose(float(bce(x, y, weights=w, reduction="sum")) / x.size,
                                torch_mean, rtol=1e-6)
     # The page's figures: 1.1464 (torch mean) against 0.7055 (jaxloss weighted mean).
     assert round(torch_mean, 4) == 1.1464
-    assert round(float(cls.sigmoid_binary_cross_entropy(x, y, weights=w)), 4) == 0.7055
+    assert round(float(bce(x, y, weights=w)), 4) == 0.7055
     page = (DOCS / "migration" / "pytorch.md").read_text(encoding="utf-8")
     assert "1.1464" in page and "0.7055" in page and 'reduction="sum") / x.size' in page
     try:
@@ -169,9 +204,9 @@ def test_conventions_page_nan_padding_is_about_the_loss_inputs():
         return cls.softmax_cross_entropy_with_integer_labels(jnp.where(mask[:, None], x, 0.0) @ w, labels,
                                                              where=mask)
 
-    value, grad = jax.value_and_grad(naive)(w)
+    value, grad = jax.jit(jax.value_and_grad(naive))(w)
     assert np.isfinite(value) and np.isnan(np.asarray(grad)).any()   # the loss is fine, the layer is not
-    value, grad = jax.value_and_grad(safe)(w)
+    value, grad = jax.jit(jax.value_and_grad(safe))(w)
     assert np.isfinite(value) and np.isfinite(np.asarray(grad)).all()
     page = (DOCS / "conventions.md").read_text(encoding="utf-8")
     assert "jnp.where(mask[:, None], x, 0.0)" in page
@@ -300,7 +335,8 @@ def test_pytorch_page_concatenated_ctc_targets():
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     reference = torch.nn.functional.ctc_loss(torch.tensor(log_probs).transpose(0, 1), torch.tensor(targets),
                                              torch.full((3,), 9), torch.tensor(lengths), reduction="mean")
-    ours = seq.ctc_loss(log_probs, np.zeros((3, 9), np.float32), labels, paddings, normalize_by_label_length=True)
+    ours = _jit(seq.ctc_loss)(log_probs, np.zeros((3, 9), np.float32), labels, paddings,
+                              normalize_by_label_length=True)
     np.testing.assert_allclose(float(ours), float(reference), rtol=1e-5)
 
 
@@ -346,7 +382,10 @@ def test_rax_page_item_weight_mappings():
     import pytest
 
     rax = pytest.importorskip("rax")
-    import jaxloss.ranking as rk
+    import jaxloss.ranking
+
+    rk = _Jitted(jaxloss.ranking)
+    peer = _Jitted(rax)
 
     rng = np.random.default_rng(0)
     s = rng.normal(size=(3, 5)).astype(np.float32)
@@ -354,16 +393,18 @@ def test_rax_page_item_weight_mappings():
     w = rng.uniform(0.5, 2.0, size=(3, 5)).astype(np.float32)
     m = rng.uniform(size=(3, 5)) > 0.2
     valid_pairs = float((m[:, :, None] & m[:, None, :] & (y[:, :, None] > y[:, None, :])).sum())
-    np.testing.assert_allclose(rk.ranking_softmax_loss(s, y * w, where=m), rax.softmax_loss(s, y, weights=w, where=m),
-                               rtol=1e-5)
+    np.testing.assert_allclose(rk.ranking_softmax_loss(s, y * w, where=m),
+                               peer.softmax_loss(s, y, weights=w, where=m), rtol=1e-5)
     pair_w = jnp.repeat(w, 5, axis=-1)
     total = rk.pairwise_logistic_loss(s, y, weights=pair_w, where=m, reduction="sum")
-    np.testing.assert_allclose(total, rax.pairwise_logistic_loss(s, y, weights=w, where=m, reduce_fn=jnp.sum), rtol=1e-5)
-    np.testing.assert_allclose(total / valid_pairs, rax.pairwise_logistic_loss(s, y, weights=w, where=m), rtol=1e-5)
+    np.testing.assert_allclose(total, peer.pairwise_logistic_loss(s, y, weights=w, where=m, reduce_fn=jnp.sum),
+                               rtol=1e-5)
+    np.testing.assert_allclose(total / valid_pairs, peer.pairwise_logistic_loss(s, y, weights=w, where=m), rtol=1e-5)
     np.testing.assert_allclose(rk.pointwise_mse_loss(s, y, weights=w, where=m, reduction="sum") / float(m.sum()),
-                               rax.pointwise_mse_loss(s, y, weights=w, where=m), rtol=1e-5)
+                               peer.pointwise_mse_loss(s, y, weights=w, where=m), rtol=1e-5)
     np.testing.assert_allclose(rk.pairwise_logistic_loss(s, y, where=m, lambdaweight="dcg"),
-                               rax.pairwise_logistic_loss(s, y, where=m, lambdaweight_fn=rax.dcg_lambdaweight), rtol=1e-5)
+                               peer.pairwise_logistic_loss(s, y, where=m, lambdaweight_fn=rax.dcg_lambdaweight),
+                               rtol=1e-5)
     page = (MIGRATION / "rax.md").read_text(encoding="utf-8")
     assert "weights=jnp.repeat(w, L, axis=-1)" in page and "y * w" in page
 
@@ -377,7 +418,9 @@ def test_monai_page_mappings():
 
     losses = pytest.importorskip("monai.losses")
     torch = pytest.importorskip("torch")
-    import jaxloss.segmentation as seg
+    import jaxloss.segmentation
+
+    seg = _Jitted(jaxloss.segmentation)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, 12, 12)).astype(np.float32)             # MONAI's layout [B, C, H, W]
@@ -414,7 +457,9 @@ def test_pytorch_page_metric_learning_mappings():
 
     torch = pytest.importorskip("torch")
     pml = pytest.importorskip("pytorch_metric_learning.losses")
-    import jaxloss.embedding as emb
+    import jaxloss.embedding
+
+    emb = _Jitted(jaxloss.embedding)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 5)).astype(np.float32)
