@@ -12,6 +12,7 @@ Expected values are NumPy transcriptions of
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -20,6 +21,27 @@ import numpy as np
 import pytest
 
 from jaxloss import diffusion
+
+
+_COMPILED = {}
+
+
+def _jit(fn):
+    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
+    function, option set and shape, shared by every test of the module). Eager calls compile each
+    primitive on its own, and compilation is the suite's cost."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
+        key = (fn, static)
+        if key not in _COMPILED:
+            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
+        return _COMPILED[key](*args, **arrays)
+    return call
+
+
+_diffusion_loss = _jit(diffusion.diffusion_loss)
 
 _BETAS = np.linspace(1e-4, 0.02, 1000)          # DDPMScheduler(beta_schedule="linear") defaults
 _ALPHAS_CUMPROD = np.cumprod(1.0 - _BETAS)
@@ -75,13 +97,13 @@ def test_equals_diffusers_training_script(prediction_type, snr_gamma):
     alphas = np.sqrt(_ALPHAS_CUMPROD[timesteps]).astype(np.float32)
     sigmas = np.sqrt(1.0 - _ALPHAS_CUMPROD[timesteps]).astype(np.float32)
     kwargs = {"weighting": "uniform"} if snr_gamma is None else {"weighting": "min_snr", "snr_gamma": snr_gamma}
-    got = diffusion.diffusion_loss(*map(jnp.asarray, (pred, latents, noise, alphas, sigmas)),
-                                   prediction_type=prediction_type, reduction="none", **kwargs)
+    got = _diffusion_loss(*map(jnp.asarray, (pred, latents, noise, alphas, sigmas)),
+                          prediction_type=prediction_type, reduction="none", **kwargs)
     ref = _diffusers_reference(*(a.astype(np.float64) for a in (pred, latents, noise)), timesteps,
                                prediction_type, snr_gamma)
     assert _rel(got, ref) < 1e-5
-    mean = diffusion.diffusion_loss(*map(jnp.asarray, (pred, latents, noise, alphas, sigmas)),
-                                    prediction_type=prediction_type, **kwargs)
+    mean = _diffusion_loss(*map(jnp.asarray, (pred, latents, noise, alphas, sigmas)),
+                           prediction_type=prediction_type, **kwargs)
     assert _rel(mean, ref.mean()) < 1e-5
 
 
@@ -92,9 +114,9 @@ def test_edm_weighting_equals_edm_loss():
     sigma = np.exp(rng.normal(-1.2, 1.2, size=6)).astype(np.float32)     # EDM's P_mean, P_std
     noise = rng.normal(size=(6, 4, 3)).astype(np.float32)
     for sigma_data in (0.5, 1.0):
-        got = diffusion.diffusion_loss(jnp.asarray(d_yn), jnp.asarray(y), jnp.asarray(noise), jnp.ones(6),
-                                       jnp.asarray(sigma), prediction_type="sample", weighting="edm",
-                                       sigma_data=sigma_data, reduction="none")
+        got = _diffusion_loss(jnp.asarray(d_yn), jnp.asarray(y), jnp.asarray(noise), jnp.ones(6),
+                              jnp.asarray(sigma), prediction_type="sample", weighting="edm",
+                              sigma_data=sigma_data, reduction="none")
         ref = _edm_reference(d_yn.astype(np.float64), y.astype(np.float64), sigma.astype(np.float64), sigma_data)
         assert _rel(got, ref) < 1e-5
 
@@ -109,8 +131,8 @@ def test_min_snr_weights_by_hand():
     for prediction_type, weight in expected.items():
         target = {"epsilon": 0.0 * ones, "sample": ones, "v_prediction": -sigmas[:, None] * ones}
         out = target[prediction_type] + 2.0                      # squared error 4 everywhere
-        got = diffusion.diffusion_loss(out, ones, 0.0 * ones, alphas, sigmas, prediction_type=prediction_type,
-                                       weighting="min_snr", snr_gamma=1.0, reduction="none")
+        got = _diffusion_loss(out, ones, 0.0 * ones, alphas, sigmas, prediction_type=prediction_type,
+                              weighting="min_snr", snr_gamma=1.0, reduction="none")
         np.testing.assert_allclose(got, 4.0 * weight, rtol=1e-6)
 
 
@@ -125,17 +147,18 @@ def test_finite_at_vanishing_alphas_and_sigmas(prediction_type, weighting):
     sigmas = jnp.array([1.0, 0.0, 1e-20, 0.0, 0.9999999, 1e-7])
 
     def f(out, samples, noise, a, s):
-        return diffusion.diffusion_loss(out, samples, noise, a, s, prediction_type=prediction_type,
-                                        weighting=weighting)
+        return _diffusion_loss(out, samples, noise, a, s, prediction_type=prediction_type,
+                               weighting=weighting)
 
-    value = diffusion.diffusion_loss(x, x[::-1], x + 1.0, alphas, sigmas, prediction_type=prediction_type,
-                                     weighting=weighting, reduction="none")
-    grads = jax.grad(f, argnums=(0, 1, 2, 3, 4))(x, x[::-1], x + 1.0, alphas, sigmas)
+    value = _diffusion_loss(x, x[::-1], x + 1.0, alphas, sigmas, prediction_type=prediction_type,
+                            weighting=weighting, reduction="none")
+    grads = jax.jit(jax.grad(f, argnums=(0, 1, 2, 3, 4)))(x, x[::-1], x + 1.0, alphas, sigmas)
     assert np.all(np.isfinite(value)), value
     assert all(np.all(np.isfinite(g)) for g in grads)
 
 
 def test_errors():
+    # Called eagerly, as a user would: the checks raise before any computation.
     x, a = jnp.zeros((2, 3)), jnp.ones(2)
     with pytest.raises(ValueError, match="jaxloss.diffusion_loss: prediction_type must be 'sample' with "
                                          "weighting='edm'"):
@@ -168,9 +191,9 @@ def test_check_loss_on_the_other_weightings(kwargs):
 def test_single_feature_and_nan_schedule():
     # Rank-1 inputs: the mean over no non-batch axis is the squared error itself.
     out, x = jnp.array([1.0, 3.0]), jnp.zeros(2)
-    np.testing.assert_allclose(diffusion.diffusion_loss(out, x, x, jnp.ones(2), jnp.ones(2), reduction="none"),
+    np.testing.assert_allclose(_diffusion_loss(out, x, x, jnp.ones(2), jnp.ones(2), reduction="none"),
                                [1.0, 9.0])
     for prediction_type in ("epsilon", "sample", "v_prediction"):
-        value = diffusion.diffusion_loss(out, x, x, jnp.array([jnp.nan, 0.5]), jnp.ones(2), weighting="min_snr",
-                                         prediction_type=prediction_type, reduction="none")
+        value = _diffusion_loss(out, x, x, jnp.array([jnp.nan, 0.5]), jnp.ones(2), weighting="min_snr",
+                                prediction_type=prediction_type, reduction="none")
         assert np.isnan(value[0]) and np.isfinite(value[1])
