@@ -4,11 +4,14 @@ Every expected number comes from outside jaxloss: NumPy (float64) transcriptions
 of Hugging Face TRL's trainer functions, each citing the file it transcribes at
 commit 763738f457f283270772ac9bd5b3e4027fd424d5 (December 2024, before the 2025
 DPO refactor), closed forms written as expressions, and, when installed, the
-same TRL lines run in PyTorch. All random inputs are seeded.
+same TRL lines run in PyTorch. All random inputs are seeded. Losses are called
+under ``jax.jit`` (``pref`` below; Python-valued options static): eager calls
+compile each primitive on their own, and compilation is the suite's cost.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -16,8 +19,35 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxloss.preference as pref
+import jaxloss.preference as preference
 from jaxloss.testing import check_loss
+
+_COMPILED = {}
+
+
+def _jit(fn):
+    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
+    function, option set and shape, shared by every test of the module). Eager calls compile each
+    primitive on its own, and compilation is the suite's cost."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
+        key = (fn, static)
+        if key not in _COMPILED:
+            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
+        return _COMPILED[key](*args, **arrays)
+    return call
+
+
+class _Jitted:
+    """``pref.name`` is ``jaxloss.preference.name`` under :func:`_jit`."""
+
+    def __getattr__(self, name):
+        return _jit(getattr(preference, name))
+
+
+pref = _Jitted()
 
 RTOL, ATOL = 1e-5, 1e-6
 B = 7
@@ -203,7 +233,7 @@ def test_dpo_rewards():
     _close(chosen, 0.3 * (np.float64(pc) - rc))
     _close(rejected, 0.3 * (np.float64(pr) - rr))
     # Logged metrics, not a training signal: no gradient flows through them (TRL detaches them).
-    g = jax.grad(lambda p: jnp.sum(pref.dpo_rewards(p, pr, rc, rr)[0]))(jnp.asarray(pc))
+    g = jax.jit(jax.grad(lambda p: jnp.sum(pref.dpo_rewards(p, pr, rc, rr)[0])))(jnp.asarray(pc))
     assert np.all(np.asarray(g) == 0)
 
 
@@ -298,7 +328,7 @@ def test_fully_masked_sequences_stay_finite():
 def test_sequence_log_probs_edges():
     labels = jnp.array([[1, 0, 2]], jnp.int32)
     big = jnp.array([[[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0], [0.0, 0.0, 1e4]]], jnp.float32)
-    value, g = jax.value_and_grad(lambda x: jnp.sum(pref.sequence_log_probs(x, labels)))(big)
+    value, g = jax.jit(jax.value_and_grad(lambda x: jnp.sum(pref.sequence_log_probs(x, labels))))(big)
     # tokens 1 and 0 are at -2e4 and -2e4 below their row's maximum; token 2 is the maximum
     _close(value, -4e4, rtol=1e-6)
     assert _all_finite(g)
@@ -326,9 +356,9 @@ def test_traced_hyper_parameters():
     # kl is a constant: no gradient flows into it, and the learned beta gets one
     policy, reference = _summed(rng), _summed(rng)
     desirable = np.arange(B) % 3 == 0
-    g_kl = jax.grad(lambda kl: pref.kto_loss(policy, reference, desirable, kl=kl))(0.5)
+    g_kl = jax.jit(jax.grad(lambda kl: pref.kto_loss(policy, reference, desirable, kl=kl)))(0.5)
     assert float(g_kl) == 0.0
-    g_beta = jax.grad(lambda b: pref.kto_loss(policy, reference, desirable, beta=b))(0.1)
+    g_beta = jax.jit(jax.grad(lambda b: pref.kto_loss(policy, reference, desirable, beta=b)))(0.1)
     assert np.isfinite(float(g_beta)) and float(g_beta) != 0.0
 
 
@@ -337,37 +367,38 @@ def test_traced_hyper_parameters():
 def test_dpo_other_loss_types_keep_the_contract(loss_type, label_smoothing):
     rng = np.random.default_rng(12)
     args = tuple(-rng.uniform(5.0, 40.0, size=(6,)) for _ in range(4))
-    check_loss(pref.dpo_loss, *args, only=["grad", "edge", "where", "all_masked"], beta=0.1,
+    check_loss(preference.dpo_loss, *args, only=["grad", "edge", "where", "all_masked"], beta=0.1,
                loss_type=loss_type, label_smoothing=label_smoothing)
 
 
 # ------------------------------------------------------------------------------ errors
 def test_errors():
+    # Called eagerly, as a user would: the checks raise before any computation.
     x = np.full(3, -5.0, np.float32)
     with pytest.raises(ValueError, match=r"^jaxloss.dpo_loss: loss_type must be one of"):
-        pref.dpo_loss(x, x, x, x, loss_type="exo_pair")
+        preference.dpo_loss(x, x, x, x, loss_type="exo_pair")
     with pytest.raises(ValueError, match=r"^jaxloss.dpo_loss: beta must be > 0"):
-        pref.dpo_loss(x, x, x, x, beta=0.0)
+        preference.dpo_loss(x, x, x, x, beta=0.0)
     with pytest.raises(ValueError, match=r"^jaxloss.dpo_loss: label_smoothing must be >= 0.0 and < 0.5"):
-        pref.dpo_loss(x, x, x, x, loss_type="robust", label_smoothing=0.5)
+        preference.dpo_loss(x, x, x, x, loss_type="robust", label_smoothing=0.5)
     with pytest.raises(ValueError, match=r"^jaxloss.dpo_loss: label_smoothing must be 0 for loss_type='hinge'"):
-        pref.dpo_loss(x, x, x, x, loss_type="hinge", label_smoothing=0.1)
+        preference.dpo_loss(x, x, x, x, loss_type="hinge", label_smoothing=0.1)
     with pytest.raises(ValueError, match=r"^jaxloss.dpo_loss: policy_chosen_logps \(3,\) and reference_rejected_logps"):
-        pref.dpo_loss(x, x, x, x[:2])
+        preference.dpo_loss(x, x, x, x[:2])
     with pytest.raises(TypeError, match=r"^jaxloss.simpo_loss: chosen_logps must have a floating dtype"):
-        pref.simpo_loss(x.astype(np.int32), x)
+        preference.simpo_loss(x.astype(np.int32), x)
     with pytest.raises(ValueError, match=r"^jaxloss.orpo_loss: beta must be >= 0"):
-        pref.orpo_loss(x, x, beta=-0.1)
+        preference.orpo_loss(x, x, beta=-0.1)
     with pytest.raises(TypeError, match=r"^jaxloss.kto_loss: desirable must be a boolean array"):
-        pref.kto_loss(x, x, np.ones(3, np.float32))
+        preference.kto_loss(x, x, np.ones(3, np.float32))
     with pytest.raises(ValueError, match=r"^jaxloss.kto_loss: policy_logps \(3,\) and desirable \(2,\)"):
-        pref.kto_loss(x, x, np.ones(2, bool))
+        preference.kto_loss(x, x, np.ones(2, bool))
     with pytest.raises(ValueError, match=r"^jaxloss.kto_loss: undesirable_weight must be >= 0"):
-        pref.kto_loss(x, x, np.ones(3, bool), undesirable_weight=-1.0)
+        preference.kto_loss(x, x, np.ones(3, bool), undesirable_weight=-1.0)
     logits, labels = np.zeros((2, 3, 4), np.float32), np.zeros((2, 3), np.int32)
     with pytest.raises(ValueError, match=r"^jaxloss.sequence_log_probs: labels must have shape \(2, 3\)"):
-        pref.sequence_log_probs(logits, labels[:, :2])
+        preference.sequence_log_probs(logits, labels[:, :2])
     with pytest.raises(TypeError, match=r"^jaxloss.sequence_log_probs: labels must have an integer dtype"):
-        pref.sequence_log_probs(logits, labels.astype(np.float32))
+        preference.sequence_log_probs(logits, labels.astype(np.float32))
     with pytest.raises(ValueError, match=r"^jaxloss.sequence_log_probs: logits must have rank >= 2"):
-        pref.sequence_log_probs(logits[0, 0], labels[0, :1])
+        preference.sequence_log_probs(logits[0, 0], labels[0, :1])
