@@ -333,8 +333,8 @@ def test_monai_itself_when_installed():
 def test_lovasz_hinge_equals_reference(per_image, masked):
     # Berman et al., lovasz_losses.py: lovasz_hinge(logits, labels, per_image, ignore).
     rng = np.random.default_rng(8)
-    logits = rng.normal(0.0, 2.0, (4, 9, 8)).astype(np.float32)
-    labels = rng.integers(0, 2, (4, 9, 8)).astype(np.int32)
+    logits = rng.normal(0.0, 2.0, (3, 6, 7)).astype(np.float32)   # the file's common shape: fewer compiles
+    labels = rng.integers(0, 2, (3, 6, 7)).astype(np.int32)
     labels[1] = 0                                  # an image without foreground
     keep = rng.uniform(size=labels.shape) > 0.3 if masked else None
     expected = ref_lovasz_hinge(logits.astype(np.float64), labels, per_image=per_image, keep=keep)
@@ -348,15 +348,15 @@ def test_lovasz_hinge_equals_reference(per_image, masked):
 @pytest.mark.parametrize("masked", [False, True])
 def test_lovasz_softmax_equals_reference(per_image, classes, masked):
     # Berman et al., lovasz_losses.py: lovasz_softmax(softmax(logits), labels, classes, per_image, ignore).
-    logits, labels, onehot = _data(9, shape=(3, 8, 9), num_classes=5)
+    logits, labels, onehot = _data(9)
     labels = labels.copy()
-    labels[0][labels[0] == 3] = 4                  # class 3 absent from image 0
+    labels[0][labels[0] == 3] = 2                  # class 3 absent from image 0
     keep = np.random.default_rng(10).uniform(size=labels.shape) > 0.25 if masked else None
     probas = _softmax(logits.astype(np.float64), -1)
     expected = ref_lovasz_softmax(probas, labels, classes=classes, per_image=per_image, keep=keep)
     ours = seg.lovasz_softmax_loss(logits, labels, per_image=per_image, classes=classes, where=keep)
     _close(ours, expected)
-    onehot = np.eye(5, dtype=np.float32)[labels]
+    onehot = np.eye(4, dtype=np.float32)[labels]
     _close(seg.lovasz_softmax_loss(logits, onehot, per_image=per_image, classes=classes, where=keep), expected)
 
 
@@ -420,8 +420,8 @@ def test_empty_classes_and_all_background_stay_finite(fn):
 
 
 def test_lovasz_hinge_all_background_finite():
-    logits = np.random.default_rng(15).normal(size=(2, 6, 6)).astype(np.float32)
-    labels = np.zeros((2, 6, 6), np.int32)
+    logits = np.random.default_rng(15).normal(size=(3, 6, 7)).astype(np.float32)
+    labels = np.zeros((3, 6, 7), np.int32)
     value, grad = jax.value_and_grad(seg.lovasz_hinge_loss)(logits, labels)
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
 
@@ -491,11 +491,11 @@ def test_out_of_range_integer_labels_give_nan_for_that_example(fn, bad, dtype):
 
 
 def test_lovasz_hinge_non_binary_integer_labels_give_nan():
-    logits = np.random.default_rng(32).normal(size=(2, 3, 4)).astype(np.float32)
-    labels = np.random.default_rng(33).integers(0, 2, (2, 3, 4)).astype(np.uint8)
+    logits = np.random.default_rng(32).normal(size=(3, 6, 7)).astype(np.float32)
+    labels = np.random.default_rng(33).integers(0, 2, (3, 6, 7)).astype(np.uint8)
     labels[0, 1, 1] = 255
     values = np.asarray(seg.lovasz_hinge_loss(logits, labels, reduction="none"))
-    assert np.isnan(values[0]) and np.isfinite(values[1])
+    assert np.isnan(values[0]) and np.all(np.isfinite(values[1:]))
 
 
 @pytest.mark.parametrize("activation", ["softmax", None])
