@@ -247,32 +247,34 @@ VARIANTS = [0.0, 1e-6, -1e-6, 2.0, 2.0 - 1e-4, 2.0 + 1e-4, 1.0, -2.0, -1e6, -np.
 
 NLL_VARIANTS = [0.0, 1e-4, 2.0 - 1e-4, 2.0, 2.0 + 1e-4, 4.0]
 
-# Every alpha variant goes through check_loss in one call: three output columns per
-# variant (alpha is an array broadcast over the batch, Barron's per-dimension
-# setting), so the checks compile once instead of once per alpha. Each check is
-# elementwise except the finite-difference one, which compares one random
-# directional derivative of the mean over all columns: with n variants a wrong
-# gradient in one variant moves it n times less than in a 6 x 3 example alone,
-# so its tolerance is n times tighter than the default 1e-4 (float64 differences
-# are good to about 1e-9 here).
+# Every alpha variant goes through check_loss in one call: a block of output
+# columns per variant (alpha is an array broadcast over the batch, Barron's
+# per-dimension setting), so the checks compile once instead of once per alpha.
+# Both losses use one 6 x 36 example, so they also share the op-by-op programs
+# of the "jit" check. Each check is elementwise except the finite-difference
+# one, which compares one random directional derivative of the mean over all
+# columns: a wrong gradient in one variant moves it at most 12 times less than
+# in a 6 x 3 example of that variant alone (the 12 blocks of 6 x 3), so its
+# tolerance is 12 times tighter than the default 1e-4 (float64 differences are
+# good to about 1e-9 here).
+_COLUMNS = 36
 
 
 def test_check_loss_general_alpha_variants_and_array_scale():
     """Every alpha variant passes the alpha-dependent checks, with one alpha and one scale per output
     dimension broadcast over the batch (Barron's adaptive setting): scales 0.5, 1.3 and 2.0 per variant."""
     rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 1.5, (6, 3 * len(VARIANTS)))
-    alpha = np.repeat(np.asarray(VARIANTS), 3)
+    x = rng.normal(0.0, 1.5, (6, _COLUMNS))
+    alpha = np.repeat(np.asarray(VARIANTS), _COLUMNS // len(VARIANTS))
     scale = np.tile([0.5, 1.3, 2.0], len(VARIANTS))
-    check_loss(general_robust_loss, x, alpha=alpha, scale=scale, only=ALPHA_CHECKS,
-               grad_tolerance=1e-4 / len(VARIANTS))
+    check_loss(general_robust_loss, x, alpha=alpha, scale=scale, only=ALPHA_CHECKS, grad_tolerance=1e-4 / 12)
 
 
 def test_check_loss_nll_alpha_variants():
     rng = np.random.default_rng(2)
-    x = rng.normal(0.0, 1.5, (6, 3 * len(NLL_VARIANTS)))
-    check_loss(adaptive_robust_nll, x, alpha=np.repeat(np.asarray(NLL_VARIANTS), 3), scale=0.8, only=ALPHA_CHECKS,
-               grad_tolerance=1e-4 / len(NLL_VARIANTS))
+    x = rng.normal(0.0, 1.5, (6, _COLUMNS))
+    alpha = np.repeat(np.asarray(NLL_VARIANTS), _COLUMNS // len(NLL_VARIANTS))
+    check_loss(adaptive_robust_nll, x, alpha=alpha, scale=0.8, only=ALPHA_CHECKS, grad_tolerance=1e-4 / 12)
 
 
 _TRACED_MEAN = {
@@ -286,7 +288,7 @@ _TRACED_MEAN = {
 def test_traced_scalar_alpha_and_scale_equal_python_floats(loss, alpha):
     """check_loss's "trace" check per alpha variant: traced scalar alpha and scale give the value of Python floats."""
     fn, scale, traced = _TRACED_MEAN[loss]
-    x = np.random.default_rng(3).normal(0.0, 1.5, (6, 3)).astype(np.float32)
+    x = np.random.default_rng(3).normal(0.0, 1.5, (6, _COLUMNS)).astype(np.float32)
     eager = fn(x, alpha=alpha, scale=scale)   # Python floats, op by op
     np.testing.assert_allclose(traced(x, jnp.float32(alpha), jnp.float32(scale)), eager, rtol=1e-5, atol=1e-6)
 
