@@ -97,13 +97,12 @@ def test_equals_diffusers_training_script(prediction_type, snr_gamma):
     alphas = np.sqrt(_ALPHAS_CUMPROD[timesteps]).astype(np.float32)
     sigmas = np.sqrt(1.0 - _ALPHAS_CUMPROD[timesteps]).astype(np.float32)
     kwargs = {"weighting": "uniform"} if snr_gamma is None else {"weighting": "min_snr", "snr_gamma": snr_gamma}
-    got = _diffusion_loss(*map(jnp.asarray, (pred, latents, noise, alphas, sigmas)),
-                          prediction_type=prediction_type, reduction="none", **kwargs)
+    got, mean = jax.jit(lambda *a: tuple(  # one program for both reductions
+        diffusion.diffusion_loss(*a, prediction_type=prediction_type, reduction=r, **kwargs)
+        for r in ("none", "mean")))(pred, latents, noise, alphas, sigmas)
     ref = _diffusers_reference(*(a.astype(np.float64) for a in (pred, latents, noise)), timesteps,
                                prediction_type, snr_gamma)
     assert _rel(got, ref) < 1e-5
-    mean = _diffusion_loss(*map(jnp.asarray, (pred, latents, noise, alphas, sigmas)),
-                           prediction_type=prediction_type, **kwargs)
     assert _rel(mean, ref.mean()) < 1e-5
 
 
@@ -147,12 +146,12 @@ def test_finite_at_vanishing_alphas_and_sigmas(prediction_type, weighting):
     sigmas = jnp.array([1.0, 0.0, 1e-20, 0.0, 0.9999999, 1e-7])
 
     def f(out, samples, noise, a, s):
-        return _diffusion_loss(out, samples, noise, a, s, prediction_type=prediction_type,
-                               weighting=weighting)
+        return diffusion.diffusion_loss(out, samples, noise, a, s, prediction_type=prediction_type,
+                                        weighting=weighting)
 
-    value = _diffusion_loss(x, x[::-1], x + 1.0, alphas, sigmas, prediction_type=prediction_type,
-                            weighting=weighting, reduction="none")
-    grads = jax.jit(jax.grad(f, argnums=(0, 1, 2, 3, 4)))(x, x[::-1], x + 1.0, alphas, sigmas)
+    value, grads = jax.jit(lambda *a: (  # one program
+        diffusion.diffusion_loss(*a, prediction_type=prediction_type, weighting=weighting, reduction="none"),
+        jax.grad(f, argnums=(0, 1, 2, 3, 4))(*a)))(x, x[::-1], x + 1.0, alphas, sigmas)
     assert np.all(np.isfinite(value)), value
     assert all(np.all(np.isfinite(g)) for g in grads)
 

@@ -473,12 +473,17 @@ def test_margin_softmax_where_equals_slicing_and_bad_labels_nan(fn):
     where = np.arange(10) < 7
     x_nan = x.copy()
     x_nan[7:] = np.nan
-    np.testing.assert_allclose(fn(x_nan, w, y, where=where), fn(x[:7], w, y[:7]), rtol=RTOL)
-    g = jax.jit(jax.grad(lambda e: fn(e, w, y, where=where)))(x_nan)
-    assert _finite(g) and np.all(np.asarray(g)[7:] == 0)
     bad = y.copy()
     bad[0] = 4
-    values = fn(x, w, bad, reduction="none")
+
+    @jax.jit
+    def run(x_nan, sliced, sliced_labels, bad):  # one program
+        masked, g = jax.value_and_grad(lambda e: fn(e, w, y, where=where))(x_nan)
+        return masked, g, fn(sliced, w, sliced_labels), fn(x, w, bad, reduction="none")
+
+    masked, g, sliced, values = run(x_nan, x[:7], y[:7], bad)
+    np.testing.assert_allclose(masked, sliced, rtol=RTOL)
+    assert _finite(g) and np.all(np.asarray(g)[7:] == 0)
     assert np.isnan(values[0]) and np.all(np.isfinite(values[1:]))
 
 
@@ -529,12 +534,19 @@ def test_circle_keras(labels):
     labels = np.array(labels, np.int32)
     x = _f32(_rng(18).normal(size=(8, 5)))[0]
     unit = (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-    for gamma, margin in ((80.0, 0.4), (16.0, 0.25)):
-        ref = float(keras.losses.Circle(gamma=gamma, margin=margin)(labels, unit))
-        np.testing.assert_allclose(E.circle_loss(x, labels, gamma=gamma, margin=margin), ref, rtol=RTOL, atol=1e-5)
-    g_ours = jax.jit(jax.grad(lambda e: E.circle_loss(e, labels)))(unit)
-    g_ref = jax.jit(jax.grad(lambda e: keras.losses.Circle()(labels, e / jnp.linalg.norm(e, axis=-1, keepdims=True))))(
-        unit)
+    options = ((80.0, 0.4), (16.0, 0.25))
+
+    @jax.jit
+    def ours_and_keras(x, unit, labels):  # one program
+        values = {(g, m): (embedding.circle_loss(x, labels, gamma=g, margin=m),
+                           keras.losses.Circle(gamma=g, margin=m)(labels, unit)) for g, m in options}
+        g_ours = jax.grad(lambda e: embedding.circle_loss(e, labels))(unit)
+        g_ref = jax.grad(lambda e: keras.losses.Circle()(labels, e / jnp.linalg.norm(e, axis=-1, keepdims=True)))(unit)
+        return values, g_ours, g_ref
+
+    values, g_ours, g_ref = ours_and_keras(x, unit, labels)
+    for ours, ref in values.values():
+        np.testing.assert_allclose(ours, float(ref), rtol=RTOL, atol=1e-5)
     np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4, atol=1e-5)
 
 
@@ -586,13 +598,14 @@ def test_where_removes_example_as_anchor_and_candidate(name):
     where = np.array([True, False, True, True, False, True, True, True])
     kw = {"margin": 0.3} if name == "batch_hard_triplet_loss" else {}
     if name in ("info_nce_loss", "clip_loss", "siglip_loss"):
-        fn = {"info_nce_loss": E.info_nce_loss, "clip_loss": E.clip_loss,
-              "siglip_loss": lambda a, b, **k: E.siglip_loss(a, b, logit_scale=5.0, logit_bias=-2.0, **k)}[name]
-        masked = fn(x, x[::-1], where=where)
-        sliced = fn(x[where], x[::-1][where])
+        fn = {"info_nce_loss": embedding.info_nce_loss, "clip_loss": embedding.clip_loss,
+              "siglip_loss": lambda a, b, **k: embedding.siglip_loss(a, b, logit_scale=5.0, logit_bias=-2.0,
+                                                                     **k)}[name]
+        masked, sliced = jax.jit(lambda x, xs, ys: (  # one program
+            fn(x, x[::-1], where=where), fn(xs, ys)))(x, x[where], x[::-1][where])
     else:
-        masked = GLOBAL[name](x, labels, where=where, **kw)
-        sliced = GLOBAL[name](x[where], labels[where], **kw)
+        masked, sliced = jax.jit(lambda x, y, xs, ys: (  # one program
+            GLOBAL[name](x, y, where=where, **kw), GLOBAL[name](xs, ys, **kw)))(x, labels, x[where], labels[where])
     np.testing.assert_allclose(masked, sliced, rtol=RTOL, atol=ATOL)
 
 

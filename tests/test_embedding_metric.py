@@ -270,18 +270,24 @@ def test_proxy_anchor_where_masks_examples_and_bad_label_is_nan():
     where = np.arange(10) % 3 != 1
     x_nan = x.copy()
     x_nan[~where] = np.nan
-    np.testing.assert_allclose(E.proxy_anchor_loss(x_nan, w, y, where=where), E.proxy_anchor_loss(x[where], w, y[where]),
-                               rtol=RTOL, atol=ATOL)
-    g = jax.jit(jax.grad(lambda e: E.proxy_anchor_loss(e, w, y, where=where)))(x_nan)
+    above, below = y.copy(), y.copy()
+    above[0], below[0] = 3, -1
+    loss = embedding.proxy_anchor_loss
+
+    @jax.jit
+    def run(x_nan, sliced, sliced_labels, above, below):  # one program
+        masked, g = jax.value_and_grad(lambda e: loss(e, w, y, where=where))(x_nan)
+        return (masked, g, loss(sliced, w, sliced_labels), loss(x, w, y, where=np.zeros(10, bool)),
+                loss(x, w, above, reduction="none"), loss(x, w, below), loss(x, w, below, where=np.arange(10) > 0))
+
+    masked, g, sliced, all_masked, above_none, below_mean, below_masked = run(x_nan, x[where], y[where], above, below)
+    np.testing.assert_allclose(masked, sliced, rtol=RTOL, atol=ATOL)
     assert _finite(g) and np.all(np.asarray(g)[~where] == 0)
-    assert float(E.proxy_anchor_loss(x, w, y, where=np.zeros(10, bool))) == 0.0
-    bad = y.copy()
-    bad[0] = 3
-    assert np.all(np.isnan(E.proxy_anchor_loss(x, w, bad, reduction="none")))
-    bad[0] = -1
-    assert np.isnan(float(E.proxy_anchor_loss(x, w, bad)))
+    assert float(all_masked) == 0.0
+    assert np.all(np.isnan(above_none))
+    assert np.isnan(float(below_mean))
     # ...unless that example is masked.
-    assert np.isfinite(float(E.proxy_anchor_loss(x, w, bad, where=np.arange(10) > 0)))
+    assert np.isfinite(float(below_masked))
 
 
 # ----------------------------------------------------------------- SoftTriple
