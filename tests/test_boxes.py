@@ -266,7 +266,7 @@ def test_zero_height_box_ciou_closed_form():
     with jax.enable_x64(True):
         a, b = jnp.asarray(a), jnp.asarray(b)
         np.testing.assert_allclose(B.ciou_loss(a, b, epsilon=0.0), 1 + 1 / 8 + 0.2 * 0.25, rtol=1e-12)
-        grads = jax.grad(B.ciou_loss, argnums=(0, 1))(a, b)
+        grads = jax.jit(jax.grad(B.ciou_loss, argnums=(0, 1)))(a, b)   # one program, not one per primitive
         assert all(np.all(np.isfinite(g)) for g in grads)
 
 
@@ -297,12 +297,12 @@ def test_box_iou_pairwise_matches_torchvision_box_iou():
     b1, b2 = valid_boxes(rng, 7), valid_boxes(rng, 4)
     b2[0] = b1[0]
     with jax.enable_x64(True):
-        got = B.box_iou(jnp.asarray(b1)[:, None], jnp.asarray(b2)[None])
+        got = jax.jit(B.box_iou)(jnp.asarray(b1)[:, None], jnp.asarray(b2)[None])   # one program
         assert got.shape == (7, 4)
         np.testing.assert_allclose(got, ref_box_iou(b1, b2), rtol=1e-12, atol=1e-15)
     # Integer boxes are accepted by the utility and give float32.
     ints = np.array([[0, 0, 2, 2]], np.int32)
-    out = B.box_iou(ints, np.array([[1, 1, 3, 3]], np.int32))
+    out = jax.jit(B.box_iou)(ints, np.array([[1, 1, 3, 3]], np.int32))
     assert out.dtype == jnp.float32
     np.testing.assert_allclose(out, [1 / 7], rtol=1e-6)
 
@@ -344,7 +344,7 @@ def test_box_convert_known_values():
 
 def test_box_convert_is_differentiable():
     # d cx / d x1 = 1/2, d w / d x1 = -1.
-    g = jax.grad(lambda b: jnp.sum(B.box_convert(b, "xyxy", "cxcywh") * jnp.array([1.0, 0.0, 1.0, 0.0])))(
+    g = jax.jit(jax.grad(lambda b: jnp.sum(B.box_convert(b, "xyxy", "cxcywh") * jnp.array([1.0, 0.0, 1.0, 0.0]))))(
         jnp.array([1.0, 2.0, 5.0, 8.0]))
     np.testing.assert_allclose(g, [-0.5, 0.0, 1.5, 0.0])
 
@@ -460,7 +460,7 @@ def test_ciou_gradient_holds_alpha_constant():
 
     expected = _central_difference(frozen, b1)
     with jax.enable_x64(True):
-        got = jax.grad(B.ciou_loss)(jnp.asarray(b1), jnp.asarray(b2))
+        got = jax.jit(jax.grad(B.ciou_loss))(jnp.asarray(b1), jnp.asarray(b2))   # one program
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
     # And it differs from the full derivative of the value (alpha does vary).
     full = _central_difference(lambda x: float(np.mean(ref_ciou_loss(x, b2))), b1)
@@ -521,7 +521,7 @@ def test_torch_autograd_cross_check():
         value = tfn(p, t).mean()
         value.backward()
         with jax.enable_x64(True):
-            ours, grads = jax.value_and_grad(LOSSES[name], argnums=(0, 1))(jnp.asarray(b1), jnp.asarray(b2))
+            ours, grads = jax.jit(jax.value_and_grad(LOSSES[name], argnums=(0, 1)))(jnp.asarray(b1), jnp.asarray(b2))
         np.testing.assert_allclose(float(ours), value.item(), rtol=1e-12, err_msg=name)
         np.testing.assert_allclose(grads[0], p.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
         np.testing.assert_allclose(grads[1], t.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
