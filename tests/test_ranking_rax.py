@@ -33,6 +33,10 @@ RTOL = 1e-5
 ATOL = 1e-6
 
 
+# One xdist worker runs the whole file, so the programs below are compiled once
+# per suite run, not once on each worker.
+pytestmark = pytest.mark.xdist_group("test_ranking_rax")
+
 # ------------------------------------------------------------ compiled once, shared
 # XLA compilation is most of this file's run time: an eager call compiles every
 # primitive for every new shape, and a gradient of an eager call dozens more.
@@ -105,6 +109,7 @@ def _eval_rax(name, *args, outputs=GRAD, together=(), **kwargs):
     """rax's ``name`` (``reduce_fn`` None and mean, the mean's gradient), compiled as :func:`_eval`."""
     static, arrays = _split(kwargs)
     entries = _entries(name, static, together)
+    # rax mixes int32 ranks with float32 scores and broadcasts ranks implicitly: JAX's defaults.
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
         return _program("rax", entries, outputs)(*args, **arrays)[entries.index((name, static))]
 
