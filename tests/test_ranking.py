@@ -156,15 +156,15 @@ def test_sampled_losses_match_paper_formulas(fn, ref):
 def test_bpr_max_regularization():
     pos, neg = _sampled_inputs(1)
     lams = (0.0, 0.3, 2.0)
-    # One program for every value: the regularization traced (a learned lambda).
-    traced = jax.jit(jax.vmap(lambda lam: ranking.bpr_max_loss(pos, neg, regularization=lam, reduction="none")))(
+    for lam in lams:
+        np.testing.assert_allclose(_eval(ranking.bpr_max_loss, pos, neg, regularization=lam)["none"],
+                                   np_bpr_max(pos.astype(np.float64), neg.astype(np.float64), lam),
+                                   rtol=RTOL, atol=ATOL)
+    # Traced (a learned lambda), every value in one program: the same numbers.
+    traced = jax.jit(jax.vmap(lambda lam: ranking.bpr_max_loss(pos, neg, regularization=lam)))(
         jnp.asarray(lams, jnp.float32))
     for lam, got in zip(lams, traced):
-        np.testing.assert_allclose(got, np_bpr_max(pos.astype(np.float64), neg.astype(np.float64), lam),
-                                   rtol=RTOL, atol=ATOL)
-    # A concrete value gives the same numbers.
-    np.testing.assert_allclose(_eval(ranking.bpr_max_loss, pos, neg, regularization=0.3)["none"], traced[1],
-                               rtol=RTOL)
+        np.testing.assert_allclose(got, _eval(ranking.bpr_max_loss, pos, neg, regularization=lam)["mean"], rtol=RTOL)
     with pytest.raises(ValueError, match="bpr_max_loss: regularization"):
         ranking.bpr_max_loss(pos, neg, regularization=-1.0)
 
@@ -236,8 +236,7 @@ def test_margin_ranking_matches_torch_formula(margin):
     x1, x2 = rng.normal(size=(2, 7)).astype(np.float32)
     y = rng.choice([-1.0, 1.0], size=7).astype(np.float32)
     expect = np_margin_ranking(x1.astype(np.float64), x2, y, margin)
-    # margin traced: the three values share one program (test_margin_ranking_matches_torch: a concrete one).
-    out = _eval(ranking.margin_ranking_loss, x1, x2, y, margin=jnp.float32(margin))
+    out = _eval(ranking.margin_ranking_loss, x1, x2, y, margin=margin)
     np.testing.assert_allclose(out["none"], expect, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(out["mean"], expect.mean(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(out["sum"], expect.sum(), rtol=RTOL, atol=ATOL)
@@ -350,8 +349,8 @@ def test_lists_match_numpy_transcription_of_rax(fn, masked):
 
 def test_approx_ndcg_temperature_matches_transcription():
     s, y, where = _list_inputs(7)
-    for t in (0.1, 2.0):  # traced: one program for both
-        np.testing.assert_allclose(_eval(ranking.approx_ndcg_loss, s, y, temperature=jnp.float32(t), where=where)["none"],
+    for t in (0.1, 2.0):
+        np.testing.assert_allclose(_eval(ranking.approx_ndcg_loss, s, y, temperature=t, where=where)["none"],
                                    np_approx_ndcg_loss(s.astype(np.float64), y, where, t), rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="approx_ndcg_loss: temperature"):
         ranking.approx_ndcg_loss(s, y, temperature=0.0)
