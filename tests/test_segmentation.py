@@ -259,8 +259,10 @@ def test_tversky_one_half_is_close_to_dice_and_alpha_weights_false_positives():
     _close(seg.tversky_loss(logits, labels, smooth=0.0), seg.dice_loss(logits, labels, smooth=0.0))
     probs = np.array([[[1.0], [1.0], [1.0], [0.0]]], np.float32)   # 2 FP, 0 FN, 1 TP
     mask = np.array([[[1.0], [0.0], [0.0], [0.0]]], np.float32)
-    fp_heavy = seg.tversky_loss(probs, mask, activation=None, alpha=1.0, beta=0.0, smooth=0.0)
-    fn_heavy = seg.tversky_loss(probs, mask, activation=None, alpha=0.0, beta=1.0, smooth=0.0)
+    # A one-off shape: one jitted program (alpha and beta traced) instead of per-primitive compiles.
+    tversky = jax.jit(lambda a, b: seg.tversky_loss(probs, mask, activation=None, alpha=a, beta=b, smooth=0.0))
+    fp_heavy = tversky(1.0, 0.0)
+    fn_heavy = tversky(0.0, 1.0)
     _close(fp_heavy, 1.0 - 1.0 / 3.0)
     _close(fn_heavy, 0.0)
 
@@ -380,7 +382,7 @@ def test_lovasz_softmax_class_weights():
 def test_lovasz_hinge_perfect_margin_is_zero():
     labels = np.array([[1, 0, 1, 0]], np.int32)
     logits = np.array([[2.0, -3.0, 1.5, -1.0]], np.float32)   # every margin >= 1
-    _close(seg.lovasz_hinge_loss(logits, labels), 0.0)
+    _close(jax.jit(seg.lovasz_hinge_loss)(logits, labels), 0.0)   # a one-off shape: one program
 
 
 # --------------------------------------------------------------- closed forms
@@ -580,7 +582,7 @@ def test_fully_masked_example_leaves_the_mean():
     logits, labels, _ = _data(22)
     keep = np.ones(labels.shape, bool)
     keep[2] = False
-    _close(seg.dice_loss(logits, labels, where=keep), seg.dice_loss(logits[:2], labels[:2]))
+    _close(seg.dice_loss(logits, labels, where=keep), jax.jit(seg.dice_loss)(logits[:2], labels[:2]))
     assert float(seg.dice_loss(logits, labels, where=np.zeros(labels.shape, bool))) == 0.0
 
 
@@ -591,17 +593,19 @@ def test_batch_dice_pools_and_broadcasts(fn):
     assert values.shape == (3,) and np.allclose(values, values[0])
     # Pooled = one image made of the batch laid side by side.
     side_by_side = np.concatenate(list(logits), axis=0)[None], np.concatenate(list(labels), axis=0)[None]
-    _close(fn(logits, labels, batch_dice=True), fn(*side_by_side))
+    # The side-by-side and two-example shapes are one-offs: one jitted program each, not per primitive.
+    _close(fn(logits, labels, batch_dice=True), jax.jit(fn)(*side_by_side))
     # An example mask removes the example from the pool.
     where = np.array([True, False, True])
-    _close(fn(logits, labels, batch_dice=True, where=where), fn(logits[[0, 2]], labels[[0, 2]], batch_dice=True))
+    _close(fn(logits, labels, batch_dice=True, where=where),
+           jax.jit(functools.partial(fn, batch_dice=True))(logits[[0, 2]], labels[[0, 2]]))
     _close(fn(logits, labels, batch_dice=True, reduction="sum"), 3 * values[0])
 
 
 def test_lovasz_per_image_false_pools_the_batch():
     logits, labels, _ = _data(24)
     side_by_side = np.concatenate(list(logits), axis=0)[None], np.concatenate(list(labels), axis=0)[None]
-    _close(seg.lovasz_softmax_loss(logits, labels, per_image=False), seg.lovasz_softmax_loss(*side_by_side))
+    _close(seg.lovasz_softmax_loss(logits, labels, per_image=False), jax.jit(seg.lovasz_softmax_loss)(*side_by_side))
 
 
 @pytest.mark.parametrize("fn", OVERLAP, ids=lambda f: f.__name__)
