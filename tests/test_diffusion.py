@@ -23,6 +23,10 @@ import pytest
 from jaxloss import diffusion
 
 
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = pytest.mark.xdist_group("test_diffusion")
+
+
 _COMPILED = {}
 
 

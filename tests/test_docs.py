@@ -18,8 +18,13 @@ import re
 
 import jax
 import numpy as np
+import pytest
 
 import jaxloss
+
+
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = pytest.mark.xdist_group("test_docs")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

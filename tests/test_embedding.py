@@ -27,6 +27,10 @@ import pytest
 import jaxloss
 from jaxloss import embedding
 
+
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = pytest.mark.xdist_group("test_embedding")
+
 _COMPILED = {}
 
 

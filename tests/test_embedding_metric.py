@@ -24,6 +24,10 @@ import pytest
 
 from jaxloss import embedding
 
+
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = pytest.mark.xdist_group("test_embedding_metric")
+
 _COMPILED = {}
 
 

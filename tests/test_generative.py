@@ -14,6 +14,10 @@ from jaxloss import generative
 from jaxloss.testing import check_loss
 
 
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = pytest.mark.xdist_group("test_generative")
+
+
 _COMPILED = {}
 
 

@@ -21,7 +21,8 @@ import jax  # noqa: E402
 import jaxloss.keras as jk  # noqa: E402
 from keras.src.losses import ALL_OBJECTS_DICT  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = [pytest.mark.filterwarnings("ignore::SyntaxWarning"), pytest.mark.xdist_group("test_keras")]
 
 # Keras's abstract base classes are identifiers of keras.losses.get but not losses.
 KERAS_BUILTINS = sorted(set(ALL_OBJECTS_DICT) - {"Loss", "LossFunctionWrapper"})

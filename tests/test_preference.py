@@ -22,6 +22,10 @@ import pytest
 import jaxloss.preference as preference
 from jaxloss.testing import check_loss
 
+
+# One xdist worker runs the whole file, so the programs its tests share compile once per run.
+pytestmark = pytest.mark.xdist_group("test_preference")
+
 _COMPILED = {}
 
 
