@@ -12,7 +12,6 @@ Expected values are NumPy transcriptions of
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import jax
@@ -21,31 +20,16 @@ import numpy as np
 import pytest
 
 from jaxloss import diffusion
+from tests.jitted import jit_static
 
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
 pytestmark = pytest.mark.xdist_group("test_diffusion")
 
 
-_COMPILED = {}
 
 
-def _jit(fn):
-    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
-    function, option set and shape, shared by every test of the module). Eager calls compile each
-    primitive on its own, and compilation is the suite's cost."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
-        key = (fn, static)
-        if key not in _COMPILED:
-            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
-        return _COMPILED[key](*args, **arrays)
-    return call
-
-
-_diffusion_loss = _jit(diffusion.diffusion_loss)
+_diffusion_loss = jit_static(diffusion.diffusion_loss)
 
 _BETAS = np.linspace(1e-4, 0.02, 1000)          # DDPMScheduler(beta_schedule="linear") defaults
 _ALPHAS_CUMPROD = np.cumprod(1.0 - _BETAS)

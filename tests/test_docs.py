@@ -11,16 +11,14 @@ eager calls compile each primitive on its own, and compilation is the suite's
 cost.
 """
 
-import functools
 import importlib
 import pathlib
 import re
 
-import jax
-import numpy as np
 import pytest
 
 import jaxloss
+from tests.jitted import Jitted, jit_static
 
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
@@ -34,30 +32,6 @@ FAMILIES = ["regression", "classification", "segmentation", "boxes", "embedding"
 TOOLKIT = ["reduce", "make_loss", "combine", "checked", "get", "register", "available", "testing.check_loss"]
 
 
-_COMPILED = {}
-
-
-def _jit(fn):
-    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
-        key = (fn, static)
-        if key not in _COMPILED:
-            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
-        return _COMPILED[key](*args, **arrays)
-    return call
-
-
-class _Jitted:
-    """``_Jitted(module).name`` is ``module.name`` under :func:`_jit`."""
-
-    def __init__(self, module):
-        self._module = module
-
-    def __getattr__(self, name):
-        return _jit(getattr(self._module, name))
 
 
 def _directives(page):
@@ -169,7 +143,7 @@ def test_pytorch_page_bce_weight_mapping():
     w = np.array([[0.5], [2.0], [1.0], [3.0]], np.float32)
     per = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
     torch_mean = float(np.mean(w * per))
-    bce = _jit(cls.sigmoid_binary_cross_entropy)
+    bce = jit_static(cls.sigmoid_binary_cross_entropy)
     np.testing.assert_allclose(float(bce(x, y, weights=w, reduction="sum")) / x.size,
                                torch_mean, rtol=1e-6)
     # The page's figures: 1.1464 (torch mean) against 0.7055 (jaxloss weighted mean).
@@ -340,7 +314,7 @@ def test_pytorch_page_concatenated_ctc_targets():
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     reference = torch.nn.functional.ctc_loss(torch.tensor(log_probs).transpose(0, 1), torch.tensor(targets),
                                              torch.full((3,), 9), torch.tensor(lengths), reduction="mean")
-    ours = _jit(seq.ctc_loss)(log_probs, np.zeros((3, 9), np.float32), labels, paddings,
+    ours = jit_static(seq.ctc_loss)(log_probs, np.zeros((3, 9), np.float32), labels, paddings,
                               normalize_by_label_length=True)
     np.testing.assert_allclose(float(ours), float(reference), rtol=1e-5)
 
@@ -389,8 +363,8 @@ def test_rax_page_item_weight_mappings():
     rax = pytest.importorskip("rax")
     import jaxloss.ranking
 
-    rk = _Jitted(jaxloss.ranking)
-    peer = _Jitted(rax)
+    rk = Jitted(jaxloss.ranking)
+    peer = Jitted(rax)
 
     rng = np.random.default_rng(0)
     s = rng.normal(size=(3, 5)).astype(np.float32)
@@ -425,7 +399,7 @@ def test_monai_page_mappings():
     torch = pytest.importorskip("torch")
     import jaxloss.segmentation
 
-    seg = _Jitted(jaxloss.segmentation)
+    seg = Jitted(jaxloss.segmentation)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, 12, 12)).astype(np.float32)             # MONAI's layout [B, C, H, W]
@@ -464,7 +438,7 @@ def test_pytorch_page_metric_learning_mappings():
     pml = pytest.importorskip("pytorch_metric_learning.losses")
     import jaxloss.embedding
 
-    emb = _Jitted(jaxloss.embedding)
+    emb = Jitted(jaxloss.embedding)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 5)).astype(np.float32)

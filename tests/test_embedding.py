@@ -24,38 +24,16 @@ import numpy as np
 import optax
 import pytest
 
-import jaxloss
 from jaxloss import embedding
+from tests.jitted import Jitted, jit_static
 
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
 pytestmark = pytest.mark.xdist_group("test_embedding")
 
-_COMPILED = {}
 
 
-def _jit(fn):
-    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
-    function, option set and shape, shared by every test of the module)."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
-        key = (fn, static)
-        if key not in _COMPILED:
-            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
-        return _COMPILED[key](*args, **arrays)
-    return call
-
-
-class _Jitted:
-    """``E.name`` is ``jaxloss.embedding.name`` under :func:`_jit`."""
-
-    def __getattr__(self, name):
-        return _jit(getattr(embedding, name))
-
-
-E = _Jitted()
+E = Jitted(embedding)
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -92,10 +70,10 @@ def test_cosine_similarity_and_distance_equal_optax():
     x, y = _f32(*_rng().normal(size=(2, 5, 7, 3)))
     for axis in (-1, 1):
         ours = E.cosine_similarity(x, y, axis=axis, reduction="none")
-        ref = _jit(optax.losses.cosine_similarity)(x, y, axis=axis, epsilon=1e-8)
+        ref = jit_static(optax.losses.cosine_similarity)(x, y, axis=axis, epsilon=1e-8)
         np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
         ours = E.cosine_distance(x, y, axis=axis, reduction="none")
-        ref = _jit(optax.losses.cosine_distance)(x, y, axis=axis, epsilon=1e-8)
+        ref = jit_static(optax.losses.cosine_distance)(x, y, axis=axis, epsilon=1e-8)
         np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
 
 

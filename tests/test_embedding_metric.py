@@ -23,36 +23,15 @@ import numpy as np
 import pytest
 
 from jaxloss import embedding
+from tests.jitted import Jitted, jit_static
 
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
 pytestmark = pytest.mark.xdist_group("test_embedding_metric")
 
-_COMPILED = {}
 
 
-def _jit(fn):
-    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
-    function, option set and shape, shared by every test of the module)."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
-        key = (fn, static)
-        if key not in _COMPILED:
-            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
-        return _COMPILED[key](*args, **arrays)
-    return call
-
-
-class _Jitted:
-    """``E.name`` is ``jaxloss.embedding.name`` under :func:`_jit`."""
-
-    def __getattr__(self, name):
-        return _jit(getattr(embedding, name))
-
-
-E = _Jitted()
+E = Jitted(embedding)
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -440,7 +419,7 @@ def test_where_removes_example_as_anchor_and_candidate(name):
     if name == "npairs_loss":
         masked, sliced = E.npairs_loss(x, x[::-1], where=where), E.npairs_loss(x[where], x[::-1][where])
     else:
-        fn = _jit(getattr(embedding, name))
+        fn = jit_static(getattr(embedding, name))
         masked, sliced = fn(x, y, where=where), fn(x[where], y[where])
     np.testing.assert_allclose(masked, sliced, rtol=RTOL, atol=ATOL)
 

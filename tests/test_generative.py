@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -12,33 +11,18 @@ import pytest
 
 from jaxloss import generative
 from jaxloss.testing import check_loss
+from tests.jitted import jit_static
 
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
 pytestmark = pytest.mark.xdist_group("test_generative")
 
 
-_COMPILED = {}
 
 
-def _jit(fn):
-    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
-    function, option set and shape, shared by every test of the module). Eager calls compile each
-    primitive on its own, and compilation is the suite's cost."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
-        key = (fn, static)
-        if key not in _COMPILED:
-            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
-        return _COMPILED[key](*args, **arrays)
-    return call
-
-
-elbo_loss = _jit(generative.elbo_loss)
-gaussian_kl_divergence = _jit(generative.gaussian_kl_divergence)
-reconstruction_error = _jit(generative.reconstruction_error)
+elbo_loss = jit_static(generative.elbo_loss)
+gaussian_kl_divergence = jit_static(generative.gaussian_kl_divergence)
+reconstruction_error = jit_static(generative.reconstruction_error)
 
 
 def _np_bernoulli_nll(logits, x):

@@ -11,7 +11,6 @@ compile each primitive on their own, and compilation is the suite's cost.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -21,37 +20,15 @@ import pytest
 
 import jaxloss.preference as preference
 from jaxloss.testing import check_loss
+from tests.jitted import Jitted
 
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
 pytestmark = pytest.mark.xdist_group("test_preference")
 
-_COMPILED = {}
 
 
-def _jit(fn):
-    """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
-    function, option set and shape, shared by every test of the module). Eager calls compile each
-    primitive on its own, and compilation is the suite's cost."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))))
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (np.ndarray, jax.Array))}
-        key = (fn, static)
-        if key not in _COMPILED:
-            _COMPILED[key] = jax.jit(functools.partial(fn, **dict(static)))
-        return _COMPILED[key](*args, **arrays)
-    return call
-
-
-class _Jitted:
-    """``pref.name`` is ``jaxloss.preference.name`` under :func:`_jit`."""
-
-    def __getattr__(self, name):
-        return _jit(getattr(preference, name))
-
-
-pref = _Jitted()
+pref = Jitted(preference)
 
 RTOL, ATOL = 1e-5, 1e-6
 B = 7
