@@ -17,7 +17,7 @@ materialising the ``[N, V]`` logits (about 0.01-0.02x the memory of the
 materialised path at N=8192, D=512, V=32768), optionally with the vocabulary
 split over devices (``axis_name``). bfloat16 weights are never copied whole:
 their columns are read one group of about 64 MiB (both weights) at a time
-(``_numerics.column_groups``, shared with :mod:`jaxloss.large_vocab`).
+(``_numerics.column_groups``, shared with ``jaxloss.large_vocab``).
 """
 
 from __future__ import annotations
