@@ -407,6 +407,13 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         _data_checks(fn, fn_name, bound, unreduced)
         return fn(*args, **kwargs)
 
+    @functools.lru_cache(maxsize=32)
+    def compiled(static_items: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+        # Concrete inputs: one compiled program per set of static options, instead of
+        # running the checks and the loss op by op (each op compiled on its own).
+        static = dict(static_items)
+        return jax.jit(checkify.checkify(lambda a, kw: body(*a, **kw, **static)))
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         leaves = jax.tree_util.tree_leaves((args, kwargs))
@@ -418,7 +425,11 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
             error, out = checkify.checkify(lambda a, kw: body(*a, **kw, **static))(args, dynamic)
             jax.debug.callback(_raise_first, error)
             return out
-        error, out = checkify.checkify(lambda a, kw: body(*a, **kw, **static))(args, dynamic)
+        try:
+            program = compiled(tuple(sorted(static.items())))
+        except TypeError:  # an unhashable option (a list): op by op
+            program = checkify.checkify(lambda a, kw: body(*a, **kw, **static))
+        error, out = program(args, dynamic)
         error.throw()
         return out
 

@@ -38,13 +38,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.test_util import check_grads
 
 from jaxloss import _registry
 
@@ -82,6 +81,40 @@ class _CheckFailed(Exception):
 # op by op, everything else runs one compiled program per input shape. This is
 # what keeps the invariants suite over every registered loss fast.
 _COMPILED: dict[Any, Any] = {}
+
+
+# What the compiled programs of ``_Context.outputs`` return, by check: values and
+# gradients on the example (call, reduction, jit, trace, vmap, edge, nan) and
+# with a ``where`` mask (where, all_masked).
+_BASE = ("none", "sum", "mean", "none_w", "mean_w", "grad_mean")
+_MASKED = ("sum_where", "mean_where", "grad_sum_where", "grad_mean_where")
+
+
+def _output(name: str, weights: Any, where: Any) -> tuple[bool, str, dict[str, Any]]:
+    """``"grad_mean_where"`` -> (gradient?, reduction, the keyword inputs)."""
+    grad = name.startswith("grad_")
+    reduction, _, suffix = name.removeprefix("grad_").partition("_")
+    extra = {"w": {"weights": weights}, "where": {"where": where}, "": {}}[suffix]
+    return grad, reduction, extra
+
+
+class _OneByOne(Mapping[str, Any]):
+    """Outputs computed one at a time when read (after a combined program failed)."""
+
+    def __init__(self, compute: Callable[[str], Any]) -> None:
+        self._compute = compute
+        self._done: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._done:
+            self._done[name] = self._compute(name)
+        return self._done[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._done)
+
+    def __len__(self) -> int:
+        return len(self._done)
 
 
 def _freeze(value: Any) -> Any:
@@ -241,6 +274,7 @@ class _Context:
         self.float_pos = _float_positions(self.args)
         self.f32_args = tuple(a.astype(np.float32) if i in self.float_pos else a
                               for i, a in enumerate(self.args))
+        self._unreduced_shape: Any = None
 
     # ---------------------------------------------------------------- helpers
     def eager(self, args: tuple[Any, ...], **extra: Any) -> Any:
@@ -255,30 +289,61 @@ class _Context:
         compiled = _compiled(key, lambda: jax.jit(lambda a, kw: self.fn(*a, **self.kwargs, **static, **kw)))
         return compiled(tuple(args), arrays)
 
-    def jcall(self, args: tuple[Any, ...], reduction: str = "mean", weights: Any = None, where: Any = None) -> Any:
-        """Jitted call, one compiled program per reduction and input shapes."""
-        return self.call(args, reduction=reduction, weights=weights, where=where)
-
-    def grad_fn(self, args: tuple[Any, ...], reduction: str = "mean", where: Any = None, jit: bool = True) -> Any:
-        """Gradient of the reduced loss w.r.t. every float positional input."""
+    def grads(self, args: tuple[Any, ...], reduction: str = "mean", **extra: Any) -> Any:
+        """Gradient of the reduced loss w.r.t. every float positional input (traced or eager)."""
         pos = list(self.float_pos)
 
-        def grads(args: tuple[Any, ...], where: Any) -> Any:
-            def f(*float_args: Any) -> Any:
-                full = list(args)
-                for i, a in zip(pos, float_args):
-                    full[i] = a
-                return self.fn(*full, **self.kwargs, reduction=reduction, where=where)
+        def f(*float_args: Any) -> Any:
+            full = list(args)
+            for i, a in zip(pos, float_args):
+                full[i] = a
+            return self.fn(*full, **self.kwargs, reduction=reduction, **extra)
 
-            return jax.grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
+        return jax.grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
 
-        if not jit:
-            return grads(tuple(args), where)
-        key = ("grad", self.fn, _freeze(self.kwargs), reduction, where is None, tuple(pos))
-        return _compiled(key, lambda: jax.jit(grads))(tuple(args), where)
+    def _program(self, outputs: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+        def run(args: tuple[Any, ...], weights: Any, where: Any) -> dict[str, Any]:
+            result = {}
+            for name in outputs:
+                grad, reduction, extra = _output(name, weights, where)
+                result[name] = (self.grads(args, reduction, **extra) if grad
+                                else self.fn(*args, **self.kwargs, reduction=reduction, **extra))
+            return result
+
+        return run
+
+    def outputs(self, args: tuple[Any, ...], outputs: tuple[str, ...], weights: Any = None,
+                where: Any = None) -> Mapping[str, Any]:
+        """Several values and gradients of the loss from one compiled program.
+
+        ``outputs`` names what to compute: a reduction (``"none"``, ``"sum"``,
+        ``"mean"``), optionally with ``"_w"`` (``weights``) or ``"_where"``
+        (``where``), optionally prefixed by ``"grad_"`` (the gradients w.r.t.
+        every float input). Compiling one program for all the outputs a group
+        of checks reads, instead of one per output, is most of what keeps the
+        invariants suite fast (XLA's cost per compiled program is mostly fixed
+        at these sizes). If the program fails (say, the loss cannot be
+        differentiated), each output is computed on its own when read, so the
+        error belongs to the check that reads it.
+        """
+        key = ("outputs", self.fn, _freeze(self.kwargs), outputs, tuple(self.float_pos))
+        compiled = _compiled(key, lambda: jax.jit(self._program(outputs)))
+        try:
+            return compiled(tuple(args), weights, where)  # type: ignore[no-any-return]
+        except Exception:  # pylint: disable=broad-except
+            if len(outputs) == 1:
+                raise
+            return _OneByOne(lambda name: self.outputs(args, (name,), weights, where)[name])
+
+    def base(self, args: tuple[Any, ...]) -> Mapping[str, Any]:
+        """The outputs most checks read, for inputs shaped like the example (unit weights)."""
+        weights = np.ones(self.unreduced_shape(), np.float32)
+        return self.outputs(args, _BASE, weights=weights)
 
     def unreduced_shape(self) -> Any:
-        return jax.eval_shape(lambda *a: self.call(a, reduction="none"), *self.f32_args).shape
+        if self._unreduced_shape is None:
+            self._unreduced_shape = jax.eval_shape(lambda *a: self.call(a, reduction="none"), *self.f32_args).shape
+        return self._unreduced_shape
 
     def example_shape(self) -> Any:
         """The shape ``where`` masks: the unreduced shape, or ``[B]`` for batch-global losses.
@@ -310,29 +375,30 @@ class _Context:
 
     # ----------------------------------------------------------------- checks
     def check_call(self) -> Any:
-        out = self.call(self.f32_args)
+        base = self.base(self.f32_args)
+        out = base["mean"]
         if jnp.ndim(out) != 0:
             self.fail(f"reduction='mean' returned shape {jnp.shape(out)}, expected a scalar")
         if jnp.result_type(out) != jnp.float32:
             self.fail(f"float32 inputs gave a {jnp.result_type(out)} result, expected float32")
-        none = self.call(self.f32_args, reduction="none")
-        if not _all_finite(none):
+        if not _all_finite(base["none"]):
             self.fail("unreduced values are not finite on the example inputs")
 
     def check_reduction(self) -> Any:
-        none = np.asarray(self.call(self.f32_args, reduction="none"), np.float64)
-        total = self.call(self.f32_args, reduction="sum")
-        mean = self.call(self.f32_args, reduction="mean")
+        base = self.base(self.f32_args)
+        none = np.asarray(base["none"], np.float64)
+        total, mean = base["sum"], base["mean"]
         if not _close(total, none.sum(), self.rtol * 10, self.atol * max(1, none.size)):
             self.fail(f"reduction='sum' gave {float(total)}, but the sum of reduction='none' is {none.sum()}")
         if not _close(mean, none.mean() if none.size else 0.0, self.rtol * 10, self.atol):
             self.fail(f"reduction='mean' gave {float(mean)}, but the mean of reduction='none' is {none.mean()}")
         rng = np.random.default_rng(0)
         w = rng.uniform(0.5, 2.0, none.shape).astype(np.float32)
-        none_w = np.asarray(self.call(self.f32_args, reduction="none", weights=w), np.float64)
+        weighted = self.outputs(self.f32_args, _BASE, weights=w)
+        none_w = np.asarray(weighted["none_w"], np.float64)
         if not _close(none_w, w * none, self.rtol * 10, self.atol):
             self.fail(f"reduction='none' with weights is not weights * values (max diff {_max_diff(none_w, w * none):.3g})")
-        mean_w = self.call(self.f32_args, reduction="mean", weights=w)
+        mean_w = weighted["mean_w"]
         expect = (w * none).sum() / w.sum()
         if not _close(mean_w, expect, self.rtol * 10, self.atol):
             self.fail(f"weighted reduction='mean' gave {float(mean_w)}, expected sum(w*l)/sum(w) = {expect}")
@@ -344,14 +410,15 @@ class _Context:
             self.fail("reduction='average' did not raise ValueError")
 
     def check_jit(self) -> Any:
+        base = self.base(self.f32_args)
         for reduction in ("none", "mean"):
             eager = self.eager(self.f32_args, reduction=reduction)
-            jitted = self.call(self.f32_args, reduction=reduction)
+            jitted = base[reduction]
             if not _close(eager, jitted, self.rtol, self.atol):
                 self.fail(f"jax.jit disagrees with eager execution for reduction={reduction!r} "
                           f"(max abs diff {_max_diff(eager, jitted):.3g})")
-        g_eager = self.grad_fn(self.f32_args, jit=False)
-        g_jit = self.grad_fn(self.f32_args, jit=True)
+        g_eager = self.grads(self.f32_args)
+        g_jit = base["grad_mean"]
         for a, b in zip(g_eager, g_jit):
             if not _close(a, b, self.rtol * 10, self.atol * 10):
                 self.fail(f"gradient under jax.jit disagrees with eager (max abs diff {_max_diff(a, b):.3g})")
@@ -375,7 +442,7 @@ class _Context:
         jitted(other, {k: v * 1.1 for k, v in float_kw.items()})
         if len(traces) != 1:
             self.fail(f"the loss was traced {len(traces)} times for two calls with the same shapes")
-        eager = self.call(self.f32_args)
+        eager = self.base(self.f32_args)["mean"]
         if not _close(first, eager, self.rtol, self.atol):
             self.fail("traced float hyper-parameters give a different value than Python floats "
                       f"({float(first)} vs {float(eager)})")
@@ -384,50 +451,62 @@ class _Context:
     def check_vmap(self) -> Any:
         other = tuple(np.roll(a, 1, axis=0) if np.ndim(a) else a for a in self.f32_args)
         stacked = tuple(np.stack([a, b]) for a, b in zip(self.f32_args, other))
+        program = self._program(("none", "mean"))
+        key = ("vmap", self.fn, _freeze(self.kwargs))
+        vmapped = _compiled(key, lambda: jax.jit(jax.vmap(lambda a: program(a, None, None))))(stacked)
         for reduction in ("none", "mean"):
-            mapped = jax.vmap(lambda *a, r=reduction: self.call(a, reduction=r))(*stacked)
-            each = np.stack([np.asarray(self.call(self.f32_args, reduction=reduction)),
-                             np.asarray(self.call(other, reduction=reduction))])
+            mapped = vmapped[reduction]
+            each = np.stack([np.asarray(self.base(self.f32_args)[reduction]),
+                             np.asarray(self.base(other)[reduction])])
             if not _close(mapped, each, self.rtol * 10, self.atol * 10):
                 self.fail(f"jax.vmap disagrees with per-slice calls for reduction={reduction!r} "
                           f"(max abs diff {_max_diff(mapped, each):.3g})")
 
     def check_grad(self) -> Any:
+        stopped = [i for i in self.float_pos if self._stopped(i)]
+        pos = [i for i in self.float_pos if i not in stopped]
         with jax.enable_x64(True):
-            args64 = tuple(jnp.asarray(a, jnp.float64) if i in self.float_pos else jnp.asarray(a)
+            # NumPy inputs: the finite-difference points below are computed without compiling.
+            args64 = tuple(np.asarray(a, np.float64) if i in self.float_pos else np.asarray(a)
                            for i, a in enumerate(self.args))
-            out = self.call(args64)
+            fp = list(self.float_pos)
+
+            def value_and_grads(args: tuple[Any, ...]) -> Any:
+                def f(*float_args: Any) -> Any:
+                    full = list(args)
+                    for i, a in zip(fp, float_args):
+                        full[i] = a
+                    return self.fn(*full, **self.kwargs)
+
+                return jax.value_and_grad(f, argnums=tuple(range(len(fp))))(*[args[i] for i in fp])
+
+            # One compiled program gives the value, the gradients and the values at the
+            # finite-difference points (``jax.test_util.check_grads``'s rev-mode test, order 1:
+            # the directional derivative along random tangents against central differences).
+            program = _compiled(("grad64", self.fn, _freeze(self.kwargs), tuple(fp)), lambda: jax.jit(value_and_grads))
+            out, grads = program(args64)
             if jnp.result_type(out) != jnp.float64:
                 self.fail(f"float64 inputs under jax_enable_x64 gave a {jnp.result_type(out)} result")
-            stopped = [i for i in self.float_pos if self._stopped(i)]
-            pos = [i for i in self.float_pos if i not in stopped]
             if not pos:
                 return "no float inputs to differentiate"
-
-            def f(*float_args: Any) -> Any:
-                full = list(args64)
-                for i, a in zip(pos, float_args):
-                    full[i] = a
-                return self.call(tuple(full))
-
-            try:
-                check_grads(jax.jit(f), tuple(args64[i] for i in pos), order=1, modes=("rev",),
-                            atol=self.grad_tolerance, rtol=self.grad_tolerance, eps=1e-6)
-            except AssertionError as e:
-                first = [ln for ln in str(e).splitlines() if ln.strip()][:3]
-                self.fail("gradients do not match finite differences in float64: " + " | ".join(first))
-            if stopped:
-                def g(*float_args: Any) -> Any:
-                    full = list(args64)
-                    for i, a in zip(stopped, float_args):
-                        full[i] = a
-                    return self.call(tuple(full))
-
-                grads = jax.grad(g, argnums=tuple(range(len(stopped))))(*(args64[i] for i in stopped))
-                for i, gi in zip(stopped, grads):
-                    if np.any(np.asarray(gi) != 0):
-                        self.fail(f"{self.names[i]} is behind a stop_gradient (registry) but its gradient is "
-                                  f"not 0 (max {float(np.max(np.abs(gi))):.3g})")
+            rng = np.random.default_rng(0)
+            eps, tol = 1e-6, self.grad_tolerance
+            for _ in range(2):
+                tangents = {i: rng.standard_normal(np.shape(args64[i])) if i in pos else np.zeros(np.shape(args64[i]))
+                            for i in fp}
+                plus = tuple(a + eps * tangents[i] if i in tangents else a for i, a in enumerate(args64))
+                minus = tuple(a - eps * tangents[i] if i in tangents else a for i, a in enumerate(args64))
+                numerical = (float(program(plus)[0]) - float(program(minus)[0])) / (2 * eps)
+                analytic = sum(float(np.sum(np.asarray(g) * tangents[i])) for i, g in zip(fp, grads))
+                if not abs(analytic - numerical) <= tol + tol * abs(numerical):
+                    self.fail("gradients do not match finite differences in float64: the derivative along a "
+                              f"random direction is {analytic!r} from the gradients and {numerical!r} from "
+                              f"central differences (eps {eps:g}, tolerance {tol:g})")
+            for i, g in zip(fp, grads):
+                if i in stopped and np.any(np.asarray(g) != 0):
+                    self.fail(f"{self.names[i]} is behind a stop_gradient (registry) but its gradient is "
+                              f"not 0 (max {float(np.max(np.abs(g))):.3g})")
+        return None
 
     def _edge_cases(self) -> Any:
         cases: list[tuple[str, tuple[Any, ...]]] = []
@@ -444,8 +523,8 @@ class _Context:
             big = tuple(np.where(a >= 0, 1e4, -1e4).astype(np.float32) if i in large else a
                         for i, a in enumerate(self.f32_args))
             cases.append(("logits of magnitude 1e4 (float32)", big))
-            b16 = tuple(jnp.asarray(np.asarray(b) * 60.0 / 1e4, jnp.bfloat16) if i in large else
-                        (jnp.asarray(a, jnp.bfloat16) if i in fp else a) for i, (a, b) in enumerate(zip(self.f32_args, big)))
+            b16 = tuple((np.asarray(b) * 60.0 / 1e4).astype(jnp.bfloat16) if i in large else
+                        (np.asarray(a).astype(jnp.bfloat16) if i in fp else a) for i, (a, b) in enumerate(zip(self.f32_args, big)))
             cases.append(("logits of magnitude 60 (bfloat16)", b16))
         logps = [i for i in fp if self._role(i) == "log_probabilities"]
         if logps:
@@ -462,9 +541,8 @@ class _Context:
     def check_edge(self) -> Any:
         problems = []
         for label, case in self._edge_cases():
-            value = self.call(case)
-            none = self.call(case, reduction="none")
-            grads = self.grad_fn(case)
+            out = self.base(case)
+            value, none, grads = out["mean"], out["none"], out["grad_mean"]
             if not _all_finite(value) or not _all_finite(none):
                 problems.append(f"value is not finite at {label}")
             if not _all_finite(grads):
@@ -492,17 +570,20 @@ class _Context:
         if setup is None:
             return "the unreduced loss has no batch axis 0 shared with an input; where-vs-slicing not applicable"
         where, sliced, poisoned = setup
+        masked_out = self.outputs(self.f32_args, _MASKED, where=where)
+        sliced_out = self.outputs(sliced, ("sum", "mean"))
+        poisoned_out = self.outputs(poisoned, _MASKED, where=where)
         for reduction in ("sum", "mean"):
-            masked = self.jcall(self.f32_args, reduction=reduction, where=where)
-            expect = self.jcall(sliced, reduction=reduction)
+            masked = masked_out[reduction + "_where"]
+            expect = sliced_out[reduction]
             if not _close(masked, expect, self.rtol * 10, self.atol * 10):
                 self.fail(f"where masking the last example gives {float(masked)} with reduction={reduction!r}, "
                           f"but slicing it off gives {float(expect)}")
-            nan_masked = self.jcall(poisoned, reduction=reduction, where=where)
+            nan_masked = poisoned_out[reduction + "_where"]
             if not _close(nan_masked, expect, self.rtol * 10, self.atol * 10):
                 self.fail(f"NaN inputs at a masked position leak into the value ({float(nan_masked)} "
                           f"instead of {float(expect)}, reduction={reduction!r})")
-        grads = self.grad_fn(poisoned, where=where, jit=True)
+        grads = poisoned_out["grad_mean_where"]
         if not _all_finite(grads):
             self.fail("NaN inputs at a masked position leak NaN into the gradients (missing double-where)")
         for i, g in zip(self.float_pos, grads):
@@ -512,11 +593,12 @@ class _Context:
     def check_all_masked(self) -> Any:
         shape = self.example_shape()
         where = np.zeros(shape, bool)
+        out = self.outputs(self.f32_args, _MASKED, where=where)
         for reduction in ("sum", "mean"):
-            value = self.call(self.f32_args, reduction=reduction, where=where)
+            value = out[reduction + "_where"]
             if not float(value) == 0.0:
                 self.fail(f"all-masked input gives {float(value)} for reduction={reduction!r}, expected 0")
-            grads = self.grad_fn(self.f32_args, reduction=reduction, where=where)
+            grads = out["grad_" + reduction + "_where"]
             if not _all_finite(grads):
                 self.fail(f"all-masked input has non-finite gradients for reduction={reduction!r}")
             if any(np.any(np.asarray(g) != 0) for g in grads):
@@ -536,7 +618,7 @@ class _Context:
                 if out.dtype != jnp.float32:
                     self.fail(f"{jnp.dtype(low).name} inputs gave a {out.dtype} result "
                               f"for reduction={reduction!r}, expected float32")
-            grads = jax.eval_shape(lambda *a: self.grad_fn(a, jit=False), *args)
+            grads = jax.eval_shape(lambda *a: self.grads(a), *args)
             for i, g in zip(self.float_pos, grads):
                 if g.dtype != jnp.dtype(low):
                     self.fail(f"gradient w.r.t. {self.names[i]} is {g.dtype}, "
@@ -590,7 +672,7 @@ class _Context:
             a = np.array(poisoned[i], copy=True)
             a.reshape(-1)[0] = np.nan
             poisoned[i] = a
-            value = self.call(tuple(poisoned))
+            value = self.base(tuple(poisoned))["mean"]
             if not np.isnan(float(value)):
                 problems.append(f"a NaN in {self.names[i]} gives the finite loss {float(value)!r} instead of NaN")
         if problems:
@@ -604,16 +686,17 @@ class _Context:
         if not batched:
             return "no input shares the batch axis of the unreduced loss"
         empty = tuple(a[:0] if i in batched else a for i, a in enumerate(self.f32_args))
+        out = self.outputs(empty, ("none", "sum", "mean", "grad_sum", "grad_mean"))
         for reduction in ("sum", "mean"):
-            value = self.call(empty, reduction=reduction)
+            value = out[reduction]
             if not float(value) == 0.0:
                 self.fail(f"an empty batch gives {float(value)!r} for reduction={reduction!r}, expected 0.0")
-            grads = self.grad_fn(empty, reduction=reduction)
+            grads = out["grad_" + reduction]
             if not _all_finite(grads):
                 self.fail(f"an empty batch has non-finite gradients for reduction={reduction!r}")
             if any(np.any(np.asarray(g) != 0) for g in grads):
                 self.fail(f"an empty batch has non-zero gradients for reduction={reduction!r}")
-        none = self.call(empty, reduction="none")
+        none = out["none"]
         if np.ndim(none) and np.shape(none)[:1] != (0,):
             self.fail(f"an empty batch gives unreduced values of shape {np.shape(none)}, expected a leading 0")
 
@@ -642,7 +725,9 @@ class _Context:
                 args = list(self.f32_args)
                 args[i] = labels
                 try:
-                    value = self.call(tuple(args))
+                    # Labels of the example's dtype reuse its compiled program.
+                    value = (self.base(tuple(args))["mean"] if labels.dtype == np.asarray(self.args[i]).dtype
+                             else self.call(tuple(args)))
                 except (ValueError, TypeError) as e:
                     problems.append(f"{self.names[i]} as {np.dtype(dtype).name} raised {type(e).__name__}: "
                                     f"{str(e).splitlines()[0] if str(e) else ''}")

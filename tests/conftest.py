@@ -13,6 +13,11 @@ for _flag in _FAST_COMPILE_FLAGS:
     if _flag.split("=")[0] not in _flags:
         _flags = (_flags + " " + _flag).strip()
 os.environ["XLA_FLAGS"] = _flags
+# Source locations (a traceback per operation) are written into every lowered
+# program for profilers and dumps; the suite reads neither, and building them is
+# about a tenth of its lowering and compile time. Subprocesses inherit this too.
+os.environ.setdefault("JAX_TRACEBACK_IN_LOCATIONS_LIMIT", "0")
+os.environ.setdefault("JAX_INCLUDE_FULL_TRACEBACKS_IN_LOCATIONS", "false")
 
 import jax  # noqa: E402
 
