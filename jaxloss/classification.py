@@ -362,6 +362,39 @@ def _relu_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arr
     return _relu(x), dx * (0.5 * (sign + jnp.abs(sign)))
 
 
+def _valid_labels(labels: Array, num_classes: int) -> tuple[Array, Array]:
+    """(labels with class 0 in place of out-of-range ones, as int32; whether each label is in range)."""
+    valid = (labels >= 0) & (labels < num_classes)
+    safe = jnp.where(valid, labels, 0).astype(jnp.int32)
+    return safe, valid
+
+
+def _nan_unless(valid: Array, values: Array) -> Array:
+    """``values`` where ``valid``, NaN elsewhere (value and gradient row): one multiply per example.
+
+    A NaN one-hot row gives the same NaN with a select per ``[N, C]`` element.
+    """
+    return values * jnp.where(valid, jnp.asarray(1, values.dtype), jnp.asarray(jnp.nan, values.dtype))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _label_score(s: Array, labels: Array, ax: int) -> Array:
+    """``s[..., labels, ...]`` along ``ax`` for in-range int32 ``labels``: a gather of ``[N]`` scores.
+
+    The forward reads one score per example (a one-hot dot product reads, and on XLA:CPU above ~4096
+    elements materialises, a whole ``[N, C]`` one-hot). The tangent is the one-hot dot product
+    ``sum(where(c = y, ds, 0))``, so the gradient is an elementwise select, not a gather's scatter.
+    """
+    return jnp.squeeze(jnp.take_along_axis(s, jnp.expand_dims(labels, ax), axis=ax), ax)
+
+
+@_label_score.defjvp
+def _label_score_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (s, labels), (ds, _) = primals, tangents
+    is_label = jax.lax.broadcasted_iota(jnp.int32, s.shape, ax) == jnp.expand_dims(labels, ax)
+    return _label_score(s, labels, ax), jnp.sum(jnp.where(is_label, ds, jnp.zeros((), ds.dtype)), axis=ax)
+
+
 def _static_zero(value: Any) -> bool:
     """Whether a hyper-parameter is a concrete (Python, NumPy or committed JAX) scalar equal to 0."""
     if isinstance(value, jax.core.Tracer) or np.ndim(value) != 0:
@@ -1049,8 +1082,12 @@ def multiclass_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", 
     """
     fn = "multiclass_hinge_loss"
     s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
-    onehot = _numerics.one_hot(y, s.shape[ax], ax, s.dtype)
-    values = jnp.max(s + 1.0 - onehot, axis=ax) - jnp.sum(s * onehot, axis=ax)
+    # The label's score is a gather (`_label_score`, one-hot tangent) and an out-of-range label's NaN an
+    # [N] factor: the only [N, C] pass left is the margin's max (optax: a NaN-free one-hot, a max and a
+    # one-hot dot product over [N, C]).
+    y, valid = _valid_labels(y, s.shape[ax])
+    onehot = jax.nn.one_hot(y, s.shape[ax], dtype=s.dtype, axis=ax)
+    values = _nan_unless(valid, jnp.max(s + 1.0 - onehot, axis=ax) - _label_score(s, y, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -1512,9 +1549,11 @@ def multiclass_perceptron_loss(scores: Any, labels: Any, *, reduction: str = "me
     """
     fn = "multiclass_perceptron_loss"
     s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
-    # The label's score as a one-hot dot product (a NaN row for an out-of-range label), as optax: its
-    # gradient is an elementwise product, where a gather's is a scatter.
-    values = jnp.max(s, axis=ax) - jnp.sum(s * _numerics.one_hot(y, s.shape[ax], ax, s.dtype), axis=ax)
+    # The label's score is a gather whose tangent is the one-hot dot product (`_label_score`: the
+    # gradient is an elementwise select, not a scatter); an out-of-range label's NaN is an [N] factor.
+    # The only [N, C] pass of the forward is the max (optax: a one-hot and its dot product as well).
+    y, valid = _valid_labels(y, s.shape[ax])
+    values = _nan_unless(valid, jnp.max(s, axis=ax) - _label_score(s, y, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
