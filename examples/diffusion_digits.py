@@ -196,7 +196,7 @@ def main(argv=None) -> dict:
                                rng.uniform(0.0, 1.0, (n - half, PIXELS))]).astype(np.float32)
 
     outliers = noise(len(x_train))
-    judge = MLPClassifier(hidden_layer_sizes=(128,), max_iter=30 if args.smoke else 400, random_state=args.seed).fit(
+    judge = MLPClassifier(hidden_layer_sizes=(128,), max_iter=5 if args.smoke else 400, random_state=args.seed).fit(
         np.concatenate([x_train, outliers]), np.concatenate([y_train, np.full(len(outliers), 10)]))
     shuffled = np.stack([rng.permutation(image) for image in x_test])
     judged = {}

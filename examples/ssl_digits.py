@@ -213,7 +213,7 @@ def main(argv=None) -> dict:
             ("pre-trained encoder", features(kept, x_train), features(kept, x_test)),
             ("random encoder", features(initial, x_train), features(initial, x_test)),
             ("raw pixels", x_train, x_test)):
-        max_iter = 100 if args.smoke else 2000
+        max_iter = 10 if args.smoke else 2000
         results[name] = {"all": probe(f_train, y_train, f_test, y_test, None, args.seed, max_iter),
                          "few": probe(f_train, y_train, f_test, y_test, args.few_labels, args.seed, max_iter)}
     print(f"\nlinear probe test accuracy ({args.loss}, {args.steps} steps):")

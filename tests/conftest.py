@@ -20,6 +20,7 @@ os.environ.setdefault("JAX_TRACEBACK_IN_LOCATIONS_LIMIT", "0")
 os.environ.setdefault("JAX_INCLUDE_FULL_TRACEBACKS_IN_LOCATIONS", "false")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # No accidental broadcasting may hide: rank promotion raises in every test.
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -36,10 +37,17 @@ _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab
 _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",)
 
 
-def pytest_collection_modifyitems(config, items):
-    import pytest
+# Files whose tests are independent programs (no compiled program or eager operation to share) stay
+# spread over the workers test by test; every other file runs on one worker (--dist loadgroup), where
+# its tests share compiled programs and the eager operations' compiled kernels.
+_SPREAD_FILES = ("test_examples.py",)
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in _SLOW_FILES or getattr(item, "originalname", "") in _SLOW_TESTS or \
                 item.path.name.startswith("test_distillation_fused_sharded"):
             item.add_marker(pytest.mark.slow)
+        if item.path.name not in _SPREAD_FILES and not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

@@ -36,6 +36,12 @@ class Spec:
     grad_tolerance: float = 1e-4
 
 
+def families() -> dict[str, str]:
+    """Registered loss name -> the family module its spec lives in (``"classification"``, ...)."""
+    return {name: info.name for info in pkgutil.iter_modules(__path__)
+            for name in getattr(importlib.import_module(f"{__name__}.{info.name}"), "SPECS", {})}
+
+
 def all_specs() -> dict[str, Spec]:
     specs: dict[str, Spec] = {}
     for info in pkgutil.iter_modules(__path__):
