@@ -322,7 +322,10 @@ EXPLANATIONS: dict[str, str] = {
         "recomputed (lax.cond) with -inf shifted logits replaced by the lowest finite float (a select). "
         "The [N, C] passes are optax's; the extra kernels are [N]-sized, and the memory column counts the "
         "guarded branch's temporary. The former floor (one maximum per element) cost 1.0-1.2x forward and "
-        "turned a NaN logit into a finite number under jit."),
+        "turned a NaN logit into a finite number under jit. 8192x1000 forward, two runs: 1.02-1.03x (min "
+        "1.03-1.05x), 8 vs 2 kernels: the [N, C] fast pass alone (optax's program) measured 0.98-1.00x, so the "
+        "remaining ~3% is the per-row finiteness test, its reductions and the conditional. A test of the sum "
+        "instead of every row (one kernel fewer) made XLA:CPU compute the [N, C] pass twice (1.3x): rejected."),
     "softmax_cross_entropy_with_integer_labels": (
         "Contract: labels outside [0, C) give NaN (a bounds test and a select per row: the scattered gradient "
         "row comes from an [N] select instead of optax's broadcast constant, 4 KiB more at 1024 rows) and a "
@@ -348,7 +351,9 @@ EXPLANATIONS: dict[str, str] = {
         "kernels are [N]-sized (the finiteness test and the conditional). The memory column counts the "
         "guarded branch's [N, C] temporary, which is not written for batches without edge cases. Below "
         "4096 elements the select version is one XLA loop fusion. The former select-free floors did 8 "
-        "operations per element (1.6-2.1x forward) and lost a NaN log p under jit (+inf)."),
+        "operations per element (1.6-2.1x forward) and lost a NaN log p under jit (+inf). 8192x1000 forward, two "
+        "runs: 0.99-1.03x (min 1.04-1.05x), 8 vs 2 kernels, the same [N, C] pass as optax's plus the [N]-sized "
+        "finiteness test and conditional (see softmax_cross_entropy for the rejected sum test)."),
     "poly_loss_cross_entropy": (
         "Issue 15: the cross-entropy and 1 - p_t now come from one custom JVP (`_xent_and_one_minus_pt`) over "
         "the same floored shifted logits, so e^s and its sum are computed once (before, 1 - p_t was computed "
@@ -374,7 +379,13 @@ EXPLANATIONS: dict[str, str] = {
         "Issue 15: for a positive epsilon (the default 1e-8) each clipped norm is at least sqrt(epsilon), so "
         "the cosine is a plain <p, t> / sqrt(max(|p|^2, eps) max(|t|^2, eps)) with no select; XLA:CPU fuses it "
         "into optax's kernel count (2 at 4096x256, was 11) and fewer kernels than optax backward. epsilon = 0 "
-        "keeps the guarded division (zero vectors). Rows above 1 are noise or dispatch at the small size."),
+        "keeps the guarded division (zero vectors). Large forward (1.09-1.12x, min 1.09-1.11x in three runs): "
+        "both programs are one YNN fusion of three row reductions over p and t (2 vs 2 kernels, 4 B); jaxloss's "
+        "reduces p*t, p*p and t*t and divides per row, optax's reduces p*p and t*t, scales every element by "
+        "both rsqrt's and then reduces the product, two multiplies more per element, yet runs ~5% faster in "
+        "YNN at this size. optax's formula as jaxloss's forward measured 0.99-1.02x at 4096x256 but 1.0x "
+        "(6 -> 8 kernels) at 512x128, where jaxloss's is 0.82-0.86x, and 5 vs 3 kernels at 64x32, so it was "
+        "not adopted; forward+backward is 0.50-0.56x at 4096x256 (14 vs 22 kernels)."),
     "triplet_margin_loss": (
         "Issue 15: the p = 2 norm is a plain sqrt of the fused sum of squares with the zero-vector convention in a "
         "custom JVP (`_euclidean_norm`), no longer a double-where that split the forward into reductions, select "
@@ -389,8 +400,16 @@ EXPLANATIONS: dict[str, str] = {
         "1.04-1.16x large forward, min-of-repeats)."),
     "ntxent_loss": (
         "jaxloss masks the [N, N] similarity matrix with a log-sum-exp over negatives (batch-global "
-        "contract, axis_name support); optax builds the full exponentiated matrix instead, which is why "
-        "jaxloss's backward needs ~1% of optax's memory."),
+        "contract, axis_name support); optax builds the full exponentiated "
+        "matrix instead, which is why jaxloss's backward needs ~1% of optax's memory. Medium forward "
+        "(1.18-1.21x, min 1.22-1.24x; 22 vs 16 kernels, equal memory): the per-pair term softplus(lse_neg - s) "
+        "(jax.nn.softplus: exp, log1p, abs, max, a NaN test) and the positive-pair select run in one XLA loop "
+        "fusion over [N, N] (~0.55 of optax's whole time at 512x128), because XLA:CPU's YNN fusions take no "
+        "select, compare or log1p; optax's exp/log pass is a YNN fusion followed by a select-only pass. The 6 "
+        "extra kernels are label-only work: any(negative) and sum(positive) as [N, N] pred/int reductions. "
+        "Tried and not kept (no measurable gain): a select-free softplus (max, min, exp, log) with the "
+        "positive mask as a multiply (XLA still fused it into one loop fusion), and one shared -inf bias "
+        "for the masked max and sum with the counts derived from one [N, N] reduction (21 vs 22 kernels)."),
     "ranking_softmax_loss": "Different masking structure (rax semantics for lists without valid items).",
     "dice_loss": (
         "Different definitions: jaxloss computes MONAI semantics (smooth in numerator and denominator, "
