@@ -22,33 +22,9 @@ os.environ.setdefault("JAX_INCLUDE_FULL_TRACEBACKS_IN_LOCATIONS", "false")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-def _reuse_mlir_context(uses: int = 256) -> None:
-    """Lowers up to ``uses`` programs in one MLIR context instead of a new one each.
+from tests.lowering import reuse_mlir_context  # noqa: E402
 
-    JAX builds a fresh MLIR context (every dialect registered again) for each
-    program it lowers: about 3 ms, a seventh of the suite's time per compiled
-    program at these sizes. The programs do not depend on it; only the suite
-    does this (a private JAX function, so it is skipped if JAX changes it).
-    """
-    try:
-        from jax._src.interpreters import mlir
-    except ImportError:
-        return
-    make = getattr(mlir, "make_ir_context", None)
-    if make is None or os.environ.get("JAXLOSS_TESTS_FRESH_MLIR_CONTEXT"):
-        return
-    state: dict = {"context": None, "uses": 0}
-
-    def reused():
-        if state["context"] is None or state["uses"] >= uses:
-            state["context"], state["uses"] = make(), 0
-        state["uses"] += 1
-        return state["context"]
-
-    mlir.make_ir_context = reused
-
-
-_reuse_mlir_context()
+reuse_mlir_context()
 
 # No accidental broadcasting may hide: rank promotion raises in every test.
 jax.config.update("jax_numpy_rank_promotion", "raise")

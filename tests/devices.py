@@ -20,5 +20,6 @@ def run_with_devices(script: str, *argv: str, devices: int = 8, timeout: int = 9
     env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={devices}".strip(),
            "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    script = "import tests.lowering; tests.lowering.reuse_mlir_context()\n" + script  # as the suite's own processes
     return subprocess.run([sys.executable, "-c", script, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
