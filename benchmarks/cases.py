@@ -389,15 +389,11 @@ EXPLANATIONS: dict[str, str] = {
     "triplet_margin_loss": (
         "Issue 15: the p = 2 norm is a plain sqrt of the fused sum of squares with the zero-vector convention in a "
         "custom JVP (`_euclidean_norm`), no longer a double-where that split the forward into reductions, select "
-        "kernels and a materialised broadcast (9 vs 2 kernels at 4096x256, 2.1x). torch's a - x + eps is now "
-        "computed as (a + eps) - pos and a - (neg - eps): the +eps and -eps broadcasts are two constants that "
-        "XLA:CPU fuses into their reductions (a shared +eps was materialised at 512x128: 6 vs 5 kernels, +256 "
-        "KiB), and the backward reads the two materialised differences instead of recomputing (a - pos) + eps "
-        "from a and pos (4 instead of 6 [N, D] reads; large fwd+bwd 1.21-1.25x -> 1.02-1.06x, min 0.92-0.97x, "
-        "13 vs optax's 16 kernels). Remaining difference, by definition: torch adds epsilon to every difference "
-        "element, optax adds it once to the sum, so each [N, D] element costs one add more than optax's in the "
-        "forward reduction (same kernel count and memory at every size; measured 1.10-1.15x medium and "
-        "1.04-1.16x large forward, min-of-repeats)."),
+        "kernels and a materialised broadcast (9 vs 2 kernels at 4096x256, 2.1x). Remaining difference, by "
+        "definition: torch adds epsilon to every difference element (`a - p + eps`), optax adds it once to the "
+        "sum; XLA:CPU passes that epsilon to its two reduction fusions as a materialised [N, D] broadcast at "
+        "512x128 (6 vs 5 kernels, one extra read of an [N, D] array); at 4096x256 the programs have optax's "
+        "kernel count and memory."),
     "ntxent_loss": (
         "jaxloss masks the [N, N] similarity matrix with a log-sum-exp over negatives (batch-global "
         "contract, axis_name support); optax builds the full exponentiated "

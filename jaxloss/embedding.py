@@ -440,20 +440,12 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     (a, pos, neg), _, where = _vector_inputs(
         fn, [("anchors", anchors), ("positives", positives), ("negatives", negatives)], None, where)
     # A concrete epsilon stays a Python float: XLA then folds it into each distance's fusion instead of
-    # materialising an [N, D] broadcast of it. torch's a - x + eps is computed as (a + eps) - pos and
-    # a - (neg - eps): the same number up to the rounding of eps to the float grid of a (resp. neg); it
-    # vanishes only where it is below half an ulp of them (|x| >= 32 for 1e-6 in float32), where a - x
-    # is 0 or at least one such ulp anyway (zero vectors keep their finite value and gradient). a +eps
-    # and a -eps broadcast are two constants, each fused into its own reduction (a shared +eps was
-    # materialised at 512x128: 6 vs optax's 5 kernels, +256 KiB, 1.2x forward); and XLA:CPU then reads
-    # the two materialised differences in the backward pass instead of recomputing (a - pos) + eps
-    # from a and pos in two of the three gradient fusions (6 instead of 4 [N, D] reads, 1.15-1.2x).
+    # materialising one shared [N, D] broadcast of it.
     eps = float(np.asarray(epsilon)) if _checks.is_concrete(epsilon) else jnp.asarray(epsilon, a.dtype)
-    shifted_neg = neg - eps
-    d_pos = _p_norm((a + eps) - pos, p)
-    d_neg = _p_norm(a - shifted_neg, p)
+    d_pos = _p_norm(a - pos + eps, p)
+    d_neg = _p_norm(a - neg + eps, p)
     if swap:
-        d_neg = jnp.minimum(d_neg, _p_norm(pos - shifted_neg, p))
+        d_neg = jnp.minimum(d_neg, _p_norm(pos - neg + eps, p))
     values = jnp.maximum(d_pos - d_neg + jnp.asarray(margin, a.dtype), 0.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
