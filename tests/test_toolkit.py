@@ -627,6 +627,47 @@ def test_check_loss_catches_bfloat16_result():
     assert "expected float32" in report.failures["dtype"]
 
 
+@jax.custom_jvp
+def _square_with_wrong_derivative(r):
+    return jnp.square(r)
+
+
+@_square_with_wrong_derivative.defjvp
+def _square_with_wrong_derivative_jvp(primals, tangents):
+    (r,), (dr,) = primals, tangents
+    return jnp.square(r), 3.0 * r * dr  # should be 2 r dr
+
+
+@jaxloss.make_loss
+def wrong_gradient_loss(predictions, targets):
+    return _square_with_wrong_derivative(predictions - targets)
+
+
+@jaxloss.make_loss
+def callback_loss(predictions, targets):
+    # A host callback without a derivative rule: values work, gradients raise.
+    diff = predictions - targets
+    return jax.pure_callback(lambda d: np.square(d), jax.ShapeDtypeStruct(diff.shape, diff.dtype), diff)
+
+
+def test_check_loss_catches_a_wrong_derivative():
+    p, t = _regression_example()
+    report = check_loss(wrong_gradient_loss, p, t, only=["call", "grad"], raise_on_failure=False)
+    assert report.passed == ["call"], str(report)
+    assert "gradients do not match finite differences in float64" in report.failures["grad"]
+
+
+def test_check_loss_reports_a_failing_gradient_in_the_gradient_checks_only():
+    # The checks share compiled programs that compute values and gradients together; when the
+    # gradient cannot be taken, the value checks still pass and the error lands in the checks that
+    # read gradients.
+    p, t = _regression_example()
+    report = check_loss(callback_loss, p, t, only=["call", "reduction", "grad", "where"], raise_on_failure=False)
+    assert report.passed == ["call", "reduction"], str(report)
+    assert set(report.failures) == {"grad", "where"}, str(report)
+    assert "raised" in report.failures["grad"]
+
+
 @jaxloss.make_loss
 def correct_squared_error(predictions, targets):
     return jnp.square(predictions - targets)
