@@ -378,6 +378,16 @@ def test_checked_integer_labels_out_of_range(mode):
     _close(fn(logits, jnp.array([0, 1, 3])), np.log(4.0))
 
 
+def test_checked_eager_calls_with_unhashable_options():
+    # Concrete calls compile once per hashable option set; a list option (unhashable) runs op by op
+    # and checks the same things.
+    checked = jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels)
+    logits = jnp.zeros((3, 4))
+    _close(checked(logits, jnp.array([0, 1, 3]), class_weights=[1.0, 2.0, 1.0, 1.0]), np.log(4.0))
+    with pytest.raises(CHECK_ERRORS, match=r"labels must be in \[0, 4\), got 4 at flat index 2"):
+        checked(logits, jnp.array([0, 1, 4]), class_weights=[1.0, 2.0, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_checked_float_labels_outside_their_domain(mode):
     bce = dict(_both(jaxloss.binary_cross_entropy))[mode]
