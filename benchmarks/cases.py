@@ -314,7 +314,11 @@ EXPLANATIONS: dict[str, str] = {
         "Forward: the same optimised program as optax's (`_relu` is now a plain maximum with a scalar 0). "
         "Backward: relu's convention (gradient 0 at the kink, where maximum's is 0.5) lives in a custom JVP "
         "whose step function is (sign + |sign|) / 2 rather than a select, which XLA:CPU fuses into optax's "
-        "kernel count and memory (a select cost one more launch and an [N] buffer)."),
+        "kernel count and memory (a select cost one more launch and an [N] buffer). Forward+backward at "
+        "32768x128 (1.01-1.27x over three runs, min-of-repeats 1.03-1.09): the same four kernels and memory "
+        "traffic as optax's; XLA:CPU places the maximum inside the YNN reduction of the stored 1 - y s "
+        "(optax: in the pass that stores it), and the gradient pass has no divide (optax's has one). "
+        "(x > 0) as the step function was tried: the compare's result is materialised, 2.8x."),
     "softmax_cross_entropy": (
         "Contract, 0 log 0 = 0: a -inf (masked) logit with zero label weight adds 0 to the value and "
         "every gradient (optax: NaN); a positive weight gives a huge finite value; NaN propagates. Issue "
