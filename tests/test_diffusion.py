@@ -23,12 +23,6 @@ from jaxloss import diffusion
 from tests.jitted import jit_static
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_diffusion")
-
-
-
-
 _diffusion_loss = jit_static(diffusion.diffusion_loss)
 
 _BETAS = np.linspace(1e-4, 0.02, 1000)          # DDPMScheduler(beta_schedule="linear") defaults

@@ -21,17 +21,12 @@ import jaxloss
 from tests.jitted import Jitted, jit_static
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_docs")
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DIRECTIVE = re.compile(r"^:::\s+(jaxloss(?:\.\w+)*)\s*$", re.MULTILINE)
 FAMILIES = ["regression", "classification", "segmentation", "boxes", "embedding", "ranking", "sequence", "text",
             "generative", "robust", "large_vocab"]
 TOOLKIT = ["reduce", "make_loss", "combine", "checked", "get", "register", "available", "testing.check_loss"]
-
-
 
 
 def _directives(page):
@@ -101,8 +96,6 @@ def test_nav_pages_exist_and_every_example_has_a_page():
 def test_docstring_rst_is_rewritten_for_mkdocstrings():
     """The griffe extension turns the reStructuredText bits of docstrings into Markdown (needs griffe)."""
     import importlib.util
-
-    import pytest
 
     pytest.importorskip("griffe")
     spec = importlib.util.spec_from_file_location("griffe_rst", DOCS / "scripts" / "griffe_rst.py")
@@ -197,8 +190,6 @@ def test_conventions_page_nan_padding_is_about_the_loss_inputs():
 def _hooks():
     import importlib.util
 
-    import pytest
-
     pytest.importorskip("mkdocs")
     spec = importlib.util.spec_from_file_location("jaxloss_docs_hooks", DOCS / "scripts" / "hooks.py")
     module = importlib.util.module_from_spec(spec)
@@ -243,7 +234,6 @@ def test_mathjax_is_bundled_from_a_package():
     try:
         root = hooks.mathjax_root()
     except Exception as err:  # the docs extra is not installed here
-        import pytest
 
         pytest.skip(str(err))
     assert (root / "tex-chtml.js").stat().st_size > 500_000
@@ -358,7 +348,6 @@ def test_rax_page_item_weight_mappings():
     plain mean over the valid pairs; the pointwise losses multiply each item's loss and take a plain mean)."""
     import jax.numpy as jnp
     import numpy as np
-    import pytest
 
     rax = pytest.importorskip("rax")
     import jaxloss.ranking
@@ -393,7 +382,6 @@ def test_monai_page_mappings():
     monai/losses/hausdorff_loss.py ``LogHausdorffDTLoss`` = log(HausdorffDTLoss + 1); monai/losses/ssim_loss.py;
     monai/losses/cldice.py ``SoftclDiceLoss``, whose harmonic mean adds ``smooth=1e-4`` to its denominator)."""
     import numpy as np
-    import pytest
 
     losses = pytest.importorskip("monai.losses")
     torch = pytest.importorskip("torch")
@@ -432,7 +420,6 @@ def test_pytorch_page_metric_learning_mappings():
     (pytorch_metric_learning/losses/{arcface_loss,cosface_loss,supcon_loss,circle_loss}.py): class weights
     ``W`` are ``[D, C]`` (pass ``W.T``) and ArcFace's margin is in degrees."""
     import numpy as np
-    import pytest
 
     torch = pytest.importorskip("torch")
     pml = pytest.importorskip("pytorch_metric_learning.losses")

@@ -28,11 +28,6 @@ from jaxloss import embedding
 from tests.jitted import Jitted, jit_static
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_embedding")
-
-
-
 E = Jitted(embedding)
 
 RTOL, ATOL = 1e-5, 1e-6

@@ -24,9 +24,6 @@ import pytest
 from jaxloss import embedding as E
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_embedding_robustness")
-
 _B, _D, _C = 6, 4, 5
 _LABELS = np.array([0, 0, 1, 1, 2, 2], np.int32)
 

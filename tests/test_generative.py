@@ -14,12 +14,6 @@ from jaxloss.testing import check_loss
 from tests.jitted import jit_static
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_generative")
-
-
-
-
 elbo_loss = jit_static(generative.elbo_loss)
 gaussian_kl_divergence = jit_static(generative.gaussian_kl_divergence)
 reconstruction_error = jit_static(generative.reconstruction_error)

@@ -22,7 +22,7 @@ import jaxloss.keras as jk  # noqa: E402
 from keras.src.losses import ALL_OBJECTS_DICT  # noqa: E402
 
 # One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = [pytest.mark.filterwarnings("ignore::SyntaxWarning"), pytest.mark.xdist_group("test_keras")]
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
 
 # Keras's abstract base classes are identifiers of keras.losses.get but not losses.
 KERAS_BUILTINS = sorted(set(ALL_OBJECTS_DICT) - {"Loss", "LossFunctionWrapper"})

@@ -23,11 +23,6 @@ from jaxloss.testing import check_loss
 from tests.jitted import Jitted
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_preference")
-
-
-
 pref = Jitted(preference)
 
 RTOL, ATOL = 1e-5, 1e-6

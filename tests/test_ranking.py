@@ -35,10 +35,6 @@ PAIRWISE = [ranking.pairwise_hinge_loss, ranking.pairwise_logistic_loss]
 LISTS = LISTWISE + PAIRWISE
 
 
-# One xdist worker runs the whole file, so the programs below are compiled once
-# per suite run, not once on each worker.
-pytestmark = pytest.mark.xdist_group("test_ranking")
-
 # ------------------------------------------------------------ compiled once, shared
 # XLA compilation is most of this file's run time: an eager call compiles every
 # primitive for every new shape, and a gradient of an eager call dozens more.

@@ -33,10 +33,6 @@ RTOL = 1e-5
 ATOL = 1e-6
 
 
-# One xdist worker runs the whole file, so the programs below are compiled once
-# per suite run, not once on each worker.
-pytestmark = pytest.mark.xdist_group("test_ranking_rax")
-
 # ------------------------------------------------------------ compiled once, shared
 # XLA compilation is most of this file's run time: an eager call compiles every
 # primitive for every new shape, and a gradient of an eager call dozens more.

@@ -22,9 +22,6 @@ import jaxloss
 from tests.devices import run_with_devices
 
 
-# One xdist worker runs the whole file, so the programs its tests share compile once per run.
-pytestmark = pytest.mark.xdist_group("test_reduce")
-
 PROPERTY = settings(derandomize=True, max_examples=50, deadline=None)
 
 _finite = st.floats(min_value=-100.0, max_value=100.0, allow_nan=False, width=32)

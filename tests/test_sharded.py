@@ -192,8 +192,6 @@ _SCRIPT = textwrap.dedent(
 )
 
 _NAMES = sorted(all_specs())
-# One worker runs the whole file: the module fixture's subprocess (every loss on 8 devices) then runs once.
-pytestmark = pytest.mark.xdist_group("test_sharded")
 
 
 @pytest.fixture(scope="module")

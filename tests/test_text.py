@@ -22,10 +22,6 @@ from jaxloss.text import bleu, corpus_bleu, meteor, minimum_risk_loss, rouge_l, 
 SMOOTHINGS = ["none", "floor", "add-k", "exp"]
 
 
-# One xdist worker runs the whole file, so the programs below are compiled once
-# per suite run, not once on each worker.
-pytestmark = pytest.mark.xdist_group("test_text")
-
 # ------------------------------------------------------------ compiled once, shared
 # XLA compilation is most of this file's run time (each static option and each
 # shape is a new program). The calls a test compares are therefore traced
