@@ -407,12 +407,15 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         _data_checks(fn, fn_name, bound, unreduced)
         return fn(*args, **kwargs)
 
+    def checkified(static: dict[str, Any]) -> Callable[..., Any]:
+        """``(args, array kwargs) -> (error, value)`` with the static options bound."""
+        return checkify.checkify(lambda a, kw: body(*a, **kw, **static))
+
     @functools.lru_cache(maxsize=32)
     def compiled(static_items: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
         # Concrete inputs: one compiled program per set of static options, instead of
         # running the checks and the loss op by op (each op compiled on its own).
-        static = dict(static_items)
-        return jax.jit(checkify.checkify(lambda a, kw: body(*a, **kw, **static)))
+        return jax.jit(checkified(dict(static_items)))
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -422,13 +425,13 @@ def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
             # Under jax.jit (or another transformation) the values are not known
             # yet: raise when the computation runs, our message printed first.
-            error, out = checkify.checkify(lambda a, kw: body(*a, **kw, **static))(args, dynamic)
+            error, out = checkified(static)(args, dynamic)
             jax.debug.callback(_raise_first, error)
             return out
         try:
             program = compiled(tuple(sorted(static.items())))
         except TypeError:  # an unhashable option (a list): op by op
-            program = checkify.checkify(lambda a, kw: body(*a, **kw, **static))
+            program = checkified(static)
         error, out = program(args, dynamic)
         error.throw()
         return out

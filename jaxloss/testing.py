@@ -290,17 +290,21 @@ class _Context:
         compiled = _compiled(key, lambda: jax.jit(lambda a, kw: self.fn(*a, **self.kwargs, **static, **kw)))
         return compiled(tuple(args), arrays)
 
-    def grads(self, args: tuple[Any, ...], reduction: str = "mean", **extra: Any) -> Any:
-        """Gradient of the reduced loss w.r.t. every float positional input (traced or eager)."""
+    def value_and_grads(self, args: tuple[Any, ...], **options: Any) -> Any:
+        """The loss (with ``options``) and its gradients w.r.t. every float positional input (traced or eager)."""
         pos = list(self.float_pos)
 
         def f(*float_args: Any) -> Any:
             full = list(args)
             for i, a in zip(pos, float_args):
                 full[i] = a
-            return self.fn(*full, **self.kwargs, reduction=reduction, **extra)
+            return self.fn(*full, **self.kwargs, **options)
 
-        return jax.grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
+        return jax.value_and_grad(f, argnums=tuple(range(len(pos))))(*[args[i] for i in pos])
+
+    def grads(self, args: tuple[Any, ...], reduction: str = "mean", **extra: Any) -> Any:
+        """Gradient of the reduced loss w.r.t. every float positional input (traced or eager)."""
+        return self.value_and_grads(args, reduction=reduction, **extra)[1]
 
     def _program(self, outputs: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
         def run(args: tuple[Any, ...], weights: Any, where: Any) -> dict[str, Any]:
@@ -471,20 +475,11 @@ class _Context:
             args64 = tuple(np.asarray(a, np.float64) if i in self.float_pos else np.asarray(a)
                            for i, a in enumerate(self.args))
             fp = list(self.float_pos)
-
-            def value_and_grads(args: tuple[Any, ...]) -> Any:
-                def f(*float_args: Any) -> Any:
-                    full = list(args)
-                    for i, a in zip(fp, float_args):
-                        full[i] = a
-                    return self.fn(*full, **self.kwargs)
-
-                return jax.value_and_grad(f, argnums=tuple(range(len(fp))))(*[args[i] for i in fp])
-
             # One compiled program gives the value, the gradients and the values at the
             # finite-difference points (``jax.test_util.check_grads``'s rev-mode test, order 1:
             # the directional derivative along random tangents against central differences).
-            program = _compiled(("grad64", self.fn, _freeze(self.kwargs), tuple(fp)), lambda: jax.jit(value_and_grads))
+            program = _compiled(("grad64", self.fn, _freeze(self.kwargs), tuple(fp)),
+                                lambda: jax.jit(self.value_and_grads))
             out, grads = program(args64)
             if jnp.result_type(out) != jnp.float64:
                 self.fail(f"float64 inputs under jax_enable_x64 gave a {jnp.result_type(out)} result")
