@@ -134,15 +134,23 @@ def ignore_mask(where: jax.Array | None, labels: jax.Array, ignore_index: int | 
     return keep if where is None else where & keep
 
 
+def split_labels(labels: jax.Array, num_classes: int) -> tuple[jax.Array, jax.Array]:
+    """(``labels`` with class 0 in place of out-of-range ones, as int32; whether each is in ``[0, C)``).
+
+    Labels outside ``[0, C)`` never wrap or clamp: the callers turn them into
+    NaN (docs/conventions.md, Integer labels); the safe labels only keep the
+    gathers in bounds.
+    """
+    valid = (labels >= 0) & (labels < num_classes)
+    return jnp.where(valid, labels, 0).astype(jnp.int32), valid
+
+
 def take_class(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
     """``values[..., labels, ...]`` along ``axis``; NaN where a label is out of range.
 
-    ``labels`` has the shape of ``values`` without ``axis``. Labels outside
-    ``[0, C)`` never wrap or clamp: they give NaN (docs/conventions.md, Integer labels).
+    ``labels`` has the shape of ``values`` without ``axis``.
     """
-    num_classes = values.shape[axis]
-    valid = (labels >= 0) & (labels < num_classes)
-    safe_labels = jnp.where(valid, labels, 0)
+    safe_labels, valid = split_labels(labels, values.shape[axis])
     taken = jnp.take_along_axis(values, jnp.expand_dims(safe_labels, axis), axis=axis)
     taken = jnp.squeeze(taken, axis)
     return jnp.where(valid, taken, jnp.asarray(jnp.nan, values.dtype))
@@ -150,16 +158,15 @@ def take_class(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
 
 def one_hot(labels: jax.Array, num_classes: int, axis: int, dtype: jnp.dtype) -> jax.Array:
     """One-hot along ``axis``; an out-of-range label gives a row of NaN."""
-    valid = (labels >= 0) & (labels < num_classes)
-    encoded = jax.nn.one_hot(jnp.where(valid, labels, 0), num_classes, dtype=dtype, axis=axis)
+    safe_labels, valid = split_labels(labels, num_classes)
+    encoded = jax.nn.one_hot(safe_labels, num_classes, dtype=dtype, axis=axis)
     return jnp.where(jnp.expand_dims(valid, axis), encoded, jnp.asarray(jnp.nan, dtype))
 
 
 def class_weight_of(class_weights: jax.Array, labels: jax.Array) -> jax.Array:
     """``class_weights[labels]`` for a ``[C]`` vector; NaN where a label is out of range."""
-    num_classes = class_weights.shape[0]
-    valid = (labels >= 0) & (labels < num_classes)
-    taken = jnp.take(class_weights, jnp.where(valid, labels, 0), axis=0)
+    safe_labels, valid = split_labels(labels, class_weights.shape[0])
+    taken = jnp.take(class_weights, safe_labels, axis=0)
     return jnp.where(valid, taken, jnp.asarray(jnp.nan, class_weights.dtype))
 
 

@@ -256,10 +256,16 @@ def _kl_log_targets_values_jvp(ax: int, primals: tuple[Array, Array],
     return _kl_log_targets_values(log_p, log_t, ax), tangent
 
 
+def _shift_and_lse(x: Array, ax: int) -> tuple[Array, Array]:
+    """``x - max(x)`` (stop-gradient maximum; ``-inf`` stays ``-inf``) and its log-sum-exp (keepdims)."""
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    return shifted, jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))
+
+
 def _softmax_xent_fast(x: Array, q: Array, ax: int) -> Array:
     """optax's ``-sum(q log_softmax(x))``, unguarded: NaN or ``inf`` at a ``-inf`` logit."""
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
-    return -jnp.sum(q * (shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))), axis=ax)
+    shifted, lse = _shift_and_lse(x, ax)
+    return -jnp.sum(q * (shifted - lse), axis=ax)
 
 
 def _softmax_xent_guarded(x: Array, q: Array, ax: int) -> Array:
@@ -267,10 +273,11 @@ def _softmax_xent_guarded(x: Array, q: Array, ax: int) -> Array:
 
     ``q * (shifted - lse)`` is then ``0`` for ``q = 0`` (``0 log 0 = 0``) and a huge
     finite number for ``q > 0``; a NaN logit stays NaN (``NaN == -inf`` is false).
+    The log-sum-exp is the same either way (``exp`` of both is 0).
     """
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    shifted, lse = _shift_and_lse(x, ax)
     shifted = jnp.where(shifted == -jnp.inf, jnp.finfo(x.dtype).min, shifted)
-    return -jnp.sum(q * (shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))), axis=ax)
+    return -jnp.sum(q * (shifted - lse), axis=ax)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -290,15 +297,15 @@ def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
 
 def _shifted_lse(x: Array, ax: int) -> tuple[Array, Array]:
     """``x - max(x)`` floored at the lowest finite float, and its log-sum-exp (keepdims)."""
-    shifted = jnp.maximum(x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True)), jnp.finfo(x.dtype).min)
-    return shifted, jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))
+    shifted, lse = _shift_and_lse(x, ax)  # the floor changes no exp: both are 0
+    return jnp.maximum(shifted, jnp.finfo(x.dtype).min), lse
 
 
 @_softmax_xent.defjvp
 def _softmax_xent_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (x, q), (dx, dq) = primals, tangents
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
-    log_p = shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))
+    shifted, lse = _shift_and_lse(x, ax)
+    log_p = shifted - lse
     guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
     d_logits = dx - jnp.sum(jnp.exp(log_p) * dx, axis=ax, keepdims=True)  # d log_softmax
     tangent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
@@ -360,13 +367,6 @@ def _relu_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arr
     # it XLA:CPU fuses the backward pass into optax's kernel count and memory (measured on the hinge loss).
     sign = jnp.sign(x)
     return _relu(x), dx * (0.5 * (sign + jnp.abs(sign)))
-
-
-def _valid_labels(labels: Array, num_classes: int) -> tuple[Array, Array]:
-    """(labels with class 0 in place of out-of-range ones, as int32; whether each label is in range)."""
-    valid = (labels >= 0) & (labels < num_classes)
-    safe = jnp.where(valid, labels, 0).astype(jnp.int32)
-    return safe, valid
 
 
 def _nan_unless(valid: Array, values: Array) -> Array:
@@ -1085,7 +1085,7 @@ def multiclass_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", 
     # The label's score is a gather (`_label_score`, one-hot tangent) and an out-of-range label's NaN an
     # [N] factor: the only [N, C] pass left is the margin's max (optax: a NaN-free one-hot, a max and a
     # one-hot dot product over [N, C]).
-    y, valid = _valid_labels(y, s.shape[ax])
+    y, valid = _numerics.split_labels(y, s.shape[ax])
     onehot = jax.nn.one_hot(y, s.shape[ax], dtype=s.dtype, axis=ax)
     values = _nan_unless(valid, jnp.max(s + 1.0 - onehot, axis=ax) - _label_score(s, y, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
@@ -1552,7 +1552,7 @@ def multiclass_perceptron_loss(scores: Any, labels: Any, *, reduction: str = "me
     # The label's score is a gather whose tangent is the one-hot dot product (`_label_score`: the
     # gradient is an elementwise select, not a scatter); an out-of-range label's NaN is an [N] factor.
     # The only [N, C] pass of the forward is the max (optax: a one-hot and its dot product as well).
-    y, valid = _valid_labels(y, s.shape[ax])
+    y, valid = _numerics.split_labels(y, s.shape[ax])
     values = _nan_unless(valid, jnp.max(s, axis=ax) - _label_score(s, y, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 

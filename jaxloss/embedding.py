@@ -1182,8 +1182,8 @@ def _margin_softmax(fn: str, embeddings: ArrayLike, class_centers: ArrayLike, la
     cos = jnp.clip(_l2_normalize(e) @ _l2_normalize(w).T, -1.0, 1.0)       # [..., C * K]
     if sub_centers > 1:
         cos = jnp.max(cos.reshape(*cos.shape[:-1], num_classes, sub_centers), axis=-1)
-    valid = (y >= 0) & (y < num_classes)
-    target = jax.nn.one_hot(jnp.where(valid, y, 0), num_classes, dtype=bool)
+    safe_y, valid = _numerics.split_labels(y, num_classes)
+    target = jax.nn.one_hot(safe_y, num_classes, dtype=bool)
     cos_target = jnp.sum(jnp.where(target, cos, jnp.zeros_like(cos)), axis=-1)
     modified = target_logit(cos_target)
     scale = jnp.asarray(scale, dtype)
