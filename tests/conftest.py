@@ -1,5 +1,8 @@
+import functools
 import gc
+import inspect
 import os
+import re
 
 # The suite compiles thousands of small programs, so XLA's compile time is most of
 # its run time. At these sizes LLVM's optimisation passes cost more than they save,
@@ -41,9 +44,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
-# The few slow tests: each starts fresh interpreters (8 simulated devices, the
-# examples' smoke runs, a wheel built and installed into a new venv).
-# `pytest -m "not slow"` is the quick run; CI runs everything.
+# Slow tests, left out of the quick run `pytest -m "not slow"` (CI and the README's `pytest` run all):
+# * tests that start fresh interpreters (8 simulated devices, the examples' smoke runs, a wheel built
+#   and installed into a new venv);
+# * peer runs: tests that import a peer library (torch, Keras, rax, MONAI, PML, sacrebleu, ...) through
+#   `pytest.importorskip`, directly or through a helper of their module, and run it. Their NumPy
+#   transcriptions of the same formulas stay in the quick run.
 _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab_sharded.py",
                "test_self_supervised_sharded.py", "test_examples.py")
 _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",)
@@ -55,11 +61,61 @@ _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",)
 _SPREAD_FILES = ("test_examples.py",)
 
 
+_PEERS = ("torch", "keras", "rax", "monai", "pytorch_metric_learning", "sacrebleu", "rouge_score",
+          "transformers", "skimage")
+_PEER_IMPORT = re.compile(r"importorskip\(\s*[\"'](?:%s)\b" % "|".join(_PEERS))
+_MODULE_PEER_IMPORT = re.compile(r"^\w+\s*=\s*pytest\.importorskip\(\s*[\"'](?:%s)\b" % "|".join(_PEERS), re.M)
+_CALLED = re.compile(r"\b([A-Za-z_]\w*)\(")
+
+
+@functools.lru_cache(maxsize=None)
+def _source(obj):
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _module_imports_a_peer(module):
+    return bool(_MODULE_PEER_IMPORT.search(_source(module)))
+
+
+def _imports_a_peer(fn, module, depth=3):
+    """Whether ``fn`` or a function of ``module`` it calls (``depth`` levels) imports a peer library."""
+    source = _source(fn)
+    if _PEER_IMPORT.search(source):
+        return True
+    if depth == 0:
+        return False
+    for name in set(_CALLED.findall(source)):
+        helper = vars(module).get(name)
+        if inspect.isfunction(helper) and helper is not fn and helper.__module__ == module.__name__ \
+                and _imports_a_peer(helper, module, depth - 1):
+            return True
+    return False
+
+
+def _is_peer_run(item):
+    module, fn = getattr(item, "module", None), getattr(item, "function", None)
+    if module is None or fn is None:
+        return False
+    return _module_imports_a_peer(module) or _imports_a_peer(fn, module)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in _SLOW_FILES or getattr(item, "originalname", "") in _SLOW_TESTS or \
-                item.path.name.startswith("test_distillation_fused_sharded"):
+                item.path.name.startswith("test_distillation_fused_sharded") or _is_peer_run(item):
             item.add_marker(pytest.mark.slow)
         if item.path.name not in _SPREAD_FILES and not any(item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    # Everything alive now (thousands of compiled programs) is frozen out of the collector's walks:
+    # pytest's clean-up calls gc.collect() several times, which otherwise walked that whole heap for
+    # about ten seconds at the end of a full run.
+    gc.freeze()
