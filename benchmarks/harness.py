@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import statistics
 import time
@@ -113,7 +114,9 @@ def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmu
                      target_s: float = 1e-2) -> dict[str, dict[str, float]]:
     """Median seconds per call of each no-argument, blocking ``call``, measured alternately.
 
-    Returns ``{name: {"median_s", "min_s", "iqr_s", "samples", "batch"}}``.
+    Returns ``{name: {"median_s", "min_s", "iqr_s", "samples", "batch", "samples_s"}}``; ``samples_s``
+    lists the per-repeat seconds in repeat order, so sample ``r`` of two names was taken in the same
+    repeat (see :func:`paired_ratio_interval`).
     """
     names = list(calls)
     for name in names:
@@ -134,8 +137,31 @@ def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmu
         s = samples[name]
         q = np.percentile(s, [25, 75])
         out[name] = {"median_s": statistics.median(s), "min_s": min(s), "iqr_s": float(q[1] - q[0]),
-                     "samples": len(s), "batch": batch[name]}
+                     "samples": len(s), "batch": batch[name], "samples_s": [float(t) for t in s]}
     return out
+
+
+def paired_ratio_interval(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval for the median of the paired ratios ``a[r] / b[r]``.
+
+    Samples ``r`` of two implementations come from the same repeat of
+    :func:`time_alternating`, so a drift of the shared machine's load hits both;
+    the ratios are sorted and the interval is the order statistics
+    ``(k, n + 1 - k)`` with ``k`` the largest rank whose binomial(n, 1/2) tail
+    stays within ``(1 - confidence) / 2`` (the sign-test interval of a median).
+    ``None`` below 6 pairs (no such ``k`` at 95%).
+    """
+    ratios = sorted(x / y for x, y in zip(a, b) if y > 0)
+    n = len(ratios)
+    tail, k, cumulative = (1.0 - confidence) / 2.0, 0, 0.0
+    for i in range(n):
+        cumulative += math.comb(n, i) / 2.0 ** n  # P(Binomial(n, 1/2) <= i)
+        if cumulative > tail:
+            break
+        k = i + 1
+    if k == 0:
+        return None
+    return ratios[k - 1], ratios[n - k]
 
 
 def interleaved_medians(fns: list[Callable[..., Any]], args: tuple, repeats: int) -> list[float]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from harness import paired_ratio_interval
+
 PEERS = ("optax", "torch")
 MODES = ("fwd", "fwd+bwd")
 SLOW = 1.00  # issue 15, item 1: no shared loss slower than optax (issue 6 allowed 1.10)
@@ -106,6 +108,21 @@ def _kernels(row: dict, mode: str) -> str:
     if theirs is None:
         return str(ours)
     return f"{ours} / {theirs}" + (" =" if same_hlo(row, mode) else "")
+
+
+def interval(row: dict, mode: str, peer: str = "optax") -> tuple[float, float] | None:
+    """95% interval of the median paired (same-repeat) ratio, if the run kept its samples."""
+    meta = row.get(mode, {})
+    ours, theirs = meta.get("jaxloss", {}).get("samples_s"), meta.get(peer, {}).get("samples_s")
+    if not ours or not theirs:
+        return None
+    return paired_ratio_interval(ours, theirs)
+
+
+def beyond_noise(row: dict, mode: str, peer: str = "optax") -> bool | None:
+    """Whether jaxloss is slower than ``peer`` beyond the run's noise: the whole interval above 1.00."""
+    band = interval(row, mode, peer)
+    return None if band is None else band[0] > SLOW
 
 
 def slow_rows(results: dict) -> list[tuple[dict, str, float]]:
@@ -305,6 +322,12 @@ def markdown(results: dict) -> str:
         lines.append(f"* vs optax, rows (size and mode) above 1.00: {len(slow_all)}, of which {same} compile to the "
                      f"same program as optax's (noise) and {len(slow_all) - same} to a different one "
                      "(each explained below)")
+        beyond = [(row, mode) for row, mode, _ in slow_all if beyond_noise(row, mode) and not same_hlo(row, mode)]
+        if any(interval(row, mode) is not None for row, mode, _ in slow_all):
+            lines.append(f"* of those on a different program, slower beyond this run's noise (the 95% interval of "
+                         f"the paired ratio entirely above 1.00): {len(beyond)}"
+                         + (" — " + ", ".join(f"`{row['case']}` {row['size']} {mode}" for row, mode in beyond)
+                            if beyond else ""))
         lines += ["", "## Losses", "",
                   "| loss | size | shape | fwd / optax | f+b / optax | fwd / torch | f+b / torch "
                   "| jaxloss f+b ms | f+b memory jaxloss (/ optax) | fwd kernels jaxloss / optax "
@@ -341,15 +364,20 @@ def markdown(results: dict) -> str:
                   + ("" if not gaps else " except (different definitions, see notes): " + "; ".join(gaps)) + "."]
     slow = slow_rows(results)
     lines += ["", "## Rows above 1.00x optax (issue 15, item 1)", "",
-              "Each row slower than optax, with the minimum-of-repeats ratio as a second opinion. \"identical "
-              "program (noise)\" means the optimised HLO has the same opcode multiset as optax's (the `=` in the "
-              "table), so the gap is the shared machine; otherwise the programs differ and the cause is given.", ""]
+              "Each row slower than optax, with the minimum-of-repeats ratio as a second opinion and, where the "
+              "run kept its samples, the 95% interval of the median paired ratio (jaxloss / optax within the same "
+              "repeat; a sign-test interval, no distribution assumed): an interval that contains 1.00 is a gap "
+              "the run cannot tell from noise. \"identical program (noise)\" means the optimised HLO has the same "
+              "opcode multiset as optax's (the `=` in the table), so the gap is the shared machine; otherwise the "
+              "programs differ and the cause is given.", ""]
     if not slow:
         lines.append("None in this run.")
     explanations = results.get("explanations", {})
     for row, mode, r in slow:
+        band = interval(row, mode)
+        band_text = "" if band is None else f", 95% interval {band[0]:.2f}-{band[1]:.2f}"
         lines.append(f"* `{row['case']}` {row['size']} {mode}: {r:.2f} "
-                     f"(min-of-repeats ratio {_min_ratio(row, mode):.2f}). {cause(row, mode, explanations)}")
+                     f"(min-of-repeats ratio {_min_ratio(row, mode):.2f}{band_text}). {cause(row, mode, explanations)}")
     return "\n".join(lines) + "\n"
 
 

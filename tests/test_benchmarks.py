@@ -1,0 +1,45 @@
+"""The benchmark harness's statistics (``benchmarks/harness.py``), checked against textbook values."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+_HARNESS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "harness.py"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    spec = importlib.util.spec_from_file_location("benchmarks_harness", _HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("n,rank", [(6, 1), (10, 2), (20, 6), (40, 14)])
+def test_paired_ratio_interval_is_the_sign_test_interval(harness, n, rank):
+    # Ranks of the 95% sign-test interval of a median: the largest k with P(Binomial(n, 1/2) < k) <= 0.025,
+    # worked by hand: n = 6: 1/64 = 0.016 (k = 1); n = 10: 11/1024 = 0.011, 56/1024 = 0.055 (k = 2);
+    # n = 20: P(<= 5) = 0.021, P(<= 6) = 0.058 (k = 6); n = 40: P(<= 13) = 0.019, P(<= 14) = 0.040 (k = 14).
+    ours = list(np.arange(1.0, n + 1.0))
+    lo, hi = harness.paired_ratio_interval(ours, [1.0] * n)
+    assert (lo, hi) == (rank, n + 1 - rank)
+
+
+def test_paired_ratio_interval_pairs_samples_by_repeat(harness):
+    # The machine slows down over the run; pairing by repeat cancels the drift.
+    drift = np.linspace(1.0, 3.0, 20)
+    lo, hi = harness.paired_ratio_interval(list(1.05 * drift), list(drift))
+    assert lo == pytest.approx(1.05) and hi == pytest.approx(1.05)
+    assert harness.paired_ratio_interval([1.0] * 5, [1.0] * 5) is None
+
+
+def test_paired_ratio_interval_covers_the_true_ratio(harness):
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(400):
+        a, b = rng.lognormal(0.0, 0.1, 20), rng.lognormal(0.0, 0.1, 20)
+        lo, hi = harness.paired_ratio_interval(list(a), list(b))
+        hits += lo <= 1.0 <= hi
+    assert 0.92 <= hits / 400 <= 0.99  # 95.9% nominal for n = 20
