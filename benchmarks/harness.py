@@ -137,7 +137,8 @@ def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmu
         s = samples[name]
         q = np.percentile(s, [25, 75])
         out[name] = {"median_s": statistics.median(s), "min_s": min(s), "iqr_s": float(q[1] - q[0]),
-                     "samples": len(s), "batch": batch[name], "samples_s": [float(t) for t in s]}
+                     "samples": len(s), "batch": batch[name],
+                     "samples_s": [float(f"{t:.4g}") for t in s]}  # 4 significant digits: timing noise is larger
     return out
 
 

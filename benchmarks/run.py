@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 import time
 from typing import Any
@@ -370,8 +371,12 @@ def _write(stem: str, results: dict) -> None:
     print(markdown)
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write(markdown)
+    text = json.dumps(results, indent=1)
+    # Lists of numbers (each repeat's samples) on one line each, not one number per line.
+    text = re.sub(r"\[\s*(-?[0-9][-0-9.e+]*(?:,\s*-?[0-9][-0-9.e+]*)*)\s*\]",
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
+        f.write(text + "\n")
     report.chart(results, stem + ".png")
     print(f"wrote {stem}.md, .json, .png")
 

@@ -256,9 +256,18 @@ def _kl_log_targets_values_jvp(ax: int, primals: tuple[Array, Array],
     return _kl_log_targets_values(log_p, log_t, ax), tangent
 
 
-def _shift_and_lse(x: Array, ax: int) -> tuple[Array, Array]:
-    """``x - max(x)`` (stop-gradient maximum; ``-inf`` stays ``-inf``) and its log-sum-exp (keepdims)."""
+def _shift_and_lse(x: Array, ax: int, floor: bool = False) -> tuple[Array, Array]:
+    """``x - max(x)`` (stop-gradient maximum) and its log-sum-exp (keepdims).
+
+    ``-inf`` stays ``-inf``, or with ``floor`` becomes the lowest finite float;
+    the log-sum-exp is the same either way (``exp`` of both is 0), but it is
+    taken from the floored values so that XLA:CPU computes one ``[N, C]``
+    expression, not two (taken from the unfloored ones, the 8192x1000 forward
+    of ``poly_loss_cross_entropy`` measured 1.7x optax's time, 1.03x this way).
+    """
     shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=ax, keepdims=True))
+    if floor:
+        shifted = jnp.maximum(shifted, jnp.finfo(x.dtype).min)
     return shifted, jnp.log(jnp.sum(jnp.exp(shifted), axis=ax, keepdims=True))
 
 
@@ -295,10 +304,6 @@ def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
     return _on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax)
 
 
-def _shifted_lse(x: Array, ax: int) -> tuple[Array, Array]:
-    """``x - max(x)`` floored at the lowest finite float, and its log-sum-exp (keepdims)."""
-    shifted, lse = _shift_and_lse(x, ax)  # the floor changes no exp: both are 0
-    return jnp.maximum(shifted, jnp.finfo(x.dtype).min), lse
 
 
 @_softmax_xent.defjvp
@@ -323,7 +328,7 @@ def _xent_and_one_minus_pt(x: Array, q: Array, ax: int) -> tuple[Array, Array]:
     exponential and added two reductions). Gradients of the second output:
     ``-p (q - sum(q p))`` for the logits, ``1 - p`` for ``q``.
     """
-    shifted, lse = _shifted_lse(x, ax)
+    shifted, lse = _shift_and_lse(x, ax, floor=True)
     unnormalized = jnp.exp(shifted)
     xent = -jnp.sum(q * (shifted - lse), axis=ax)
     one_minus_pt = jnp.sum(q, axis=ax) - jnp.sum(q * unnormalized, axis=ax) / jnp.sum(unnormalized, axis=ax)
@@ -334,7 +339,7 @@ def _xent_and_one_minus_pt(x: Array, q: Array, ax: int) -> tuple[Array, Array]:
 def _xent_and_one_minus_pt_jvp(ax: int, primals: tuple[Array, Array],
                                tangents: tuple[Array, Array]) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     (x, q), (dx, dq) = primals, tangents
-    shifted, lse = _shifted_lse(x, ax)
+    shifted, lse = _shift_and_lse(x, ax, floor=True)
     log_p = shifted - lse
     p = jnp.exp(log_p)
     xent = -jnp.sum(q * log_p, axis=ax)

@@ -840,30 +840,15 @@ def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayL
     (x,), y, where, valid, own = _batch_inputs(fn, [("embeddings", embeddings)], labels, where, axis_name)
     x = _l2_normalize(x)
     x_all, y_all = _gather(x, axis_name), _gather(y, axis_name)
-    # 1 / temperature scales the [B, D] anchors, not the [B, B_all] similarities (one pass fewer).
-    sim = (x * (jnp.asarray(1.0, x.dtype) / jnp.asarray(temperature, x.dtype))) @ x_all.T
+    sim = (x @ x_all.T) / jnp.asarray(temperature, x.dtype)
     same = y[:, None] == y_all[None, :]
     positive = same & ~own & valid[None, :]
     negative = ~same & valid[None, :]
-    has_neg = jnp.any(negative, axis=-1)
-    # No select touches the [B, B_all] similarities (XLA:CPU's fused reductions take none; a select is
-    # a separate pass over memory): the label masks become a 0/1 pair weight and a bias of the lowest
-    # float on the non-negatives, whose exp is exactly 0 (the similarities are finite: cosines over a
-    # positive temperature; masked examples are zeros). A row without negatives gets lse_neg ~ -3e38,
-    # so its pairs are 0 and, with weight 0, so are their gradients.
-    low = jnp.asarray(jnp.finfo(sim.dtype).min, sim.dtype)
-    # The barrier keeps the label compares out of the similarity passes (XLA would fuse them in, turning
-    # those passes into plain loops): the masks are written once, label-only work.
-    bias, weight = jax.lax.optimization_barrier((jnp.where(negative, jnp.zeros_like(sim), low),
-                                                 (positive & has_neg[:, None]).astype(sim.dtype)))
-    biased = sim + bias
-    shift = jax.lax.stop_gradient(jnp.max(biased, axis=-1, keepdims=True, initial=low))
-    lse_neg = jnp.log(jnp.sum(jnp.exp(biased - shift), axis=-1, keepdims=True)) + shift
-    # -log(e^s / (e^s + sum_neg e)) = softplus(z), z = lse_neg - s, as m + log(e^-m + e^(z - m)), m = max(z, 0).
-    z = lse_neg - sim
-    m = jnp.maximum(z, 0.0)
-    pair = m + jnp.log(jnp.exp(-m) + jnp.exp(z - m))
-    values = jnp.sum(weight * pair, axis=-1)
+    lse_neg, has_neg = _masked_logsumexp(sim, negative)
+    # -log(e^s / (e^s + sum_neg e)) = softplus(lse_neg - s); 0 when there is no negative.
+    pair = jax.nn.softplus(lse_neg[:, None] - sim)
+    pair = jnp.where(positive & has_neg[:, None], pair, jnp.zeros_like(pair))
+    values = jnp.sum(pair, axis=-1)
     count = jnp.sum(positive, axis=-1).astype(values.dtype)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn,
                          normalizer=count, axis_name=axis_name)
