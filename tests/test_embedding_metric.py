@@ -198,7 +198,7 @@ def test_proxy_nca_numpy_and_pml(seed, n, dim, c):
     for scale in (1.0, 8.0):
         loss = losses.ProxyNCALoss(num_classes=c, embedding_size=dim, softmax_scale=scale)
         loss.proxies.data = _t(torch, w)
-        ref = float(loss(_t(torch, x), _t(torch, y).long()))
+        ref = float(loss(_t(torch, x), _t(torch, y).long()).detach())
         np.testing.assert_allclose(ours[scale][1], ref, rtol=RTOL, atol=1e-5)
 
 
