@@ -110,6 +110,13 @@ def _kernels(row: dict, mode: str) -> str:
     return f"{ours} / {theirs}" + (" =" if same_hlo(row, mode) else "")
 
 
+def _band(ours: dict, theirs: dict) -> str:
+    """``", 95% interval a-b"`` of the paired ratio of two timings, if both kept their samples."""
+    a, b = ours.get("samples_s"), theirs.get("samples_s")
+    band = paired_ratio_interval(a, b) if a and b else None
+    return "" if band is None else f"; 95% interval {band[0]:.3f}-{band[1]:.3f}"
+
+
 def interval(row: dict, mode: str, peer: str = "optax") -> tuple[float, float] | None:
     """95% interval of the median paired (same-repeat) ratio, if the run kept its samples."""
     meta = row.get(mode, {})
@@ -189,7 +196,8 @@ def _issue15(figures: dict, platform: str = "", explanations: dict | None = None
             add(f"`softmax_cross_entropy_with_integer_labels` / optax, {mode}, N={ce['n']}, V={ce['v']} f32"
                 + (" (identical program)" if same else ""),
                 f"{m['ratio']:.3f} ({_ms(m['jaxloss']['median_s'])} vs {_ms(m['optax']['median_s'])} ms; "
-                f"kernels {kernels[0]} vs {kernels[1]}, memory {memory[0]} vs {memory[1]})",
+                f"kernels {kernels[0]} vs {kernels[1]}, memory {memory[0]} vs {memory[1]}"
+                f"{_band(m['jaxloss'], m['optax'])})",
                 f"<= {TARGETS['ce_vs_optax']:.2f}", _verdict(m["ratio"], TARGETS["ce_vs_optax"], same))
             why = (explanations or {}).get("softmax_cross_entropy_with_integer_labels")
             if m["ratio"] > TARGETS["ce_vs_optax"] and not same and why and not notes:
@@ -202,7 +210,8 @@ def _issue15(figures: dict, platform: str = "", explanations: dict | None = None
         reduced = "" if fs["n"] == 8192 else " (reduced N: `--quick`)"
         add(f"`linear_softmax_cross_entropy` / naive, value_and_grad time, N={fs['n']}, D={fs['d']}, V={fs['v']} "
             f"f32, {chunk_text}{reduced}",
-            f"{fs['ratio']:.3f} ({_ms(fs['fused']['median_s'])} vs {_ms(fs['naive']['median_s'])} ms)",
+            f"{fs['ratio']:.3f} ({_ms(fs['fused']['median_s'])} vs {_ms(fs['naive']['median_s'])} ms"
+            f"{_band(fs['fused'], fs['naive'])})",
             f"<= {TARGETS['lce_time']:.2f}", _verdict(fs["ratio"], TARGETS["lce_time"]))
     if "ratio_total" in mem:
         add(f"`linear_softmax_cross_entropy` / naive memory incl. the weight gradient, N=8192, D=512, V=32768 f32, "
@@ -236,7 +245,8 @@ def _issue15(figures: dict, platform: str = "", explanations: dict | None = None
         shape = "B={}, T={}, K={}, N={}".format(*c["config"])
         fb, fwd = c["fwd+bwd"], c["fwd"]
         add(f"`ctc_loss` / optax, value and gradient, {shape}",
-            f"{fb['ratio']:.3f} ({_ms(fb['jaxloss']['median_s'])} vs {_ms(fb['optax']['median_s'])} ms)",
+            f"{fb['ratio']:.3f} ({_ms(fb['jaxloss']['median_s'])} vs {_ms(fb['optax']['median_s'])} ms"
+            f"{_band(fb['jaxloss'], fb['optax'])})",
             f"<= {TARGETS['ctc']:.2f}", _verdict(fb["ratio"], TARGETS["ctc"]))
         add(f"`ctc_loss` / optax, value only, {shape}",
             f"{fwd['ratio']:.3f} ({_ms(fwd['jaxloss']['median_s'])} vs {_ms(fwd['optax']['median_s'])} ms)",
