@@ -213,6 +213,9 @@ def _issue15(figures: dict, platform: str = "", explanations: dict | None = None
             f"{fs['ratio']:.3f} ({_ms(fs['fused']['median_s'])} vs {_ms(fs['naive']['median_s'])} ms"
             f"{_band(fs['fused'], fs['naive'])})",
             f"<= {TARGETS['lce_time']:.2f}", _verdict(fs["ratio"], TARGETS["lce_time"]))
+        why = (explanations or {}).get("linear_softmax_cross_entropy")
+        if fs["ratio"] > TARGETS["lce_time"] and why:
+            notes.append(f"Linear cross-entropy time: {why}")
     if "ratio_total" in mem:
         add(f"`linear_softmax_cross_entropy` / naive memory incl. the weight gradient, N=8192, D=512, V=32768 f32, "
             f"{chunk_text}",
