@@ -238,7 +238,7 @@ def test_proxy_anchor_pml(seed, n, dim, c):
     w = _f32(_rng(seed + 3).normal(size=(c, dim)))[0]
     loss = losses.ProxyAnchorLoss(num_classes=c, embedding_size=dim)
     loss.proxies.data = _t(torch, w)
-    ref = float(loss(_t(torch, x), _t(torch, y).long()))
+    ref = float(loss(_t(torch, x), _t(torch, y).long()).detach())
     np.testing.assert_allclose(E.proxy_anchor_loss(x, w, y), ref, rtol=RTOL, atol=1e-5)
 
 
@@ -300,7 +300,7 @@ def test_soft_triple_pml(seed, n, dim, c):
     centers = _f32(_rng(seed + 5).normal(size=(c * 10, dim)))[0]
     loss = losses.SoftTripleLoss(num_classes=c, embedding_size=dim)
     loss.fc.data = _t(torch, centers.T.copy())
-    ref = float(loss(_t(torch, x), _t(torch, y).long()))
+    ref = float(loss(_t(torch, x), _t(torch, y).long()).detach())
     np.testing.assert_allclose(E.soft_triple_loss(x, centers, y), ref, rtol=RTOL, atol=1e-5)
 
 
@@ -358,7 +358,7 @@ def test_sub_center_arcface_pml(seed, n, dim, c):
     for margin in (0.5, 0.2):
         loss = losses.SubCenterArcFaceLoss(num_classes=c, embedding_size=dim, margin=np.degrees(margin))
         loss.W.data = _t(torch, centers.T.copy())
-        ref = float(loss(_t(torch, x), _t(torch, y).long()))
+        ref = float(loss(_t(torch, x), _t(torch, y).long()).detach())
         np.testing.assert_allclose(ours[margin], ref, rtol=RTOL, atol=1e-4)
 
 
