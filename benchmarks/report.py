@@ -110,20 +110,22 @@ def _kernels(row: dict, mode: str) -> str:
     return f"{ours} / {theirs}" + (" =" if same_hlo(row, mode) else "")
 
 
-def _band(ours: dict, theirs: dict) -> str:
-    """``", 95% interval a-b"`` of the paired ratio of two timings, if both kept their samples."""
+def _paired_interval(ours: dict, theirs: dict) -> tuple[float, float] | None:
+    """95% interval of the median paired (same-repeat) ratio of two timings, if both kept their samples."""
     a, b = ours.get("samples_s"), theirs.get("samples_s")
-    band = paired_ratio_interval(a, b) if a and b else None
+    return paired_ratio_interval(a, b) if a and b else None
+
+
+def _band(ours: dict, theirs: dict) -> str:
+    """``"; 95% interval a-b"`` of two timings (empty without samples)."""
+    band = _paired_interval(ours, theirs)
     return "" if band is None else f"; 95% interval {band[0]:.3f}-{band[1]:.3f}"
 
 
 def interval(row: dict, mode: str, peer: str = "optax") -> tuple[float, float] | None:
-    """95% interval of the median paired (same-repeat) ratio, if the run kept its samples."""
+    """95% interval of the median paired ratio of a table row against ``peer``."""
     meta = row.get(mode, {})
-    ours, theirs = meta.get("jaxloss", {}).get("samples_s"), meta.get(peer, {}).get("samples_s")
-    if not ours or not theirs:
-        return None
-    return paired_ratio_interval(ours, theirs)
+    return _paired_interval(meta.get("jaxloss", {}), meta.get(peer, {}))
 
 
 def beyond_noise(row: dict, mode: str, peer: str = "optax") -> bool | None:

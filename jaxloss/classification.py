@@ -310,8 +310,6 @@ def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
     return _on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax)
 
 
-
-
 @_softmax_xent.defjvp
 def _softmax_xent_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (x, q), (dx, dq) = primals, tangents

@@ -459,10 +459,10 @@ class _Context:
         program = self._program(("none", "mean"))
         key = ("vmap", self.fn, _freeze(self.kwargs))
         vmapped = _compiled(key, lambda: jax.jit(jax.vmap(lambda a: program(a, None, None))))(stacked)
+        first, second = self.base(self.f32_args), self.base(other)
         for reduction in ("none", "mean"):
             mapped = vmapped[reduction]
-            each = np.stack([np.asarray(self.base(self.f32_args)[reduction]),
-                             np.asarray(self.base(other)[reduction])])
+            each = np.stack([np.asarray(first[reduction]), np.asarray(second[reduction])])
             if not _close(mapped, each, self.rtol * 10, self.atol * 10):
                 self.fail(f"jax.vmap disagrees with per-slice calls for reduction={reduction!r} "
                           f"(max abs diff {_max_diff(mapped, each):.3g})")

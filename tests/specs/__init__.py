@@ -36,17 +36,21 @@ class Spec:
     grad_tolerance: float = 1e-4
 
 
+def _family_specs():
+    """(family module name, its ``SPECS``) for every module of this package."""
+    for info in pkgutil.iter_modules(__path__):
+        yield info.name, getattr(importlib.import_module(f"{__name__}.{info.name}"), "SPECS", {})
+
+
 def families() -> dict[str, str]:
     """Registered loss name -> the family module its spec lives in (``"classification"``, ...)."""
-    return {name: info.name for info in pkgutil.iter_modules(__path__)
-            for name in getattr(importlib.import_module(f"{__name__}.{info.name}"), "SPECS", {})}
+    return {name: family for family, specs in _family_specs() for name in specs}
 
 
 def all_specs() -> dict[str, Spec]:
     specs: dict[str, Spec] = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for name, spec in getattr(module, "SPECS", {}).items():
+    for _, family in _family_specs():
+        for name, spec in family.items():
             assert name not in specs, f"two specs for {name}"
             specs[name] = spec
     return specs
