@@ -126,8 +126,8 @@ def _xlogx_ratio(log_a: Array, log_b: Array) -> Array:
     return jnp.where(zero, jnp.zeros_like(log_a), jnp.exp(safe_a) * (safe_a - safe_b))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _kl_values(log_p: Array, t: Array, ax: int) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _kl_values(log_p: Array, t: Array, ax: int, mode: str = "auto") -> Array:
     """``sum_c t_c (log t_c - log p_c)`` with ``0 log 0 = 0`` on both sides.
 
     A zero target at a zero prediction (``log_p = -inf``) adds 0 to the value
@@ -135,7 +135,7 @@ def _kl_values(log_p: Array, t: Array, ax: int) -> Array:
     ``+inf``. Gradients: ``-t`` for ``log_p``; ``log t + 1 - log p`` for ``t > 0``
     and ``-log p`` (0 where ``log p = -inf``) at ``t = 0``.
     """
-    return _on_cpu_unless_nonfinite(_kl_fast, _kl_guarded, log_p, t, ax)
+    return _on_cpu_unless_nonfinite(_kl_fast, _kl_guarded, log_p, t, ax, mode)
 
 
 def _kl_fast(log_p: Array, t: Array, ax: int) -> Array:
@@ -154,13 +154,14 @@ def _kl_guarded(log_p: Array, t: Array, ax: int) -> Array:
 
 
 @_kl_values.defjvp
-def _kl_values_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+def _kl_values_jvp(ax: int, mode: str, primals: tuple[Array, Array], tangents: tuple[Array, Array]
+                   ) -> tuple[Array, Array]:
     (log_p, t), (d_log_p, d_t) = primals, tangents
     positive = ~(t <= 0)  # NaN propagates
     d_xlogx = jnp.where(positive, jnp.log(jnp.where(positive, t, jnp.ones_like(t))) + 1.0, jnp.zeros_like(t))
     guarded_log_p = jnp.where((t == 0) & (log_p == -jnp.inf), jnp.zeros_like(log_p), log_p)
     tangent = jnp.sum(-t * d_log_p + (d_xlogx - guarded_log_p) * d_t, axis=ax)
-    return _kl_values(log_p, t, ax), tangent
+    return _kl_values(log_p, t, ax, mode), tangent
 
 
 def _kl_log_targets_guarded(log_p: Array, log_t: Array, ax: int) -> Array:
@@ -224,11 +225,73 @@ def _unless_nonfinite(fast: _PerExample, guarded: _PerExample, ax: int) -> Any:
     return values
 
 
-def _on_cpu_unless_nonfinite(fast: _PerExample, guarded: _PerExample, a: Array, b: Array, ax: int) -> Array:
-    """:func:`_unless_nonfinite` on CPU; ``guarded`` (whose selects fuse) on other backends."""
+def _on_cpu_unless_nonfinite(fast: _PerExample, guarded: _PerExample, a: Array, b: Array, ax: int,
+                             mode: str = "auto") -> Array:
+    """:func:`_unless_nonfinite` on CPU; ``guarded`` (whose selects fuse) on other backends.
+
+    ``mode="fast"``: ``fast`` alone on CPU (the caller tests the reduced value,
+    :func:`_reduce_unless_nonfinite`); ``mode="guarded"``: ``guarded`` everywhere.
+    """
     ax = ax - a.ndim if ax >= 0 else ax
-    out: Array = jax.lax.platform_dependent(a, b, cpu=_unless_nonfinite(fast, guarded, ax),
-                                            default=lambda a, b: guarded(a, b, ax))
+    if mode == "guarded":
+        return guarded(a, b, ax)
+    cpu = _unless_nonfinite(fast, guarded, ax) if mode == "auto" else (lambda a, b: fast(a, b, ax))
+    out: Array = jax.lax.platform_dependent(a, b, cpu=cpu, default=lambda a, b: guarded(a, b, ax))
+    return out
+
+
+@jax.custom_batching.custom_vmap
+def _all_finite(x: Array) -> Array:
+    """``all(isfinite(x))``, one scalar also under ``vmap`` (a batched ``lax.cond`` predicate would run both branches)."""
+    return jnp.all(jnp.isfinite(x))
+
+
+@_all_finite.def_vmap
+def _all_finite_vmap(axis_size: int, in_batched: list[bool], x: Array) -> tuple[Array, bool]:
+    del axis_size, in_batched
+    return jnp.all(jnp.isfinite(x)), False
+
+
+@jax.custom_jvp
+def _value_with_tangent_of(value: Array, carrier: Array) -> Array:
+    """``value``, differentiated as ``carrier`` (same shape and dtype)."""
+    return value
+
+
+@_value_with_tangent_of.defjvp
+def _value_with_tangent_of_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    return primals[0], tangents[1]
+
+
+def _reduce_unless_nonfinite(per_example: Callable[..., Array], a: Array, b: Array, ax: int, *, reduction: str,
+                             weights: Any, where: Any, fn: str) -> Array:
+    """``reduce_values(per_example(a, b, ax))``, on CPU with the edge-case test on the reduced scalar.
+
+    ``per_example`` is one of the guarded custom-JVP functions (``mode`` its last
+    argument). For ``"sum"``/``"mean"`` without ``weights`` on CPU, the unguarded
+    rows are reduced at once and only a non-finite result recomputes the batch
+    guarded (``lax.cond`` on a scalar the reduction computes anyway): no
+    ``[N]``-sized finiteness test or barrier. A masked row that is not finite
+    only costs the recomputation (its value is 0 either way). The gradient is
+    the custom JVP's, which is guarded in every mode. With ``weights`` (whose
+    gradient is the rows themselves), ``"none"`` or small inputs, the rows are
+    guarded as in :func:`_unless_nonfinite`.
+    """
+    def reduce(values: Array) -> Array:
+        return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+    if reduction == "none" or weights is not None or max(a.size, b.size) < _YNN_MIN_ELEMENTS:
+        return reduce(per_example(a, b, ax, "auto"))
+    fast = reduce(per_example(a, b, ax, "fast"))  # carries the (guarded) tangent
+    a0, b0, fast0 = (jax.lax.stop_gradient(x) for x in (a, b, fast))
+
+    def on_cpu(a0: Array, b0: Array, fast0: Array) -> Array:
+        out: Array = jax.lax.cond(_all_finite(fast0), lambda a0, b0, f: f,
+                                  lambda a0, b0, f: reduce(per_example(a0, b0, ax, "guarded")), a0, b0, fast0)
+        return out
+
+    value = jax.lax.platform_dependent(a0, b0, fast0, cpu=on_cpu, default=lambda a0, b0, f: f)
+    out: Array = _value_with_tangent_of(value, fast)
     return out
 
 
@@ -237,8 +300,8 @@ def _kl_log_targets_fast(log_p: Array, log_t: Array, ax: int) -> Array:
     return jnp.sum(jnp.exp(log_t) * (log_t - log_p), axis=ax)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _kl_log_targets_values(log_p: Array, log_t: Array, ax: int) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _kl_log_targets_values(log_p: Array, log_t: Array, ax: int, mode: str = "auto") -> Array:
     """``sum_c t_c (log t_c - log p_c)`` with ``t = exp(log_t)`` and ``0 log 0 = 0``.
 
     A zero target (``log_t = -inf``, or an ``exp`` that underflows to 0) adds 0
@@ -248,18 +311,18 @@ def _kl_log_targets_values(log_p: Array, log_t: Array, ax: int) -> Array:
     (:func:`_unless_nonfinite`), else :func:`_kl_log_targets_guarded`. Gradients:
     ``-t`` for ``log_p``; ``t (log t + 1 - log p)`` for ``log_t`` (0 where ``t = 0``).
     """
-    return _on_cpu_unless_nonfinite(_kl_log_targets_fast, _kl_log_targets_guarded, log_p, log_t, ax)
+    return _on_cpu_unless_nonfinite(_kl_log_targets_fast, _kl_log_targets_guarded, log_p, log_t, ax, mode)
 
 
 @_kl_log_targets_values.defjvp
-def _kl_log_targets_values_jvp(ax: int, primals: tuple[Array, Array],
+def _kl_log_targets_values_jvp(ax: int, mode: str, primals: tuple[Array, Array],
                                tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (log_p, log_t), (d_log_p, d_log_t) = primals, tangents
     t = jnp.exp(log_t)
     positive = ~(t <= 0)  # NaN propagates
     d_t_coef = jnp.where(positive, t * (log_t + 1.0 - log_p), jnp.zeros_like(t))
     tangent = jnp.sum(-t * d_log_p + d_t_coef * d_log_t, axis=ax)
-    return _kl_log_targets_values(log_p, log_t, ax), tangent
+    return _kl_log_targets_values(log_p, log_t, ax, mode), tangent
 
 
 def _shift_and_lse(x: Array, ax: int, floor: bool = False) -> tuple[Array, Array]:
@@ -295,8 +358,8 @@ def _softmax_xent_guarded(x: Array, q: Array, ax: int) -> Array:
     return -jnp.sum(q * (shifted - lse), axis=ax)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _softmax_xent(x: Array, q: Array, ax: int, mode: str = "auto") -> Array:
     """``-sum_c q_c log softmax(x)_c`` per example, finite where ``x = -inf`` meets ``q = 0``.
 
     A ``-inf`` logit (a masked class, probability exactly 0) with zero target
@@ -307,18 +370,19 @@ def _softmax_xent(x: Array, q: Array, ax: int) -> Array:
     else :func:`_softmax_xent_guarded`. Gradients: ``sum(q) softmax(x) - q`` for
     the logits, ``-log softmax(x)`` for ``q`` (0 where ``q = 0`` and ``x = -inf``).
     """
-    return _on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax)
+    return _on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax, mode)
 
 
 @_softmax_xent.defjvp
-def _softmax_xent_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+def _softmax_xent_jvp(ax: int, mode: str, primals: tuple[Array, Array], tangents: tuple[Array, Array]
+                      ) -> tuple[Array, Array]:
     (x, q), (dx, dq) = primals, tangents
     shifted, lse = _shift_and_lse(x, ax)
     log_p = shifted - lse
     guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
     d_logits = dx - jnp.sum(jnp.exp(log_p) * dx, axis=ax, keepdims=True)  # d log_softmax
     tangent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
-    return _softmax_xent(x, q, ax), tangent
+    return _softmax_xent(x, q, ax, mode), tangent
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -635,8 +699,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, axis: int = -1, label_smo
     q = (1.0 - label_smoothing) * q + label_smoothing / num_classes
     if class_weights is not None:
         q = q * _along(_class_vector(fn, "class_weights", class_weights, num_classes, x.dtype), ax, x.ndim)
-    values = _softmax_xent(x, q, ax)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    return _reduce_unless_nonfinite(_softmax_xent, x, q, ax, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
 @_registry.builtin(aliases=("sparse_categorical_crossentropy", "cross_entropy"), tags=("integer_labels",))
@@ -1278,8 +1341,8 @@ def kl_divergence(log_predictions: Any, targets: Any, *, axis: int = -1, reducti
     fn = "kl_divergence"
     log_p, t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "targets", targets,
                                               axis, integer_labels=False)
-    values = _kl_values(log_p, t, ax)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    return _reduce_unless_nonfinite(_kl_values, log_p, t, ax, reduction=reduction, weights=weights, where=where,
+                                    fn=fn)
 
 
 @_registry.builtin(aliases=("generalized_kl_divergence",), tags=("divergence",))
@@ -1370,8 +1433,8 @@ def kl_divergence_with_log_targets(log_predictions: Any, log_targets: Any, *, ax
     log_targets = _checks.floating(fn, "log_targets", log_targets)
     log_p, log_t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "log_targets",
                                                   log_targets, axis, integer_labels=False)
-    values = _kl_log_targets_values(log_p, log_t, ax)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    return _reduce_unless_nonfinite(_kl_log_targets_values, log_p, log_t, ax, reduction=reduction, weights=weights,
+                                    where=where, fn=fn)
 
 
 @_registry.builtin(tags=("divergence",))

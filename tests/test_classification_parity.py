@@ -501,6 +501,51 @@ def test_softmax_cross_entropy_edges_in_a_large_batch_under_jit_and_vmap():
     assert np.isfinite(np.asarray(gq)).all()
 
 
+def _scalar_guard_cases(rng):
+    """Per loss: inputs [2, 8, 300] (above the 4096-element threshold) with edge rows in batch 0, and scipy rows."""
+    logits = rng.normal(size=(2, 8, 300)) * 3
+    q = scipy.special.softmax(rng.normal(size=(2, 8, 300)), -1)
+    log_t = scipy.special.log_softmax(rng.normal(size=(2, 8, 300)), -1)
+    log_p = scipy.special.log_softmax(logits, -1)
+    logits[0, 1, :5] = -np.inf; q[0, 1, :5] = 0.0; q[0, 1] /= q[0, 1].sum()  # masked classes, zero weight
+    log_p[0, 1, :5] = -np.inf; log_t[0, 1, :5] = -np.inf                     # zero targets at zero predictions
+    t = np.exp(log_t)
+    t[0, 1, :5] = 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xent = -np.sum(np.where(q == 0, 0.0, q * scipy.special.log_softmax(logits, -1)), -1)
+    kl = scipy.special.rel_entr(t, np.exp(log_p)).sum(-1)
+    f32 = lambda *a: tuple(np.asarray(x, np.float32) for x in a)  # noqa: E731
+    return {"softmax_cross_entropy": (cl.softmax_cross_entropy, f32(logits, q), xent),
+            "kl_divergence": (cl.kl_divergence, f32(log_p, t), kl),
+            "kl_divergence_with_log_targets": (cl.kl_divergence_with_log_targets, f32(log_p, log_t), kl)}
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "kl_divergence_with_log_targets"])
+def test_scalar_reduction_guard_tests_the_reduced_value(name):
+    # With reduction "mean"/"sum" (no weights) the CPU path reduces the unguarded rows at once and recomputes
+    # the batch guarded only when the reduced scalar is not finite; the gradient is the guarded custom JVP in
+    # both branches. Values against scipy (rel_entr, log_softmax in float64), also under vmap, where the
+    # condition stays one scalar; gradients equal those of the per-row path (reduction="none", then a mean).
+    loss, (a, b), rows = _scalar_guard_cases(_rng(5))[name]
+    for reduction, reduce_rows in (("mean", np.mean), ("sum", np.sum)):
+        f = lambda a, b, r=reduction: loss(a, b, reduction=r)  # noqa: E731
+        np.testing.assert_allclose(float(jax.jit(f)(a, b)), reduce_rows(rows), rtol=RTOL)
+        np.testing.assert_allclose(float(jax.jit(f)(a[1], b[1])), reduce_rows(rows[1]), rtol=RTOL)  # no edge rows
+        np.testing.assert_allclose(np.asarray(jax.jit(jax.vmap(f))(a, b)), reduce_rows(rows, axis=(1,)), rtol=RTOL)
+    masked = np.ones(rows.shape, bool)
+    masked[0, 1] = False  # the edge row masked out: its (finite) value does not count
+    got = jax.jit(lambda a, b: loss(a, b, where=masked))(a, b)
+    np.testing.assert_allclose(float(got), rows[masked].mean(), rtol=RTOL)
+    scalar = jax.jit(jax.grad(lambda a, b: loss(a, b), argnums=(0, 1)))(a, b)
+    per_row = jax.jit(jax.grad(lambda a, b: jnp.mean(loss(a, b, reduction="none")), argnums=(0, 1)))(a, b)
+    for g, h in zip(scalar, per_row):
+        assert np.isfinite(np.asarray(g)).all()
+        np.testing.assert_allclose(np.asarray(g), np.asarray(h), rtol=RTOL, atol=1e-9)
+    # A NaN input makes the mean NaN in both branches.
+    a_nan = a.copy(); a_nan[1, 2, 3] = np.nan
+    assert np.isnan(float(jax.jit(lambda a, b: loss(a, b))(a_nan, b)))
+
+
 def test_guarded_divergences_at_zero_probabilities():
     # 0 log 0 = 0 with finite gradients (optax gives NaN there); a positive target on a zero probability
     # gives +inf for the KL divergence and a huge finite value for the cross-entropy (its shifted logits are
