@@ -49,10 +49,19 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 #   and installed into a new venv);
 # * peer runs: tests that import a peer library (torch, Keras, rax, MONAI, PML, sacrebleu, ...) through
 #   `pytest.importorskip`, directly or through a helper of their module, and run it. Their NumPy
-#   transcriptions of the same formulas stay in the quick run.
+#   transcriptions of the same formulas stay in the quick run;
+# * Pallas kernels run in interpret mode (test_kernels.py), hypothesis properties (many drawn examples),
+#   programs compiled at production sizes (the Gemma-2 memory plan, bfloat16 weights walked in groups)
+#   and the doctests (the documentation's examples);
+# * the invariants suite's "jit" check: its eager (op-by-op) run compiles one program per operation and
+#   shape, about a fifth of the suite's time.
 _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab_sharded.py",
-               "test_self_supervised_sharded.py", "test_examples.py")
-_SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",)
+               "test_self_supervised_sharded.py", "test_examples.py", "test_kernels.py")
+_SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
+               "test_gemma_shape_bfloat16_memory_at_most_a_twentieth_of_naive",
+               "test_bfloat16_weights_never_copied_whole", "test_bfloat16_weights_walked_in_groups_equal_unfused",
+               "test_bfloat16_weight_walked_in_groups_equals_naive", "test_bfloat16_weights_cast_chunk_by_chunk")
+_SLOW_INVARIANTS = ("jit",)
 
 
 # Files whose tests are independent programs (no compiled program or eager operation to share) stay
@@ -103,11 +112,19 @@ def _is_peer_run(item):
     return _module_imports_a_peer(module) or _imports_a_peer(fn, module)
 
 
+def _invariant_check(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("check") if callspec is not None else None
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in _SLOW_FILES or getattr(item, "originalname", "") in _SLOW_TESTS or \
-                item.path.name.startswith("test_distillation_fused_sharded") or _is_peer_run(item):
+                item.path.name.startswith("test_distillation_fused_sharded") or _is_peer_run(item) or \
+                getattr(getattr(item, "function", None), "is_hypothesis_test", False) or \
+                isinstance(item, pytest.DoctestItem) or \
+                (item.path.name == "test_invariants.py" and _invariant_check(item) in _SLOW_INVARIANTS):
             item.add_marker(pytest.mark.slow)
         if item.path.name not in _SPREAD_FILES and not any(item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
