@@ -72,6 +72,37 @@ def test_cosine_similarity_and_distance_equal_optax():
         np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
 
 
+def test_cosine_with_many_rows_normalises_first_with_the_same_values_and_gradients():
+    # From 4096 rows on the value normalises both inputs first (optax's order, faster there on XLA:CPU);
+    # the gradient is always that of <p, t> / sqrt(max(|p|^2, eps) max(|t|^2, eps)). Reference: a float64
+    # NumPy transcription of optax.losses.cosine_similarity (optax/losses/_regression.py), whose gradient
+    # is written out: d cos / d p = t / (|p| |t|) - cos p / |p|^2 (no clipping at these norms).
+    rng = _rng(7)
+    x, y = rng.normal(size=(2, 4096, 6))
+    x[0] = 0.0                 # a zero vector: clipped norm, similarity 0, finite gradient
+    x[1, 2] = np.nan           # NaN propagates to its row only
+    x32, y32 = _f32(x, y)
+    nx, ny = (np.sqrt(np.maximum((v.astype(np.float64) ** 2).sum(-1, keepdims=True), 1e-8)) for v in (x32, y32))
+    cos = ((x32 / nx) * (y32 / ny)).sum(-1)
+    for got in (E.cosine_similarity(x32, y32, reduction="none"),
+                jax.jit(lambda a, b: E.cosine_similarity(a, b, reduction="none"))(x32, y32)):
+        got = np.asarray(got)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(cos))
+        np.testing.assert_allclose(got[2:], cos[2:], rtol=RTOL, atol=ATOL)
+        assert got[0] == 0.0
+    rows = slice(2, None)
+    value, (gx, gy) = jax.jit(jax.value_and_grad(lambda a, b: E.cosine_similarity(a, b, reduction="sum"),
+                                                 argnums=(0, 1)))(x32[rows], y32[rows])
+    np.testing.assert_allclose(float(value), cos[rows].sum(), rtol=1e-5)
+    c = cos[rows][:, None]
+    np.testing.assert_allclose(np.asarray(gx), y32[rows] / (nx[rows] * ny[rows]) - c * x32[rows] / nx[rows] ** 2,
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gy), x32[rows] / (nx[rows] * ny[rows]) - c * y32[rows] / ny[rows] ** 2,
+                               rtol=1e-4, atol=1e-6)
+    g_zero = jax.grad(lambda a, b: E.cosine_similarity(a, b, reduction="sum"))(x32[:2048], y32[:2048])
+    assert np.isfinite(np.asarray(g_zero)[0]).all()
+
+
 def test_cosine_similarity_alias_has_keras_gradients():
     # Keras 3 cosine_similarity loss is -cos; ours (the registry alias) is 1 - cos.
     keras = pytest.importorskip("keras")
