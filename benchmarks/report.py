@@ -15,16 +15,21 @@ TARGETS = {"ce_vs_optax": 1.00, "lce_time": 1.00, "lce_memory": 0.05, "gemma_mem
            "distillation_memory": 0.10, "ctc": 0.80}
 
 
+def _ours(meta: dict, peer: str) -> dict:
+    """jaxloss's timing paired with ``peer``'s: from the peer's own loop (torch) or the shared one (optax)."""
+    return meta[peer].get("paired_jaxloss", meta["jaxloss"])
+
+
 def ratio(row: dict, mode: str, peer: str) -> float | None:
     meta = row.get(mode, {})
     if "jaxloss" not in meta or peer not in meta:
         return None
-    return meta["jaxloss"]["median_s"] / meta[peer]["median_s"]
+    return _ours(meta, peer)["median_s"] / meta[peer]["median_s"]
 
 
 def _min_ratio(row: dict, mode: str, peer: str = "optax") -> float:
     meta = row[mode]
-    return meta["jaxloss"]["min_s"] / meta[peer]["min_s"]
+    return _ours(meta, peer)["min_s"] / meta[peer]["min_s"]
 
 
 def _fmt_ratio(r: float | None, flag: bool = False, same: bool | None = None) -> str:
@@ -125,7 +130,9 @@ def _band(ours: dict, theirs: dict) -> str:
 def interval(row: dict, mode: str, peer: str = "optax") -> tuple[float, float] | None:
     """95% interval of the median paired ratio of a table row against ``peer``."""
     meta = row.get(mode, {})
-    return _paired_interval(meta.get("jaxloss", {}), meta.get(peer, {}))
+    if "jaxloss" not in meta or peer not in meta:
+        return None
+    return _paired_interval(_ours(meta, peer), meta[peer])
 
 
 def beyond_noise(row: dict, mode: str, peer: str = "optax") -> bool | None:
