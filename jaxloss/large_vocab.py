@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxloss import _checks, _kernels, _numerics, _registry
@@ -59,11 +60,11 @@ def _chunk_logits(h: Array, w_chunk: Array, b_chunk: Array | None, soft_cap: Arr
 _GROUP_BYTES = _numerics.COLUMN_GROUP_BYTES
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _vocab_statistics(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
-                      chunk: int) -> tuple[Array, Array, Array]:
-    """Per token: ``logsumexp_c z_c``, ``z_label`` and ``sum_c z_c`` over the vocabulary."""
-    return _statistics_forward(h, weight, bias, labels, soft_cap, chunk)[0]
+                      chunk: int, with_sum: bool = True) -> tuple[Array, Array, Array]:
+    """Per token: ``logsumexp_c z_c``, ``z_label`` and ``sum_c z_c`` over the vocabulary (zeros without ``with_sum``)."""
+    return _statistics_forward(h, weight, bias, labels, soft_cap, chunk, with_sum)[0]
 
 
 # What the forward pass keeps for the backward one: the inputs and the log-sum-exp.
@@ -98,7 +99,7 @@ class _Rows(NamedTuple):
 
 
 def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
-                        chunk: int) -> tuple[tuple[Array, Array, Array], _Residuals]:
+                        chunk: int, with_sum: bool = True) -> tuple[tuple[Array, Array, Array], _Residuals]:
     n = h.shape[0]
     rows = _Rows.of(n, chunk)
 
@@ -112,12 +113,18 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
         new_max = jnp.maximum(running_max, jax.lax.stop_gradient(jnp.max(z, axis=1)))
         updated = [new_max,
                    running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(z - new_max[:, None]), axis=1)]
-        hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == jax.lax.dynamic_slice_in_dim(
-            labels, first, rows.size)[:, None]
+        # The label's logit, gathered from the tile ([rows] work; a select over the whole tile was
+        # written out and read back by XLA:CPU, about 4% of the value-and-gradient time).
+        column = jax.lax.dynamic_slice_in_dim(labels, first, rows.size) - begin
+        hit = (column >= 0) & (column < chunk)
+        column = jnp.clip(column, 0, chunk - 1)
         if new is not None:
-            hit = hit & new[None, :]
-        updated.append(label_logit + jnp.sum(jnp.where(hit, z, 0.0), axis=1))
-        updated.append(logit_sum + jnp.sum(z if new is None else jnp.where(new[None, :], z, 0.0), axis=1))
+            hit = hit & new[column]
+        picked = jnp.take_along_axis(z, column[:, None], axis=1, mode="clip")[:, 0]
+        updated.append(label_logit + jnp.where(hit, picked, 0.0))
+        if with_sum:  # only label smoothing reads it: one more pass over the tile
+            logit_sum = logit_sum + jnp.sum(z if new is None else jnp.where(new[None, :], z, 0.0), axis=1)
+        updated.append(logit_sum)
         if new_rows is not None:  # rows of the previous block keep their statistics
             updated = [jnp.where(new_rows, u, jax.lax.dynamic_slice_in_dim(x, first, rows.size))
                        for u, x in zip(updated, carry)]
@@ -140,7 +147,7 @@ def _statistics_forward(h: Array, weight: Array, bias: Array | None, labels: Arr
     return (lse, label_logit, logit_sum), (h, weight, bias, labels, soft_cap, lse)
 
 
-def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Array, Array, Array]
+def _statistics_backward(chunk: int, with_sum: bool, residuals: _Residuals, cotangents: tuple[Array, Array, Array]
                          ) -> tuple[Array, Array, Array | None, None, Array | None]:
     h, weight, bias, labels, soft_cap, lse = residuals
     g_lse, g_label, g_sum = cotangents
@@ -160,7 +167,9 @@ def _statistics_backward(chunk: int, residuals: _Residuals, cotangents: tuple[Ar
         # d lse / d z = softmax(z); d z_label / d z = onehot; d sum z / d z = 1.
         probabilities = jnp.exp(z - lse_b[:, None])
         hit = begin + jnp.arange(chunk, dtype=jnp.int32)[None, :] == labels_b[:, None]
-        d_z = g_lse_b[:, None] * probabilities + jnp.where(hit, g_label_b[:, None], 0.0) + g_sum_b[:, None]
+        d_z = g_lse_b[:, None] * probabilities + jnp.where(hit, g_label_b[:, None], 0.0)
+        if with_sum:
+            d_z = d_z + g_sum_b[:, None]
         if new_rows is not None:  # rows of the previous block were counted there
             d_z = jnp.where(new_rows[:, None], d_z, 0.0)
         d_u = d_z if dz_du is None else d_z * dz_du
@@ -325,8 +334,9 @@ def linear_softmax_cross_entropy(
     hidden, weight, labels, bias, where = _checked_inputs(fn, hidden, weight, labels, bias, where, chunk_size,
                                                           logit_soft_cap, ignore_index)
     batch_shape = labels.shape
+    smoothing = not (_checks.is_concrete(label_smoothing) and float(np.asarray(label_smoothing)) == 0.0)
     lse, label_logit, logit_sum, vocab = _token_statistics(hidden, weight, labels, bias, where, chunk_size,
-                                                           logit_soft_cap, axis_name)
+                                                           logit_soft_cap, axis_name, with_sum=smoothing)
     values = ((1.0 - label_smoothing) * (lse - label_logit)
               + (label_smoothing / vocab) * (vocab * lse - logit_sum)
               + z_loss_weight * jnp.square(lse))
@@ -367,9 +377,11 @@ def _checked_inputs(fn: str, hidden: ArrayLike, weight: ArrayLike, labels: Array
 
 
 def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array | None, where: Array | None,
-                      chunk_size: int | None, logit_soft_cap: ArrayLike | None, axis_name: Hashable | None
-                      ) -> tuple[Array, Array, Array, int]:
+                      chunk_size: int | None, logit_soft_cap: ArrayLike | None, axis_name: Hashable | None,
+                      with_sum: bool = True) -> tuple[Array, Array, Array, int]:
     """Per token ``[N]`` (flattened): log-sum-exp, label logit and logit sum; and the global vocabulary size.
+
+    Without ``with_sum`` (no label smoothing) the logit sum is not computed (zeros).
 
     Masked tokens (``where`` False) get zero hidden states and label 0 (the
     double-where: their values are discarded by the caller, their gradients
@@ -404,7 +416,7 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
         # GPU/TPU: one Pallas kernel per pass, tiles of tokens x vocabulary (jaxloss/_kernels.py).
         lse, label_logit, logit_sum = _kernels.linear_cross_entropy_statistics(flat_h, weight, local_labels)
     else:
-        lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk)
+        lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk, with_sum)
     if axis_name is not None:
         # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M). The
         # label logit (only its owner adds a nonzero) and the logit sum ride in the same psum:
@@ -494,7 +506,7 @@ def linear_sequence_log_probs(
                                                           logit_soft_cap, ignore_index)
     _checks.rank_at_least(fn, "hidden", hidden, 2, "[..., T, D]")
     lse, label_logit, _, vocab = _token_statistics(hidden, weight, labels, bias, where, chunk_size,
-                                                   logit_soft_cap, axis_name)
+                                                   logit_soft_cap, axis_name, with_sum=False)
     flat_labels = labels.reshape(-1)
     in_range = (flat_labels >= 0) & (flat_labels < vocab)
     token = jnp.where(in_range, label_logit - lse, jnp.nan).reshape(labels.shape)
