@@ -1389,8 +1389,13 @@ def convex_kl_divergence(log_predictions: Any, targets: Any, *, axis: int = -1, 
     fn = "convex_kl_divergence"
     log_p, t, where, ax = _per_example_inputs(fn, where, "log_predictions", log_predictions, "targets", targets,
                                               axis, integer_labels=False)
-    values = _kl_values(log_p, t, ax) + jnp.sum(jnp.exp(log_p) - t, axis=ax)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    return _reduce_unless_nonfinite(_convex_kl_values, log_p, t, ax, reduction=reduction, weights=weights,
+                                    where=where, fn=fn)
+
+
+def _convex_kl_values(log_p: Array, t: Array, ax: int, mode: str = "auto") -> Array:
+    """``sum_c t_c (log t_c - log p_c) + p_c - t_c`` per example (:func:`_kl_values` keeps ``0 log 0 = 0``)."""
+    return _kl_values(log_p, t, ax, mode) + jnp.sum(jnp.exp(log_p) - t, axis=ax)
 
 
 @_registry.builtin(tags=("divergence",))

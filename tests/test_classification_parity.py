@@ -517,10 +517,13 @@ def _scalar_guard_cases(rng):
     f32 = lambda *a: tuple(np.asarray(x, np.float32) for x in a)  # noqa: E731
     return {"softmax_cross_entropy": (cl.softmax_cross_entropy, f32(logits, q), xent),
             "kl_divergence": (cl.kl_divergence, f32(log_p, t), kl),
-            "kl_divergence_with_log_targets": (cl.kl_divergence_with_log_targets, f32(log_p, log_t), kl)}
+            "kl_divergence_with_log_targets": (cl.kl_divergence_with_log_targets, f32(log_p, log_t), kl),
+            "convex_kl_divergence": (cl.convex_kl_divergence, f32(log_p, t),
+                                     kl + (np.exp(log_p) - t).sum(-1))}
 
 
-@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "kl_divergence_with_log_targets"])
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "kl_divergence_with_log_targets",
+                                  "convex_kl_divergence"])
 def test_scalar_reduction_guard_tests_the_reduced_value(name):
     # With reduction "mean"/"sum" (no weights) the CPU path reduces the unguarded rows at once and recomputes
     # the batch guarded only when the reduced scalar is not finite; the gradient is the guarded custom JVP in
