@@ -335,7 +335,13 @@ EXPLANATIONS: dict[str, str] = {
         "test is now the finiteness of the rows' sum behind an optimization barrier (without the barrier "
         "XLA:CPU computed the [N, C] pass twice, 1.3x): 6 vs 2 kernels at 8192x1000. Scratch runs with "
         "30 repeats: softmax_cross_entropy 1.03x forward, kl_divergence_with_log_targets 1.03 -> 1.00x. "
-        "What is left is the launches of the [N]-sized sum, the conditional and the final reduction."),
+        "What is left is the launches of the [N]-sized sum, the conditional and the final reduction. "
+        "Session 6: with a sum/mean reduction and no weights the test is the finiteness of the reduced "
+        "scalar itself (`_reduce_unless_nonfinite`): optax's one YNN fusion, its division, plus an is-finite "
+        "test and the conditional on a scalar (4 vs 2 kernels at 8192x1000; the conditional alone costs "
+        "~15 us, 0.8% of a 1.7 ms reduction). Scratch A/B, 30 repeats: 8192x1000 forward 1.02x, "
+        "1024x1000 1.00x, forward+backward 0.78-0.98x. The benchmark also stopped timing torch in the same "
+        "rotation (its spinning threads had slowed the JAX call after it): 8192x1000 forward 1.10 -> 1.01x."),
     "softmax_cross_entropy_with_integer_labels": (
         "Contract: labels outside [0, C) give NaN (a bounds test and a select per row: the scattered gradient "
         "row comes from an [N] select instead of optax's broadcast constant, 4 KiB more at 1024 rows) and a "
@@ -363,7 +369,9 @@ EXPLANATIONS: dict[str, str] = {
         "4096 elements the select version is one XLA loop fusion. The former select-free floors did 8 "
         "operations per element (1.6-2.1x forward) and lost a NaN log p under jit (+inf). 8192x1000 forward, two "
         "runs: 0.99-1.03x (min 1.04-1.05x), 8 vs 2 kernels, the same [N, C] pass as optax's plus the [N]-sized "
-        "finiteness test and conditional (see softmax_cross_entropy for the rejected sum test)."),
+        "finiteness test and conditional (see softmax_cross_entropy for the rejected sum test). Session 6: "
+        "the scalar-reduction guard of softmax_cross_entropy (a conditional on the reduced value); with "
+        "torch out of the optax rotation, 8192x1000 forward went 1.39 -> 1.03x in a re-run of the row."),
     "poly_loss_cross_entropy": (
         "Issue 15: the cross-entropy and 1 - p_t now come from one custom JVP (`_xent_and_one_minus_pt`) over "
         "the same floored shifted logits, so e^s and its sum are computed once (before, 1 - p_t was computed "
@@ -381,7 +389,9 @@ EXPLANATIONS: dict[str, str] = {
         "jaxloss sorts each row once and takes the Fenchel-Young gradient p - e_y from a custom JVP of the "
         "simplex projection; optax vmaps a per-row projection. Scores relative to the label's keep the "
         "value exact at magnitude 1e4."),
-    "convex_kl_divergence": "Shares kl_divergence's select-free guards and custom JVP, plus sum(p - t).",
+    "convex_kl_divergence": ("Shares kl_divergence's guards, custom JVP and scalar-reduction guard, plus "
+                             "sum(p - t). The small size (128x10) is below the 4096-element threshold of "
+                             "the guard: one select-carrying XLA loop fusion, ~1.02-1.04x in scratch runs."),
     "multilabel_margin_loss": (
         "jaxloss compares every target with every class at once ([N, C, C] pairs, memory quadratic in C); "
         "torch loops over the targets of each row."),
@@ -392,7 +402,12 @@ EXPLANATIONS: dict[str, str] = {
         "four full runs. Session 5 tried Liger's scheme (row blocks over the whole vocabulary, gradients "
         "computed in the forward pass, three products): 1.26x naive (interval 1.22-1.29) at 0.072x the "
         "memory. Adding each 64-row block's h^T dz into the float32 [D, V] weight-gradient accumulator "
-        "reads and writes all 64 MiB of it 128 times, and larger blocks break the 0.05x memory budget."),
+        "reads and writes all 64 MiB of it 128 times, and larger blocks break the 0.05x memory budget. "
+        "Session 6: the forward tile gathers the label's logit instead of a select over the whole tile "
+        "(XLA:CPU wrote that select out and read it back) and skips the logit sum without label "
+        "smoothing: 1.01 -> 0.95x naive in a scratch A/B, memory unchanged. Tried and not kept: h^T "
+        "transposed once so that the weight-gradient product runs in YNN instead of Eigen (its left operand "
+        "is transposed): -2.5% time but 16 MiB more (0.056x naive memory); transposed per tile: 1.16x."),
     "cosine_distance": (
         "Issue 15: for a positive epsilon (the default 1e-8) each clipped norm is at least sqrt(epsilon), so "
         "the cosine is a plain <p, t> / sqrt(max(|p|^2, eps) max(|t|^2, eps)) with no select; XLA:CPU fuses it "
@@ -405,7 +420,11 @@ EXPLANATIONS: dict[str, str] = {
         "(6 -> 8 kernels) at 512x128, where jaxloss's is 0.82-0.86x, and 5 vs 3 kernels at 64x32, so it was "
         "not adopted; forward+backward is 0.50-0.56x at 4096x256 (14 vs 22 kernels). Session 5 tried two "
         "more forms of the row reductions at 4096x256: einsum dot products, and an optimization barrier "
-        "on the three sums. Both compiled to the same 2-kernel program, 1.14x (interval 1.11-1.17)."),
+        "on the three sums. Both compiled to the same 2-kernel program, 1.14x (interval 1.11-1.17). "
+        "Session 6: the order depends on the row count, not the size: three reductions measured 1.23x at "
+        "4096x128, 1.04x at 4096x256 and 1.08x at 8192x256, but 0.79-0.90x at 2048x256 and below. From "
+        "4096 rows the value now normalises first (optax's order: 0.98-1.00x there); the derivatives are "
+        "always the three reductions' (a custom JVP), so forward+backward stays ~0.5x."),
     "triplet_margin_loss": (
         "Issue 15: the p = 2 norm is a plain sqrt of the fused sum of squares with the zero-vector convention in a "
         "custom JVP (`_euclidean_norm`), no longer a double-where that split the forward into reductions, select "
