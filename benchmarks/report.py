@@ -164,7 +164,7 @@ def _header(env: dict) -> list[str]:
         + (f", {env['load_average_end'][0]} at the end" if env.get("load_average_end") else "")
         + (" — other engineers' jobs ran on the same cores, so ratios of identical programs scatter by several "
            "percent" if (env.get("load_average") or [0])[0] > 1.0 else "") + ")",
-        *[f"* rows re-measured after a code change (marked † in the table), {r}" for r in env.get("reruns", [])],
+        *[f"* rows re-measured after the full run, after a code change or to check a row that a loaded machine had slowed (marked † in the table), {r}" for r in env.get("reruns", [])],
         f"* jax {env['jax']} (jaxlib {env['jaxlib']}), optax {env['optax']}, torch {torch}"
         + (f" ({env['torch_threads']} threads, eager)" if env["torch"] else "")
         + f", numpy {env['numpy']}, Python {env['python']}",
