@@ -519,11 +519,14 @@ def _scalar_guard_cases(rng):
             "kl_divergence": (cl.kl_divergence, f32(log_p, t), kl),
             "kl_divergence_with_log_targets": (cl.kl_divergence_with_log_targets, f32(log_p, log_t), kl),
             "convex_kl_divergence": (cl.convex_kl_divergence, f32(log_p, t),
-                                     kl + (np.exp(log_p) - t).sum(-1))}
+                                     kl + (np.exp(log_p) - t).sum(-1)),
+            # optax poly_loss_cross_entropy, epsilon = 2 (the default): xent + epsilon * (1 - sum(q p))
+            "poly_loss_cross_entropy": (cl.poly_loss_cross_entropy, f32(logits, q),
+                                        xent + 2.0 * (q.sum(-1) - (q * scipy.special.softmax(logits, -1)).sum(-1)))}
 
 
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "kl_divergence_with_log_targets",
-                                  "convex_kl_divergence"])
+                                  "convex_kl_divergence", "poly_loss_cross_entropy"])
 def test_scalar_reduction_guard_tests_the_reduced_value(name):
     # With reduction "mean"/"sum" (no weights) the CPU path reduces the unguarded rows at once and recomputes
     # the batch guarded only when the reduced scalar is not finite; the gradient is the guarded custom JVP in
@@ -547,6 +550,19 @@ def test_scalar_reduction_guard_tests_the_reduced_value(name):
     # A NaN input makes the mean NaN in both branches.
     a_nan = a.copy(); a_nan[1, 2, 3] = np.nan
     assert np.isnan(float(jax.jit(lambda a, b: loss(a, b))(a_nan, b)))
+
+
+def test_poly_loss_keeps_a_nan_logit_in_a_large_batch_under_jit():
+    # Regression: the poly loss floored its shifted logits with a maximum, and inside XLA:CPU's YNN reduction
+    # fusions (>= 4096 elements) a maximum drops NaN, so a NaN logit gave 2.1e35 under jit. The value is now
+    # guarded as the cross-entropy's (unguarded formula, recomputed with a select only for a non-finite row).
+    rng = _rng(6)
+    logits = rng.normal(size=(16, 300)).astype(np.float32)
+    labels = scipy.special.softmax(rng.normal(size=(16, 300)), -1).astype(np.float32)
+    logits[3, 7] = np.nan
+    rows = np.asarray(jax.jit(lambda x, q: cl.poly_loss_cross_entropy(x, q, reduction="none"))(logits, labels))
+    assert np.isnan(rows[3]) and np.isfinite(np.delete(rows, 3)).all()
+    assert np.isnan(float(jax.jit(cl.poly_loss_cross_entropy)(logits, labels)))
 
 
 def test_guarded_divergences_at_zero_probabilities():
