@@ -51,7 +51,8 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 #   `pytest.importorskip`, directly or through a helper of their module, and run it. Their NumPy
 #   transcriptions of the same formulas stay in the quick run;
 # * Pallas kernels run in interpret mode (test_kernels.py), hypothesis properties (many drawn examples),
-#   programs compiled at production sizes (the Gemma-2 memory plan, bfloat16 weights walked in groups)
+#   programs compiled at production sizes (the Gemma-2 memory plan, bfloat16 weights walked in groups,
+#   every loss at XLA:CPU's YNN fusion sizes in tests/test_nan_propagation.py)
 #   and the doctests (the documentation's examples);
 # * the invariants suite's "jit" check: its eager (op-by-op) run compiles one program per operation and
 #   shape, about a fifth of the suite's time.
@@ -60,7 +61,9 @@ _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab
 _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
                "test_gemma_shape_bfloat16_memory_at_most_a_twentieth_of_naive",
                "test_bfloat16_weights_never_copied_whole", "test_bfloat16_weights_walked_in_groups_equal_unfused",
-               "test_bfloat16_weight_walked_in_groups_equals_naive", "test_bfloat16_weights_cast_chunk_by_chunk")
+               "test_bfloat16_weight_walked_in_groups_equals_naive", "test_bfloat16_weights_cast_chunk_by_chunk",
+               "test_only_the_listed_losses_drop_a_nan_under_xla_cpu_ynn_fusions",
+               "test_every_loss_keeps_a_nan_with_ynn_fusions_off")
 _SLOW_INVARIANTS = ("jit",)
 
 
