@@ -381,8 +381,9 @@ EXPLANATIONS: dict[str, str] = {
         "the floor's maximum lost a NaN logit inside XLA:CPU's YNN fusions (2.1e35 under jit), so the value "
         "is now guarded as softmax_cross_entropy's (optax's unguarded pass, a conditional on the reduced "
         "scalar); the derivative pass keeps the floor (computing the values apart there measured 1.09x "
-        "forward+backward at 1024x1000 instead of 0.83x). Re-measured: 8192x1000 1.00x forward, 0.99x "
-        "forward+backward."),
+        "forward+backward at 1024x1000 instead of 0.83x; taking them there from an unfloored log-sum-exp, to "
+        "keep a NaN also in value_and_grad, 1.26-1.35x at 8192x1000). Re-measured: 8192x1000 1.00x forward, "
+        "0.99x forward+backward."),
     "multiclass_hinge_loss": (
         "Contract: out-of-range labels give NaN, now as an [N] factor (1 or NaN) on the per-example values "
         "instead of a NaN one-hot row (a select per [N, C] element). The label's score is a gather whose "
@@ -441,7 +442,9 @@ EXPLANATIONS: dict[str, str] = {
         "4): large forward+backward measured 1.21-1.25x. Tried and not kept: (a + eps) - p, which reads the "
         "materialised differences (1.02-1.06x) but rounds epsilon onto the float32 grid of the inputs, so two "
         "identical vectors with |x| >= 32 get distance 0 and gradient 0 where torch gives sqrt(D) eps and a "
-        "unit-norm gradient: equality with torch comes first."),
+        "unit-norm gradient: equality with torch comes first." "Session 6: the two differences behind optimization barriers (so that the backward reads them, as "
+        "optax's does, instead of recomputing them from a, p and n): large forward+backward 1.15-1.18x against "
+        "1.07x as is in the same scratch run, so not kept."),
     "ntxent_loss": (
         "jaxloss masks the [N, N] similarity matrix with a log-sum-exp over negatives (batch-global "
         "contract, axis_name support); optax builds the full exponentiated "
