@@ -442,7 +442,8 @@ EXPLANATIONS: dict[str, str] = {
         "4): large forward+backward measured 1.21-1.25x. Tried and not kept: (a + eps) - p, which reads the "
         "materialised differences (1.02-1.06x) but rounds epsilon onto the float32 grid of the inputs, so two "
         "identical vectors with |x| >= 32 get distance 0 and gradient 0 where torch gives sqrt(D) eps and a "
-        "unit-norm gradient: equality with torch comes first." "Session 6: the two differences behind optimization barriers (so that the backward reads them, as "
+        "unit-norm gradient: equality with torch comes first. Session 6: the two differences behind "
+        "optimization barriers (so that the backward reads them, as "
         "optax's does, instead of recomputing them from a, p and n): large forward+backward 1.15-1.18x against "
         "1.07x as is in the same scratch run, so not kept."),
     "ntxent_loss": (
