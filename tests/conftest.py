@@ -63,7 +63,7 @@ _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
                "test_bfloat16_weights_never_copied_whole", "test_bfloat16_weights_walked_in_groups_equal_unfused",
                "test_bfloat16_weight_walked_in_groups_equals_naive", "test_bfloat16_weights_cast_chunk_by_chunk",
                "test_only_the_listed_losses_drop_a_nan_under_xla_cpu_ynn_fusions",
-               "test_every_loss_keeps_a_nan_with_ynn_fusions_off")
+               "test_the_listed_losses_keep_a_nan_with_ynn_fusions_off")
 _SLOW_INVARIANTS = ("jit",)
 
 

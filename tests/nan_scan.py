@@ -6,13 +6,15 @@ batched float input in turn, one element of example 1 becomes NaN and the jitted
 loss (``reduction="mean"``) is evaluated. Prints a JSON object: loss name ->
 the input positions whose NaN did not reach the value.
 
-    python -m tests.nan_scan            # XLA:CPU as configured
+    python -m tests.nan_scan                      # every registered loss, XLA:CPU as configured
+    python -m tests.nan_scan hinge_loss,nll_loss  # only these
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 
 import jax
 import numpy as np
@@ -39,9 +41,11 @@ def grown_args(name, spec):
     return args, floats
 
 
-def scan():
+def scan(names=None):
     dropped = {}
     for name, spec in sorted(all_specs().items()):
+        if names is not None and name not in names:
+            continue
         args, floats = grown_args(name, spec)
         fn = jax.jit(lambda *a, _f=jaxloss.get(name), _k=spec.kwargs: _f(*a, **_k))
         for i in floats:
@@ -55,4 +59,4 @@ def scan():
 
 
 if __name__ == "__main__":
-    print(json.dumps(scan(), sort_keys=True))
+    print(json.dumps(scan(set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None), sort_keys=True))
