@@ -552,6 +552,18 @@ def test_scalar_reduction_guard_tests_the_reduced_value(name):
     assert np.isnan(float(jax.jit(lambda a, b: loss(a, b))(a_nan, b)))
 
 
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "kl_divergence_with_log_targets",
+                                  "convex_kl_divergence", "poly_loss_cross_entropy"])
+def test_scalar_reduction_guard_lowers_for_accelerators_and_several_platforms(name):
+    # The conditional exists on CPU only (jax.lax.platform_dependent); GPU/TPU take the guarded rows, whose
+    # selects fuse there. No accelerator is needed to lower for one (or for CPU and GPU in one program).
+    x = jax.ShapeDtypeStruct((64, 100), jnp.float32)
+    fn = jax.jit(jax.value_and_grad(getattr(cl, name)))
+    cases = {platforms: fn.trace(x, x).lower(lowering_platforms=platforms).as_text().count("stablehlo.case")
+             for platforms in (("cpu",), ("cuda",), ("tpu",), ("cpu", "cuda"))}
+    assert cases[("cpu",)] > cases[("cuda",)] == cases[("tpu",)], cases  # the CPU program has the conditional
+
+
 def test_poly_loss_keeps_a_nan_logit_in_a_large_batch_under_jit():
     # Regression: the poly loss floored its shifted logits with a maximum, and inside XLA:CPU's YNN reduction
     # fusions (>= 4096 elements) a maximum drops NaN, so a NaN logit gave 2.1e35 under jit. The value is now
