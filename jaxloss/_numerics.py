@@ -60,6 +60,19 @@ def expand_where(where: jax.Array | None, axis: int) -> jax.Array | None:
     return jnp.expand_dims(where, axis)
 
 
+def floor_keeping_nan(x: jax.Array, low: jax.Array | float) -> jax.Array:
+    """``max(x, low)`` that keeps a NaN ``x`` also where XLA:CPU fuses it into a reduction.
+
+    XLA:CPU's YNN reduction fusions evaluate ``maximum`` without NaN
+    propagation; a select is never taken into them, so it keeps the NaN. The
+    derivative is 0 at and below ``low`` (``jax.nn.relu``'s convention at 0).
+    Used by the losses optax does not have (for those it has, the select's extra
+    pass would cost the speed optax sets; see the conventions page).
+    """
+    low = jnp.asarray(low, x.dtype)
+    return jnp.where(x <= low, low, x)
+
+
 def safe_div(numerator: jax.Array, denominator: jax.Array, fill: float = 0.0) -> jax.Array:
     """``numerator / denominator``, and ``fill`` with zero gradient where it is 0.
 

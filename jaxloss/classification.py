@@ -242,7 +242,7 @@ def _on_cpu_unless_nonfinite(fast: _PerExample, guarded: _PerExample, a: Array, 
 
 @jax.custom_batching.custom_vmap
 def _all_finite(x: Array) -> Array:
-    """``all(isfinite(x))``, one scalar also under ``vmap`` (a batched ``lax.cond`` predicate would run both branches)."""
+    """``all(isfinite(x))``, one scalar also under ``vmap`` (a batched ``lax.cond`` predicate runs both branches)."""
     return jnp.all(jnp.isfinite(x))
 
 
@@ -1136,7 +1136,7 @@ def squared_hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", wei
       Keras ``SquaredHinge``, https://keras.io/api/losses/hinge_losses/
     """
     (s, y), where = _checks.elementwise_inputs("squared_hinge_loss", where, [("scores", scores)], [("labels", labels)])
-    values = jnp.square(_relu(1.0 - y * s))
+    values = jnp.square(_numerics.floor_keeping_nan(1.0 - y * s, 0.0))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="squared_hinge_loss")
 
 
@@ -1236,7 +1236,7 @@ def multi_margin_loss(scores: Any, labels: Any, *, p: int = 1, margin: Any = 1.0
     num_classes = s.shape[ax]
     onehot = _numerics.one_hot(y, num_classes, ax, s.dtype)
     s_y = jnp.sum(s * onehot, axis=ax, keepdims=True)
-    hinge = _relu(jnp.asarray(margin, s.dtype) - s_y + s)
+    hinge = _numerics.floor_keeping_nan(jnp.asarray(margin, s.dtype) - s_y + s, 0.0)
     if p == 2:
         hinge = jnp.square(hinge)
     values = jnp.sum(hinge * (1.0 - onehot), axis=ax) / num_classes

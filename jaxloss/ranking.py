@@ -446,7 +446,7 @@ def margin_ranking_loss(x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, marg
     fn = "margin_ranking_loss"
     (a, b, y), where = _checks.elementwise_inputs(fn, where, [("x1", x1), ("x2", x2)], [("labels", labels)])
     m = jnp.asarray(margin, a.dtype)
-    values = jax.nn.relu(m - y * (a - b))
+    values = _numerics.floor_keeping_nan(m - y * (a - b), 0.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 

@@ -378,7 +378,7 @@ def squared_log_error(predictions: ArrayLike, targets: ArrayLike, *, epsilon: Ar
     _checks.in_range("squared_log_error", "epsilon", epsilon, low=0.0, low_open=True)
     p, t, where = _pair("squared_log_error", predictions, targets, where)
     eps = jnp.asarray(epsilon, p.dtype)
-    values = jnp.square(jnp.log1p(jnp.maximum(p, eps)) - jnp.log1p(jnp.maximum(t, eps)))
+    values = jnp.square(jnp.log1p(_numerics.floor_keeping_nan(p, eps)) - jnp.log1p(_numerics.floor_keeping_nan(t, eps)))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="squared_log_error")
 
 
