@@ -20,30 +20,23 @@ import jax
 import numpy as np
 
 import jaxloss
-from tests.specs import all_specs
+from tests import specs
 
 MIN_ELEMENTS = 8192
-# Parameters, not batch data, although their axis 0 may equal the batch size.
-REPLICATED = {"arcface_loss": {1}, "cosface_loss": {1}, "sub_center_arcface_loss": {1}, "proxy_anchor_loss": {1},
-              "proxy_nca_loss": {1}, "soft_triple_loss": {1}, "linear_softmax_cross_entropy": {1}}
 
 
 def grown_args(name, spec):
-    first = [np.asarray(a) for a in spec.make_args(np.random.default_rng(0))]
-    if not first or first[0].ndim == 0 or first[0].size == 0:
-        return first, []
-    b = first[0].shape[0]
-    batched = [a.ndim >= 1 and a.shape[0] == b and i not in REPLICATED.get(name, ()) for i, a in enumerate(first)]
-    draws = [first] + [[np.asarray(a) for a in spec.make_args(np.random.default_rng(seed))]
-                       for seed in range(1, math.ceil(MIN_ELEMENTS / first[0].size))]
-    args = [np.concatenate([d[i] for d in draws]) if batched[i] else first[i] for i in range(len(first))]
+    """The spec's inputs grown to at least MIN_ELEMENTS in the first one, and the batched float positions."""
+    args, batched = specs.grow(name, spec, lambda first: math.ceil(MIN_ELEMENTS / first.size) if first.size else 1)
+    if not args or args[0].size == 0:
+        return args, []
     floats = [i for i, a in enumerate(args) if batched[i] and np.issubdtype(a.dtype, np.floating)]
     return args, floats
 
 
 def scan(names=None):
     dropped = {}
-    for name, spec in sorted(all_specs().items()):
+    for name, spec in sorted(specs.all_specs().items()):
         if names is not None and name not in names:
             continue
         args, floats = grown_args(name, spec)

@@ -50,13 +50,10 @@ _SCRIPT = textwrap.dedent(
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     import jaxloss
+    from tests import specs
     from tests.specs import all_specs
 
     RTOL = float(sys.argv[1])
-    # Positional arguments that are parameters, not batch data, although their axis 0
-    # could happen to equal the batch size; everything else is batched iff its axis 0
-    # has the batch size of the first argument.
-    REPLICATED = {"arcface_loss": {1}, "cosface_loss": {1}, "linear_softmax_cross_entropy": {1}}
     MIN_BATCH = 16
 
     assert jax.device_count() == 8, jax.devices()
@@ -67,19 +64,17 @@ _SCRIPT = textwrap.dedent(
         a = np.asarray(a)
         return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a
 
-    def grow(spec, name):
-        """Concatenate independent draws along axis 0 until the batch is a multiple of 8."""
-        first = [np.asarray(a) for a in spec.make_args(np.random.default_rng(0))]
-        b = first[0].shape[0]
-        batched = [a.ndim >= 1 and a.shape[0] == b and i not in REPLICATED.get(name, ())
-                   for i, a in enumerate(first)]
+    def copies_for_eight(x):
+        """Independent draws to concatenate: the batch a multiple of 8, and at least MIN_BATCH."""
+        b = x.shape[0]
         copies = math.lcm(b, 8) // b
         while copies * b < MIN_BATCH:
             copies *= 2
-        draws = [first] + [[np.asarray(a) for a in spec.make_args(np.random.default_rng(s))]
-                           for s in range(1, copies)]
-        args = [np.concatenate([d[i] for d in draws]) if batched[i] else first[i] for i in range(len(first))]
-        return [to32(a) for a in args], batched, copies * b
+        return copies
+
+    def grow(spec, name):
+        args, batched = specs.grow(name, spec, copies_for_eight)
+        return [to32(a) for a in args], batched, args[0].shape[0]
 
     def rel_error(got, ref):
         """Largest elementwise relative error; entries far below the array's largest

@@ -54,3 +54,26 @@ def all_specs() -> dict[str, Spec]:
             assert name not in specs, f"two specs for {name}"
             specs[name] = spec
     return specs
+
+
+# Positional arguments that are parameters, not batch data, although their axis 0 may equal the batch
+# size; every other argument is batched iff its axis 0 has the batch size of the first argument.
+REPLICATED = {"arcface_loss": {1}, "cosface_loss": {1}, "sub_center_arcface_loss": {1}, "proxy_anchor_loss": {1},
+              "proxy_nca_loss": {1}, "soft_triple_loss": {1}, "linear_softmax_cross_entropy": {1}}
+
+
+def grow(name: str, spec: Spec, copies: Callable[[np.ndarray], int]) -> tuple[list[np.ndarray], list[bool]]:
+    """A spec's inputs with ``copies(first input of seed 0)`` independent draws concatenated along axis 0.
+
+    Draw ``k`` uses seed ``k``; only the batched inputs are concatenated (the
+    others, e.g. class centres, come from the first draw). Returns the inputs
+    and, per position, whether it is batched.
+    """
+    first = [np.asarray(a) for a in spec.make_args(np.random.default_rng(0))]
+    if not first or first[0].ndim == 0:
+        return first, [False] * len(first)
+    b = first[0].shape[0]
+    batched = [a.ndim >= 1 and a.shape[0] == b and i not in REPLICATED.get(name, ()) for i, a in enumerate(first)]
+    draws = [first] + [[np.asarray(a) for a in spec.make_args(np.random.default_rng(seed))]
+                       for seed in range(1, copies(first[0]))]
+    return [np.concatenate([d[i] for d in draws]) if batched[i] else first[i] for i in range(len(first))], batched
