@@ -26,6 +26,16 @@ def message(fn: str, argument: str, expected: str, got: Any) -> str:
     return f"jaxloss.{fn}: {argument} {expected}, got {got}"
 
 
+def is_static_zero(value: Any) -> bool:
+    """Whether a hyper-parameter is a concrete (Python, NumPy or committed JAX) scalar equal to 0.
+
+    Losses drop the terms of such a hyper-parameter at trace time.
+    """
+    if isinstance(value, jax.core.Tracer) or np.ndim(value) != 0:
+        return False
+    return bool(value == 0)
+
+
 def is_concrete(value: Any) -> bool:
     """Whether ``value`` is a Python/NumPy value that can be checked in Python."""
     if isinstance(value, jax.core.Tracer):

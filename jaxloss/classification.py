@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxloss import _checks, _kernels, _numerics, _registry
 from jaxloss._reduction import reduce_values
@@ -354,8 +353,12 @@ def _softmax_xent_guarded(x: Array, q: Array, ax: int) -> Array:
     The log-sum-exp is the same either way (``exp`` of both is 0).
     """
     shifted, lse = _shift_and_lse(x, ax)
-    shifted = jnp.where(shifted == -jnp.inf, jnp.finfo(x.dtype).min, shifted)
-    return -jnp.sum(q * (shifted - lse), axis=ax)
+    return -jnp.sum(q * (_lowest_for_neg_inf(shifted) - lse), axis=ax)
+
+
+def _lowest_for_neg_inf(shifted: Array) -> Array:
+    """``-inf`` replaced by the lowest finite float with a select (a NaN stays NaN: ``NaN == -inf`` is false)."""
+    return jnp.where(shifted == -jnp.inf, jnp.finfo(shifted.dtype).min, shifted)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -402,8 +405,8 @@ def _xent_and_one_minus_pt(x: Array, q: Array, ax: int, mode: str = "auto") -> t
     return both[..., 0], both[..., 1]
 
 
-def _xent_and_one_minus_pt_fast(x: Array, q: Array, ax: int, guard: bool = False) -> Array:
-    """Both values of :func:`_xent_and_one_minus_pt` stacked on a last axis; unguarded unless ``guard``.
+def _xent_and_one_minus_pt_rows(x: Array, q: Array, ax: int, guard: bool) -> Array:
+    """Both values of :func:`_xent_and_one_minus_pt` stacked on a last axis, with or without the ``-inf`` guard.
 
     Unguarded, a ``-inf`` logit at ``q = 0`` gives NaN (``0 * -inf``); ``guard``
     replaces the ``-inf`` shifted logits by the lowest finite float with a
@@ -413,15 +416,17 @@ def _xent_and_one_minus_pt_fast(x: Array, q: Array, ax: int, guard: bool = False
     """
     shifted, lse = _shift_and_lse(x, ax)
     unnormalized = jnp.exp(shifted)
-    if guard:
-        shifted = jnp.where(shifted == -jnp.inf, jnp.finfo(x.dtype).min, shifted)
-    xent = -jnp.sum(q * (shifted - lse), axis=ax)
+    xent = -jnp.sum(q * ((_lowest_for_neg_inf(shifted) if guard else shifted) - lse), axis=ax)
     one_minus_pt = jnp.sum(q, axis=ax) - jnp.sum(q * unnormalized, axis=ax) / jnp.sum(unnormalized, axis=ax)
     return jnp.stack([xent, one_minus_pt], axis=-1)
 
 
+def _xent_and_one_minus_pt_fast(x: Array, q: Array, ax: int) -> Array:
+    return _xent_and_one_minus_pt_rows(x, q, ax, guard=False)
+
+
 def _xent_and_one_minus_pt_guarded(x: Array, q: Array, ax: int) -> Array:
-    return _xent_and_one_minus_pt_fast(x, q, ax, guard=True)
+    return _xent_and_one_minus_pt_rows(x, q, ax, guard=True)
 
 
 @_xent_and_one_minus_pt.defjvp
@@ -489,13 +494,6 @@ def _label_score_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Arra
     (s, labels), (ds, _) = primals, tangents
     is_label = jax.lax.broadcasted_iota(jnp.int32, s.shape, ax) == jnp.expand_dims(labels, ax)
     return _label_score(s, labels, ax), jnp.sum(jnp.where(is_label, ds, jnp.zeros((), ds.dtype)), axis=ax)
-
-
-def _static_zero(value: Any) -> bool:
-    """Whether a hyper-parameter is a concrete (Python, NumPy or committed JAX) scalar equal to 0."""
-    if isinstance(value, jax.core.Tracer) or np.ndim(value) != 0:
-        return False
-    return bool(value == 0)
 
 
 def _check_smoothing(fn: str, label_smoothing: Any) -> None:
@@ -822,7 +820,7 @@ def softmax_cross_entropy_with_integer_labels(
     # A hyper-parameter that is a concrete 0 (the defaults) drops its term at trace time: a zero-weighted
     # term still sent zeros through the gradient, and XLA kept the `-0 + g` of adding them (one more
     # operation per element of the [N, C] gradient pass than optax's).
-    if _static_zero(label_smoothing):
+    if _checks.is_static_zero(label_smoothing):
         values = nll
     else:
         if class_weights is not None:
@@ -833,7 +831,7 @@ def softmax_cross_entropy_with_integer_labels(
         # logits (masked classes), and 0 * inf would make the value and gradients NaN.
         smooth = jnp.where(label_smoothing == 0, jnp.zeros_like(smooth), smooth)
         values = (1.0 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
-    if not _static_zero(z_loss_weight):
+    if not _checks.is_static_zero(z_loss_weight):
         values = values + z_loss_weight * jnp.square(lse + jnp.squeeze(shift, ax))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, normalizer=normalizer)
 

@@ -23,7 +23,6 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxloss import _checks, _kernels, _numerics, _registry
@@ -63,7 +62,10 @@ _GROUP_BYTES = _numerics.COLUMN_GROUP_BYTES
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _vocab_statistics(h: Array, weight: Array, bias: Array | None, labels: Array, soft_cap: Array | None,
                       chunk: int, with_sum: bool = True) -> tuple[Array, Array, Array]:
-    """Per token: ``logsumexp_c z_c``, ``z_label`` and ``sum_c z_c`` over the vocabulary (zeros without ``with_sum``)."""
+    """Per token: ``logsumexp_c z_c``, ``z_label`` and ``sum_c z_c`` over the vocabulary.
+
+    Without ``with_sum`` the third is zeros (only label smoothing reads it).
+    """
     return _statistics_forward(h, weight, bias, labels, soft_cap, chunk, with_sum)[0]
 
 
@@ -334,9 +336,9 @@ def linear_softmax_cross_entropy(
     hidden, weight, labels, bias, where = _checked_inputs(fn, hidden, weight, labels, bias, where, chunk_size,
                                                           logit_soft_cap, ignore_index)
     batch_shape = labels.shape
-    smoothing = not (_checks.is_concrete(label_smoothing) and float(np.asarray(label_smoothing)) == 0.0)
     lse, label_logit, logit_sum, vocab = _token_statistics(hidden, weight, labels, bias, where, chunk_size,
-                                                           logit_soft_cap, axis_name, with_sum=smoothing)
+                                                           logit_soft_cap, axis_name,
+                                                           with_sum=not _checks.is_static_zero(label_smoothing))
     values = ((1.0 - label_smoothing) * (lse - label_logit)
               + (label_smoothing / vocab) * (vocab * lse - logit_sum)
               + z_loss_weight * jnp.square(lse))
@@ -416,7 +418,8 @@ def _token_statistics(hidden: Array, weight: Array, labels: Array, bias: Array |
         # GPU/TPU: one Pallas kernel per pass, tiles of tokens x vocabulary (jaxloss/_kernels.py).
         lse, label_logit, logit_sum = _kernels.linear_cross_entropy_statistics(flat_h, weight, local_labels)
     else:
-        lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk, with_sum)
+        lse, label_logit, logit_sum = _vocab_statistics(flat_h, weight, bias, local_labels, soft_cap, chunk,
+                                                        with_sum)
     if axis_name is not None:
         # Global log-sum-exp from the local ones: lse = M + log sum_i exp(lse_i - M). The
         # label logit (only its owner adds a nonzero) and the logit sum ride in the same psum:
