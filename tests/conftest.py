@@ -55,7 +55,12 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 #   every loss at XLA:CPU's YNN fusion sizes in tests/test_nan_propagation.py)
 #   and the doctests (the documentation's examples);
 # * the invariants suite's "jit" check: its eager (op-by-op) run compiles one program per operation and
-#   shape, about a fifth of the suite's time.
+#   shape, about a fifth of the suite's time; and its "where" check, which compiles the sliced inputs'
+#   program as well (20 s of the quick run's 230 s of test time; the quick run keeps "all_masked",
+#   which runs the same masked program, and every family's own where tests);
+# * two compile-bound tests of 1.8-3 s each whose property the quick run checks elsewhere: the
+#   `checked` settings on every registered loss (test_toolkit's other `checked` tests) and 256x256
+#   half-precision segmentation (the invariants' 16-bit edge check at the specs' sizes).
 _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab_sharded.py",
                "test_self_supervised_sharded.py", "test_examples.py", "test_kernels.py")
 _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
@@ -63,8 +68,10 @@ _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
                "test_bfloat16_weights_never_copied_whole", "test_bfloat16_weights_walked_in_groups_equal_unfused",
                "test_bfloat16_weight_walked_in_groups_equals_naive", "test_bfloat16_weights_cast_chunk_by_chunk",
                "test_only_the_listed_losses_drop_a_nan_under_xla_cpu_ynn_fusions",
-               "test_the_listed_losses_keep_a_nan_with_ynn_fusions_off")
-_SLOW_INVARIANTS = ("jit",)
+               "test_the_listed_losses_keep_a_nan_with_ynn_fusions_off",
+               "test_checked_masked_and_padded_settings_do_not_crash",
+               "test_256x256_half_precision_finite_and_accurate")
+_SLOW_INVARIANTS = ("jit", "where")
 
 
 # Files whose tests are independent programs (no compiled program or eager operation to share) stay
