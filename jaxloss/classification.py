@@ -464,10 +464,12 @@ def _relu(x: Array) -> Array:
 @_relu.defjvp
 def _relu_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
     (x,), (dx,) = primals, tangents
-    # The step function 1[x > 0] as (sign(x) + |sign(x)|) / 2, not a select (nor max(sign(x), 0)): with
-    # it XLA:CPU fuses the backward pass into optax's kernel count and memory (measured on the hinge loss).
-    sign = jnp.sign(x)
-    return _relu(x), dx * (0.5 * (sign + jnp.abs(sign)))
+    # The step function 1[x > 0] as sign(max(x, 0)), not a select (nor (sign(x) + |sign(x)|) / 2, nor
+    # max(sign(x), 0)): it reads the maximum the value computes, so XLA:CPU stores that maximum once for
+    # the reduction and the backward, in optax's kernel count and memory (hinge loss 2048x128
+    # forward+backward 1.06 -> 1.01x optax). sign(0) = 0 keeps relu's convention; NaN stays NaN.
+    out = _relu(x)
+    return out, dx * jnp.sign(out)
 
 
 def _nan_unless(valid: Array, values: Array) -> Array:
@@ -1519,10 +1521,22 @@ def jensen_shannon_divergence(log_predictions: Any, log_targets: Any, *, axis: i
 
 
 # ---------------------------------------------------------- classic parity
+@jax.custom_jvp
 def _sparse_plus(x: Array) -> Array:
-    """``jax.nn.sparse_plus`` with its quadratic branch fed only ``[-1, 1]`` (no overflow in the unused branch)."""
+    """``jax.nn.sparse_plus`` with its quadratic branch fed only ``[-1, 1]`` (no overflow in the unused branch).
+
+    The derivative is ``(clip(x, -1, 1) + 1) / 2`` (the sparse sigmoid): one clamp per element, where
+    differentiating the selects and the clip wrote out their tie rules (6 compares, 6 selects and 2
+    divides per element; 2048x128 forward+backward 1.05x optax).
+    """
     inner = jnp.clip(x, -1.0, 1.0)  # NaN propagates
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, 0.25 * jnp.square(inner + 1.0)))
+
+
+@_sparse_plus.defjvp
+def _sparse_plus_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    return _sparse_plus(x), dx * (0.5 * (jnp.clip(x, -1.0, 1.0) + 1.0))
 
 
 @_registry.builtin(tags=("binary", "fenchel_young"), labels="binary")
