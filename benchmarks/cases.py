@@ -447,7 +447,17 @@ EXPLANATIONS: dict[str, str] = {
         "unit-norm gradient: equality with torch comes first. Session 6: the two differences behind "
         "optimization barriers (so that the backward reads them, as "
         "optax's does, instead of recomputing them from a, p and n): large forward+backward 1.15-1.18x against "
-        "1.07x as is in the same scratch run, so not kept."),
+        "1.07x as is in the same scratch run, so not kept. Session 7, all within noise of the current "
+        "program in scratch A/B runs (20-30 repeats) and not kept: a custom VJP with a hand-written backward "
+        "(one pass over a, p, n per gradient; 4096x256 forward+backward 1.16-1.22x against 1.16-1.27x as is); "
+        "the same with the residual differences behind a barrier (XLA still recomputed them), stacked into one "
+        "[2, N, D] array (1.65x forward, 2.3x forward+backward at 4096x256), or respelled -((p - a) - eps) "
+        "in the backward, which is bit-identical and keeps CSE from materialising the forward's differences "
+        "(1.12x against 1.16x, medium worse); the squared norm expanded as sum(d^2) + eps (2 sum(d) + D eps) "
+        "(two reductions, 1.49x medium forward); epsilon as a [D] or [N, 1] array or a traced scalar "
+        "instead of a Python float (1.21x medium forward each: XLA:CPU's YNN fusion takes no scalar "
+        "constant inside its elementwise ops, so any epsilon added per element is a materialised [N, D] "
+        "broadcast at 512x128)."),
     "ntxent_loss": (
         "jaxloss masks the [N, N] similarity matrix with a log-sum-exp over negatives (batch-global "
         "contract, axis_name support); optax builds the full exponentiated "
