@@ -10,10 +10,14 @@
   so slow drifts of a shared machine hit all of them alike. Each sample is a
   small batch of back-to-back calls (enough to last ~``target_s``), divided by
   the batch size; the figure is the median over the samples.
+* glibc's mmap and trim thresholds are fixed first (:func:`fix_allocator`):
+  otherwise a program's large buffers are mapped afresh, and page-faulted,
+  on some calls or runs and not on others.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import re
@@ -27,6 +31,36 @@ import numpy as np
 
 def block(x: Any) -> Any:
     return jax.block_until_ready(x)
+
+
+# glibc's mallopt parameters (malloc.h) and the values the benchmark fixes them at.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 << 20   # glibc's largest (the ceiling of its adaptive threshold)
+TRIM_THRESHOLD = 1 << 30
+
+
+def fix_allocator() -> str:
+    """Fixes glibc's mmap and trim thresholds, so timings do not depend on the allocation history.
+
+    XLA:CPU allocates each call's temporary and output buffers with ``malloc``.
+    glibc serves a large block with a fresh ``mmap``, whose pages fault in on first
+    touch, unless its adaptive threshold has grown past the block's size, which
+    depends on what the process freed before. So one program measured
+    25-30 ms or 9-13 ms per call (softmax cross-entropy 8192x1000, value and
+    gradient: 62 MiB of page faults per call, or none), and a ratio against a peer
+    swung between 0.73 and 1.6 with the order of earlier allocations. Fixed at
+    glibc's ceiling (32 MiB) with a high trim threshold, blocks up to 32 MiB
+    are reused from the heap in every run, for every implementation alike.
+    Returns what was done (for the report); does nothing off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError):
+        return "default allocator (not glibc)"
+    if not ok:
+        return "glibc defaults (mallopt refused)"
+    return f"glibc mmap threshold fixed at {MMAP_THRESHOLD >> 20} MiB, trim threshold {TRIM_THRESHOLD >> 20} MiB"
 
 
 def compile_jax(fn: Callable, args: tuple) -> tuple[Any, float, int | None]:

@@ -167,7 +167,8 @@ def _header(env: dict) -> list[str]:
         *[f"* rows re-measured after the full run, after a code change or to check a row that a loaded machine had slowed (marked † in the table), {r}" for r in env.get("reruns", [])],
         f"* jax {env['jax']} (jaxlib {env['jaxlib']}), optax {env['optax']}, torch {torch}"
         + (f" ({env['torch_threads']} threads, eager)" if env["torch"] else "")
-        + f", numpy {env['numpy']}, Python {env['python']}",
+        + f", numpy {env['numpy']}, Python {env['python']}"
+        + (f"; allocator: {env['allocator']} (`harness.fix_allocator`)" if env.get("allocator") else ""),
         "* ratios are jaxloss time / peer time, medians of alternating warm repeats after compilation;"
         " **< 1 means jaxloss is faster**; bold marks > 1.00 against optax on a program that differs from"
         " optax's, `=` after a ratio marks an identical program (opcode multiset), where any gap is noise. Memory is"

@@ -435,11 +435,13 @@ def main(argv: list[str] | None = None) -> dict:
     args.sizes = (args.sizes or ("medium" if args.quick else ",".join(cases_lib.SIZES))).split(",")
     args.repeats = args.repeats or (10 if args.quick else 20)
 
+    allocator = harness.fix_allocator()
     device = select_device(args.device)
     # Inputs are placed on `device` explicitly; the default device also covers any array or compilation
     # without one (a GPU machine would otherwise run parts of a `--device cpu` run on its GPU).
     with jax.default_device(device):
         results = _measure(args, device)
+    results["environment"]["allocator"] = allocator
     os.makedirs(args.out, exist_ok=True)
     if args.merge and os.path.exists(stem + ".json"):
         results = _merged(stem, results)
