@@ -574,6 +574,28 @@ def _exact_ranks(x: Array, valid: Array | None, segments: Array | None) -> Array
     return 1 + jnp.sum(before & same, axis=-1, dtype=jnp.int32)
 
 
+@jax.custom_jvp
+def _softmax_xent_unmasked(s: Array, y: Array) -> Array:
+    """``-sum_i y_i log_softmax(s)_i`` per list, every item valid (the value of :func:`ranking_softmax_loss`).
+
+    The derivatives are written out, ``sum(y) softmax(s) - y`` for the scores
+    and ``-log_softmax(s)`` for the labels: differentiated through the masked
+    log-softmax, the backward scaled the labels by the mean's cotangent before
+    summing them, which XLA:CPU wrote out as an ``[N, n]`` array (8192x128
+    forward+backward: 12 MiB against optax's 8 MiB, 1.06x its time).
+    """
+    return -jnp.sum(y * _masked_log_softmax(s, None), axis=-1)
+
+
+@_softmax_xent_unmasked.defjvp
+def _softmax_xent_unmasked_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (s, y), (ds, dy) = primals, tangents
+    log_p = _masked_log_softmax(s, None)
+    value = -jnp.sum(y * log_p, axis=-1)
+    tangent = jnp.sum(y, axis=-1) * jnp.sum(jnp.exp(log_p) * ds, axis=-1) - jnp.sum(y * ds + log_p * dy, axis=-1)
+    return value, tangent
+
+
 @_registry.builtin(tags=("ranking",))
 def ranking_softmax_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | None = None,
                          reduction: Literal["none", "sum", "mean"] = "mean", weights: ArrayLike | None = None,
@@ -628,7 +650,10 @@ def ranking_softmax_loss(scores: ArrayLike, labels: ArrayLike, *, segments: Arra
     """
     fn = "ranking_softmax_loss"
     lists = _list_inputs(fn, scores, labels, where, segments)
-    values = -_unit_sum(lists.labels * _segment_log_softmax(lists), lists)
+    if lists.valid is None and lists.segments is None:
+        values = _softmax_xent_unmasked(lists.scores, lists.labels)
+    else:
+        values = -_unit_sum(lists.labels * _segment_log_softmax(lists), lists)
     return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
 
 
