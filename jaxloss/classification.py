@@ -1782,11 +1782,32 @@ def multiclass_sparsemax_loss(scores: Any, labels: Any, *, reduction: str = "mea
     """
     fn = "multiclass_sparsemax_loss"
     s, y, where, ax = _per_example_inputs(fn, where, "scores", scores, "labels", labels, -1, integer_labels=True)
+    values = _sparsemax_fenchel_young(s, y)
+    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@jax.custom_jvp
+def _sparsemax_fenchel_young(s: Array, y: Array) -> Array:
+    """Per-example multi-class sparsemax loss over the last axis, with its gradient ``p - e_y`` written out.
+
+    Differentiated through :func:`_sparsemax`, the backward ran the projection's
+    JVP (a support mask, its mean and a select per element) on top of
+    ``p``; the Fenchel-Young gradient needs ``p`` alone (8192x1000
+    forward+backward: 187.6 MiB against optax's 156 MiB). An out-of-range label
+    gives a NaN value and a NaN gradient row (the one-hot's NaN row).
+    """
     p = _sparsemax(s)
     # Scores relative to the label's: exact at any magnitude (1e4 - 1e4 is 0, not a rounding of 1e4).
-    relative = s - jnp.expand_dims(_numerics.take_class(s, y, ax), ax)
-    values = jnp.sum(p * relative, axis=ax) + 0.5 * (1.0 - jnp.sum(jnp.square(p), axis=ax))
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    relative = s - jnp.expand_dims(_numerics.take_class(s, y, -1), -1)
+    return jnp.sum(p * relative, axis=-1) + 0.5 * (1.0 - jnp.sum(jnp.square(p), axis=-1))
+
+
+@_sparsemax_fenchel_young.defjvp
+def _sparsemax_fenchel_young_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (s, y), (ds, _) = primals, tangents
+    p = jax.lax.stop_gradient(_sparsemax(s))
+    grad = p - _numerics.one_hot(y, s.shape[-1], -1, s.dtype)
+    return _sparsemax_fenchel_young(s, y), jnp.sum(grad * ds, axis=-1)
 
 
 def make_fenchel_young_loss(max_fun: Any) -> Any:
