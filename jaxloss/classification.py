@@ -222,7 +222,7 @@ def _guarded_in_blocks(guarded: _PerExample, a: Array, b: Array, ax: int) -> Arr
                          -1)
         return jax.lax.dynamic_update_slice_in_dim(out, values, start, 0)
 
-    out = jax.lax.fori_loop(0, -(-rows // block), body, jnp.zeros((rows, *extra), whole.dtype))
+    out: Array = jax.lax.fori_loop(0, -(-rows // block), body, jnp.zeros((rows, *extra), whole.dtype))
     return out.reshape(whole.shape)
 
 
