@@ -1805,8 +1805,8 @@ def _sparsemax_fenchel_young(s: Array, y: Array) -> Array:
 @_sparsemax_fenchel_young.defjvp
 def _sparsemax_fenchel_young_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (s, y), (ds, _) = primals, tangents
-    p = jax.lax.stop_gradient(_sparsemax(s))
-    grad = p - _numerics.one_hot(y, s.shape[-1], -1, s.dtype)
+    # p keeps its own derivative (the projection's JVP), so second derivatives (the Hessian) stay right.
+    grad = _sparsemax(s) - _numerics.one_hot(y, s.shape[-1], -1, s.dtype)
     return _sparsemax_fenchel_young(s, y), jnp.sum(grad * ds, axis=-1)
 
 

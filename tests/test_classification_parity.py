@@ -634,3 +634,25 @@ def test_guarded_divergences_at_zero_probabilities():
     assert np.all(np.isfinite(ga)) and np.all(np.isfinite(gb)) and ga[0, 2] == 0.0 and gb[0, 2] == 0.0
     huge = float(jaxloss.softmax_cross_entropy(logits, np.array([[0.0, 0.5, 0.5]], np.float32)))
     assert np.isfinite(huge) and huge > 1e38
+
+
+@pytest.mark.parametrize("name", ["multiclass_sparsemax_loss", "sparsemax_loss", "hinge_loss",
+                                  "ranking_softmax_loss"])
+def test_written_out_derivatives_keep_second_derivatives(name):
+    # These losses take their gradients from custom JVPs (the Fenchel-Young p - e_y, the sparse sigmoid, relu's
+    # step read from the stored maximum, sum(y) softmax(s) - y); the JVP rules are differentiable themselves,
+    # so Hessian-vector products equal central finite differences of the gradient (float64).
+    rng = _rng(11)
+    with jax.enable_x64(True):
+        s = jnp.asarray(rng.normal(size=(4, 6)))
+        v = jnp.asarray(rng.normal(size=(4, 6)))
+        target = {"multiclass_sparsemax_loss": jnp.asarray([0, 2, 5, 1]),
+                  "sparsemax_loss": jnp.asarray(rng.integers(0, 2, size=(4, 6)).astype(np.float64)),
+                  "hinge_loss": jnp.asarray(np.where(rng.random((4, 6)) < 0.5, -1.0, 1.0)),
+                  "ranking_softmax_loss": jnp.asarray(rng.random((4, 6)))}[name]
+        loss = jaxloss.get(name)
+        grad = jax.grad(lambda s: loss(s, target, reduction="sum"))
+        hvp = jax.jvp(grad, (s,), (v,))[1]
+        eps = 1e-6
+        fd = (grad(s + eps * v) - grad(s - eps * v)) / (2 * eps)
+        np.testing.assert_allclose(np.asarray(hvp), np.asarray(fd), rtol=1e-5, atol=1e-7)
