@@ -34,12 +34,12 @@ def block(x: Any) -> Any:
 
 
 # glibc's mallopt parameters (malloc.h) and the values the benchmark fixes them at.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -3, -4, -8
 MMAP_THRESHOLD = 32 << 20   # glibc's largest (the ceiling of its adaptive threshold)
 TRIM_THRESHOLD = 1 << 30
 
 
-def fix_allocator() -> str:
+def fix_allocator(no_mmap: bool = False) -> str:
     """Fixes glibc's mmap and trim thresholds, so timings do not depend on the allocation history.
 
     XLA:CPU allocates each call's temporary and output buffers with ``malloc``.
@@ -51,16 +51,26 @@ def fix_allocator() -> str:
     swung between 0.73 and 1.6 with the order of earlier allocations. Fixed at
     glibc's ceiling (32 MiB) with a high trim threshold, blocks up to 32 MiB
     are reused from the heap in every run, for every implementation alike.
-    Returns what was done (for the report); does nothing off glibc.
+    With ``no_mmap`` every thread also shares one arena and nothing is
+    mmapped (``M_ARENA_MAX=1``, ``M_MMAP_MAX=0``): buffers of 32 MiB and more
+    are then reused too, and worker threads' arenas are not unmapped when
+    they empty, so no page faults remain after warm-up (the loss's compute
+    alone; XLA:CPU's temporary buffer of a whole training step is usually
+    larger than 32 MiB and mapped afresh otherwise). Returns what was done
+    (for the report); does nothing off glibc.
     """
+    settings = [(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)]
+    if no_mmap:
+        settings += [(_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0)]
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        ok = all(libc.mallopt(param, value) == 1 for param, value in settings)
     except (OSError, AttributeError):
         return "default allocator (not glibc)"
     if not ok:
         return "glibc defaults (mallopt refused)"
-    return f"glibc mmap threshold fixed at {MMAP_THRESHOLD >> 20} MiB, trim threshold {TRIM_THRESHOLD >> 20} MiB"
+    what = f"glibc mmap threshold fixed at {MMAP_THRESHOLD >> 20} MiB, trim threshold {TRIM_THRESHOLD >> 20} MiB"
+    return what + ("; one arena, no mmap" if no_mmap else "")
 
 
 def compile_jax(fn: Callable, args: tuple) -> tuple[Any, float, int | None]:

@@ -426,6 +426,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=os.path.join(_HERE, "results"), help="output folder")
     parser.add_argument("--merge", action="store_true",
                         help="update <device>.json: replace the rows (and issue-6 figures) measured now, keep the rest")
+    parser.add_argument("--allocator", default="fixed", choices=("fixed", "no-mmap", "default"),
+                        help="glibc malloc settings (harness.fix_allocator): 'fixed' thresholds (default), 'no-mmap' "
+                        "(also one arena and no mmap at all: no page faults after warm-up), or glibc's 'default'")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: rewrite <device>.md and .png from <device>.json")
     args = parser.parse_args(argv)
@@ -435,7 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.sizes = (args.sizes or ("medium" if args.quick else ",".join(cases_lib.SIZES))).split(",")
     args.repeats = args.repeats or (10 if args.quick else 20)
 
-    allocator = harness.fix_allocator()
+    allocator = ("glibc defaults (--allocator default)" if args.allocator == "default"
+                 else harness.fix_allocator(no_mmap=args.allocator == "no-mmap"))
     device = select_device(args.device)
     # Inputs are placed on `device` explicitly; the default device also covers any array or compilation
     # without one (a GPU machine would otherwise run parts of a `--device cpu` run on its GPU).
