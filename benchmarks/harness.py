@@ -176,14 +176,24 @@ def time_alternating(calls: dict[str, Callable[[], Any]], repeats: int, *, warmu
             for _ in range(n):
                 call()
             samples[name].append((time.perf_counter() - start) / n)
-    out = {}
-    for name in names:
-        s = samples[name]
-        q = np.percentile(s, [25, 75])
-        out[name] = {"median_s": statistics.median(s), "min_s": min(s), "iqr_s": float(q[1] - q[0]),
-                     "samples": len(s), "batch": batch[name],
-                     "samples_s": [float(f"{t:.4g}") for t in s]}  # 4 significant digits: timing noise is larger
-    return out
+    return {name: timing_from_samples(samples[name], batch[name]) for name in names}
+
+
+def timing_from_samples(samples: list[float], batch: int) -> dict[str, Any]:
+    """The summary :func:`time_alternating` reports for one implementation's per-call ``samples`` (seconds)."""
+    q = np.percentile(samples, [25, 75])
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "iqr_s": float(q[1] - q[0]),
+            "samples": len(samples), "batch": batch,
+            "samples_s": [float(f"{t:.4g}") for t in samples]}  # 4 significant digits: timing noise is larger
+
+
+def pooled(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Two timings of one implementation (``time_alternating`` entries) as one, their samples concatenated.
+
+    Sample ``r`` of two implementations stays paired (both lists grow by the
+    same rounds), so :func:`paired_ratio_interval` still applies.
+    """
+    return {**first, **timing_from_samples(first["samples_s"] + later["samples_s"], first["batch"])}
 
 
 def paired_ratio_interval(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float] | None:

@@ -153,7 +153,8 @@ def slow_rows(results: dict) -> list[tuple[dict, str, float]]:
 
 def _header(env: dict) -> list[str]:
     mode = ("`--quick` run (medium size, 10 repeats, fused-vs-naive speed at a reduced N)"
-            if env["mode"] == "quick" else f"full run ({', '.join(env['sizes'])} sizes, {env['repeats']} repeats)")
+            if env["mode"] == "quick" else f"full run ({', '.join(env['sizes'])} sizes, {env['repeats']} repeats"
+            + (f" in each of {env['rounds']} rounds, pooled" if env.get("rounds", 1) > 1 else "") + ")")
     torch = env["torch"] or f"not measured ({env['torch_note']})"
     return [
         f"# jaxloss benchmarks: {env['device_kind']} ({env['platform']})",

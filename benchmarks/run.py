@@ -383,6 +383,7 @@ def environment(device: Any, torch_peer: tuple, args: argparse.Namespace) -> dic
         "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "mode": "quick" if args.quick else "full", "repeats": args.repeats, "sizes": args.sizes,
+        "rounds": args.rounds,
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
     }
 
@@ -426,6 +427,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=os.path.join(_HERE, "results"), help="output folder")
     parser.add_argument("--merge", action="store_true",
                         help="update <device>.json: replace the rows (and issue-6 figures) measured now, keep the rest")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the whole table this many times, pooling each row's samples (default 1)")
     parser.add_argument("--allocator", default="fixed", choices=("fixed", "no-mmap", "default"),
                         help="glibc malloc settings (harness.fix_allocator): 'fixed' thresholds (default), 'no-mmap' "
                         "(also one arena and no mmap at all: no page faults after warm-up), or glibc's 'default'")
@@ -461,15 +464,25 @@ def _measure(args: argparse.Namespace, device: Any) -> dict:
           f"torch {env['torch'] or '-'}; {env['mode']} run, {args.repeats} repeats, sizes {args.sizes}", flush=True)
 
     selected = set(args.only.split(",")) if args.only else None
-    rows = []
-    for case in cases_lib.build_cases():
-        if selected and case.name not in selected:
-            continue
-        for size in args.sizes:
-            start = time.perf_counter()
-            row = run_case(case, size, args.repeats, device, torch_peer)
-            rows.append(row)
-            print(report.progress_line(row, time.perf_counter() - start), flush=True)
+    rows: list[dict] = []
+    index: dict[tuple[str, str], int] = {}
+    # Rounds: the whole table again, its samples pooled with the earlier rounds' (paired by repeat). The
+    # load of this shared machine drifts over minutes, which moves a row's ratio by up to ~10% between
+    # runs, more than one run's paired interval shows; rounds minutes apart sample several load regimes.
+    for _ in range(args.rounds):
+        for case in cases_lib.build_cases():
+            if selected and case.name not in selected:
+                continue
+            for size in args.sizes:
+                start = time.perf_counter()
+                row = run_case(case, size, args.repeats, device, torch_peer)
+                key = (case.name, size)
+                if key in index:
+                    row = rows[index[key]] = _pooled_row(rows[index[key]], row)
+                else:
+                    index[key] = len(rows)
+                    rows.append(row)
+                print(report.progress_line(row, time.perf_counter() - start), flush=True)
 
     issue6: dict[str, Any] = {}
     if not args.skip_issue6:
@@ -493,6 +506,25 @@ def _measure(args: argparse.Namespace, device: Any) -> dict:
     env["load_average_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
     return {"environment": env, "rows": rows, "issue6": issue6, "explanations": cases_lib.EXPLANATIONS}
+
+
+def _pooled_row(first: dict, later: dict) -> dict:
+    """``first`` with every timing's samples pooled with ``later``'s (the same row, measured in a later round)."""
+    out = dict(first)
+    for mode in MODES:
+        if mode not in first or mode not in later:
+            continue
+        meta = {}
+        for peer, timing in first[mode].items():
+            again = later[mode].get(peer)
+            if not isinstance(timing, dict) or not isinstance(again, dict) or "samples_s" not in timing:
+                meta[peer] = timing
+                continue
+            meta[peer] = harness.pooled(timing, again)
+            if "paired_jaxloss" in timing and "paired_jaxloss" in again:
+                meta[peer]["paired_jaxloss"] = harness.pooled(timing["paired_jaxloss"], again["paired_jaxloss"])
+        out[mode] = meta
+    return out
 
 
 def _merged(stem: str, new: dict) -> dict:

@@ -43,3 +43,13 @@ def test_paired_ratio_interval_covers_the_true_ratio(harness):
         lo, hi = harness.paired_ratio_interval(list(a), list(b))
         hits += lo <= 1.0 <= hi
     assert 0.92 <= hits / 400 <= 0.99  # 95.9% nominal for n = 20
+
+
+def test_pooled_timings_concatenate_the_rounds_samples(harness):
+    # Rounds (`run.py --rounds`): a row's later samples join the first round's, in order, and the summary
+    # is recomputed from all of them: median of 1, 2, 3, 10, 20, 30 is 6.5, minimum 1; the batch stays.
+    first = harness.timing_from_samples([3.0, 1.0, 2.0], batch=7)
+    later = harness.timing_from_samples([30.0, 10.0, 20.0], batch=9)
+    both = harness.pooled(dict(first, value=0.5), later)
+    assert both["samples_s"] == [3.0, 1.0, 2.0, 30.0, 10.0, 20.0]
+    assert (both["median_s"], both["min_s"], both["samples"], both["batch"], both["value"]) == (6.5, 1.0, 6, 7, 0.5)
