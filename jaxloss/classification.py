@@ -1564,14 +1564,14 @@ def jensen_shannon_divergence(log_predictions: Any, log_targets: Any, *, axis: i
 # ---------------------------------------------------------- classic parity
 @jax.custom_jvp
 def _sparse_plus(x: Array) -> Array:
-    """``jax.nn.sparse_plus`` with its quadratic branch fed only ``[-1, 1]`` (no overflow in the unused branch).
+    """``jax.nn.sparse_plus``: 0 below -1, ``(x + 1)^2 / 4`` on ``[-1, 1]``, ``x`` above.
 
     The derivative is ``(clip(x, -1, 1) + 1) / 2`` (the sparse sigmoid): one clamp per element, where
     differentiating the selects and the clip wrote out their tie rules (6 compares, 6 selects and 2
     divides per element; 2048x128 forward+backward 1.05x optax).
     """
-    inner = jnp.clip(x, -1.0, 1.0)  # NaN propagates
-    return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, 0.25 * jnp.square(inner + 1.0)))
+    # No clip on the quadratic branch: its overflow at large |x| is selected away, and the derivative is the JVP's.
+    return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, 0.25 * jnp.square(x + 1.0)))
 
 
 @_sparse_plus.defjvp
