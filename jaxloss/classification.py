@@ -209,9 +209,11 @@ def _guarded_in_blocks(guarded: _PerExample, a: Array, b: Array, ax: int) -> Arr
     row_shape = a.shape[:ax] + a.shape[ax + 1:]
     rows = math.prod(row_shape)
     block = max(1, _GUARD_BLOCK_ELEMENTS // max(classes, 1))
+    if rows <= block:
+        return guarded(a, b, ax - a.ndim)
     whole = jax.eval_shape(lambda a, b: guarded(a, b, ax - a.ndim), a, b)
     extra = whole.shape[len(row_shape):]
-    if rows <= block or whole.shape[:len(row_shape)] != row_shape:
+    if whole.shape[:len(row_shape)] != row_shape:
         return guarded(a, b, ax - a.ndim)
     a2 = jnp.moveaxis(a, ax, -1).reshape(rows, classes)
     b2 = jnp.moveaxis(b, ax, -1).reshape(rows, classes)
@@ -1796,7 +1798,11 @@ def _sparsemax_fenchel_young(s: Array, y: Array) -> Array:
     forward+backward: 187.6 MiB against optax's 156 MiB). An out-of-range label
     gives a NaN value and a NaN gradient row (the one-hot's NaN row).
     """
-    p = _sparsemax(s)
+    return _sparsemax_fenchel_young_of(s, y, _sparsemax(s))
+
+
+def _sparsemax_fenchel_young_of(s: Array, y: Array, p: Array) -> Array:
+    """The multi-class sparsemax loss from ``p = sparsemax(s)`` (computed once for the value and the JVP)."""
     # Scores relative to the label's: exact at any magnitude (1e4 - 1e4 is 0, not a rounding of 1e4).
     relative = s - jnp.expand_dims(_numerics.take_class(s, y, -1), -1)
     return jnp.sum(p * relative, axis=-1) + 0.5 * (1.0 - jnp.sum(jnp.square(p), axis=-1))
@@ -1806,8 +1812,9 @@ def _sparsemax_fenchel_young(s: Array, y: Array) -> Array:
 def _sparsemax_fenchel_young_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (s, y), (ds, _) = primals, tangents
     # p keeps its own derivative (the projection's JVP), so second derivatives (the Hessian) stay right.
-    grad = _sparsemax(s) - _numerics.one_hot(y, s.shape[-1], -1, s.dtype)
-    return _sparsemax_fenchel_young(s, y), jnp.sum(grad * ds, axis=-1)
+    p = _sparsemax(s)
+    grad = p - _numerics.one_hot(y, s.shape[-1], -1, s.dtype)
+    return _sparsemax_fenchel_young_of(s, y, p), jnp.sum(grad * ds, axis=-1)
 
 
 def make_fenchel_young_loss(max_fun: Any) -> Any:
