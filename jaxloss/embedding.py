@@ -295,6 +295,53 @@ def _euclidean_norm_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[
     return norm, _numerics.safe_div(jnp.sum(x * dx, axis=-1), norm)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _shifted_distance(x: Array, y: Array, epsilon: float, copy: int) -> Array:
+    """torch's ``pairwise_distance``: ``||x - y + epsilon||_2`` along the last axis, gradient 0 at the zero vector.
+
+    Two XLA:CPU details decide the speed, not the formula. (1) Every distance
+    gets an epsilon of its own (:func:`_epsilon_copy`): XLA's CSE merges equal
+    broadcasts, and a broadcast shared by two YNN reduction fusions is written
+    out as an ``[N, D]`` array and read back by both (triplet 512x128 forward:
+    6 kernels, 1.27x optax's time, against optax's 5). (2) The derivative
+    spells the difference ``-((y - x) - epsilon)``, which is bit-identical
+    (IEEE negation and subtraction are sign-symmetric) but not the same HLO,
+    so XLA does not write out the forward's difference for the backward to
+    share: the forward's reduction reads ``x`` and ``y`` and each gradient is
+    one pass over the inputs (4096x256 forward+backward: 11 kernels, no
+    ``[N, D]`` temporary, 1.16x -> 0.83x optax's time).
+    """
+    shifted = x - y + _epsilon_copy(epsilon, copy, x.dtype)
+    return jnp.sqrt(jnp.sum(shifted * shifted, axis=-1))
+
+
+@_shifted_distance.defjvp
+def _shifted_distance_jvp(epsilon: float, copy: int, primals: tuple[Array, Array],
+                          tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (x, y), (dx, dy) = primals, tangents
+    distance = _shifted_distance(x, y, epsilon, copy)
+    shifted = -((y - x) - jnp.asarray(epsilon, x.dtype))  # == x - y + epsilon, bit for bit
+    return distance, _numerics.safe_div(jnp.sum(shifted * (dx - dy), axis=-1), distance)
+
+
+def _epsilon_copy(epsilon: float, copy: int, dtype: jnp.dtype) -> Array:
+    """The constant ``epsilon``, behind ``copy`` optimization barriers: equal in value, distinct to XLA's CSE."""
+    value = jnp.asarray(epsilon, dtype)
+    for _ in range(copy):
+        value = jax.lax.optimization_barrier(value)
+    return value
+
+
+def _triplet_distance(x: Array, y: Array, epsilon: ArrayLike, p: ArrayLike, copy: int) -> Array:
+    """``||x - y + epsilon||_p`` for the triplet losses; ``copy`` numbers the call (see :func:`_shifted_distance`)."""
+    if not _checks.is_concrete(epsilon):
+        return _p_norm(x - y + jnp.asarray(epsilon, x.dtype), p)
+    eps = float(np.asarray(epsilon))
+    if _checks.is_concrete(p) and float(np.asarray(p)) == 2.0:
+        return _shifted_distance(x, y, eps, copy)
+    return _p_norm(x - y + _epsilon_copy(eps, copy, x.dtype), p)
+
+
 def _p_norm(diff: Array, p: ArrayLike) -> Array:
     """``||diff||_p`` along the last axis with finite gradients at 0 (any ``p > 0``, or inf)."""
     if _checks.is_concrete(p):
@@ -479,13 +526,10 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
     _checks.choice(fn, "swap", swap, (True, False))
     (a, pos, neg), _, where = _vector_inputs(
         fn, [("anchors", anchors), ("positives", positives), ("negatives", negatives)], None, where)
-    # A concrete epsilon stays a Python float: XLA then folds it into each distance's fusion instead of
-    # materialising one shared [N, D] broadcast of it.
-    eps = float(np.asarray(epsilon)) if _checks.is_concrete(epsilon) else jnp.asarray(epsilon, a.dtype)
-    d_pos = _p_norm(a - pos + eps, p)
-    d_neg = _p_norm(a - neg + eps, p)
+    d_pos = _triplet_distance(a, pos, epsilon, p, 0)
+    d_neg = _triplet_distance(a, neg, epsilon, p, 1)
     if swap:
-        d_neg = jnp.minimum(d_neg, _p_norm(pos - neg + eps, p))
+        d_neg = jnp.minimum(d_neg, _triplet_distance(pos, neg, epsilon, p, 2))
     values = jnp.maximum(d_pos - d_neg + jnp.asarray(margin, a.dtype), 0.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 

@@ -219,6 +219,37 @@ def test_triplet_traced_p_equals_concrete_p():
                                    rtol=RTOL, atol=ATOL)
 
 
+def test_triplet_gradients_traced_epsilon_and_second_derivatives():
+    # The p = 2 distance takes its derivative from a custom JVP (`embedding._shifted_distance`) with epsilon as a
+    # Python constant; a traced epsilon takes the plain path. Both give the same values and gradients, the
+    # gradients equal the closed form s_p (a - p + eps) / d_p - s_n (a - n + eps) / d_n over active triplets
+    # (float64 NumPy), and Hessian-vector products equal central finite differences of the gradient.
+    a, p, n = _f32(*_rng(7).normal(size=(3, 8, 5)))
+    for swap in (False, True):
+        def loss(x, y, z, eps):
+            return embedding.triplet_margin_loss(x, y, z, margin=1.0, epsilon=eps, swap=swap, reduction="sum")
+        concrete = jax.jit(jax.value_and_grad(lambda x, y, z: loss(x, y, z, 1e-3), argnums=(0, 1, 2)))(a, p, n)
+        traced = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(a, p, n, jnp.float32(1e-3))
+        for ours, other in zip(jax.tree_util.tree_leaves(concrete), jax.tree_util.tree_leaves(traced)):
+            np.testing.assert_allclose(ours, other, rtol=RTOL, atol=ATOL)
+    a64, p64, n64 = (np.float64(x) for x in (a, p, n))
+    dp, dn = a64 - p64 + 1e-3, a64 - n64 + 1e-3
+    up = dp / np.linalg.norm(dp, axis=-1, keepdims=True)
+    un = dn / np.linalg.norm(dn, axis=-1, keepdims=True)
+    active = (np.linalg.norm(dp, axis=-1) - np.linalg.norm(dn, axis=-1) + 1.0 > 0)[:, None].astype(np.float64)
+    grads = jax.jit(jax.grad(lambda x, y, z: embedding.triplet_margin_loss(x, y, z, epsilon=1e-3, reduction="sum"),
+                             argnums=(0, 1, 2)))(a, p, n)
+    for ours, ref in zip(grads, (active * (up - un), -active * up, active * un)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    with jax.enable_x64(True):
+        x, v = jnp.asarray(a64), jnp.asarray(_rng(8).normal(size=a.shape))
+        grad = jax.grad(lambda x: embedding.triplet_margin_loss(x, p64, n64, epsilon=1e-3, reduction="sum"))
+        hvp = jax.jvp(grad, (x,), (v,))[1]
+        step = 1e-6
+        fd = (grad(x + step * v) - grad(x - step * v)) / (2 * step)
+        np.testing.assert_allclose(np.asarray(hvp), np.asarray(fd), rtol=1e-5, atol=1e-7)
+
+
 def test_triplet_identical_anchor_positive_is_finite():
     a = _f32(_rng(5).normal(size=(4, 3)))[0]
     for eps in (1e-6, 0.0):
