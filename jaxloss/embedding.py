@@ -761,13 +761,28 @@ def _batch_inputs(fn: str, vectors: list[tuple[str, ArrayLike]], labels: ArrayLi
     return xs, y, where, valid_global, own
 
 
-def _masked_logsumexp(x: Array, mask: Array) -> tuple[Array, Array]:
+def _same_label_counts(y: Array, y_all: Array, valid_all: Array) -> Array:
+    """``sum_j [y_all[j] == y[i]] valid_all[j]`` for every anchor ``i`` (int32 ``[B]``), without an ``[N, N]`` array.
+
+    The candidates are sorted by label once, carrying their validity; a
+    running count of the valid ones, read at each anchor's label range
+    (``searchsorted``), gives the count. The comparison matrix instead made
+    XLA:CPU write an ``[N, N]`` integer array and reduce it in windows: 19 ms
+    at N = 4096, where this takes 0.8 ms (0.17 against 0.08 ms at N = 512).
+    """
+    sorted_y, sorted_valid = jax.lax.sort((y_all, valid_all.astype(jnp.int32)), num_keys=1)
+    running = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(sorted_valid, dtype=jnp.int32)])
+    return running[jnp.searchsorted(sorted_y, y, side="right")] - running[jnp.searchsorted(sorted_y, y, side="left")]
+
+
+def _masked_logsumexp(x: Array, mask: Array, some: Array | None = None) -> tuple[Array, Array]:
     """``logsumexp`` over the last axis of the entries where ``mask``; also whether any.
 
     The maximum is shifted out (``stop_gradient``) and masked entries never
-    reach ``exp``; a row with no entry gives 0 with zero gradient.
+    reach ``exp``; a row with no entry gives 0 with zero gradient. ``some``,
+    when the caller knows it, is ``any(mask, axis=-1)``.
     """
-    some = jnp.any(mask, axis=-1)
+    some = jnp.any(mask, axis=-1) if some is None else some
     low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
     # initial=: a row of zero length (an empty batch) has a maximum too.
     shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True, initial=low))
@@ -928,12 +943,17 @@ def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayL
     same = y[:, None] == y_all[None, :]
     positive = same & ~own & valid[None, :]
     negative = ~same & valid[None, :]
-    lse_neg, has_neg = _masked_logsumexp(sim, negative)
+    # Label counts from a sort, not from [N, N] reductions: the valid candidates of the anchor's label, itself
+    # included when it is valid (its own column is a candidate of its label).
+    same_count = _same_label_counts(y, y_all, valid)
+    has_neg = jnp.sum(valid, dtype=jnp.int32) > same_count
+    lse_neg, _ = _masked_logsumexp(sim, negative, has_neg)
     # -log(e^s / (e^s + sum_neg e)) = softplus(lse_neg - s); 0 when there is no negative.
     pair = jax.nn.softplus(lse_neg[:, None] - sim)
     pair = jnp.where(positive & has_neg[:, None], pair, jnp.zeros_like(pair))
     values = jnp.sum(pair, axis=-1)
-    count = jnp.sum(positive, axis=-1).astype(values.dtype)
+    own_valid = jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32)
+    count = (same_count - own_valid).astype(values.dtype)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn,
                          normalizer=count, axis_name=axis_name)
 
@@ -1000,7 +1020,8 @@ def supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike, *, tem
     positive = same & others
     lse, _ = _masked_logsumexp(sim, others)
     log_prob = jnp.where(positive, sim - lse[:, None], jnp.zeros_like(sim))
-    count = jnp.sum(positive, axis=-1)
+    own_valid = jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32)
+    count = _same_label_counts(y, y_all, valid) - own_valid  # sum(positive, axis=-1) without an [N, N] reduction
     values = -_numerics.safe_div(jnp.sum(log_prob, axis=-1), count.astype(sim.dtype))
     # Any negative pair in the (global) batch: two valid examples with different labels.
     int_max = jnp.iinfo(y_all.dtype).max
