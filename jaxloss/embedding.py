@@ -775,14 +775,40 @@ def _same_label_counts(y: Array, y_all: Array, valid_all: Array) -> Array:
     return running[jnp.searchsorted(sorted_y, y, side="right")] - running[jnp.searchsorted(sorted_y, y, side="left")]
 
 
-def _masked_logsumexp(x: Array, mask: Array, some: Array | None = None) -> tuple[Array, Array]:
+def _cosine_logit_bound(temperature: ArrayLike, dtype: jnp.dtype) -> float | None:
+    """``1 / temperature``, an upper bound of cosine similarities over ``temperature``, when it is a safe shift.
+
+    The logits lie in ``[-1/t, 1/t]`` (unit vectors; rounding adds ulps), so
+    ``exp(s - 1/t)`` is at most 1 and at least ``exp(-2/t)``. While that stays
+    many orders of magnitude above the smallest normal float (``2/t`` at most
+    3/4 of ``-log(tiny)``: ``t >= 0.031`` in float32), a log-sum-exp shifted by
+    ``1/t`` keeps full precision and needs no pass over ``[N, N]`` for the
+    maximum. ``None`` for a smaller or traced temperature (shift by the maximum).
+    """
+    if not _checks.is_concrete(temperature):
+        return None
+    t = float(np.asarray(temperature))
+    limit = 0.75 * -math.log(float(jnp.finfo(dtype).tiny))
+    return 1.0 / t if 2.0 / t <= limit else None
+
+
+def _masked_logsumexp(x: Array, mask: Array, some: Array | None = None,
+                      bound: float | None = None) -> tuple[Array, Array]:
     """``logsumexp`` over the last axis of the entries where ``mask``; also whether any.
 
     The maximum is shifted out (``stop_gradient``) and masked entries never
     reach ``exp``; a row with no entry gives 0 with zero gradient. ``some``,
-    when the caller knows it, is ``any(mask, axis=-1)``.
+    when the caller knows it, is ``any(mask, axis=-1)``. ``bound``, when the
+    caller knows one (:func:`_cosine_logit_bound`), is an upper bound of
+    every ``x`` close enough to all of them that no ``exp(x - bound)``
+    underflows: it is the shift, and the pass that finds the maximum is saved.
     """
     some = jnp.any(mask, axis=-1) if some is None else some
+    if bound is not None:
+        exps = jnp.where(mask, jnp.exp(x - jnp.asarray(bound, x.dtype)), jnp.zeros_like(x))
+        total = jnp.sum(exps, axis=-1)
+        lse = jnp.log(jnp.where(some, total, jnp.ones_like(total))) + jnp.asarray(bound, x.dtype)
+        return jnp.where(some, lse, jnp.zeros_like(lse)), some
     low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
     # initial=: a row of zero length (an empty batch) has a maximum too.
     shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True, initial=low))
@@ -947,9 +973,18 @@ def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayL
     # included when it is valid (its own column is a candidate of its label).
     same_count = _same_label_counts(y, y_all, valid)
     has_neg = jnp.sum(valid, dtype=jnp.int32) > same_count
-    lse_neg, _ = _masked_logsumexp(sim, negative, has_neg)
+    bound = _cosine_logit_bound(temperature, sim.dtype)
+    lse_neg, _ = _masked_logsumexp(sim, negative, has_neg, bound)
     # -log(e^s / (e^s + sum_neg e)) = softplus(lse_neg - s); 0 when there is no negative.
-    pair = jax.nn.softplus(lse_neg[:, None] - sim)
+    if bound is None:
+        pair = jax.nn.softplus(lse_neg[:, None] - sim)
+    else:
+        # With the shift b = 1/t: log(e^(lse - b) + e^(s - b)) - (s - b), where both exponentials lie in
+        # [e^(-2/t), N] (no overflow or underflow): exp, add, log, subtract per pair instead of softplus's
+        # max, abs, exp, log1p and NaN select.
+        b = jnp.asarray(bound, sim.dtype)
+        shifted = sim - b
+        pair = jnp.log(jnp.exp(lse_neg - b)[:, None] + jnp.exp(shifted)) - shifted
     pair = jnp.where(positive & has_neg[:, None], pair, jnp.zeros_like(pair))
     values = jnp.sum(pair, axis=-1)
     own_valid = jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32)
@@ -1018,7 +1053,7 @@ def supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike, *, tem
     same = y[:, None] == y_all[None, :]
     others = ~own & valid[None, :]
     positive = same & others
-    lse, _ = _masked_logsumexp(sim, others)
+    lse, _ = _masked_logsumexp(sim, others, bound=_cosine_logit_bound(temperature, sim.dtype))
     log_prob = jnp.where(positive, sim - lse[:, None], jnp.zeros_like(sim))
     own_valid = jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32)
     count = _same_label_counts(y, y_all, valid) - own_valid  # sum(positive, axis=-1) without an [N, N] reduction
