@@ -926,6 +926,12 @@ def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayL
     label, SimCLR) it is the plain mean over anchors. Anchors without a
     positive contribute nothing.
 
+    Cosine logits lie in :math:`[-1/\tau, 1/\tau]`, so for a concrete
+    :math:`\tau` with :math:`2/\tau` well inside the float range (``tau >=
+    0.031`` in float32) the log-sum-exp is shifted by :math:`1/\tau` instead
+    of each row's maximum (one pass over ``[B, B]`` fewer); a smaller or traced
+    temperature shifts by the maximum.
+
     Args:
       embeddings: ``[B, D]`` float embeddings (compared after L2
         normalisation).
