@@ -141,6 +141,28 @@ def beyond_noise(row: dict, mode: str, peer: str = "optax") -> bool | None:
     return None if band is None else band[0] > SLOW
 
 
+def beyond_noise_each_round(row: dict, mode: str, rounds: int, peer: str = "optax") -> bool | None:
+    """Whether jaxloss is slower than ``peer`` beyond the noise of every round on its own.
+
+    ``run.py --rounds`` pools each row's samples round after round, in order
+    (``harness.pooled``), so the ``k``-th equal slice of the samples is round
+    ``k``. A row slower in one round's load regime only (the run-to-run spread
+    of this shared machine) fails this test; ``None`` when the rows kept no
+    samples or fewer than two rounds were run.
+    """
+    meta = row.get(mode, {})
+    if rounds < 2 or "jaxloss" not in meta or peer not in meta:
+        return None
+    a, b = _ours(meta, peer).get("samples_s"), meta[peer].get("samples_s")
+    if not a or not b or len(a) != len(b) or len(a) % rounds:
+        return None
+    size = len(a) // rounds
+    bands = [paired_ratio_interval(a[k * size:(k + 1) * size], b[k * size:(k + 1) * size]) for k in range(rounds)]
+    if any(band is None for band in bands):
+        return None
+    return all(band[0] > SLOW for band in bands if band is not None)
+
+
 def slow_rows(results: dict) -> list[tuple[dict, str, float]]:
     out = []
     for row in results["rows"]:
@@ -352,6 +374,13 @@ def markdown(results: dict) -> str:
                          f"the paired ratio entirely above 1.00): {len(beyond)}"
                          + (" — " + ", ".join(f"`{row['case']}` {row['size']} {mode}" for row, mode in beyond)
                             if beyond else ""))
+        rounds = int(env.get("rounds", 1) or 1)
+        every = [(row, mode) for row, mode in beyond if beyond_noise_each_round(row, mode, rounds)]
+        if rounds > 1 and any(beyond_noise_each_round(row, mode, rounds) is not None for row, mode in beyond):
+            lines.append(f"* of those, slower beyond the noise of each of the {rounds} rounds on its own (slow in "
+                         f"every load regime the run met, not only in the pooled samples): {len(every)}"
+                         + (" — " + ", ".join(f"`{row['case']}` {row['size']} {mode}" for row, mode in every)
+                            if every else ""))
         lines += ["", "## Losses", "",
                   "| loss | size | shape | fwd / optax | f+b / optax | fwd / torch | f+b / torch "
                   "| jaxloss f+b ms | f+b memory jaxloss (/ optax) | fwd kernels jaxloss / optax "

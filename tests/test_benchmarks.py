@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 _HARNESS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "harness.py"
+_REPORT = _HARNESS.parent / "report.py"
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,27 @@ def test_pooled_timings_concatenate_the_rounds_samples(harness):
     both = harness.pooled(dict(first, value=0.5), later)
     assert both["samples_s"] == [3.0, 1.0, 2.0, 30.0, 10.0, 20.0]
     assert (both["median_s"], both["min_s"], both["samples"], both["batch"], both["value"]) == (6.5, 1.0, 6, 7, 0.5)
+
+
+def test_each_round_verdict_splits_the_pooled_samples_by_round(harness, monkeypatch):
+    # Two rounds of 20 paired samples each. 1.10x optax in both rounds is slow in each round. 1.10x in the
+    # first round and 0.98x/1.06x alternating in the second is slow beyond the pooled samples' noise (the
+    # sign-test interval of 40 ratios runs from rank 14, a 1.06, to rank 27, a 1.10) but not in the second
+    # round alone (ranks 6 and 15 of its 20 ratios: 0.98 and 1.06).
+    monkeypatch.syspath_prepend(str(_HARNESS.parent))
+    spec = importlib.util.spec_from_file_location("benchmarks_report", _REPORT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    optax = list(np.linspace(1.0, 2.0, 40))
+
+    def row(factors):
+        ours = [f * t for f, t in zip(factors, optax)]
+        return {"fwd": {"jaxloss": {"samples_s": ours, "median_s": float(np.median(ours))},
+                        "optax": {"samples_s": optax, "median_s": float(np.median(optax))}}}
+
+    both = row([1.10] * 40)
+    first_only = row([1.10] * 20 + [0.98, 1.06] * 10)
+    assert report.beyond_noise(both, "fwd") and report.beyond_noise_each_round(both, "fwd", 2)
+    assert report.beyond_noise(first_only, "fwd") and not report.beyond_noise_each_round(first_only, "fwd", 2)
+    assert report.beyond_noise_each_round(both, "fwd", 1) is None  # one round: no per-round verdict
+    assert report.beyond_noise_each_round(both, "fwd", 3) is None  # 40 samples do not split into 3 rounds
