@@ -375,7 +375,12 @@ EXPLANATIONS: dict[str, str] = {
         "finiteness test and conditional (see softmax_cross_entropy for the rejected sum test). Session 6: "
         "the scalar-reduction guard of softmax_cross_entropy (a conditional on the reduced value); with "
         "torch out of the optax rotation, 8192x1000 forward went 1.39 -> 1.03x in a re-run of the row."
-        " Session 7: the rare guarded recomputation runs in row blocks of 16384 elements (`_guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: forward temporaries 62.5 MiB -> 0.2 MiB, forward+backward memory 1.50x -> 1.00x optax's). Before, that temporary made XLA:CPU's per-call temporary buffer larger than glibc's 32 MiB mmap ceiling, so every call mapped it afresh and faulted in 31 MiB of pages: forward+backward then measured 1.18-1.62x optax, or 0.73x when optax's own buffers happened to be mapped afresh too (glibc's adaptive threshold follows the allocation history), which is why this row swung between runs. A batch with -inf logits (the guarded branch) became faster too: 8192x1000 forward 31 -> 14 ms."),
+        " Session 7: the rare guarded recomputation runs in row blocks of 16384 elements (`_guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: forward temporaries 62.5 MiB -> 0.2 MiB, forward+backward memory 1.50x -> 1.00x optax's). Before, that temporary made XLA:CPU's per-call temporary buffer larger than glibc's 32 MiB mmap ceiling, so every call mapped it afresh and faulted in 31 MiB of pages: forward+backward then measured 1.18-1.62x optax, or 0.73x when optax's own buffers happened to be mapped afresh too (glibc's adaptive threshold follows the allocation history), which is why this row swung between runs. A batch with -inf logits (the guarded branch) became faster too: 8192x1000 forward 31 -> 14 ms."
+        " Session 8, 128x10 forward (below the 4096-element threshold, one loop fusion): optax's unguarded "
+        "formula measured 0.99-1.01x and the guarded one 1.08-1.13x, with or without its NaN test, in scratch A/B "
+        "runs of 40 repeats: the select is the whole gap. No select-free form keeps the contract: floors on log t "
+        "and log p turn the +inf of a positive target at p = 0 into a finite number, and without the floor on log "
+        "p a zero target at log p = -inf gives 0 * inf = NaN."),
     "poly_loss_cross_entropy": (
         "Issue 15: the cross-entropy and 1 - p_t now come from one custom JVP (`_xent_and_one_minus_pt`) over "
         "the same floored shifted logits, so e^s and its sum are computed once (before, 1 - p_t was computed "
