@@ -775,6 +775,20 @@ def _same_label_counts(y: Array, y_all: Array, valid_all: Array) -> Array:
     return running[jnp.searchsorted(sorted_y, y, side="right")] - running[jnp.searchsorted(sorted_y, y, side="left")]
 
 
+def _pair_presence(y: Array, y_all: Array, valid: Array, where: Array | None) -> tuple[Array, Array, Array]:
+    """Per anchor: its number of positives (int32), whether it has a positive, whether it has a negative.
+
+    ``sum(positive, -1)``, ``any(positive, -1)`` and ``any(negative, -1)`` of
+    :func:`_pair_masks` from :func:`_same_label_counts` (a sort), without
+    ``[N, N]`` reductions: a positive is another valid candidate of the
+    anchor's label (the anchor's own column is a valid candidate of its label
+    when ``where`` keeps it), a negative a valid candidate of another label.
+    """
+    same = _same_label_counts(y, y_all, valid)
+    positives = same - (jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32))
+    return positives, positives > 0, jnp.sum(valid, dtype=jnp.int32) > same
+
+
 def _cosine_logit_bound(temperature: ArrayLike, dtype: jnp.dtype) -> float | None:
     """``1 / temperature``, an upper bound of cosine similarities over ``temperature``, when it is a safe shift.
 
@@ -889,7 +903,7 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, *, margin:
     same = y[:, None] == y_all[None, :]
     positive = same & ~own & valid[None, :]
     negative = ~same & valid[None, :]
-    has_pos, has_neg = jnp.any(positive, axis=-1), jnp.any(negative, axis=-1)
+    _, has_pos, has_neg = _pair_presence(y, y_all, valid, where)
     # initial=: the reductions stay defined on an empty batch (size 0 gives 0.0).
     hardest_pos = jnp.max(jnp.where(positive, dist, jnp.zeros_like(dist)), axis=-1, initial=0.0)
     big = jnp.asarray(jnp.finfo(dist.dtype).max, dist.dtype)
@@ -975,10 +989,7 @@ def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayL
     same = y[:, None] == y_all[None, :]
     positive = same & ~own & valid[None, :]
     negative = ~same & valid[None, :]
-    # Label counts from a sort, not from [N, N] reductions: the valid candidates of the anchor's label, itself
-    # included when it is valid (its own column is a candidate of its label).
-    same_count = _same_label_counts(y, y_all, valid)
-    has_neg = jnp.sum(valid, dtype=jnp.int32) > same_count
+    positives, _, has_neg = _pair_presence(y, y_all, valid, where)  # label counts from a sort
     bound = _cosine_logit_bound(temperature, sim.dtype)
     lse_neg, _ = _masked_logsumexp(sim, negative, has_neg, bound)
     # -log(e^s / (e^s + sum_neg e)) = softplus(lse_neg - s); 0 when there is no negative.
@@ -993,8 +1004,7 @@ def ntxent_loss(embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayL
         pair = jnp.log(jnp.exp(lse_neg - b)[:, None] + jnp.exp(shifted)) - shifted
     pair = jnp.where(positive & has_neg[:, None], pair, jnp.zeros_like(pair))
     values = jnp.sum(pair, axis=-1)
-    own_valid = jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32)
-    count = (same_count - own_valid).astype(values.dtype)
+    count = positives.astype(values.dtype)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn,
                          normalizer=count, axis_name=axis_name)
 
@@ -1061,8 +1071,7 @@ def supervised_contrastive_loss(embeddings: ArrayLike, labels: ArrayLike, *, tem
     positive = same & others
     lse, _ = _masked_logsumexp(sim, others, bound=_cosine_logit_bound(temperature, sim.dtype))
     log_prob = jnp.where(positive, sim - lse[:, None], jnp.zeros_like(sim))
-    own_valid = jnp.ones(y.shape, jnp.int32) if where is None else where.astype(jnp.int32)
-    count = _same_label_counts(y, y_all, valid) - own_valid  # sum(positive, axis=-1) without an [N, N] reduction
+    count, _, _ = _pair_presence(y, y_all, valid, where)  # sum(positive, axis=-1) without an [N, N] reduction
     values = -_numerics.safe_div(jnp.sum(log_prob, axis=-1), count.astype(sim.dtype))
     # Any negative pair in the (global) batch: two valid examples with different labels.
     int_max = jnp.iinfo(y_all.dtype).max
@@ -1543,21 +1552,23 @@ def circle_loss(embeddings: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike = 
     m = jnp.asarray(margin, x.dtype)
     pos_logits = -gamma * jnp.maximum(m + dist, 0.0) * (m - dist)
     neg_logits = gamma * jnp.maximum(1.0 + m - dist, 0.0) * (1.0 - m - dist)
-    lse_pos, has_pos = _masked_logsumexp(pos_logits, positive)
-    lse_neg, has_neg = _masked_logsumexp(neg_logits, negative)
+    _, has_pos, has_neg = _pair_presence(y, y_all, valid, where)
+    lse_pos, _ = _masked_logsumexp(pos_logits, positive, has_pos)
+    lse_neg, _ = _masked_logsumexp(neg_logits, negative, has_neg)
     values = jax.nn.softplus(lse_pos + lse_neg)
     where = _and(where, has_pos & has_neg)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
 # ------------------------------------- metric learning, second part (PML 2.x)
-def _log1p_sum_exp(x: Array, mask: Array) -> Array:
+def _log1p_sum_exp(x: Array, mask: Array, some: Array | None = None) -> Array:
     """``log(1 + sum_j exp(x_j))`` over the last axis where ``mask``; 0 for a row without entries.
 
     pytorch-metric-learning's ``logsumexp(..., add_one=True)``: the log-sum-exp
-    of the entries and one extra 0, i.e. ``softplus(logsumexp(x))``.
+    of the entries and one extra 0, i.e. ``softplus(logsumexp(x))``. ``some``,
+    when the caller knows it, is ``any(mask, axis=-1)``.
     """
-    lse, some = _masked_logsumexp(x, mask)
+    lse, some = _masked_logsumexp(x, mask, some)
     return jnp.where(some, jax.nn.softplus(lse), jnp.zeros_like(lse))
 
 
@@ -1632,7 +1643,9 @@ def multi_similarity_loss(embeddings: ArrayLike, labels: ArrayLike, *, alpha: Ar
     positive, negative = _pair_masks(y, y_all, valid, own)
     a, b = jnp.asarray(alpha, x.dtype), jnp.asarray(beta, x.dtype)
     shifted = sim - jnp.asarray(base, x.dtype)
-    values = _log1p_sum_exp(-a * shifted, positive) / a + _log1p_sum_exp(b * shifted, negative) / b
+    _, has_pos, has_neg = _pair_presence(y, y_all, valid, where)
+    values = (_log1p_sum_exp(-a * shifted, positive, has_pos) / a
+              + _log1p_sum_exp(b * shifted, negative, has_neg) / b)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
@@ -1703,8 +1716,9 @@ def lifted_structure_loss(embeddings: ArrayLike, labels: ArrayLike, *, positive_
                - 2.0 * x @ x_all.T)
     dist = _numerics.safe_sqrt(jnp.maximum(squared, 0.0))
     positive, negative = _pair_masks(y, y_all, valid, own)
-    lse_pos, _ = _masked_logsumexp(dist - jnp.asarray(positive_margin, x.dtype), positive)
-    lse_neg, _ = _masked_logsumexp(jnp.asarray(negative_margin, x.dtype) - dist, negative)
+    _, has_pos, has_neg = _pair_presence(y, y_all, valid, where)
+    lse_pos, _ = _masked_logsumexp(dist - jnp.asarray(positive_margin, x.dtype), positive, has_pos)
+    lse_neg, _ = _masked_logsumexp(jnp.asarray(negative_margin, x.dtype) - dist, negative, has_neg)
     values = jnp.maximum(lse_pos + lse_neg, 0.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
