@@ -537,9 +537,12 @@ def triplet_margin_loss(anchors: ArrayLike, positives: ArrayLike, negatives: Arr
 _PAIRWISE_EPSILON = 1e-6  # torch ``pairwise_distance``'s default ``eps``
 
 
-def _pairwise_distance(x: Array, y: Array) -> Array:
-    """torch ``pairwise_distance(x, y)``: ``||x - y + 1e-6||_2`` along the last axis, finite gradient at 0."""
-    return _numerics.safe_norm(x - y + jnp.asarray(_PAIRWISE_EPSILON, x.dtype), axis=-1)
+def _pairwise_distance(x: Array, y: Array, copy: int = 0) -> Array:
+    """torch ``pairwise_distance(x, y)``: ``||x - y + 1e-6||_2`` along the last axis, finite gradient at 0.
+
+    ``copy`` numbers the distances of one loss (see :func:`_shifted_distance`).
+    """
+    return _shifted_distance(x, y, _PAIRWISE_EPSILON, copy)
 
 
 def _distance_shape(fn: str, distance_function: Callable[[Array, Array], ArrayLike], x: Array) -> tuple[int, ...]:
@@ -630,6 +633,7 @@ def triplet_margin_with_distance_loss(anchors: ArrayLike, positives: ArrayLike, 
     fn = "triplet_margin_with_distance_loss"
     _checks.in_range(fn, "margin", margin, low=0.0, low_open=True)
     _checks.choice(fn, "swap", swap, (True, False))
+    default = distance_function is None
     if distance_function is None:
         distance_function = _pairwise_distance
     elif not callable(distance_function):
@@ -648,13 +652,15 @@ def triplet_margin_with_distance_loss(anchors: ArrayLike, positives: ArrayLike, 
         example_mask = where.reshape(out_shape + (1,) * (a.ndim - len(out_shape)))
         a, pos, neg = (_numerics.mask_inputs(example_mask, x) for x in (a, pos, neg))
 
-    def distance(x: Array, y: Array) -> Array:
+    def distance(x: Array, y: Array, copy: int) -> Array:
+        if default:  # torch's pairwise_distance, each call with an epsilon of its own (see _shifted_distance)
+            return _pairwise_distance(x, y, copy)
         return jnp.asarray(distance_function(x, y)).astype(dtype)
 
-    d_pos = distance(a, pos)
-    d_neg = distance(a, neg)
+    d_pos = distance(a, pos, 0)
+    d_neg = distance(a, neg, 1)
     if swap:
-        d_neg = jnp.minimum(d_neg, distance(pos, neg))
+        d_neg = jnp.minimum(d_neg, distance(pos, neg, 2))
     values = jnp.maximum(jnp.asarray(margin, dtype) + d_pos - d_neg, 0.0)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
