@@ -1097,9 +1097,12 @@ def _pair_logits(fn: str, queries: ArrayLike, keys: ArrayLike, names: tuple[str,
     return q, k, valid, own, where
 
 
-def _cross_entropy_own(logits: Array, own: Array, valid: Array) -> Array:
-    """Per row, ``-log softmax`` of the row's own (paired) column over the valid columns."""
-    lse, _ = _masked_logsumexp(logits, valid[None, :] | own)
+def _cross_entropy_own(logits: Array, own: Array, valid: Array, bound: float | None = None) -> Array:
+    """Per row, ``-log softmax`` of the row's own (paired) column over the valid columns.
+
+    ``bound``: a safe shift for cosine logits (:func:`_cosine_logit_bound`), else the row maximum.
+    """
+    lse, _ = _masked_logsumexp(logits, valid[None, :] | own, bound=bound)
     return lse - jnp.sum(jnp.where(own, logits, jnp.zeros_like(logits)), axis=-1)
 
 
@@ -1154,7 +1157,7 @@ def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike
     _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
     q, k, valid, own, where = _pair_logits(fn, queries, keys, ("queries", "keys"), where, axis_name)
     logits = (q @ _gather(k, axis_name).T) / jnp.asarray(temperature, q.dtype)
-    values = _cross_entropy_own(logits, own, valid)
+    values = _cross_entropy_own(logits, own, valid, _cosine_logit_bound(temperature, logits.dtype))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
@@ -1212,8 +1215,9 @@ def clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *, temper
     u, v, valid, own, where = _pair_logits(fn, image_embeddings, text_embeddings,
                                            ("image_embeddings", "text_embeddings"), where, axis_name)
     inv_t = 1.0 / jnp.asarray(temperature, u.dtype)
-    image_to_text = _cross_entropy_own((u @ _gather(v, axis_name).T) * inv_t, own, valid)
-    text_to_image = _cross_entropy_own((v @ _gather(u, axis_name).T) * inv_t, own, valid)
+    bound = _cosine_logit_bound(temperature, u.dtype)
+    image_to_text = _cross_entropy_own((u @ _gather(v, axis_name).T) * inv_t, own, valid, bound)
+    text_to_image = _cross_entropy_own((v @ _gather(u, axis_name).T) * inv_t, own, valid, bound)
     values = 0.5 * (image_to_text + text_to_image)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
@@ -1781,7 +1785,8 @@ def npairs_loss(anchors: ArrayLike, positives: ArrayLike, *, axis_name: Hashable
     """
     fn = "npairs_loss"
     a, p, valid, own, where = _pair_logits(fn, anchors, positives, ("anchors", "positives"), where, axis_name)
-    values = _cross_entropy_own(a @ _gather(p, axis_name).T, own, valid)
+    logits = a @ _gather(p, axis_name).T  # cosines: temperature 1
+    values = _cross_entropy_own(logits, own, valid, _cosine_logit_bound(1.0, logits.dtype))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
