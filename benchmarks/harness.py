@@ -83,6 +83,11 @@ def compile_jax(fn: Callable, args: tuple) -> tuple[Any, float, int | None]:
 
 _OPCODE = re.compile(r"^\s*(?:ROOT\s+)?%\S+\s*=\s*.*?\s([a-z][a-z0-9-]*)\(")
 _FREE = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+# An entry-computation fusion that only broadcasts (XLA:CPU names it wrapped_broadcast): an array written out so
+# that another fusion (on CPU often a YNN fusion, which takes a broadcast operand it cannot share) reads it back.
+_BROADCAST = re.compile(r"=\s*[a-z0-9]+\[([\d,]*)\]\S*\s+fusion\(.*calls=%wrapped_broadcast_computation")
+# Broadcasts of fewer elements than this are not counted (an [N] row vector costs nothing).
+_BROADCAST_MIN_ELEMENTS = 4096
 
 
 def hlo_profile(compiled: Any) -> dict[str, Any]:
@@ -92,19 +97,25 @@ def hlo_profile(compiled: Any) -> dict[str, Any]:
     (fusions, custom calls, ...; not parameters, constants, tuples or bitcasts):
     each is a separate pass over memory or a separate launch. Two programs with
     equal ``opcodes`` do the same arithmetic; their timing difference is noise.
+    ``broadcasts`` counts the entry fusions that only write out a broadcast of
+    at least ``_BROADCAST_MIN_ELEMENTS`` elements (a constant or a row vector
+    that several fusions share: the triplet loss's epsilon was one).
     """
     try:
         text = compiled.as_text()
     except Exception:  # pylint: disable=broad-except
         return {}
     opcodes: dict[str, int] = {}
-    kernels, in_entry = 0, False
+    kernels, broadcasts, in_entry = 0, 0, False
     for line in text.splitlines():
         if line.startswith("ENTRY"):
             in_entry = True
             continue
         if in_entry and line.startswith("}"):
             in_entry = False
+        written = _BROADCAST.search(line) if in_entry else None
+        if written and math.prod(int(d) for d in written.group(1).split(",") if d) >= _BROADCAST_MIN_ELEMENTS:
+            broadcasts += 1
         match = _OPCODE.match(line)
         if not match:
             continue
@@ -113,7 +124,8 @@ def hlo_profile(compiled: Any) -> dict[str, Any]:
         if in_entry and op not in _FREE:
             kernels += 1
     digest = hashlib.sha1(repr(sorted(opcodes.items())).encode()).hexdigest()[:12]
-    return {"kernels": kernels, "instructions": sum(opcodes.values()), "opcodes_digest": digest}
+    return {"kernels": kernels, "broadcasts": broadcasts, "instructions": sum(opcodes.values()),
+            "opcodes_digest": digest}
 
 
 def memory_bytes(compiled: Any) -> int | None:

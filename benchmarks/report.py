@@ -88,6 +88,18 @@ def _profile(row: dict, mode: str, peer: str) -> tuple[Any, Any]:
     return meta.get("hlo", {}).get("kernels"), meta.get("memory_bytes")
 
 
+def broadcasts(row: dict, mode: str, peer: str) -> int | None:
+    """Materialised broadcasts (``harness.hlo_profile``) of a row's program; ``None`` for runs before they were counted."""
+    value = row.get(mode, {}).get(peer, {}).get("hlo", {}).get("broadcasts")
+    return None if value is None else int(value)
+
+
+def extra_broadcasts(row: dict, mode: str) -> int:
+    """How many more broadcast arrays jaxloss's program writes out than optax's (0 when unknown)."""
+    ours, theirs = broadcasts(row, mode, "jaxloss"), broadcasts(row, mode, "optax")
+    return 0 if ours is None or theirs is None else max(ours - theirs, 0)
+
+
 def cause(row: dict, mode: str, explanations: dict) -> str:
     """Why ``row`` is slower than optax in ``mode``: noise for identical programs, else the recorded cause."""
     if same_hlo(row, mode):
@@ -98,6 +110,9 @@ def cause(row: dict, mode: str, explanations: dict) -> str:
         facts = f"different program: {k_ours} vs {k_opt} kernels, memory {_fmt_bytes(m_ours)} vs {_fmt_bytes(m_opt)}"
         no_larger = k_ours <= k_opt and (m_ours or 0) <= (m_opt or 0)
         facts += " (no more launches or memory than optax's). " if no_larger else ". "
+        if extra_broadcasts(row, mode):
+            facts += (f"It writes out {broadcasts(row, mode, 'jaxloss')} broadcast array(s) (optax: "
+                      f"{broadcasts(row, mode, 'optax')}), each an extra pass over memory. ")
     text = explanations.get(row["case"], "(no cause recorded)")
     if isinstance(text, dict):
         text = text.get(mode, text.get("", "(no cause recorded)"))
@@ -374,6 +389,12 @@ def markdown(results: dict) -> str:
                          f"the paired ratio entirely above 1.00): {len(beyond)}"
                          + (" — " + ", ".join(f"`{row['case']}` {row['size']} {mode}" for row, mode in beyond)
                             if beyond else ""))
+        written = [(row, mode) for row in rows for mode in MODES if extra_broadcasts(row, mode)]
+        if any(broadcasts(row, mode, "jaxloss") is not None for row in rows for mode in MODES):
+            lines.append(f"* rows whose jaxloss program writes out more broadcast arrays than optax's "
+                         f"(`harness.hlo_profile`: a broadcast that several fusions share): {len(written)}"
+                         + (" — " + ", ".join(f"`{row['case']}` {row['size']} {mode}" for row, mode in written)
+                            if written else ""))
         rounds = int(env.get("rounds", 1) or 1)
         every = [(row, mode) for row, mode in beyond if beyond_noise_each_round(row, mode, rounds)]
         if rounds > 1 and any(beyond_noise_each_round(row, mode, rounds) is not None for row, mode in beyond):

@@ -78,3 +78,31 @@ def test_each_round_verdict_splits_the_pooled_samples_by_round(harness, monkeypa
     assert report.beyond_noise(first_only, "fwd") and not report.beyond_noise_each_round(first_only, "fwd", 2)
     assert report.beyond_noise_each_round(both, "fwd", 1) is None  # one round: no per-round verdict
     assert report.beyond_noise_each_round(both, "fwd", 3) is None  # 40 samples do not split into 3 rounds
+
+
+class _Compiled:
+    def __init__(self, text):
+        self.text = text
+
+    def as_text(self):
+        return self.text
+
+
+def test_hlo_profile_counts_materialised_broadcasts(harness):
+    # An entry fusion that only broadcasts (XLA:CPU's wrapped_broadcast) of 512x128 = 65536 elements counts;
+    # one of 512 elements (a row vector) and the fused computation's own broadcast do not.
+    text = """HloModule m
+%wrapped_broadcast_computation (p: f32[]) -> f32[512,128] {
+  %p = f32[] parameter(0)
+  ROOT %b = f32[512,128]{1,0} broadcast(%p), dimensions={}
+}
+ENTRY %main (a: f32[512,128]) -> f32[512] {
+  %a = f32[512,128]{1,0} parameter(0)
+  %c = f32[] constant(1e-06)
+  %wrapped_broadcast = f32[512,128]{1,0} fusion(%c), kind=kLoop, calls=%wrapped_broadcast_computation
+  %wrapped_broadcast.1 = f32[512]{0} fusion(%c), kind=kLoop, calls=%wrapped_broadcast_computation.1
+  ROOT %r = f32[512]{0} fusion(%a, %wrapped_broadcast, %wrapped_broadcast.1), kind=kCustom, calls=%f
+}
+"""
+    profile = harness.hlo_profile(_Compiled(text))
+    assert profile["broadcasts"] == 1 and profile["kernels"] == 3
