@@ -86,7 +86,7 @@ _FREE = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
 # An entry-computation fusion that only broadcasts (XLA:CPU names it wrapped_broadcast): an array written out so
 # that another fusion (on CPU often a YNN fusion, which takes a broadcast operand it cannot share) reads it back.
 _BROADCAST = re.compile(r"=\s*[a-z0-9]+\[([\d,]*)\]\S*\s+fusion\(.*calls=%wrapped_broadcast_computation")
-# Broadcasts of fewer elements than this are not counted (an [N] row vector costs nothing).
+# Broadcasts of fewer elements than this are not counted (a short vector costs little; [4096, 1] counts).
 _BROADCAST_MIN_ELEMENTS = 4096
 
 

@@ -824,18 +824,18 @@ def _masked_logsumexp(x: Array, mask: Array, some: Array | None = None,
     underflows: it is the shift, and the pass that finds the maximum is saved.
     """
     some = jnp.any(mask, axis=-1) if some is None else some
-    if bound is not None:
-        exps = jnp.where(mask, jnp.exp(x - jnp.asarray(bound, x.dtype)), jnp.zeros_like(x))
-        total = jnp.sum(exps, axis=-1)
-        lse = jnp.log(jnp.where(some, total, jnp.ones_like(total))) + jnp.asarray(bound, x.dtype)
-        return jnp.where(some, lse, jnp.zeros_like(lse)), some
-    low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
-    # initial=: a row of zero length (an empty batch) has a maximum too.
-    shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True, initial=low))
-    shift = jnp.where(some[..., None], shift, jnp.zeros_like(shift))
-    exps = jnp.where(mask, jnp.exp(jnp.where(mask, x - shift, jnp.zeros_like(x))), jnp.zeros_like(x))
+    if bound is None:
+        low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
+        # initial=: a row of zero length (an empty batch) has a maximum too.
+        shift = jax.lax.stop_gradient(jnp.max(jnp.where(mask, x, low), axis=-1, keepdims=True, initial=low))
+        shift = jnp.where(some[..., None], shift, jnp.zeros_like(shift))
+        exps = jnp.where(mask, jnp.exp(jnp.where(mask, x - shift, jnp.zeros_like(x))), jnp.zeros_like(x))
+        shift = shift[..., 0]
+    else:  # x - bound <= 0 everywhere, so a masked entry cannot overflow either
+        shift = jnp.asarray(bound, x.dtype)
+        exps = jnp.where(mask, jnp.exp(x - shift), jnp.zeros_like(x))
     total = jnp.sum(exps, axis=-1)
-    lse = jnp.log(jnp.where(some, total, jnp.ones_like(total))) + shift[..., 0]
+    lse = jnp.log(jnp.where(some, total, jnp.ones_like(total))) + shift
     return jnp.where(some, lse, jnp.zeros_like(lse)), some
 
 
