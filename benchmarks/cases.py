@@ -485,7 +485,13 @@ EXPLANATIONS: dict[str, str] = {
         "`_softmax_xent_unmasked`): through the masked log-softmax the backward scaled the labels by the "
         "mean's cotangent before summing them, an [N, n] array XLA:CPU wrote out (8192x128 "
         "forward+backward memory 12.0 -> 4.1 MiB, optax 8.1 MiB; 1.06x -> 0.85-0.88x in scratch A/B runs). "
-        "softmax(s) as exp(s - m) / sum was tried: 0.81x medium but 0.95x large."),
+        "softmax(s) as exp(s - m) / sum was tried: 0.81x medium but 0.95x large. Session 9: the JVP's value is "
+        "sum(y) log_total - sum(y shifted), so the [N, n] log-softmax is no longer written out for the value's "
+        "reduction, and an unmasked list's log-sum-exp drops its empty-list guard (the sum is at least 1): "
+        "value and gradient 0.90 -> 0.72x (1024x64) and 0.76 -> 0.61x (8192x128), forward 0.97 -> 0.67x "
+        "(8192x128: 2 kernels instead of 5) in scratch A/B runs. The 1024x64 forward+backward ratio had "
+        "read 1.07-1.17x in some processes: optax's time, not ours, is bimodal per process there "
+        "(0.20-0.21 ms in about one process in seven, 0.26-0.29 ms otherwise; jaxloss 0.245-0.26 ms)."),
     "dice_loss": (
         "Different definitions: jaxloss computes MONAI semantics (smooth in numerator and denominator, "
         "per-example class mean, include_background/class-weight bookkeeping); optax's dice differs. Session 7: "
