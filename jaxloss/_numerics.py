@@ -92,11 +92,6 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, jnp.ones_like(x))), jnp.zeros_like(x))
 
 
-def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
-    """Euclidean norm along ``axis`` with gradient 0 at the zero vector."""
-    return safe_sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))
-
-
 def safe_log(x: jax.Array) -> jax.Array:
     """``log(x)`` for ``x > 0``; 0 with zero gradient where ``x <= 0``.
 

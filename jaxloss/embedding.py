@@ -281,7 +281,7 @@ def _euclidean_norm(x: Array) -> Array:
     The value is a plain ``sqrt`` of the sum of squares (never negative), with
     no select: XLA:CPU then fuses the difference, the square, the reduction and
     the root into one pass, as it does optax's unguarded formula (the
-    double-where of :func:`_numerics.safe_norm` split it into a reduction, a
+    double-where of :func:`_numerics.safe_sqrt` around the sum split it into a reduction, a
     select kernel and a materialised broadcast). The zero-vector convention
     lives in the JVP: ``<x, dx> / ||x||``, 0 where ``||x|| = 0``.
     """
