@@ -549,8 +549,11 @@ EXPLANATIONS: dict[str, str] = {
         "fusions as optax's (softmax, pixel sums, one fused backward; optax has one pixel sum more); jaxloss has "
         "more [B, C]-sized kernels (19 vs 17 forward+backward). Session 9 measured 1.08-1.10x at 8x64x64x8 "
         "forward+backward in scratch A/B runs; the same code with uniform weights ran 0.93-0.95x, with a plain "
-        "division instead of the 0/0-guarded ratio 1.02-1.05x, and a select-free weight formula changed "
-        "nothing. The cause is not isolated."),
+        "division instead of the 0/0-guarded ratio 1.02-1.05x, a plain transcription of the same formula "
+        "1.04-1.06x and the same without MONAI's rule for absent classes (the largest weight: one more [B, C] "
+        "maximum and select) 0.96x; a select-free weight formula and ordering barriers changed nothing. Every "
+        "difference is in [B, C]-sized work, which costs ~1.5 us a kernel in isolation; the cause of the "
+        "~100 us is not isolated."),
     "softmax_cross_entropy/safe": (
         "optax's safe_softmax_cross_entropy is the optax variant with jaxloss's convention at a -inf logit "
         "with zero label (0, not NaN); jaxloss's softmax_cross_entropy is the same call as in the "
