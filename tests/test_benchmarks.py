@@ -1,7 +1,8 @@
-"""The benchmark harness's statistics (``benchmarks/harness.py``), checked against textbook values."""
+"""The benchmark harness's statistics (``benchmarks/harness.py``), checked against textbook values, and the table's peers."""
 
 import importlib.util
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -106,3 +107,18 @@ ENTRY %main (a: f32[512,128]) -> f32[512] {
 """
     profile = harness.hlo_profile(_Compiled(text))
     assert profile["broadcasts"] == 1 and profile["kernels"] == 3
+
+
+def test_cases_drop_a_row_whose_peer_the_installed_optax_lacks(monkeypatch):
+    import optax
+
+    spec = importlib.util.spec_from_file_location("benchmarks_cases", _HARNESS.parent / "cases.py")
+    cases = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "benchmarks_cases", cases)  # dataclasses look their module up there
+    spec.loader.exec_module(cases)
+    names = {case.name for case in cases.build_cases()}
+    assert {"dice_loss/binary", "generalized_dice_loss", "cosine_similarity"} <= names
+    # An older optax (the package allows 0.2.4) without binary_dice_loss: the row goes, the others stay.
+    monkeypatch.delattr(optax.losses, "binary_dice_loss")
+    fewer = {case.name for case in cases.build_cases()}
+    assert fewer == names - {"dice_loss/binary"}
