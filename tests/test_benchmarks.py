@@ -1,4 +1,4 @@
-"""The benchmark harness's statistics (``benchmarks/harness.py``), checked against textbook values, and the table's peers."""
+"""The benchmark harness's statistics (``benchmarks/harness.py``) against textbook values; the table's peers."""
 
 import importlib.util
 import pathlib
