@@ -431,7 +431,8 @@ EXPLANATIONS: dict[str, str] = {
         "runs of 40 repeats: the select is the whole gap. No select-free form keeps the contract: floors on log t "
         "and log p turn the +inf of a positive target at p = 0 into a finite number, and without the floor on log "
         "p a zero target at log p = -inf gives 0 * inf = NaN. Session 9, same size: it is the select "
-        "together with the exponential. A select without the exponential measured 0.92x, the exponential without a select 0.98-1.02x, and any select or maximum "
+        "together with the exponential. A select without the exponential measured 0.92x, the exponential "
+        "without a select 0.98-1.02x, and any select or maximum "
         "next to it 1.07-1.18x (on the input, on the product, on exp = 0, a floor with maximum, or the "
         "exponential behind an optimization barrier): about 5 us of a 48 us call. A guess, not checked in "
         "the generated code: the loop loses its vectorised exponential."),
