@@ -336,6 +336,18 @@ def build_cases() -> list[Case]:
     return [case for case in cases if case.optax or case.torch]  # a peer missing from an older optax drops its row
 
 
+# Shared by the explanations of the two losses whose rare guarded branch runs in row blocks.
+_GUARDED_IN_BLOCKS = (
+    " Session 7: the rare guarded recomputation runs in row blocks of 16384 elements "
+    "(`_guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: "
+    "forward temporaries 62.5 MiB -> 0.2 MiB, forward+backward memory 1.50x -> 1.00x optax's). Before, "
+    "that temporary made XLA:CPU's per-call temporary buffer larger than glibc's 32 MiB mmap ceiling, so "
+    "every call mapped it afresh and faulted in 31 MiB of pages: forward+backward then measured "
+    "1.18-1.62x optax, or 0.73x when optax's own buffers happened to be mapped afresh too (glibc's "
+    "adaptive threshold follows the allocation history), which is why this row swung between runs. A "
+    "batch with -inf logits (the guarded branch) became faster too: 8192x1000 forward 31 -> 14 ms.")
+
+
 # Why a loss is slower than its optax counterpart, when the cause is the contract
 # rather than an inefficiency (issue 6, item 6). Keyed by case name; printed in
 # the results file next to every flagged row.
@@ -380,14 +392,7 @@ EXPLANATIONS: dict[str, str] = {
         "~15 us, 0.8% of a 1.7 ms reduction). Scratch A/B, 30 repeats: 8192x1000 forward 1.02x, "
         "1024x1000 1.00x, forward+backward 0.78-0.98x. The benchmark also stopped timing torch in the same "
         "rotation (its spinning threads had slowed the JAX call after it): 8192x1000 forward 1.10 -> 1.01x."
-        " Session 7: the rare guarded recomputation runs in row blocks of 16384 elements "
-        "(`_guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: "
-        "forward temporaries 62.5 MiB -> 0.2 MiB, forward+backward memory 1.50x -> 1.00x optax's). Before, "
-        "that temporary made XLA:CPU's per-call temporary buffer larger than glibc's 32 MiB mmap ceiling, so "
-        "every call mapped it afresh and faulted in 31 MiB of pages: forward+backward then measured "
-        "1.18-1.62x optax, or 0.73x when optax's own buffers happened to be mapped afresh too (glibc's "
-        "adaptive threshold follows the allocation history), which is why this row swung between runs. A "
-        "batch with -inf logits (the guarded branch) became faster too: 8192x1000 forward 31 -> 14 ms."),
+        + _GUARDED_IN_BLOCKS),
     "softmax_cross_entropy_with_integer_labels": (
         "Contract: labels outside [0, C) give NaN (a bounds test and a select per row: the scattered gradient "
         "row comes from an [N] select instead of optax's broadcast constant, 4 KiB more at 1024 rows) and a "
@@ -418,14 +423,7 @@ EXPLANATIONS: dict[str, str] = {
         "finiteness test and conditional (see softmax_cross_entropy for the rejected sum test). Session 6: "
         "the scalar-reduction guard of softmax_cross_entropy (a conditional on the reduced value); with "
         "torch out of the optax rotation, 8192x1000 forward went 1.39 -> 1.03x in a re-run of the row."
-        " Session 7: the rare guarded recomputation runs in row blocks of 16384 elements "
-        "(`_guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: "
-        "forward temporaries 62.5 MiB -> 0.2 MiB, forward+backward memory 1.50x -> 1.00x optax's). Before, "
-        "that temporary made XLA:CPU's per-call temporary buffer larger than glibc's 32 MiB mmap ceiling, so "
-        "every call mapped it afresh and faulted in 31 MiB of pages: forward+backward then measured "
-        "1.18-1.62x optax, or 0.73x when optax's own buffers happened to be mapped afresh too (glibc's "
-        "adaptive threshold follows the allocation history), which is why this row swung between runs. A "
-        "batch with -inf logits (the guarded branch) became faster too: 8192x1000 forward 31 -> 14 ms."
+        + _GUARDED_IN_BLOCKS + (
         " Session 8, 128x10 forward (below the 4096-element threshold, one loop fusion): optax's unguarded "
         "formula measured 0.99-1.01x and the guarded one 1.08-1.13x, with or without its NaN test, in scratch A/B "
         "runs of 40 repeats: the select is the whole gap. No select-free form keeps the contract: floors on log t "
@@ -437,7 +435,7 @@ EXPLANATIONS: dict[str, str] = {
         "exponential behind an optimization barrier): about 5 us of a 48 us call. The dumped LLVM IR shows "
         "two code generators: the select-free fusion is a 148-line compute module, every select fusion a "
         "1260-line kernel module; both have an 8-wide polynomial exponential, and a select without the "
-        "exponential takes the kernel path too and is fast. Not followed further."),
+        "exponential takes the kernel path too and is fast. Not followed further.")),
     "poly_loss_cross_entropy": (
         "Issue 15: the cross-entropy and 1 - p_t now come from one custom JVP (`_xent_and_one_minus_pt`) over "
         "the same floored shifted logits, so e^s and its sum are computed once (before, 1 - p_t was computed "
