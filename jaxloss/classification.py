@@ -701,11 +701,16 @@ def sigmoid_focal_loss(logits: Any, labels: Any, *, alpha: Any = 0.25, gamma: An
     _checks.in_range(fn, "gamma", gamma, low=0.0)
     (x, y), where = _checks.elementwise_inputs(fn, where, [("logits", logits)], [("labels", labels)])
     p = jax.nn.sigmoid(x)
-    ce = y * jax.nn.softplus(-x) + (1.0 - y) * jax.nn.softplus(x)
+    # y softplus(-x) + (1 - y) softplus(x) = max(x, 0) - x y + log1p(e^-|x|), the stable form (accurate
+    # where the value is tiny), with max(x, 0) - x y written as x (1/2 - y) + |x| / 2 (exact for 0/1
+    # labels; derivative sigmoid(0) - y at x = 0): no (1 - y) and no maximum with 0, whose shared
+    # broadcasts of 1 and 0 XLA:CPU wrote out as [N] arrays (forward 6 -> 4 kernels, no array written).
+    magnitude = jnp.abs(x)
+    ce = x * (0.5 - y) + 0.5 * magnitude + jnp.log1p(jnp.exp(-magnitude))
     one_minus_pt = jnp.clip(p + y - 2.0 * p * y, 0.0, None)
     values = ce * _numerics.safe_pow(one_minus_pt, gamma)
     if alpha is not None:
-        values = (alpha * y + (1.0 - alpha) * (1.0 - y)) * values
+        values = ((1.0 - alpha) + (2.0 * alpha - 1.0) * y) * values  # alpha y + (1 - alpha)(1 - y)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 

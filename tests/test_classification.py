@@ -692,6 +692,31 @@ def test_sigmoid_focal_matches_optax(alpha, gamma):
            optax.losses.sigmoid_focal_loss(logits, labels, alpha=alpha, gamma=gamma))
 
 
+@pytest.mark.parametrize("label", [0.0, 1.0, 0.3])
+def test_sigmoid_focal_accurate_at_extreme_logits(label):
+    # The cross-entropy part keeps its relative accuracy where it is tiny (a confident right logit), against
+    # the torchvision formula in float64 with gamma = 0 (with gamma > 0 the modulating factor 1 - p_t, the
+    # formula's own p + y - 2 p y, loses it in float32 whatever the cross-entropy does); gradients at
+    # gamma = 2 against float64 autodiff of that formula (sigmoid(0) - y at 0).
+    logits = np.array([-80.0, -30.0, -15.0, -5.0, -1e-3, 0.0, 2.0, 9.7, 15.0, 30.0, 80.0], np.float32)
+    labels = np.full_like(logits, label)
+    got = np.asarray(jaxloss.sigmoid_focal_loss(logits, labels, gamma=0.0, reduction="none"), F64)
+    expected = np_torchvision_sigmoid_focal(logits, labels, gamma=0.0)
+    representable = expected > np.finfo(np.float32).tiny
+    np.testing.assert_allclose(got[representable], expected[representable], rtol=1e-5)
+    assert np.all(got[~representable] < 1e-37)
+
+    def reference(x, y):
+        p = jax.nn.sigmoid(x)
+        ce = y * jax.nn.softplus(-x) + (1 - y) * jax.nn.softplus(x)
+        return jnp.sum((0.25 * y + 0.75 * (1 - y)) * ce * (p + y - 2 * p * y) ** 2)
+
+    grad = jax.grad(lambda x: jaxloss.sigmoid_focal_loss(x, labels, reduction="sum"))(logits)
+    with jax.enable_x64(True):
+        expected_grad = jax.grad(reference)(jnp.asarray(logits, jnp.float64), jnp.asarray(labels, jnp.float64))
+    np.testing.assert_allclose(np.asarray(grad, F64), np.asarray(expected_grad), rtol=1e-5, atol=1e-7)
+
+
 def test_sigmoid_focal_gamma_below_one_finite_gradient():
     # At 1 - p_t = 0 the modulating factor's gradient is taken as 0 (docstring): finite for gamma = 0.5.
     logits = np.array([100.0, -100.0, 0.0], np.float32)
