@@ -580,9 +580,11 @@ EXPLANATIONS: dict[str, str] = {
         "Same dynamic programme; jaxloss's backward is a hand-written custom_vjp (beta recursion), optax "
         "differentiates the forward scan."),
     "sigmoid_binary_cross_entropy": (
-        "Same kernel count and memory as optax in both modes; the per-element formula differs by one add for one "
-        "subtract and negate (max(x, 0) - x y + log1p(exp(-|x|)) with the label-smoothing and pos_weight hooks "
-        "folded away), so ratios above 1 are noise on programs of the same size."),
+        "Session 9: without pos_weight the value is x (1/2 - y) + |x|/2 + log1p(e^-|x|) (the stable form of "
+        "y softplus(-x) + (1 - y) softplus(x)), with no array of ones for 1 - y and no maximum with 0 for "
+        "XLA:CPU to share between fusions and write out: forward 4 -> 2 kernels; in scratch A/B runs "
+        "2048x128 forward 0.92 -> 0.27x optax, 32768x128 1.06 -> 0.17x, value and gradient 0.95 -> 0.56x "
+        "and 0.98 -> 0.87x (7 kernels against optax's 6 there)."),
     "sigmoid_focal_loss": (
         "Fewer kernels and less memory than optax's in both modes; a ratio above 1 is noise. Session 9: the "
         "cross-entropy part is written x (1/2 - y) + |x|/2 + log1p(e^-|x|) and the alpha factor "

@@ -693,6 +693,22 @@ def test_sigmoid_focal_matches_optax(alpha, gamma):
 
 
 @pytest.mark.parametrize("label", [0.0, 1.0, 0.3])
+def test_sigmoid_binary_cross_entropy_accurate_at_extreme_logits(label):
+    # Relative accuracy where the loss is tiny (a confident right logit) against torch's formula in float64;
+    # the gradient is sigmoid(x) - y, also at x = 0.
+    logits = np.array([-80.0, -30.0, -15.0, -5.0, -1e-3, 0.0, 2.0, 9.7, 15.0, 30.0, 80.0], np.float32)
+    labels = np.full_like(logits, label)
+    got = np.asarray(jaxloss.sigmoid_binary_cross_entropy(logits, labels, reduction="none"), F64)
+    expected = np_bce_with_logits(logits, labels, reduction="none")
+    representable = expected > np.finfo(np.float32).tiny
+    np.testing.assert_allclose(got[representable], expected[representable], rtol=1e-5)
+    assert np.all(got[~representable] < 1e-37)
+    grad = jax.grad(lambda x: jaxloss.sigmoid_binary_cross_entropy(x, labels, reduction="sum"))(logits)
+    expected_grad = 1.0 / (1.0 + np.exp(-logits.astype(F64))) - label
+    np.testing.assert_allclose(np.asarray(grad, F64), expected_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0, 0.3])
 def test_sigmoid_focal_accurate_at_extreme_logits(label):
     # The cross-entropy part keeps its relative accuracy where it is tiny (a confident right logit), against
     # the torchvision formula in float64 with gamma = 0 (with gamma > 0 the modulating factor 1 - p_t, the
