@@ -583,8 +583,11 @@ EXPLANATIONS: dict[str, str] = {
         "Session 9: without pos_weight the value is x (1/2 - y) + |x|/2 + log1p(e^-|x|) (the stable form of "
         "y softplus(-x) + (1 - y) softplus(x)), with no array of ones for 1 - y and no maximum with 0 for "
         "XLA:CPU to share between fusions and write out: forward 4 -> 2 kernels; in scratch A/B runs "
-        "2048x128 forward 0.92 -> 0.27x optax, 32768x128 1.06 -> 0.17x, value and gradient 0.95 -> 0.56x "
-        "and 0.98 -> 0.87x (7 kernels against optax's 6 there)."),
+        "2048x128 forward 0.92 -> 0.27x optax, 32768x128 1.06 -> 0.17x. The 13:48 run then showed the "
+        "gradient through |x| writing out a broadcast (7 kernels, 32768x128 value and gradient 1.03x), so the "
+        "derivatives are written out (`_bce_with_logits`, custom JVP: sigmoid(x) - y and -x, symbolic zeros "
+        "for an undifferentiated argument): 3 kernels, value and gradient 0.34-0.36x (2048x128) and "
+        "0.20-0.23x (32768x128) in scratch A/B runs."),
     "sigmoid_focal_loss": (
         "Fewer kernels and less memory than optax's in both modes; a ratio above 1 is noise. Session 9: the "
         "cross-entropy part is written x (1/2 - y) + |x|/2 + log1p(e^-|x|) and the alpha factor "

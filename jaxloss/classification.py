@@ -599,13 +599,40 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any, *, pos_weight: Any = 
         # y softplus(-x) + (1 - y) softplus(x) as max(x, 0) - x y + log1p(e^-|x|) (accurate where it is
         # tiny), with max(x, 0) - x y = x (1/2 - y) + |x| / 2: no array of ones for (1 - y) and no maximum
         # with 0 for XLA:CPU to share between fusions and write out (forward 4 -> 2 kernels).
-        magnitude = jnp.abs(x)
-        values = x * (0.5 - y) + 0.5 * magnitude + jnp.log1p(jnp.exp(-magnitude))
+        values = _bce_with_logits(x, y)
     else:
         pw = _checks.broadcastable(fn, "pos_weight", _checks.floating(fn, "pos_weight", jnp.asarray(pos_weight)),
                                    x.shape, "logits")
         values = y * pw.astype(x.dtype) * jax.nn.softplus(-x) + (1.0 - y) * jax.nn.softplus(x)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+
+
+@jax.custom_jvp
+def _bce_with_logits(x: Array, y: Array) -> Array:
+    """``y softplus(-x) + (1 - y) softplus(x)`` as ``x (1/2 - y) + |x|/2 + log1p(e^-|x|)``.
+
+    The stable form (accurate where the value is tiny), with ``max(x, 0) - x y``
+    written without an array of ones or a maximum with 0 that XLA:CPU would
+    share between fusions and write out. Derivatives written out,
+    ``sigmoid(x) - y`` and ``-x``: through ``|x|`` the backward wrote out a
+    broadcast of its own.
+    """
+    magnitude = jnp.abs(x)
+    return x * (0.5 - y) + 0.5 * magnitude + jnp.log1p(jnp.exp(-magnitude))
+
+
+def _bce_with_logits_jvp(primals: tuple[Array, Array], tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+    # Symbolic zeros: an undifferentiated argument adds no term (x * 0 would be NaN at an infinite logit).
+    (x, y), (dx, dy) = primals, tangents
+    tangent = jnp.zeros_like(x)
+    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+        tangent = (jax.nn.sigmoid(x) - y) * dx
+    if not isinstance(dy, jax.custom_derivatives.SymbolicZero):
+        tangent = tangent - x * dy
+    return _bce_with_logits(x, y), tangent
+
+
+_bce_with_logits.defjvp(_bce_with_logits_jvp, symbolic_zeros=True)
 
 
 @_registry.builtin(aliases=("binary_crossentropy",), tags=("binary",), labels="unit")
