@@ -596,10 +596,7 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any, *, pos_weight: Any = 
     (x, y), where = _checks.elementwise_inputs(fn, where, [("logits", logits)], [("labels", labels)])
     y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if pos_weight is None:
-        # y softplus(-x) + (1 - y) softplus(x) as max(x, 0) - x y + log1p(e^-|x|) (accurate where it is
-        # tiny), with max(x, 0) - x y = x (1/2 - y) + |x| / 2: no array of ones for (1 - y) and no maximum
-        # with 0 for XLA:CPU to share between fusions and write out (forward 4 -> 2 kernels).
-        values = _bce_with_logits(x, y)
+        values = _bce_with_logits(x, y)  # forward 4 -> 2 kernels (see there)
     else:
         pw = _checks.broadcastable(fn, "pos_weight", _checks.floating(fn, "pos_weight", jnp.asarray(pos_weight)),
                                    x.shape, "logits")
@@ -611,11 +608,13 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any, *, pos_weight: Any = 
 def _bce_with_logits(x: Array, y: Array) -> Array:
     """``y softplus(-x) + (1 - y) softplus(x)`` as ``x (1/2 - y) + |x|/2 + log1p(e^-|x|)``.
 
-    The stable form (accurate where the value is tiny), with ``max(x, 0) - x y``
-    written without an array of ones or a maximum with 0 that XLA:CPU would
-    share between fusions and write out. Derivatives written out,
-    ``sigmoid(x) - y`` and ``-x``: through ``|x|`` the backward wrote out a
-    broadcast of its own.
+    The stable form ``max(x, 0) - x y + log1p(e^-|x|)`` (accurate where the
+    value is tiny), with ``max(x, 0) - x y`` as ``x (1/2 - y) + |x|/2`` (exact
+    for 0/1 labels): no array of ones for ``1 - y`` and no maximum with 0 that
+    XLA:CPU would share between fusions and write out. Derivatives written
+    out, ``sigmoid(x) - y`` and ``-x``: through ``|x|`` the backward wrote out
+    a broadcast of its own. Shared by the binary cross-entropy and the
+    sigmoid focal loss.
     """
     magnitude = jnp.abs(x)
     return x * (0.5 - y) + 0.5 * magnitude + jnp.log1p(jnp.exp(-magnitude))
@@ -732,12 +731,7 @@ def sigmoid_focal_loss(logits: Any, labels: Any, *, alpha: Any = 0.25, gamma: An
     _checks.in_range(fn, "gamma", gamma, low=0.0)
     (x, y), where = _checks.elementwise_inputs(fn, where, [("logits", logits)], [("labels", labels)])
     p = jax.nn.sigmoid(x)
-    # y softplus(-x) + (1 - y) softplus(x) = max(x, 0) - x y + log1p(e^-|x|), the stable form (accurate
-    # where the value is tiny), with max(x, 0) - x y written as x (1/2 - y) + |x| / 2 (exact for 0/1
-    # labels; derivative sigmoid(0) - y at x = 0): no (1 - y) and no maximum with 0, whose shared
-    # broadcasts of 1 and 0 XLA:CPU wrote out as [N] arrays (forward 6 -> 4 kernels, no array written).
-    magnitude = jnp.abs(x)
-    ce = x * (0.5 - y) + 0.5 * magnitude + jnp.log1p(jnp.exp(-magnitude))
+    ce = _bce_with_logits(x, y)  # no shared array of ones or zeros for XLA:CPU to write out
     one_minus_pt = jnp.clip(p + y - 2.0 * p * y, 0.0, None)
     values = ce * _numerics.safe_pow(one_minus_pt, gamma)
     if alpha is not None:
