@@ -1097,13 +1097,20 @@ def _pair_logits(fn: str, queries: ArrayLike, keys: ArrayLike, names: tuple[str,
     return q, k, valid, own, where
 
 
-def _cross_entropy_own(logits: Array, own: Array, valid: Array, bound: float | None = None) -> Array:
+def _cross_entropy_own(logits: Array, own: Array, valid: Array, bound: float | None, axis_name: Hashable | None
+                       ) -> Array:
     """Per row, ``-log softmax`` of the row's own (paired) column over the valid columns.
 
     ``bound``: a safe shift for cosine logits (:func:`_cosine_logit_bound`), else the row maximum.
+    On one device the own column is the diagonal, read directly rather than
+    selected from an ``[N, N]`` pass (info_nce 1024x256 forward: 0.87x).
     """
     lse, _ = _masked_logsumexp(logits, valid[None, :] | own, bound=bound)
-    return lse - jnp.sum(jnp.where(own, logits, jnp.zeros_like(logits)), axis=-1)
+    if axis_name is None:
+        own_logit: Array = jnp.diagonal(logits)
+    else:
+        own_logit = jnp.sum(jnp.where(own, logits, jnp.zeros_like(logits)), axis=-1)
+    return lse - own_logit
 
 
 @_registry.builtin(tags=("embedding",))
@@ -1156,8 +1163,8 @@ def info_nce_loss(queries: ArrayLike, keys: ArrayLike, *, temperature: ArrayLike
     fn = "info_nce_loss"
     _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
     q, k, valid, own, where = _pair_logits(fn, queries, keys, ("queries", "keys"), where, axis_name)
-    logits = (q @ _gather(k, axis_name).T) / jnp.asarray(temperature, q.dtype)
-    values = _cross_entropy_own(logits, own, valid, _cosine_logit_bound(temperature, logits.dtype))
+    logits = (q * (1.0 / jnp.asarray(temperature, q.dtype))) @ _gather(k, axis_name).T  # scaled: [B, D], not [B, N]
+    values = _cross_entropy_own(logits, own, valid, _cosine_logit_bound(temperature, logits.dtype), axis_name)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
@@ -1216,9 +1223,19 @@ def clip_loss(image_embeddings: ArrayLike, text_embeddings: ArrayLike, *, temper
                                            ("image_embeddings", "text_embeddings"), where, axis_name)
     inv_t = 1.0 / jnp.asarray(temperature, u.dtype)
     bound = _cosine_logit_bound(temperature, u.dtype)
-    image_to_text = _cross_entropy_own((u @ _gather(v, axis_name).T) * inv_t, own, valid, bound)
-    text_to_image = _cross_entropy_own((v @ _gather(u, axis_name).T) * inv_t, own, valid, bound)
-    values = 0.5 * (image_to_text + text_to_image)
+    if axis_name is None:
+        # One matmul: the text-to-image logits are the transpose, reduced over the other axis (1024x256:
+        # 0.63x the time of two matmuls forward, 0.60x with the gradient). The pair's own logit is the
+        # diagonal, the same entry the log-sum-exps add up, as in CLIP's CE(logits) + CE(logits.T).
+        logits = (u * inv_t) @ v.T
+        mask = valid[None, :] | own  # candidates of either direction: the valid pairs and the own one
+        image_lse, _ = _masked_logsumexp(logits, mask, bound=bound)
+        text_lse, _ = _masked_logsumexp(logits.T, mask, bound=bound)
+        values = 0.5 * (image_lse + text_lse) - jnp.diagonal(logits)
+    else:  # every device holds its own rows of both logit matrices: two matmuls against the gathered pairs
+        image_to_text = _cross_entropy_own((u * inv_t) @ _gather(v, axis_name).T, own, valid, bound, axis_name)
+        text_to_image = _cross_entropy_own((v * inv_t) @ _gather(u, axis_name).T, own, valid, bound, axis_name)
+        values = 0.5 * (image_to_text + text_to_image)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 
@@ -1786,7 +1803,7 @@ def npairs_loss(anchors: ArrayLike, positives: ArrayLike, *, axis_name: Hashable
     fn = "npairs_loss"
     a, p, valid, own, where = _pair_logits(fn, anchors, positives, ("anchors", "positives"), where, axis_name)
     logits = a @ _gather(p, axis_name).T  # cosines: temperature 1
-    values = _cross_entropy_own(logits, own, valid, _cosine_logit_bound(1.0, logits.dtype))
+    values = _cross_entropy_own(logits, own, valid, _cosine_logit_bound(1.0, logits.dtype), axis_name)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn, axis_name=axis_name)
 
 

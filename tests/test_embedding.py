@@ -400,6 +400,23 @@ def test_clip_loss_numpy():
                                rtol=RTOL, atol=1e-5)
 
 
+
+def test_clip_loss_value_and_gradients_match_torch():
+    # open_clip ClipLoss (local batch): (CE(logits_per_image, arange) + CE(logits_per_text, arange)) / 2 with
+    # logits_per_text = logits_per_image.T; gradients through torch's normalize.
+    torch = pytest.importorskip("torch")
+    u, v = _f32(*_rng(14).normal(size=(2, 33, 6)))
+    tu, tv = torch.tensor(u, requires_grad=True), torch.tensor(v, requires_grad=True)
+    logits = torch.nn.functional.normalize(tu, dim=-1) @ torch.nn.functional.normalize(tv, dim=-1).T / 0.07
+    target = torch.arange(33)
+    ce = torch.nn.functional.cross_entropy
+    ref = 0.5 * (ce(logits, target) + ce(logits.T, target))
+    ref.backward()
+    value, (gu, gv) = jax.value_and_grad(lambda a, b: E.clip_loss(a, b, temperature=0.07), argnums=(0, 1))(u, v)
+    np.testing.assert_allclose(value, ref.item(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(gu, tu.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gv, tv.grad.numpy(), rtol=1e-4, atol=1e-6)
+
 def test_siglip_loss_numpy():
     # big_vision sigmoid loss: -sum(log_sigmoid(z * (t <u, v> + b))) / batch.
     u, v = _f32(*_rng(12).normal(size=(2, 7, 5)))
