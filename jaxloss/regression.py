@@ -32,6 +32,47 @@ def _abs(x: Array) -> Array:
     return x * jnp.sign(x)
 
 
+def _absolute_partials(p: Array, t: Array) -> tuple[Array, Array]:
+    s = jnp.sign(p - t)  # subgradient 0 at p = t, as torch l1_loss
+    return s, -s
+
+
+_absolute_error = _numerics.elementwise(lambda p, t: jnp.abs(p - t), _absolute_partials)
+
+
+def _huber_value(p: Array, t: Array, delta: Array) -> Array:
+    # min(|r|, delta) splits |r| into a quadratic and a linear part; the value is
+    # 0.5 q^2 + delta (|r| - q), smooth at |r| = delta.
+    abs_r = jnp.abs(p - t)
+    quadratic = jnp.minimum(abs_r, delta)
+    return 0.5 * jnp.square(quadratic) + delta * (abs_r - quadratic)
+
+
+def _huber_partials(p: Array, t: Array, delta: Array) -> tuple[Array, Array, Array]:
+    r = p - t
+    slope = jnp.clip(r, -delta, delta)  # torch's huber backward; 0 at r = 0
+    abs_r = jnp.abs(r)
+    return slope, -slope, abs_r - jnp.minimum(abs_r, delta)
+
+
+_huber = _numerics.elementwise(_huber_value, _huber_partials)
+
+
+def _log_cosh_value(p: Array, t: Array) -> Array:
+    # log cosh is even: with a = |r|, log cosh r = a + log1p(exp(-2a)) - log 2. exp(-2a) <= 1 never
+    # overflows, and the whole expression fuses into the reduction (no [...]-sized temporary).
+    abs_r = jnp.abs(p - t)
+    return abs_r + jnp.log1p(jnp.exp(-2.0 * abs_r)) - math.log(2.0)
+
+
+def _log_cosh_partials(p: Array, t: Array) -> tuple[Array, Array]:
+    slope = jnp.tanh(p - t)  # 0 at r = 0
+    return slope, -slope
+
+
+_log_cosh = _numerics.elementwise(_log_cosh_value, _log_cosh_partials)
+
+
 def _pair(fn: str, predictions: ArrayLike, targets: ArrayLike,
           where: ArrayLike | None) -> tuple[Array, Array, Array | None]:
     (p, t), where = _checks.elementwise_inputs(fn, where, [("predictions", predictions)], [("targets", targets)])
@@ -148,7 +189,8 @@ def absolute_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: Lit
       https://pytorch.org/docs/stable/generated/torch.nn.L1Loss.html
     """
     p, t, where = _pair("absolute_error", predictions, targets, where)
-    return reduce_values(_abs(p - t), reduction=reduction, weights=weights, where=where, fn="absolute_error")
+    # The derivative in a rule of its own (_numerics.elementwise): 32768x128 value and gradient 5 -> 3 kernels.
+    return reduce_values(_absolute_error(p, t), reduction=reduction, weights=weights, where=where, fn="absolute_error")
 
 
 @_registry.builtin(aliases=("huber",), tags=("regression",))
@@ -193,14 +235,8 @@ def huber_loss(predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike =
     """
     _checks.in_range("huber_loss", "delta", delta, low=0.0)
     p, t, where = _pair("huber_loss", predictions, targets, where)
-    delta = jnp.asarray(delta, p.dtype)
-    # Plain |r| (cheaper than _abs): its derivative 1 at r = 0 never shows, since there the
-    # quadratic part's gradient is min(|r|, delta) = 0 and the linear part's is delta (1 - 1) = 0.
-    abs_r = jnp.abs(p - t)
-    # min(|r|, delta) splits |r| into a quadratic and a linear part; the value is
-    # 0.5 q^2 + delta (|r| - q), smooth at |r| = delta.
-    quadratic = jnp.minimum(abs_r, delta)
-    values = 0.5 * jnp.square(quadratic) + delta * (abs_r - quadratic)
+    # The derivative in a rule of its own (_numerics.elementwise): 32768x128 value and gradient 5 -> 3 kernels.
+    values = _huber(p, t, jnp.asarray(delta, p.dtype))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="huber_loss")
 
 
@@ -289,12 +325,9 @@ def log_cosh(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["
       optax ``log_cosh``, Keras ``LogCosh``.
     """
     p, t, where = _pair("log_cosh", predictions, targets, where)
-    # log cosh is even: with a = |r|, log cosh r = a + log1p(exp(-2a)) - log 2 (the identity above at
-    # |r|). exp(-2a) <= 1 never overflows, and the whole expression fuses into the reduction (no
-    # [...]-sized temporary in the forward pass). The gradient sign(r) tanh|r| = tanh r is 0 at r = 0.
-    a = jnp.abs(p - t)
-    values = a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="log_cosh")
+    # The derivative tanh(r) in a rule of its own (_numerics.elementwise): 32768x128 value and gradient
+    # 5 -> 3 kernels, 0.61x the time.
+    return reduce_values(_log_cosh(p, t), reduction=reduction, weights=weights, where=where, fn="log_cosh")
 
 
 @_registry.builtin(aliases=("mape", "mean_absolute_percentage_error"), tags=("regression",))

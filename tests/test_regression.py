@@ -158,6 +158,49 @@ def test_absolute_error_matches_torch_l1_gradient_at_zero():
     _close(jax.grad(jaxloss.absolute_error)(p, t), tp.grad.numpy())
 
 
+
+# Losses whose derivative is a rule of their own (_numerics.elementwise), not autodiff of the value:
+# the rule is checked against the peer's autograd and a NumPy transcription of the derivative, with
+# respect to predictions and targets, at the kinks (r = 0, |r| = delta) and away from them.
+_KINK_P = np.array([0.0, 0.5, -0.5, 1.0, -1.0, 1.5, -3.0, 2.25, 1e-3, 40.0], np.float64)
+_KINK_T = np.array([0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.0, 0.25, 0.0, 0.0], np.float64)
+_DERIVATIVES = {  # d loss / d prediction, NumPy
+    "absolute_error": lambda r: np.sign(r),  # torch l1_loss backward: sign(r), 0 at r = 0
+    "huber_loss": lambda r: np.clip(r, -0.5, 0.5),  # torch huber_loss backward (delta = 0.5)
+    "log_cosh": lambda r: np.tanh(r),  # d/dr log cosh r
+}
+_TORCH = {"absolute_error": lambda F, a, b: F.l1_loss(a, b, reduction="sum"),
+          "huber_loss": lambda F, a, b: F.huber_loss(a, b, reduction="sum", delta=0.5)}
+
+
+@pytest.mark.parametrize("name", sorted(_DERIVATIVES))
+def test_written_derivatives_match_formula_and_torch(name):
+    kw = {"delta": 0.5} if name == "huber_loss" else {}
+    fn = getattr(jaxloss, name)
+    with jax.enable_x64():
+        gp, gt = jax.grad(lambda a, b: fn(a, b, reduction="sum", **kw), argnums=(0, 1))(_KINK_P, _KINK_T)
+    expected = _DERIVATIVES[name](_KINK_P - _KINK_T)
+    _close(gp, expected, rtol=1e-12, atol=0)
+    _close(gt, -expected, rtol=1e-12, atol=0)
+    if name in _TORCH:
+        torch = pytest.importorskip("torch")
+        tp = torch.tensor(_KINK_P, requires_grad=True)
+        tt = torch.tensor(_KINK_T, requires_grad=True)
+        _TORCH[name](torch.nn.functional, tp, tt).backward()
+        _close(gp, tp.grad.numpy(), rtol=1e-12, atol=0)
+        _close(gt, tt.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_huber_delta_gradient_and_second_derivative():
+    # d/d delta of the Huber value (the linear part's |r| - delta, else 0) and d2/dr2 (1 inside the
+    # quadratic part, 0 outside), from the piecewise formula.
+    r = np.array([0.1, -0.3, 0.9, -2.0, 3.0])
+    with jax.enable_x64():
+        g_delta = jax.grad(lambda d: jaxloss.huber_loss(r, np.zeros(5), delta=d, reduction="sum"))(0.5)
+        hess = jax.hessian(lambda p: jaxloss.huber_loss(p, np.zeros(5), delta=0.5, reduction="sum"))(r)
+    _close(g_delta, np.sum(np.maximum(np.abs(r) - 0.5, 0.0)), rtol=1e-12, atol=0)
+    _close(np.diag(hess), (np.abs(r) < 0.5).astype(np.float64), rtol=1e-12, atol=0)
+
 # ===================================================== poisson_nll_loss (torch)
 def _poisson_inputs(rng, log_input):
     shape = (4, 5)
