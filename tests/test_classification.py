@@ -659,6 +659,22 @@ def test_binary_cross_entropy_matches_keras(label_smoothing):
            np.mean(np.asarray(expected)))
 
 
+
+def test_binary_cross_entropy_gradients_match_keras():
+    # Reference: jax.grad of keras.losses.binary_crossentropy (JAX backend), with respect to the
+    # probabilities and the (soft) labels, inside the clip and at p = 0 and 1 (outside it: gradient 0).
+    # jaxloss writes these derivatives by hand (_clipped_bce_partials), so this checks them.
+    keras = _keras()
+    rng = _rng(44)
+    probs = rng.uniform(0.01, 0.99, size=(3, 8)).astype(np.float32)
+    probs[0, :2] = [0.0, 1.0]
+    labels = rng.uniform(size=(3, 8)).astype(np.float32)
+    ours = jax.grad(lambda p, y: jaxloss.binary_cross_entropy(p, y), argnums=(0, 1))(probs, labels)
+    theirs = jax.grad(lambda p, y: jnp.mean(keras.losses.binary_crossentropy(y, p)), argnums=(0, 1))(probs, labels)
+    _close(ours[0], theirs[0], rtol=1e-4)
+    _close(ours[1], theirs[1], rtol=1e-4)
+    assert np.asarray(ours[0])[0, 0] == 0.0 and np.asarray(ours[0])[0, 1] == 0.0
+
 def test_binary_cross_entropy_clip_closed_form():
     # Keras clips to [eps, 1 - eps]: p = 0 with y = 1 gives -log(1e-7); both labels at p = 0.5 give log 2.
     got = jaxloss.binary_cross_entropy(np.array([0.0, 0.5, 0.5], np.float32), np.array([1.0, 0.0, 1.0]),
