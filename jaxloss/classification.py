@@ -1368,8 +1368,25 @@ def soft_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean", weigh
       https://pytorch.org/docs/stable/generated/torch.nn.SoftMarginLoss.html
     """
     (s, y), where = _checks.elementwise_inputs("soft_margin_loss", where, [("scores", scores)], [("labels", labels)])
-    values = jax.nn.softplus(-y * s)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="soft_margin_loss")
+    # Stable softplus without logaddexp's selects, derivatives written: 32768x128 forward 3 -> 2 kernels
+    # (0.56x), value and gradient 4 -> 3 (0.61x).
+    return reduce_values(_soft_margin(s, y), reduction=reduction, weights=weights, where=where, fn="soft_margin_loss")
+
+
+def _soft_margin_value(s: Array, y: Array) -> Array:
+    # softplus(z) = max(z, 0) + log1p(e^-|z|), with max(z, 0) as (z + |z|) / 2 (exact): no maximum that
+    # XLA:CPU's reduction fusions would evaluate without NaN propagation.
+    z = -y * s
+    magnitude = jnp.abs(z)
+    return 0.5 * (z + magnitude) + jnp.log1p(jnp.exp(-magnitude))
+
+
+def _soft_margin_partials(s: Array, y: Array) -> tuple[Array, Array]:
+    slope = jax.nn.sigmoid(-y * s)
+    return -y * slope, -s * slope
+
+
+_soft_margin = _numerics.elementwise(_soft_margin_value, _soft_margin_partials)
 
 
 @_registry.builtin(tags=("multilabel",), labels="unit")

@@ -899,6 +899,25 @@ def test_soft_margin_matches_torch(reduction):
                                                      reduction=reduction).numpy())
 
 
+
+def test_soft_margin_values_and_gradients_at_large_margins():
+    # The derivatives are written by hand (_soft_margin_partials). References: float64 NumPy of
+    # log(1 + e^(-y s)) (logaddexp form) and its derivatives -y sigmoid(-y s) and -s sigmoid(-y s), and
+    # torch autograd for the scores; margins up to +-80, where softplus's two regimes meet float32 limits.
+    scores = np.array([-80.0, -20.0, -1.0, 0.0, 0.5, 3.0, 20.0, 80.0], np.float32)
+    labels = np.array([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0], np.float32)
+    z = -labels.astype(np.float64) * scores
+    sigmoid = 1.0 / (1.0 + np.exp(-z))
+    value, (gs, gy) = jax.value_and_grad(
+        lambda s, y: jaxloss.soft_margin_loss(s, y, reduction="sum"), argnums=(0, 1))(scores, labels)
+    _close(value, np.sum(np.logaddexp(0.0, z)), rtol=1e-6)
+    _close(gs, -labels * sigmoid, rtol=1e-6, atol=1e-30)
+    _close(gy, -scores * sigmoid, rtol=1e-6, atol=1e-30)
+    torch = _torch()
+    ts = torch.tensor(scores.astype(np.float64), requires_grad=True)
+    torch.nn.functional.soft_margin_loss(ts, torch.tensor(labels.astype(np.float64)), reduction="sum").backward()
+    _close(gs, ts.grad.numpy(), rtol=1e-6, atol=1e-30)
+
 @pytest.mark.parametrize("reduction", ["none", "mean"])
 @pytest.mark.parametrize("use_weights", [False, True])
 def test_multilabel_soft_margin_matches_torch(use_weights, reduction):
