@@ -933,6 +933,14 @@ def test_multilabel_soft_margin_matches_torch(use_weights, reduction):
                                                           weight=None if weight is None else _t(torch, weight),
                                                           reduction=reduction).numpy()
     _close(got, ref)
+    # Gradients with respect to the logits (the binary cross-entropy's written derivative) and soft labels.
+    tx, ty = _t(torch, logits).requires_grad_(), _t(torch, labels).requires_grad_()
+    torch.nn.functional.multilabel_soft_margin_loss(tx, ty, weight=None if weight is None else _t(torch, weight),
+                                                    reduction="sum").backward()
+    gx, gy = jax.grad(lambda a, b: jaxloss.multilabel_soft_margin_loss(a, b, class_weights=weight, reduction="sum"),
+                      argnums=(0, 1))(logits, labels)
+    _close(gx, tx.grad.numpy())
+    _close(gy, ty.grad.numpy())
 
 
 # ================================================================== divergences
