@@ -16,6 +16,7 @@ copied from those libraries.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -34,6 +35,11 @@ _CLASSES = {"small": (128, 10), "medium": (1024, 1000), "large": (8192, 1000)}
 _EMBED = {"small": (64, 32), "medium": (512, 128), "large": (4096, 256)}
 _SEGMENT = {"small": (2, 16, 16, 4), "medium": (8, 64, 64, 8), "large": (16, 128, 128, 8)}
 _SEGMENT_BINARY = {k: (*v[:3], 1) for k, v in _SEGMENT.items()}  # one foreground channel
+# A model's single output as a [rows, 1] column (Keras' binary classifier, a value head): XLA:CPU's reduction
+# fusions are slow on a minor axis of one element, which jaxloss's reduction works around.
+_COLUMN = {"small": (1024, 1), "medium": (32768, 1), "large": (1048576, 1)}
+_COLUMN_NOTE = ("[rows, 1] inputs (a model's single output); jaxloss's reduction computes values with a last axis "
+                "of 1 or 2 elements apart from the sum (_numerics.reduction_input)")
 _LISTS = {"small": (32, 16), "medium": (1024, 64), "large": (8192, 128)}
 _CTC = {"small": (8, 50, 20, 10), "medium": (16, 100, 30, 20), "large": (32, 200, 40, 50)}
 # multilabel_margin_loss compares every target with every non-target class: [N, C] with C small.
@@ -59,8 +65,8 @@ def _f32(x):
     return np.asarray(x, np.float32)
 
 
-def _pair(size, rng):
-    shape = _ELEMENTWISE[size]
+def _pair(size, rng, table=_ELEMENTWISE):
+    shape = table[size]
     return _f32(rng.normal(size=shape)), _f32(rng.normal(size=shape))
 
 
@@ -74,8 +80,8 @@ def _gaussian(size, rng):
     return _f32(rng.normal(size=shape)), _f32(rng.normal(size=shape)), _f32(rng.uniform(0.5, 2.0, size=shape))
 
 
-def _logits_binary(size, rng):
-    shape = _ELEMENTWISE[size]
+def _logits_binary(size, rng, table=_ELEMENTWISE):
+    shape = table[size]
     return _f32(rng.normal(size=shape) * 2), _f32(rng.integers(0, 2, size=shape))
 
 
@@ -245,6 +251,19 @@ def build_cases() -> list[Case]:
               torch_fn=lambda x, y: _F().binary_cross_entropy_with_logits(x, y)),
         _case("binary_cross_entropy", _probabilities_binary, (0,), _ELEMENTWISE,
               torch_fn=lambda p, y: _F().binary_cross_entropy(p, y)),
+        # [rows, 1] columns
+        _case("squared_error/column", functools.partial(_pair, table=_COLUMN), (0,), _COLUMN,
+              ours=jaxloss.squared_error, optax_fn=_optax_mean(ol.squared_error),
+              torch_fn=lambda p, t: _F().mse_loss(p, t), note=_COLUMN_NOTE),
+        _case("huber_loss/column", functools.partial(_pair, table=_COLUMN), (0,), _COLUMN,
+              ours=jaxloss.huber_loss, optax_fn=_optax_mean(ol.huber_loss, delta=1.0),
+              torch_fn=lambda p, t: _F().huber_loss(p, t, delta=1.0), note=_COLUMN_NOTE),
+        _case("log_cosh/column", functools.partial(_pair, table=_COLUMN), (0,), _COLUMN,
+              ours=jaxloss.log_cosh, optax_fn=_optax_mean(ol.log_cosh), note=_COLUMN_NOTE),
+        _case("sigmoid_binary_cross_entropy/column", functools.partial(_logits_binary, table=_COLUMN), (0,),
+              _COLUMN, ours=jaxloss.sigmoid_binary_cross_entropy,
+              optax_fn=_optax_mean(ol.sigmoid_binary_cross_entropy),
+              torch_fn=lambda x, y: _F().binary_cross_entropy_with_logits(x, y), note=_COLUMN_NOTE),
         _case("sigmoid_focal_loss", _logits_binary, (0,), _ELEMENTWISE,
               optax_fn=_optax_mean(ol.sigmoid_focal_loss, alpha=0.25, gamma=2.0)),
         _case("hinge_loss", _scores_sign, (0,), _ELEMENTWISE, optax_fn=_optax_mean(ol.hinge_loss)),

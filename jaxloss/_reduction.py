@@ -52,7 +52,7 @@ def reduce_values(
 
     if reduction == "none":
         return weighted
-    total = jnp.sum(weighted)
+    total = jnp.sum(weighted if where is not None else _numerics.reduction_input(weighted))
     if axis_name is not None:
         total = jax.lax.psum(total, axis_name)
     if reduction == "sum":

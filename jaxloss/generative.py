@@ -53,9 +53,9 @@ def _sum_features(x: Array) -> Array:
 
 
 def _bernoulli_nll(logits: Array, targets: Array) -> Array:
-    # -[y log sigmoid(z) + (1 - y) log sigmoid(-z)], both terms through softplus:
+    # -[y log sigmoid(z) + (1 - y) log sigmoid(-z)] in the binary cross-entropy's stable form:
     # finite for |z| = 1e4 and exact for targets 0 and 1.
-    return targets * jax.nn.softplus(-logits) + (1.0 - targets) * jax.nn.softplus(logits)
+    return _numerics.bce_with_logits(logits, targets)
 
 
 def _reconstruction_terms(kind: str, reconstructions: Array, inputs: Array) -> Array:

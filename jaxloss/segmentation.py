@@ -878,10 +878,12 @@ def dice_ce_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: Arr
     dice = _dice_values(prep, squared=squared, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
                         batch_dice=batch_dice)
     if num_classes == 1:
-        # BCEWithLogits(pos_weight): -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x));
-        # log_sigmoid(-x) is log(1 - sigmoid(x)) without the cancellation.
-        pos_weight = jnp.ones((), dtype) if cw is None else cw[0]
-        per_pixel = -(pos_weight * y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))[..., 0]
+        # BCEWithLogits(pos_weight): -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x)), in the stable form.
+        x0, y0 = x[..., 0], y[..., 0]
+        if cw is None:
+            per_pixel = _numerics.bce_with_logits(x0, y0)
+        else:
+            per_pixel = _numerics.weighted_bce_with_logits(x0, y0, jnp.broadcast_to(cw[0], x0.shape))
         normaliser = jnp.ones_like(per_pixel)
     else:
         eps = jnp.asarray(label_smoothing, dtype)
@@ -987,7 +989,7 @@ def dice_focal_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: 
         x, y = x[..., 1:], y[..., 1:]
     dtype = x.dtype
     # MONAI sigmoid_focal_loss: BCE-with-logits times sigmoid(-x (2y - 1))**gamma, the power taken in log space.
-    bce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
+    bce = _numerics.bce_with_logits(x, y)
     focal = jnp.exp(jnp.asarray(gamma, dtype) * jax.nn.log_sigmoid(-x * (2.0 * y - 1.0))) * bce
     if alpha is not None:
         a = jnp.asarray(alpha, dtype)

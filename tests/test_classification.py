@@ -617,6 +617,29 @@ def test_sigmoid_bce_pos_weight_matches_torch(pos_weight, reduction):
     _close(got, ref)
 
 
+def test_sigmoid_bce_pos_weight_gradients_and_accuracy_match_torch():
+    # The pos_weight form has hand-written derivatives (_numerics.weighted_bce_with_logits). References:
+    # float64 torch autograd of F.binary_cross_entropy_with_logits for logits and soft labels (torch does not
+    # differentiate pos_weight: for it, the NumPy derivative sum_rows y softplus(-x)), at logits up to +-80,
+    # where each softplus must stay accurate relative to its (tiny) value.
+    torch = _torch()
+    logits = np.array([[-80.0, -20.0, -1.0, 0.0], [0.5, 3.0, 20.0, 80.0], [80.0, -80.0, 7.0, -7.0]], np.float32)
+    labels = np.array([[0.0, 1.0, 0.3, 1.0], [0.0, 0.7, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0]], np.float32)
+    pw = np.array([0.5, 2.0, 3.0, 1.5], np.float32)
+    tx, ty = _t(torch, logits).requires_grad_(), _t(torch, labels).requires_grad_()
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(tx, ty, pos_weight=_t(torch, pw), reduction="none")
+    ref.sum().backward()
+    got = jaxloss.sigmoid_binary_cross_entropy(logits, labels, pos_weight=pw, reduction="none")
+    _close(got, ref.detach().numpy())
+    x64 = logits.astype(np.float64)  # relative accuracy down to e^-80 (torch's form cancels to 0 there)
+    _close(got, pw * labels * np.logaddexp(0.0, -x64) + (1 - labels) * np.logaddexp(0.0, x64), rtol=1e-5, atol=0)
+    gx, gy, gw = jax.grad(lambda a, b, w: jaxloss.sigmoid_binary_cross_entropy(a, b, pos_weight=w, reduction="sum"),
+                          argnums=(0, 1, 2))(logits, labels, pw)
+    _close(gx, tx.grad.numpy(), rtol=1e-5, atol=1e-30)
+    _close(gy, ty.grad.numpy(), rtol=1e-5, atol=1e-30)
+    _close(gw, np.sum(labels * np.logaddexp(0.0, -x64), axis=0), rtol=1e-5, atol=1e-30)
+
+
 def test_sigmoid_bce_matches_optax_and_closed_forms():
     # Reference: optax.losses.sigmoid_binary_cross_entropy; log(2) at 0 logits; -log sigmoid(50) ~ exp(-50).
     rng = _rng(41)

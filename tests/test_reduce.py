@@ -57,6 +57,29 @@ def test_hand_values():
     _close(jaxloss.reduce(v, weights=w, where=m, reduction="none"), [1.0, 4.0, 0.0, 0.0])
 
 
+
+@pytest.mark.parametrize("shape", [(8192, 1), (4096, 2), (2, 64, 64, 1)])
+def test_narrow_last_axis_reduces_the_same_values_with_identity_derivative(shape):
+    # Values whose last axis has 1 or 2 elements pass a select before the sum (_numerics.reduction_input,
+    # XLA:CPU speed); it must change nothing: sums, means and gradients as NumPy's, -0.0 and NaN included.
+    values = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    values.reshape(-1)[:3] = [0.0, -0.0, 2.5]
+    _close = functools.partial(np.testing.assert_allclose, rtol=1e-5)
+    for reduction, expected in (("sum", values.astype(np.float64).sum()), ("mean", values.astype(np.float64).mean())):
+        got, grad = jax.jit(jax.value_and_grad(lambda v, r=reduction: jaxloss.reduce(v, reduction=r)))(values)
+        _close(got, expected)
+        _close(grad, np.full(shape, 1.0 if reduction == "sum" else 1.0 / values.size))
+    poisoned = values.copy()
+    poisoned.reshape(-1)[-1] = np.nan
+    assert np.isnan(jax.jit(lambda v: jaxloss.reduce(v, reduction="sum"))(poisoned))
+    # through a loss: the binary cross-entropy of a [rows, 1] column equals that of the flat array
+    x = values.reshape(-1, 1)
+    y = (x > 0.3).astype(np.float32)
+    column = jax.jit(jax.value_and_grad(jaxloss.sigmoid_binary_cross_entropy))(x, y)
+    flat = jax.jit(jax.value_and_grad(jaxloss.sigmoid_binary_cross_entropy))(x[:, 0], y[:, 0])
+    _close(column[0], flat[0])
+    _close(np.asarray(column[1])[:, 0], flat[1])
+
 def test_default_reduction_is_mean_and_returns_scalar():
     out = jaxloss.reduce(jnp.arange(6.0).reshape(2, 3))
     assert out.shape == ()
