@@ -879,11 +879,13 @@ def dice_ce_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: Arr
                         batch_dice=batch_dice)
     if num_classes == 1:
         # BCEWithLogits(pos_weight): -(pw y log sigmoid(x) + (1 - y) log sigmoid(-x)), in the stable form.
-        x0, y0 = x[..., 0], y[..., 0]
         if cw is None:
-            per_pixel = _numerics.bce_with_logits(x0, y0)
+            per_pixel = _numerics.bce_with_logits(x, y)
         else:
-            per_pixel = _numerics.weighted_bce_with_logits(x0, y0, jnp.broadcast_to(cw[0], x0.shape))
+            per_pixel = _numerics.weighted_bce_with_logits(x, y, jnp.broadcast_to(cw[0], x.shape))
+        # Computed apart from the per-example sums, which XLA:CPU would run pixel by pixel on the one-channel
+        # layout (16x256x256x1 forward: 24.7 -> 4.1 ms, value and gradient 23.5 -> 3.7 ms).
+        per_pixel = _numerics.reduction_input(per_pixel)[..., 0]
         normaliser = jnp.ones_like(per_pixel)
     else:
         eps = jnp.asarray(label_smoothing, dtype)
