@@ -90,17 +90,23 @@ def reduction_input(values: jax.Array) -> jax.Array:
     """
     if values.ndim < 2 or values.shape[-1] > 2 or values.size < 4096:
         return values
-    return _select_identity(values)
+    return computed_apart(values)
 
 
 @jax.custom_jvp
-def _select_identity(x: jax.Array) -> jax.Array:
-    return jnp.where(x == 0, jnp.zeros_like(x), x)  # -0.0 becomes 0.0; NaN stays NaN
+def computed_apart(x: jax.Array) -> jax.Array:
+    """``x``, computed by its own loop fusion rather than inside the YNN fusion of a reduction that reads it.
+
+    A select that changes nothing (``0`` for ``0``; ``-0.0`` becomes ``0.0``,
+    NaN stays NaN), which XLA:CPU never takes into those fusions; its
+    derivative is the identity. See :func:`reduction_input`.
+    """
+    return jnp.where(x == 0, jnp.zeros_like(x), x)
 
 
-@_select_identity.defjvp
-def _select_identity_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple[jax.Array, jax.Array]:
-    return _select_identity(primals[0]), tangents[0]
+@computed_apart.defjvp
+def _computed_apart_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    return computed_apart(primals[0]), tangents[0]
 
 
 def elementwise(value: Callable[..., jax.Array],
