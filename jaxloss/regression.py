@@ -113,7 +113,8 @@ def squared_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: Lite
       optax ``squared_error``, https://optax.readthedocs.io/en/latest/api/losses.html
     """
     p, t, where = _pair("squared_error", predictions, targets, where)
-    return reduce_values(jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="squared_error")
+    return reduce_values(jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="squared_error",
+                         narrow_apart=False)
 
 
 @_registry.builtin(tags=("regression",))
@@ -149,7 +150,8 @@ def l2_loss(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["n
       optax ``l2_loss``, https://optax.readthedocs.io/en/latest/api/losses.html
     """
     p, t, where = _pair("l2_loss", predictions, targets, where)
-    return reduce_values(0.5 * jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="l2_loss")
+    return reduce_values(0.5 * jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="l2_loss",
+                         narrow_apart=False)
 
 
 @_registry.builtin(aliases=("mae", "mean_absolute_error", "l1_loss"), tags=("regression",))
