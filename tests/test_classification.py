@@ -772,6 +772,29 @@ def test_sigmoid_focal_accurate_at_extreme_logits(label):
     np.testing.assert_allclose(np.asarray(grad, F64), np.asarray(expected_grad), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (None, 0.5), (0.6, 1.0), (0.25, 3.0)])
+def test_sigmoid_focal_gradients_match_torch_autograd(alpha, gamma):
+    # Reference: float64 torch autograd of torchvision.ops.sigmoid_focal_loss's formula, with respect to
+    # logits, soft labels and gamma (the cross-entropy part's derivative is written by hand).
+    torch = _torch()
+    rng = _rng(52)
+    logits = _logits(rng, (5, 4), scale=4.0)
+    labels = rng.uniform(size=(5, 4)).astype(np.float32)
+    labels[0] = [0.0, 1.0, 0.0, 1.0]
+    tx, ty = _t(torch, logits).requires_grad_(), _t(torch, labels).requires_grad_()
+    tg = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
+    p = torch.sigmoid(tx)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(tx, ty, reduction="none")
+    loss = ce * (1 - (p * ty + (1 - p) * (1 - ty))) ** tg
+    if alpha is not None:
+        loss = (alpha * ty + (1 - alpha) * (1 - ty)) * loss
+    loss.sum().backward()
+    grads = jax.grad(lambda x, y, g: jaxloss.sigmoid_focal_loss(x, y, alpha=alpha, gamma=g, reduction="sum"),
+                     argnums=(0, 1, 2))(logits, labels, np.float32(gamma))
+    for ours, theirs in zip(grads, (tx.grad, ty.grad, tg.grad)):
+        _close(ours, theirs.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_sigmoid_focal_gamma_below_one_finite_gradient():
     # At 1 - p_t = 0 the modulating factor's gradient is taken as 0 (docstring): finite for gamma = 0.5.
     logits = np.array([100.0, -100.0, 0.0], np.float32)
