@@ -190,6 +190,37 @@ def test_large_logits_value_is_exact():
     _close(distill.generalized_jsd_loss(s, t, beta=0.5), math.log(2.0))
 
 
+@pytest.mark.parametrize("name", ["kd", "forward_kl", "reverse_kl"])
+def test_kl_from_logits_gradients_match_torch(name):
+    # knowledge_distillation_loss and the generalized JSD's ends compute the KL from the logits
+    # (lse(q) - lse(p) + sum softmax(p) (p - q)); reference: float64 torch autograd of
+    # F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True) (times T^2 for KD), with respect to
+    # both logits and the temperature, logits up to +-30.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    s, t = (rng.normal(size=(6, 9)) * 10).astype(np.float32), (rng.normal(size=(6, 9)) * 10).astype(np.float32)
+    ts, tt = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (s, t))
+    temp = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    ls, lt = torch.log_softmax(ts / temp, -1), torch.log_softmax(tt / temp, -1)
+    if name == "reverse_kl":
+        ref = torch.nn.functional.kl_div(lt, ls, log_target=True, reduction="sum")
+    else:
+        ref = torch.nn.functional.kl_div(ls, lt, log_target=True, reduction="sum")
+    if name == "kd":
+        ref = ref * temp ** 2
+    ref.backward()
+    beta = {"forward_kl": 0.0, "reverse_kl": 1.0}.get(name)
+    if name == "kd":
+        fn = lambda a, b, T: distill.knowledge_distillation_loss(a, b, temperature=T, reduction="sum")  # noqa: E731
+    else:
+        fn = lambda a, b, T: distill.generalized_jsd_loss(a, b, beta=beta, temperature=T,  # noqa: E731
+                                                          reduction="sum")
+    value, grads = jax.value_and_grad(fn, argnums=(0, 1, 2))(s, t, np.float32(2.0))
+    _close(value, ref.item(), rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(grads, (ts.grad, tt.grad, temp.grad)):
+        _close(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_teacher_with_minus_inf_logits():
     # A vocabulary entry the teacher rules out (-inf logit) adds 0 log 0 = 0, value and gradient.
     s = jnp.array([[0.3, -0.2, 1.0]])
