@@ -102,9 +102,10 @@ def _kl_logits(p: Array, q: Array, axis: int, inv_t: Array) -> Array:
     one pass over both logits. Each pass scales the logits itself (the
     maximum of ``p / T`` is ``max(p) / T``), so no scaled copy is written
     either (1024 x 32000, T = 2: three ``[N, C]`` temporaries fewer; forward
-    0.71x, value and gradient 0.70x the time of the log-softmax form). A class with ``p = -inf`` adds exactly 0 to the
-    value and the gradient (double-where); ``p`` finite with ``q = -inf``
-    gives ``+inf``.
+    0.71x, value and gradient 0.70x the time of the log-softmax form; a
+    written derivative measured 0.97x of that, within noise, and was not
+    kept). A class with ``p = -inf`` adds exactly 0 to the value and the
+    gradient (double-where); ``p`` finite with ``q = -inf`` gives ``+inf``.
     """
     def lse(x: Array, scale: Array) -> Array:
         top = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
@@ -119,6 +120,7 @@ def _kl_logits(p: Array, q: Array, axis: int, inv_t: Array) -> Array:
     safe_q = jnp.where(zero, jnp.zeros_like(q), q)
     terms = jnp.where(zero, jnp.zeros_like(p), jnp.exp(safe_p * inv_t - lse_p) * ((safe_p - safe_q) * inv_t))
     return jnp.sum(terms, axis=axis) + jnp.squeeze(lse_q - lse_p, axis)
+
 
 def _skewed_jsd(log_s: Array, log_t: Array, beta: Array, axis: int) -> Array:
     """``beta KL(t || m) + (1 - beta) KL(s || m)`` with ``m = (1 - beta) s + beta t``, for ``0 < beta < 1``."""
