@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxloss import _registry
+from jaxloss import _numerics, _registry
 from jaxloss import classification as _cls
 from jaxloss import embedding as _emb
 from jaxloss import regression as _reg
@@ -220,6 +220,16 @@ def _floats(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[jax.Array, jax.Array]
 
 
 def _mean_last(values: jax.Array, axis: int = -1) -> jax.Array:
+    """Keras' mean over the last axis.
+
+    On a ``[rows, 1]`` (or ``[rows, 2]``) output, a Keras binary classifier's,
+    the values are computed apart from the mean
+    (:func:`_numerics.reduction_input`): fused into it, XLA:CPU ran them row
+    by row (``[2^20, 1]`` forward: ``binary_crossentropy`` 12.9 -> 1.2 ms,
+    ``huber`` 12.3 -> 0.6 ms, ``mean_squared_error`` 1.43 -> 0.76 ms).
+    """
+    if axis in (-1, values.ndim - 1):
+        values = _numerics.reduction_input(values)
     return jnp.mean(values, axis=axis)
 
 
