@@ -169,7 +169,7 @@ def _bce_with_logits_jvp(primals: tuple[jax.Array, jax.Array],
 bce_with_logits.defjvp(_bce_with_logits_jvp, symbolic_zeros=True)
 
 
-def _softplus_both(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def softplus_both(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``softplus(x)`` and ``softplus(-x)``: ``max(+-x, 0) + log1p(e^-|x|)``, the maximum as ``(|x| +- x)/2``."""
     magnitude = jnp.abs(x)
     tail = jnp.log1p(jnp.exp(-magnitude))
@@ -178,21 +178,28 @@ def _softplus_both(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _weighted_bce_value(x: jax.Array, y: jax.Array, pos_weight: jax.Array) -> jax.Array:
     # (1 - y) softplus(x) as softplus(x) - y softplus(x): no array of ones, and exactly 0 at y = 1.
-    positive, negative = _softplus_both(x)
+    positive, negative = softplus_both(x)
     return pos_weight * y * negative + (positive - y * positive)
 
 
 def _weighted_bce_partials(x: jax.Array, y: jax.Array, pos_weight: jax.Array
                            ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    positive, negative = _softplus_both(x)
+    positive, negative = softplus_both(x)
     up = jax.nn.sigmoid(x)
     slope = (up - y * up) - pos_weight * y * jax.nn.sigmoid(-x)
     return slope, pos_weight * negative - positive, y * negative
 
 
-# pos_weight y softplus(-x) + (1 - y) softplus(x) (torch BCEWithLogitsLoss(pos_weight)): each softplus in the
-# stable form, derivatives written (elementwise); pos_weight has the shape of x.
-weighted_bce_with_logits = elementwise(_weighted_bce_value, _weighted_bce_partials)
+_weighted_bce = elementwise(_weighted_bce_value, _weighted_bce_partials)
+
+
+def weighted_bce_with_logits(x: jax.Array, y: jax.Array, pos_weight: jax.Array) -> jax.Array:
+    """``pos_weight y softplus(-x) + (1 - y) softplus(x)`` (torch ``BCEWithLogitsLoss(pos_weight)``).
+
+    Each softplus in the stable form, derivatives written (:func:`elementwise`);
+    ``pos_weight`` broadcasts to the shape of ``x``.
+    """
+    return _weighted_bce(x, y, jnp.broadcast_to(jnp.asarray(pos_weight, x.dtype), x.shape))
 
 
 def safe_div(numerator: jax.Array, denominator: jax.Array, fill: float = 0.0) -> jax.Array:

@@ -600,7 +600,7 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any, *, pos_weight: Any = 
     else:
         pw = _checks.broadcastable(fn, "pos_weight", _checks.floating(fn, "pos_weight", jnp.asarray(pos_weight)),
                                    x.shape, "logits")
-        values = _numerics.weighted_bce_with_logits(x, y, jnp.broadcast_to(pw.astype(x.dtype), x.shape))
+        values = _numerics.weighted_bce_with_logits(x, y, pw)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -1344,11 +1344,9 @@ def soft_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean", weigh
 
 
 def _soft_margin_value(s: Array, y: Array) -> Array:
-    # softplus(z) = max(z, 0) + log1p(e^-|z|), with max(z, 0) as (z + |z|) / 2 (exact): no maximum that
-    # XLA:CPU's reduction fusions would evaluate without NaN propagation.
-    z = -y * s
-    magnitude = jnp.abs(z)
-    return 0.5 * (z + magnitude) + jnp.log1p(jnp.exp(-magnitude))
+    # softplus(-y s) in the stable form, its maximum written without a maximum that XLA:CPU's reduction
+    # fusions would evaluate without NaN propagation (the other half of the pair is never computed).
+    return _numerics.softplus_both(-y * s)[0]
 
 
 def _soft_margin_partials(s: Array, y: Array) -> tuple[Array, Array]:

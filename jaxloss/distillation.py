@@ -93,7 +93,6 @@ def _kl(log_p: Array, log_q: Array, axis: int) -> Array:
     return jnp.sum(terms, axis=axis)
 
 
-
 def _kl_logits(p: Array, q: Array, axis: int, inv_t: Array) -> Array:
     """``KL(softmax(p / T) || softmax(q / T))`` from logits, as ``lse(q') - lse(p') + sum softmax(p') (p' - q')``.
 

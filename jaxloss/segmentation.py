@@ -917,7 +917,7 @@ def dice_ce_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: Arr
         if cw is None:
             per_pixel = _numerics.bce_with_logits(x, y)
         else:
-            per_pixel = _numerics.weighted_bce_with_logits(x, y, jnp.broadcast_to(cw[0], x.shape))
+            per_pixel = _numerics.weighted_bce_with_logits(x, y, cw[0])
         per_pixel = per_pixel[..., 0]
         normaliser = jnp.ones_like(per_pixel)
     else:
