@@ -73,7 +73,7 @@ def floor_keeping_nan(x: jax.Array, low: jax.Array | float) -> jax.Array:
     return jnp.where(x <= low, low, x)
 
 
-def reduction_input(values: jax.Array) -> jax.Array:
+def reduction_input(values: jax.Array, *, max_last: int | None = 2, min_size: int = 4096) -> jax.Array:
     """``values`` about to be summed whole, computed apart from the sum where their last axis is narrow.
 
     XLA:CPU (jaxlib 0.10) fuses an elementwise computation into the YNN
@@ -84,11 +84,12 @@ def reduction_input(values: jax.Array) -> jax.Array:
     ``[2^20]``). A select is never taken into those fusions, so one that
     changes nothing (``0`` for ``0``) leaves the computation to a vectorised
     loop fusion and the reduction reads its result (1.4 ms); its derivative
-    is the identity. Rows of 4 or more elements, 1-D arrays and small
-    arrays are returned as they are (there the fused form is as fast or
-    faster).
+    is the identity. Rows of more than ``max_last`` elements (``None``: any
+    row), 1-D arrays and arrays under ``min_size`` elements are returned as
+    they are (there the fused form measured as fast or faster; the
+    segmentation losses set their own bounds).
     """
-    if values.ndim < 2 or values.shape[-1] > 2 or values.size < 4096:
+    if values.ndim < 2 or values.size < min_size or (max_last is not None and values.shape[-1] > max_last):
         return values
     return computed_apart(values)
 

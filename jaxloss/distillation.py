@@ -36,11 +36,13 @@ Array = jax.Array
 
 # ----------------------------------------------------------------- helpers
 def _logit_pair(fn: str, student_logits: Any, teacher_logits: Any, axis: int, where: Any,
-                temperature: Any, log_softmax: bool = True) -> tuple[Array, Array, Any, int]:
+                temperature: Any, log_softmax: bool = True) -> tuple[Array, Array, Any, int, Array]:
     """Validates the two logit arrays and ``temperature``; returns their temperature-scaled log-softmax.
 
     Masked positions read logits 0 (the first half of the double-where).
-    ``log_softmax=False`` returns the logits themselves, unscaled (for :func:`_kl_logits`).
+    ``log_softmax=False`` returns the logits themselves, unscaled (for
+    :func:`_kl_logits`). The last element is ``1 / temperature`` in the
+    compute dtype.
     """
     _checks.in_range(fn, "temperature", temperature, low=0.0, low_open=True)
     s = _checks.floating(fn, "student_logits", student_logits)
@@ -56,11 +58,11 @@ def _logit_pair(fn: str, student_logits: Any, teacher_logits: Any, axis: int, wh
     in_mask = _numerics.expand_where(where, ax)
     s = _numerics.mask_inputs(in_mask, s.astype(dtype))
     t = _numerics.mask_inputs(in_mask, t.astype(dtype))
-    if not log_softmax:
-        return s, t, where, ax
     inv_t = 1.0 / jnp.asarray(temperature).astype(dtype)
+    if not log_softmax:
+        return s, t, where, ax, inv_t
     # log_softmax shifts by the stop-gradient maximum: exact for logits of magnitude 1e4.
-    return jax.nn.log_softmax(s * inv_t, axis=ax), jax.nn.log_softmax(t * inv_t, axis=ax), where, ax
+    return jax.nn.log_softmax(s * inv_t, axis=ax), jax.nn.log_softmax(t * inv_t, axis=ax), where, ax, inv_t
 
 
 def _jsd_mode(beta: Any) -> str:
@@ -180,9 +182,9 @@ def knowledge_distillation_loss(student_logits: Any, teacher_logits: Any, *, tem
       (RepDistiller ``distiller_zoo/KD.py``), 2020, https://github.com/HobbitLong/RepDistiller
     """
     fn = "knowledge_distillation_loss"
-    s, t, where, ax = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature, log_softmax=False)
-    temperature = jnp.asarray(temperature).astype(s.dtype)
-    values = jnp.square(temperature) * _kl_logits(t, s, ax, 1.0 / temperature)
+    s, t, where, ax, inv_t = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
+                                         log_softmax=False)
+    values = jnp.square(jnp.asarray(temperature).astype(s.dtype)) * _kl_logits(t, s, ax, inv_t)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -251,11 +253,11 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
     _checks.in_range(fn, "beta", beta, low=0.0, high=1.0)
     mode = _jsd_mode(beta)
     if mode in ("forward_kl", "reverse_kl"):  # the ends are plain KLs, computed from the logits
-        s, t, where, ax = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature, log_softmax=False)
-        inv_t = 1.0 / jnp.asarray(temperature).astype(s.dtype)
+        s, t, where, ax, inv_t = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
+                                             log_softmax=False)
         values = _kl_logits(t, s, ax, inv_t) if mode == "forward_kl" else _kl_logits(s, t, ax, inv_t)
         return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
-    log_s, log_t, where, ax = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature)
+    log_s, log_t, where, ax, _ = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature)
     if mode == "jsd":
         values = _skewed_jsd(log_s, log_t, jnp.asarray(beta).astype(log_s.dtype), ax)
     else:

@@ -185,7 +185,7 @@ def _prepare(fn: str, predictions: ArrayLike, targets: ArrayLike, where: ArrayLi
         probs = jax.nn.softmax(pred, axis=-1)
     elif activation == "sigmoid":
         probs = jax.nn.sigmoid(pred)
-        probs = _apart(probs) if num_classes == 1 else probs  # with more channels the fused sums are faster
+        probs = _numerics.reduction_input(probs, max_last=1, min_size=_ONE_CHANNEL_APART)
     else:
         probs = pred
     if integer_targets:
@@ -208,25 +208,18 @@ def _prepare(fn: str, predictions: ArrayLike, targets: ArrayLike, where: ArrayLi
     return _Prepared(probs, onehot, pix, example, cw, batch, logits, onehot_all, integer_targets, spatial)
 
 
-_APART_SIZE = 1 << 19
-
-
-def _apart(x: Array, min_size: int = _APART_SIZE) -> Array:
-    """``x`` computed apart from the sums over pixels that read it, from ``min_size`` elements on.
-
-    XLA:CPU's reduction fusions evaluate the logistic function, the
-    log-sigmoids of the focal and cross-entropy terms and, on a one-channel
-    layout, even products pixel by pixel, 5-20x slower than a
-    loop fusion (16x256x256x1 forward: Dice-focal 72 -> 5 ms, Dice-CE 26 -> 3
-    ms, the sum of a sigmoid alone 17 -> 0.8 ms). The one-channel
-    probabilities and their products are computed apart from ``2^19``
-    elements on: below, writing the array out costs more than it saves
-    (8x64x64x1 Dice value and gradient: 0.23 -> 0.28 ms), and with more
-    channels the fused sums were as fast or faster (16x256x256x8 sigmoid Dice
-    forward: 15 ms fused, 22 ms apart). The per-pixel log-sigmoid terms gain
-    at every size.
-    """
-    return x if x.size < min_size else _numerics.computed_apart(x)
+# The sums over pixels, and XLA:CPU's reduction fusions
+# (:func:`_numerics.reduction_input`): fused into them, the logistic
+# function, the log-sigmoids of the focal and cross-entropy terms and, on a
+# one-channel layout, even products run pixel by pixel, 5-20x slower than a
+# loop fusion (16x256x256x1 forward: Dice-focal 72 -> 5 ms, Dice-CE 26 -> 3
+# ms, the sum of a sigmoid alone 17 -> 0.8 ms). The one-channel
+# probabilities and their products are computed apart from 2^19 elements
+# on: below, writing the array out costs more than it saves (8x64x64x1 Dice
+# value and gradient: 0.23 -> 0.28 ms), and with more channels the fused sums
+# were as fast or faster (16x256x256x8 sigmoid Dice forward: 15 ms fused, 22
+# ms apart). The per-pixel log-sigmoid terms gain from 4096 elements on.
+_ONE_CHANNEL_APART = 1 << 19
 
 
 def _pixel_axes(x: Array, classes: bool = True) -> tuple[int, ...]:
@@ -237,13 +230,13 @@ def _pixel_axes(x: Array, classes: bool = True) -> tuple[int, ...]:
 def _pool(x: Array, batch_dice: bool) -> Array:
     """Sums ``[B, *spatial, K]`` over pixels (and the batch when pooled): ``[B or 1, K]``.
 
-    With one class the summand is computed apart from the sum
-    (:func:`_apart`): XLA:CPU's reduction fusions run the products pixel by
-    pixel on that layout. Not with two: the softmax's two-class sums, fused,
-    are as fast as optax's, and apart they took 1.5x as long (16x256x256x2
-    value and gradient).
+    With one class the summand is computed apart from the sum (see
+    ``_ONE_CHANNEL_APART``): XLA:CPU's reduction fusions run the products
+    pixel by pixel on that layout. Not with two: the softmax's two-class
+    sums, fused, are as fast as optax's, and apart they took 1.5x as long
+    (16x256x256x2 value and gradient).
     """
-    total = jnp.sum(_apart(x) if x.shape[-1] == 1 else x, axis=_pixel_axes(x))
+    total = jnp.sum(_numerics.reduction_input(x, max_last=1, min_size=_ONE_CHANNEL_APART), axis=_pixel_axes(x))
     if batch_dice:
         total = jnp.sum(total, axis=0, keepdims=True)
     return total
@@ -784,13 +777,15 @@ def _pixel_mean(per_pixel: Array, normaliser: Array, prep: _Prepared, batch_dice
     """``sum(per_pixel) / sum(normaliser)`` over an example's kept pixels (or the pooled batch): ``[B]``.
 
     ``apart``: the per-pixel terms are log-sigmoids, which the sums' fused
-    form evaluates pixel by pixel (:func:`_apart`); a softmax cross-entropy's
-    terms stay fused (apart, 16x128x128x8 forward took 1.2x as long).
+    form evaluates pixel by pixel (see ``_ONE_CHANNEL_APART``); a softmax
+    cross-entropy's terms stay fused (apart, 16x128x128x8 forward took 1.2x
+    as long).
     """
     if prep.pixel is not None:
         per_pixel = per_pixel * prep.pixel[..., 0]
         normaliser = normaliser * prep.pixel[..., 0]
-    total = jnp.sum(_apart(per_pixel, 4096) if apart else per_pixel, axis=_pixel_axes(per_pixel, classes=False))
+    total = jnp.sum(_numerics.reduction_input(per_pixel, max_last=None) if apart else per_pixel,
+                    axis=_pixel_axes(per_pixel, classes=False))
     count = jnp.sum(normaliser, axis=_pixel_axes(normaliser, classes=False))
     if batch_dice:
         total, count = jnp.sum(total, keepdims=True), jnp.sum(count, keepdims=True)
