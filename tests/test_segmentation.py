@@ -253,6 +253,35 @@ def test_tversky_equals_monai(opts, alpha, beta):
     _close(seg.tversky_loss(logits, onehot, alpha=alpha, beta=beta, **opts), ref.mean())
 
 
+@pytest.mark.parametrize("shape", [(2, 24, 40), (2, 36, 36), (3, 20, 25)])  # 32, 16 and 4 (no) pixels folded
+@pytest.mark.parametrize("batch_dice", [False, True])
+def test_multichannel_sigmoid_sums_equal_monai(shape, batch_dice):
+    # With a sigmoid on >= 2 channels and >= 4096 elements, the sums over pixels
+    # fold pixels into the minor axis (segmentation._FOLD); the sums must stay
+    # MONAI's (monai/losses/dice.py, tversky.py), whatever the pixel count.
+    logits, _, _ = _data(7, shape=shape, num_classes=4)
+    targets = (np.random.default_rng(8).random(logits.shape) < 0.3).astype(np.float32)
+    targets[0, ..., 2] = 0.0                                   # an empty channel
+    opts = dict(activation="sigmoid", batch_dice=batch_dice)
+    kw = _monai_kwargs(opts)
+    x, y = _first(logits), _first(targets)
+    for jaccard, fn in ((False, seg.dice_loss), (True, seg.jaccard_loss)):
+        _close(fn(logits, targets, **opts), monai_dice(x, y, jaccard=jaccard, **kw).mean())
+    _close(seg.tversky_loss(logits, targets, alpha=0.3, beta=0.7, **opts),
+           monai_tversky(x, y, alpha=0.3, beta=0.7, **kw).mean())
+    _close(seg.generalized_dice_loss(logits, targets, **opts), monai_generalized_dice(x, y, **kw).mean())
+
+
+def test_multichannel_sigmoid_gradients_match_finite_differences_float64():
+    from jax.test_util import check_grads
+    logits, _, _ = _data(9, shape=(2, 24, 40), num_classes=3, scale=1.0)
+    targets = (np.random.default_rng(10).random(logits.shape) < 0.3).astype(np.float64)
+    with jax.enable_x64(True):
+        for fn in (seg.dice_loss, seg.tversky_loss, seg.generalized_dice_loss):
+            check_grads(lambda z: fn(z, targets, activation="sigmoid"), (jnp.asarray(logits, jnp.float64),),
+                        order=1, modes=("rev",), atol=1e-6, rtol=1e-6, eps=1e-5)
+
+
 def test_tversky_one_half_is_close_to_dice_and_alpha_weights_false_positives():
     # alpha = beta = 0.5 is Dice up to where smooth enters; alpha penalises false positives.
     logits, labels, _ = _data(3)
