@@ -8,15 +8,14 @@ Before timing, the values and gradients of the two are compared: the largest
 difference relative to the largest magnitude. That column measures optax's
 rounding more than ours: against a float64 reference (torch in float64; largest
 error over the gradient's scale) optax's float32 gradients are 1.7e-4 off at
-(16, 200, 32, 40) and 2.0e-3 at (8, 1000, 64, 100), jaxloss's 6.4e-6 and 7.3e-5.
+(16, 200, 32, 40) and 2.0e-3 at (8, 1000, 64, 100), jaxloss's 6.4e-6 and 4.5e-5.
 
-Measured on the shared 2-core CPU at load average 7-10 (other jobs running,
-so single runs scatter widely): value+grad at (16, 200, 32, 40) 0.54-0.88x
-optax over ten runs of this script with ``--repeats 40`` (middle run 0.75x;
-0.77x in each of three medians of 300-400 interleaved single calls, where the
-previous recursion measured 0.91-1.03x); at (8, 1000, 64, 100) 0.63-0.87x over
-seven runs (0.54-0.62x as medians of 30-40 interleaved calls; previous
-recursion 0.62x). Value alone: 0.19-0.43x and 0.41-0.48x.
+Measured on the shared 2-core CPU (load average about 1), three runs with
+``--repeats 40`` after the blocked recursion for fewer than 32 rows (session
+11): value+grad 0.73-0.74x optax at (16, 200, 32, 40) and 0.62-0.64x at
+(8, 1000, 64, 100) (before: 0.68-0.72x there); value alone 0.33-0.35x and
+0.30-0.32x. In the full ``benchmarks/run.py`` of that session: 0.70x and
+0.75x.
 
     python benchmarks/ctc.py [--repeats 30] [--configs 16,200,32,40 8,1000,64,100]
 """

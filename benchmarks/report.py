@@ -311,7 +311,7 @@ def _issue15(figures: dict, platform: str = "", explanations: dict | None = None
     if figures.get("ctc"):
         lines += ["", "CTC agreement: the gradient column measures optax's float32 rounding more than ours: against a "
                   "float64 reference optax's gradients are about 1.7e-4 (16, 200, 32, 40) and 2.0e-3 "
-                  "(8, 1000, 64, 100) off, jaxloss's 7.9e-6 and 5.9e-5 (`benchmarks/ctc.py`); "
+                  "(8, 1000, 64, 100) off, jaxloss's 6.4e-6 and 4.5e-5 (`benchmarks/ctc.py`); "
                   "`tests/test_sequence.py` checks the 1e-5 agreement in float64."]
     return lines + [""]
 
