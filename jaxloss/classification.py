@@ -1963,6 +1963,53 @@ def generalized_cross_entropy(logits: Any, labels: Any, *, q: Any = 0.5, axis: i
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
+def _masked_pair_hinges(s_j: Array, s: Array, target: Array, is_target: Array) -> Array:
+    """``sum_{j listed} sum_{i not a target} max(0, 1 - s_j + s_i)`` per example, the pairs selected: ``[...]``."""
+    hinge = _relu(1.0 - s_j[..., :, None] + s[..., None, :])  # [..., j, i]
+    pairs = target[..., :, None] & ~is_target[..., None, :]
+    return jnp.sum(jnp.where(pairs, hinge, jnp.zeros_like(hinge)), axis=(-2, -1))
+
+
+# Pairs (examples x slots x classes) from which the select-free value is used: below, its extra
+# [N, C]-sized kernels cost more than the pass saves (128x10 forward 1.25x, 1024x32 0.79x).
+_SELECT_FREE_PAIRS = 1 << 17
+
+
+@jax.custom_jvp
+def _target_pair_hinges(s_j: Array, s: Array, target: Array, is_target: Array) -> Array:
+    """:func:`_masked_pair_hinges`, its value computed without a select over the pairs.
+
+    A slot that lists no target gets ``a_j = +big`` and a target class
+    ``b_i = -big``, so their pairs' hinges ``max(0, b_i - a_j)`` are 0 and the
+    ``[..., J, C]`` pass is subtract, maximum and sum, which XLA:CPU runs as one
+    vectorised reduction (4096x64 forward: 20 -> 4 ms; the select had the pass
+    written out first). A NaN score in a pair gives NaN, as the selected
+    form does. The derivative is the selected form's (the same
+    numbers; this value differs from it only in the order of the sum): that
+    form's backward is as fast as the select-free one's, whose three
+    ``[..., J, C]`` reductions XLA:CPU either wrote out or ran unvectorised
+    (value and gradient 1.2-1.4x in scratch runs).
+    """
+    # Finite stand-ins, so that an infinite score meets them without inf - inf; they misread only
+    # non-target scores above a quarter of the largest float (8.5e37 in float32).
+    big = jnp.asarray(jnp.finfo(s.dtype).max / 4, s.dtype)
+    # Scores in no pair (a row without targets, or with every class a target) are left out here too.
+    a = jnp.where(target & jnp.any(~is_target, axis=-1, keepdims=True), s_j - 1.0, big)
+    b = jnp.where(is_target | ~jnp.any(target, axis=-1, keepdims=True), -big, s)
+    total = jnp.sum(jnp.maximum(b[..., None, :] - a[..., :, None], jnp.zeros((), s.dtype)), axis=(-2, -1))
+    # XLA:CPU's vectorised maximum drops a NaN operand; a NaN score in a pair makes its row NaN, as selected.
+    nan = jnp.any(jnp.isnan(a), axis=-1) | jnp.any(jnp.isnan(b), axis=-1)
+    return jnp.where(nan, jnp.asarray(jnp.nan, s.dtype), total)
+
+
+@_target_pair_hinges.defjvp
+def _target_pair_hinges_jvp(primals: tuple[Array, Array, Array, Array],
+                            tangents: tuple[Array, Array, Any, Any]) -> tuple[Array, Array]:
+    s_j, s, target, is_target = primals
+    value, tangent = jax.jvp(lambda s_j, s: _masked_pair_hinges(s_j, s, target, is_target), (s_j, s), tangents[:2])
+    return value, tangent
+
+
 @_registry.builtin(tags=("multilabel", "integer_labels"))
 def multilabel_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: Any = None,
                            where: Any = None) -> Array:
@@ -2029,9 +2076,8 @@ def multilabel_margin_loss(scores: Any, labels: Any, *, reduction: str = "mean",
     classes = jnp.arange(num_classes, dtype=safe.dtype).reshape((1,) * safe.ndim + (num_classes,))
     is_target = jnp.any(target[..., :, None] & (safe[..., :, None] == classes), axis=-2)
     s_j = jnp.take_along_axis(s, safe, axis=-1)
-    hinge = _relu(1.0 - s_j[..., :, None] + s[..., None, :])  # [..., j, i]
-    pairs = target[..., :, None] & ~is_target[..., None, :]
-    values = jnp.sum(jnp.where(pairs, hinge, jnp.zeros_like(hinge)), axis=(-2, -1)) / num_classes
+    pair_hinges = _target_pair_hinges if s.size * num_classes >= _SELECT_FREE_PAIRS else _masked_pair_hinges
+    values = pair_hinges(s_j, s, target, is_target) / num_classes
     values = jnp.where(jnp.any(listed & ~in_range, axis=-1), jnp.asarray(jnp.nan, s.dtype), values)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 

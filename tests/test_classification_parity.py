@@ -334,6 +334,47 @@ def test_multilabel_margin_loss_matches_torch():
     _close(cl.multilabel_margin_loss(scores.astype(np.float32), labels, reduction="none"), none.detach().numpy())
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_multilabel_margin_loss_select_free_value(jit):
+    # From 2^17 pairs (examples x classes^2) the value is computed without a select over the pairs
+    # (classification._target_pair_hinges); it must still be the transcription's, duplicates and empty
+    # or full lists included, and a NaN score must give NaN exactly where it meets a pair.
+    rng = _rng(12)
+    n, c = 300, 24                                    # 300 * 24 * 24 = 172800 pairs
+    scores = _scores(rng, (n, c), 1.0)
+    labels = _target_lists(rng, n, c)
+    labels[0, :3] = [2, 2, -1]                        # a class listed twice counts twice
+    labels[1, 0] = -1                                 # no target: 0
+    labels[2] = rng.permutation(c)                    # every class a target: 0
+    scores[0, 2] = 1e4                                # hinges at 0 against a large target score
+    fn = lambda s: cl.multilabel_margin_loss(s, labels, reduction="none")  # noqa: E731
+    fn = jax.jit(fn) if jit else fn
+    _close(fn(scores), np_multilabel_margin_loss(scores, labels))
+    labels[3, :3] = [0, 1, -1]                        # targets 0 and 1
+    labels[4, :2] = [0, -1]                           # target 0
+    poisoned = scores.copy()
+    poisoned[1, 5] = np.nan                           # row without targets: still 0
+    poisoned[2, 7] = np.nan                           # every class a target, no non-target: still 0
+    poisoned[3, 1] = np.nan                           # a target's score: NaN
+    poisoned[4, 5] = np.nan                           # a non-target's score: NaN
+    values = np.asarray(fn(poisoned))
+    expect = np.asarray(np_multilabel_margin_loss(scores, labels))
+    assert values[1] == 0.0 and values[2] == 0.0
+    assert np.isnan(values[3]) and np.isnan(values[4])
+    _close(values[5:], expect[5:])
+    # Gradients: the selected form's, against torch's where it installs (test above) and here against
+    # the transcription's finite differences at one row.
+    grad = jax.grad(lambda s: jnp.sum(cl.multilabel_margin_loss(s, labels, reduction="none")))(scores)
+    eps, row = 1e-2, 5
+    for i in range(c):
+        up, down = scores.copy(), scores.copy()
+        up[row, i] += eps
+        down[row, i] -= eps
+        fd = (np_multilabel_margin_loss(up[row:row + 1], labels[row:row + 1])
+              - np_multilabel_margin_loss(down[row:row + 1], labels[row:row + 1])) / (2 * eps)
+        _close(grad[row, i], fd[0], rtol=1e-3, atol=1e-3)
+
+
 def test_multilabel_margin_loss_bad_labels_give_nan():
     scores = np.zeros((3, 4), np.float32)
     labels = np.array([[4, -1, 0, 0], [1, -2, -1, 0], [1, -1, 9, 9]])
