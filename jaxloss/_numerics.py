@@ -138,36 +138,28 @@ def elementwise(value: Callable[..., jax.Array],
     return fn
 
 
-@jax.custom_jvp
-def bce_with_logits(x: jax.Array, y: jax.Array) -> jax.Array:
+def _bce_with_logits_value(x: jax.Array, y: jax.Array) -> jax.Array:
     """``y softplus(-x) + (1 - y) softplus(x)`` as ``x (1/2 - y) + |x|/2 + log1p(e^-|x|)``.
 
     The stable form ``max(x, 0) - x y + log1p(e^-|x|)`` (accurate where the
     value is tiny), with ``max(x, 0) - x y`` as ``x (1/2 - y) + |x|/2`` (exact
     for 0/1 labels): no array of ones for ``1 - y`` and no maximum with 0 that
     XLA:CPU would share between fusions and write out. Derivatives written
-    out, ``sigmoid(x) - y`` and ``-x``: through ``|x|`` the backward wrote out
-    a broadcast of its own. Shared by the binary cross-entropy, the sigmoid
-    focal loss, the multi-label soft margin loss, the Bernoulli likelihood and
-    the sigmoid parts of the Dice-CE and Dice-focal losses.
+    out (:func:`elementwise`), ``sigmoid(x) - y`` and ``-x``: through ``|x|``
+    the backward wrote out a broadcast of its own. Shared, as
+    ``bce_with_logits``, by the binary cross-entropy, the sigmoid focal loss,
+    the multi-label soft margin loss, the Bernoulli likelihood and the sigmoid
+    parts of the Dice-CE and Dice-focal losses.
     """
     magnitude = jnp.abs(x)
     return x * (0.5 - y) + 0.5 * magnitude + jnp.log1p(jnp.exp(-magnitude))
 
 
-def _bce_with_logits_jvp(primals: tuple[jax.Array, jax.Array],
-                         tangents: tuple[Any, Any]) -> tuple[jax.Array, jax.Array]:
-    # Symbolic zeros: an undifferentiated argument adds no term (x * 0 would be NaN at an infinite logit).
-    (x, y), (dx, dy) = primals, tangents
-    tangent = jnp.zeros_like(x)
-    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
-        tangent = (jax.nn.sigmoid(x) - y) * dx
-    if not isinstance(dy, jax.custom_derivatives.SymbolicZero):
-        tangent = tangent - x * dy
-    return bce_with_logits(x, y), tangent
+def _bce_with_logits_partials(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jax.nn.sigmoid(x) - y, -x
 
 
-bce_with_logits.defjvp(_bce_with_logits_jvp, symbolic_zeros=True)
+bce_with_logits = elementwise(_bce_with_logits_value, _bce_with_logits_partials)
 
 
 def softplus_both(x: jax.Array) -> tuple[jax.Array, jax.Array]:
