@@ -90,8 +90,9 @@ def _forward(emit: Array, valid: Array, can_skip: Array, start: Array, *, both: 
     thousand would (float32 keeps ~3e-4 absolute at 4000). ``sum_t c_t`` is
     kept apart. With rows first on long inputs, ``c_t`` is instead the
     frame's largest emission plus, every ``_BLOCK`` frames, the carry's
-    largest value (see the comment in the body). Returns the last scaled alphas (blank, label), the log scale
-    ``[R]`` and, if ``keep``, every scaled alpha (a leading ``T`` axis).
+    largest value (see the comment in the body). Returns the last scaled
+    alphas (blank, label), the log scale ``[R]`` and, if ``keep``, every
+    scaled alpha (a leading ``T`` axis).
     """
     rows = start.shape[0]
     rows_last = _rows_last(rows)

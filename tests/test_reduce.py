@@ -80,6 +80,7 @@ def test_narrow_last_axis_reduces_the_same_values_with_identity_derivative(shape
     _close(column[0], flat[0])
     _close(np.asarray(column[1])[:, 0], flat[1])
 
+
 def test_default_reduction_is_mean_and_returns_scalar():
     out = jaxloss.reduce(jnp.arange(6.0).reshape(2, 3))
     assert out.shape == ()
