@@ -73,6 +73,19 @@ def floor_keeping_nan(x: jax.Array, low: jax.Array | float) -> jax.Array:
     return jnp.where(x <= low, low, x)
 
 
+def is_zero(x: jax.Array) -> jax.Array:
+    """``x == 0``, written without a constant: ``x - x == x`` (``inf - inf`` and NaN give NaN, which equals nothing).
+
+    XLA:CPU (jax 0.10) emits a loop fusion that broadcasts a constant with its
+    loop-fusion emitter, which for a narrow minor axis (``[128, 10]``)
+    vectorises across rows with strided gathers; a fusion without broadcasts
+    is one contiguous vectorised loop. A test and a select whose replacement
+    is an input (e.g. ``where(is_zero(t), t, v)``) keep a guard out of the
+    broadcast-emitting path. Exact for every float, signed zeros included.
+    """
+    return x - x == x
+
+
 def reduction_input(values: jax.Array, *, max_last: int | None = 2, min_size: int = 4096) -> jax.Array:
     """``values`` about to be summed whole, computed apart from the sum where their last axis is narrow.
 

@@ -170,10 +170,16 @@ def _kl_log_targets_guarded(log_p: Array, log_t: Array, ax: int) -> Array:
     ``0 * inf`` at an underflowing ``exp`` and ``log_p = -inf``), so one select on
     the product covers them; it keeps a NaN ``log_p`` (and a NaN ``log_t`` makes
     ``t`` NaN, so ``t == 0`` is false).
+
+    The select is written without a constant (:func:`_numerics.is_zero`, and
+    the zero it selects is ``t`` itself), so the loop fusion has no broadcast:
+    XLA:CPU then emits it as one contiguous vectorised loop, where a broadcast
+    sent it to the loop-fusion emitter, which at ``[128, 10]`` gathered the
+    rows 10 elements apart (forward 1.12-1.16x optax's time, 1.01-1.06x now).
     """
     t = jnp.exp(log_t)
-    zero = (t == 0) & ~jnp.isnan(log_p)
-    return jnp.sum(jnp.where(zero, jnp.zeros_like(t), t * (log_t - log_p)), axis=ax)
+    zero = _numerics.is_zero(t) & (log_p == log_p)  # log_p == log_p: not NaN
+    return jnp.sum(jnp.where(zero, t, t * (log_t - log_p)), axis=ax)
 
 
 # XLA:CPU hands a reduction over >= 4096 elements to a YNNPACK fusion that takes exp, log, add, subtract,

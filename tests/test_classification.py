@@ -1270,3 +1270,17 @@ def test_strict_promotion_accepts_every_float_dtype(dtype):
         for value in (jaxloss.softmax_cross_entropy_with_integer_labels(x, y), jaxloss.huber_loss(x, x * 0.5),
                       jaxloss.z_loss(x), jaxloss.sigmoid_binary_cross_entropy(x, jnp.ones_like(x))):
             assert value.dtype == jnp.float32 and np.isfinite(float(value))
+
+
+def test_is_zero_is_equality_with_zero_on_every_special_float():
+    # _numerics.is_zero (x - x == x) is the constant-free zero test of the log-target KL's guard.
+    from jaxloss import _numerics
+    tiny = np.finfo(np.float32).smallest_subnormal
+    x = np.array([0.0, -0.0, tiny, -tiny, 1e-37, 1.0, -2.5, 3e38, np.inf, -np.inf, np.nan], np.float32)
+    for fn in (_numerics.is_zero, jax.jit(_numerics.is_zero)):
+        got = np.asarray(fn(jnp.asarray(x)))
+        # XLA:CPU may flush subnormals to zero inside a kernel: then they count as zero, as for `x == 0` there.
+        flushed = np.asarray(jax.jit(lambda v: v == 0)(jnp.asarray(x)))
+        np.testing.assert_array_equal(got[[0, 1, 4, 5, 6, 7, 8, 9, 10]],
+                                      [True, True, False, False, False, False, False, False, False])
+        np.testing.assert_array_equal(got[2:4], flushed[2:4])
