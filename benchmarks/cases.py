@@ -390,7 +390,15 @@ EXPLANATIONS: dict[str, str] = {
         "where(x > 0, dx, 0) measured 1.29-1.31x: XLA merges its zeros with the forward maximum's and "
         "writes them out as an [N, D] array. Session 7: the step function is sign(max(x, 0)), read from the "
         "maximum the value computes, so XLA:CPU stores that maximum once for the reduction and the backward "
-        "as optax does: 2048x128 forward+backward 1.06-1.09x -> 1.00-1.01x in scratch A/B runs (60 repeats)."),
+        "as optax does: 2048x128 forward+backward 1.06-1.09x -> 1.00-1.01x in scratch A/B runs (60 repeats). "
+        "Session 12, from 2^14 elements (medium and large rows; small is the program above): 'sum'/'mean' are "
+        "0 - reduce(min(y s - 1, 0)) (`_reduce_hinge`), the same numbers. XLA:CPU's YNN reduction runs a "
+        "minimum against 0 after subtracting a constant faster than a maximum after a subtract from one "
+        "(forward 0.87-0.95x optax), and the derivative's step is spelled from y * (-s) + 1 with its zero "
+        "behind an optimization barrier, so CSE shares nothing between value and gradient: the value fuses "
+        "into the YNN reduction and the gradient is one pass over the inputs, where optax (and the form "
+        "above) writes the [N, D] hinge for its reduction and reads it back: forward+backward 0.78-0.81x "
+        "(2048x128) and 0.79-0.81x (32768x128) in scratch A/B runs of 60 repeats."),
     "softmax_cross_entropy": (
         "Contract, 0 log 0 = 0: a -inf (masked) logit with zero label weight adds 0 to the value and "
         "every gradient (optax: NaN); a positive weight gives a huge finite value; NaN propagates. Issue "
@@ -632,7 +640,9 @@ EXPLANATIONS: dict[str, str] = {
     "perceptron_loss": (
         "Forward: the same program as optax's. Backward: the step function of relu's convention is "
         "sign(max(x, 0)) instead of a select, same kernel count at half optax's memory (other step "
-        "functions: see hinge_loss)."),
+        "functions: see hinge_loss). Session 12, from 2^14 elements: 0 - reduce(min(y s, 0)) with the "
+        "derivative spelled apart, as for hinge_loss: forward 0.87-0.96x, forward+backward 0.76-0.81x optax "
+        "in scratch A/B runs."),
     "multiclass_perceptron_loss": (
         "Contract: out-of-range labels give NaN, as an [N] factor on the per-example values (not a NaN "
         "one-hot row). The label's score is a gather with a one-hot tangent (`_label_score`), so the forward's "

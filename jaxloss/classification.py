@@ -521,6 +521,62 @@ def _relu_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arr
     return out, dx * jnp.sign(out)
 
 
+# From this many elements a summed hinge is reduced as minus the sum of min(y s - margin, 0) (below, the
+# plain relu is as fast: 32x128 value and gradient 1.03-1.06x with the sum form).
+_HINGE_SUM_MIN_ELEMENTS = 1 << 14
+
+
+def _reduce_hinge(s: Array, y: Array, margin: bool, *, reduction: str, weights: Any, where: Any, fn: str) -> Array:
+    """``reduce(max(m - y s, 0))`` for the binary hinge (``m = 1``) and perceptron (``m = 0``) losses.
+
+    For ``"sum"``/``"mean"`` from ``_HINGE_SUM_MIN_ELEMENTS`` elements it is
+    ``0 - reduce(min(y s - m, 0))`` (:func:`_hinge_negative_part`), the same
+    numbers (``min(y s - m, 0) = -max(m - y s, 0)`` exactly; ``0 - x`` keeps a
+    zero loss ``+0``). XLA:CPU's YNN reduction fusion runs a minimum against 0
+    after a subtract of a constant faster than a maximum against 0 after a
+    negation or a subtract from a constant (32768x128 forward 0.87x), and with
+    the derivative spelled apart (see :func:`_hinge_negative_part`) the value
+    and gradient read the inputs twice and write only the gradient, where
+    optax writes the ``[N, D]`` hinge for its reduction and reads it back
+    (2048x128 value and gradient 0.85x, 32768x128 0.76-0.81x).
+    """
+    if reduction == "none" or s.size < _HINGE_SUM_MIN_ELEMENTS:
+        values = _relu(1.0 - y * s) if margin else _relu(-y * s)
+        return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    negative = _hinge_negative_part(s, y, margin)
+    reduced = reduce_values(negative, reduction=reduction, weights=weights, where=where, fn=fn)
+    return jnp.zeros((), reduced.dtype) - reduced
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _hinge_negative_part(s: Array, y: Array, margin: bool) -> Array:
+    """``min(y s - m, 0)`` (``m`` 1 or 0), with ``jax.nn.relu``'s convention (derivative 0 at the kink).
+
+    The derivative's step function is spelled from ``y * (-s)`` rather than
+    ``y * s`` (bit-identical: negation is exact), and its zero is a separate
+    constant behind an optimization barrier, so XLA's CSE shares nothing
+    between the value and the gradient: the value's minimum then fuses into
+    the YNN reduction and the gradient is one pass over the inputs, instead of
+    the product or the minimum being written out for both.
+    """
+    z = y * s
+    if margin:
+        z = z - jnp.asarray(1, z.dtype)
+    return jnp.minimum(z, jnp.asarray(0, z.dtype))
+
+
+@_hinge_negative_part.defjvp
+def _hinge_negative_part_jvp(margin: bool, primals: tuple[Array, Array],
+                             tangents: tuple[Array, Array]) -> tuple[Array, Array]:
+    (s, y), (ds, dy) = primals, tangents
+    m_minus_ys = y * (-s)  # == -(y s), bit for bit
+    if margin:
+        m_minus_ys = m_minus_ys + jnp.asarray(1, s.dtype)
+    zero = jax.lax.optimization_barrier(jnp.asarray(0, s.dtype))
+    step = jnp.maximum(jnp.sign(m_minus_ys), zero)  # 1 where y s < m, 0 at and above it; NaN stays NaN
+    return _hinge_negative_part(s, y, margin), (ds * y + dy * s) * step
+
+
 def _nan_unless(valid: Array, values: Array) -> Array:
     """``values`` where ``valid``, NaN elsewhere (value and gradient row): one multiply per example.
 
@@ -1162,8 +1218,7 @@ def hinge_loss(scores: Any, labels: Any, *, reduction: str = "mean", weights: An
       https://doi.org/10.1007/BF00994018
     """
     (s, y), where = _checks.elementwise_inputs("hinge_loss", where, [("scores", scores)], [("labels", labels)])
-    values = _relu(1.0 - y * s)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="hinge_loss")
+    return _reduce_hinge(s, y, True, reduction=reduction, weights=weights, where=where, fn="hinge_loss")
 
 
 @_registry.builtin(aliases=("squared_hinge",), tags=("binary", "sign_labels"), labels="sign")
@@ -1703,8 +1758,7 @@ def perceptron_loss(scores: Any, labels: Any, *, reduction: str = "mean", weight
     """
     fn = "perceptron_loss"
     (s, y), where = _checks.elementwise_inputs(fn, where, [("scores", scores)], [("labels", labels)])
-    values = _relu(-y * s)
-    return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
+    return _reduce_hinge(s, y, False, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
 @_registry.builtin(tags=("integer_labels",))

@@ -889,6 +889,47 @@ def test_hinge_losses_match_optax_and_keras():
     _close(np.asarray(sq).mean(-1), keras.losses.squared_hinge(labels, scores))
 
 
+@pytest.mark.parametrize("name,margin", [("hinge_loss", 1.0), ("perceptron_loss", 0.0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_summed_hinges_at_the_sum_form_sizes_match_numpy(name, margin, reduction):
+    # From 2^14 elements "sum"/"mean" run as 0 - reduce(min(y s - m, 0)) with a derivative of its own
+    # (classification._reduce_hinge). Reference: NumPy transcription of optax's hinge_loss / perceptron_loss
+    # (max(0, m - y s)), gradients -y 1[y s < m] (ds) and -s 1[y s < m] (dy), with jax.nn.relu's 0 at the kink.
+    rng = _rng(71)
+    shape = (256, 128)
+    scores = _logits(rng, shape, scale=2.0)
+    labels = np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0).astype(np.float32)
+    scores[0, :4] = [margin, -margin, 2.0, -2.0]  # on the kink (y = +-1 below) and away from it
+    labels[0, :4] = [1.0, -1.0, 1.0, 1.0]
+    weights = rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
+    where = rng.uniform(size=shape) < 0.8
+    ys = labels.astype(F64) * scores
+    active = ys < margin
+    scale = np.where(where, weights, 0.0)
+    norm = scale.sum() if reduction == "mean" else 1.0
+    expected = (np.maximum(margin - ys, 0.0) * scale).sum() / norm
+    expected_ds = -labels * active * scale / norm
+    expected_dy = -scores * active * scale / norm
+    fn = getattr(jaxloss, name)
+
+    def loss(s, y):
+        return fn(s, y, reduction=reduction, weights=weights, where=where)
+
+    for run in (loss, jax.jit(loss)):
+        _close(run(scores, labels), expected)
+    ds, dy = jax.jit(jax.grad(loss, argnums=(0, 1)))(scores, labels)
+    _close(ds, expected_ds)
+    _close(dy, expected_dy)
+    assert np.all(np.asarray(ds)[0, :2] == 0) and np.all(np.asarray(dy)[0, :2] == 0)  # the kink
+    # A batch whose margins all hold gives +0, not -0.
+    zero = jax.jit(lambda s, y: fn(s, y, reduction=reduction))(np.abs(scores) + margin + 1.0, np.ones(shape, np.float32))
+    assert float(zero) == 0.0 and not np.signbit(np.asarray(zero))
+    # Unweighted, against optax itself.
+    optax_fn = getattr(optax.losses, name)
+    expected_plain = optax_fn(scores, labels).mean() if reduction == "mean" else optax_fn(scores, labels).sum()
+    _close(jax.jit(lambda s, y: fn(s, y, reduction=reduction))(scores, labels), expected_plain)
+
+
 def test_multiclass_hinge_matches_optax_and_keras_categorical_hinge():
     # References: optax.losses.multiclass_hinge_loss; keras.losses.categorical_hinge on one-hot labels,
     # which equals Crammer-Singer when some wrong-class score is >= 0 (forced below).
