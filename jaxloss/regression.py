@@ -40,6 +40,28 @@ def _absolute_partials(p: Array, t: Array) -> tuple[Array, Array]:
 _absolute_error = _numerics.elementwise(lambda p, t: jnp.abs(p - t), _absolute_partials)
 
 
+def _squared_partials(p: Array, t: Array) -> tuple[Array, Array]:
+    slope = 2.0 * (p - t)
+    return slope, -slope
+
+
+_squared = _numerics.elementwise(lambda p, t: jnp.square(p - t), _squared_partials)
+
+
+def _squared_difference(p: Array, t: Array) -> Array:
+    """``(p - t)^2``; with a last axis of more than 2 elements its derivative is read from the inputs again.
+
+    With :func:`_numerics.elementwise`'s derivative the value fuses into XLA:CPU's
+    YNN reduction and the gradient is one pass over the inputs, instead of the
+    difference ``p - t`` being written out for both (value and gradient against
+    optax: 2048x128 0.65-0.84x, 512x512 0.80x, [2^18] 0.83x). On a last axis of
+    1 or 2 elements it cost 1.4x (``[32768, 1]``), so those keep autodiff.
+    """
+    if p.ndim and p.shape[-1] > 2:
+        return _squared(p, t)
+    return jnp.square(p - t)
+
+
 def _huber_value(p: Array, t: Array, delta: Array) -> Array:
     # min(|r|, delta) splits |r| into a quadratic and a linear part; the value is
     # 0.5 q^2 + delta (|r| - q), smooth at |r| = delta.
@@ -113,8 +135,8 @@ def squared_error(predictions: ArrayLike, targets: ArrayLike, *, reduction: Lite
       optax ``squared_error``, https://optax.readthedocs.io/en/latest/api/losses.html
     """
     p, t, where = _pair("squared_error", predictions, targets, where)
-    return reduce_values(jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="squared_error",
-                         narrow_apart=False)
+    return reduce_values(_squared_difference(p, t), reduction=reduction, weights=weights, where=where,
+                         fn="squared_error", narrow_apart=False)
 
 
 @_registry.builtin(tags=("regression",))
@@ -150,8 +172,8 @@ def l2_loss(predictions: ArrayLike, targets: ArrayLike, *, reduction: Literal["n
       optax ``l2_loss``, https://optax.readthedocs.io/en/latest/api/losses.html
     """
     p, t, where = _pair("l2_loss", predictions, targets, where)
-    return reduce_values(0.5 * jnp.square(p - t), reduction=reduction, weights=weights, where=where, fn="l2_loss",
-                         narrow_apart=False)
+    return reduce_values(0.5 * _squared_difference(p, t), reduction=reduction, weights=weights, where=where,
+                         fn="l2_loss", narrow_apart=False)
 
 
 @_registry.builtin(aliases=("mae", "mean_absolute_error", "l1_loss"), tags=("regression",))
