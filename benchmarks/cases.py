@@ -427,7 +427,12 @@ EXPLANATIONS: dict[str, str] = {
         "~15 us, 0.8% of a 1.7 ms reduction). Scratch A/B, 30 repeats: 8192x1000 forward 1.02x, "
         "1024x1000 1.00x, forward+backward 0.78-0.98x. The benchmark also stopped timing torch in the same "
         "rotation (its spinning threads had slowed the JAX call after it): 8192x1000 forward 1.10 -> 1.01x."
-        + _GUARDED_IN_BLOCKS),
+        + _GUARDED_IN_BLOCKS + (
+        " Session 12: the custom JVP's log-probabilities were shifted - lse, the same HLO as the value's, so "
+        "CSE shared them and XLA:CPU wrote the [N, C] array out for the value's reduction and the gradient "
+        "(optax keeps them inside its YNN reduction); the JVP now subtracts lse behind an optimization "
+        "barrier: 1024x1000 forward+backward 1.05-1.06x -> 0.92-0.94x optax in scratch A/B runs (spelling it "
+        "-(lse - shifted) instead shared lse's [N, C] broadcast: 2x at 8192x1000).")),
     "softmax_cross_entropy_with_integer_labels": (
         "Contract: labels outside [0, C) give NaN (a bounds test and a select per row: the scattered gradient "
         "row comes from an [N] select instead of optax's broadcast constant, 4 KiB more at 1024 rows) and a "

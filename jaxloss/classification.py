@@ -430,7 +430,10 @@ def _softmax_xent_jvp(ax: int, mode: str, primals: tuple[Array, Array], tangents
                       ) -> tuple[Array, Array]:
     (x, q), (dx, dq) = primals, tangents
     shifted, lse = _shift_and_lse(x, ax)
-    log_p = shifted - lse
+    # The [N]-sized lse behind an optimization barrier: the same numbers, but XLA's CSE then shares neither
+    # the [N, C] log-probabilities nor lse's broadcast with the value, whose log-probabilities stay inside its
+    # YNN reduction instead of being written out for both.
+    log_p = shifted - jax.lax.optimization_barrier(lse)
     guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
     d_logits = dx - jnp.sum(jnp.exp(log_p) * dx, axis=ax, keepdims=True)  # d log_softmax
     tangent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
