@@ -424,14 +424,15 @@ def test_guarded_divergences_forward_and_reverse_mode_agree():
         _close(gb, np.log(q) + 1.0 - log_p, rtol=1e-10)
 
 
-def test_kl_divergence_with_log_targets_forward_and_reverse_mode_agree():
+@pytest.mark.parametrize("shape", [(4, 5), (16, 512)])  # below and above _YNN_MIN_ELEMENTS (the JVP's barrier)
+def test_kl_divergence_with_log_targets_forward_and_reverse_mode_agree(shape):
     # Its custom JVP (`_kl_log_targets_values`): forward-mode jvp equals the reverse-mode gradient, and both
     # equal the closed forms of optax's exp(log t) (log t - log p) (optax/losses/_classification.py):
     # d/dlog_p = -t, d/dlog_t = t (log t + 1 - log p). optax's own gradient agrees where it is finite.
     rng = _rng(14)
-    log_p = scipy.special.log_softmax(rng.normal(size=(4, 5)) * 2.0, -1)
-    log_t = scipy.special.log_softmax(rng.normal(size=(4, 5)), -1)
-    tp, tt = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    log_p = scipy.special.log_softmax(rng.normal(size=shape) * 2.0, -1)
+    log_t = scipy.special.log_softmax(rng.normal(size=shape), -1)
+    tp, tt = rng.normal(size=shape), rng.normal(size=shape)
     with jax.enable_x64(True):
         f = lambda a, b: cl.kl_divergence_with_log_targets(a, b, reduction="sum")  # noqa: E731
         value, forward = jax.jvp(f, (log_p, log_t), (tp, tt))
