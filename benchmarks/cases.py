@@ -431,8 +431,11 @@ EXPLANATIONS: dict[str, str] = {
         " Session 12: the custom JVP's log-probabilities were shifted - lse, the same HLO as the value's, so "
         "CSE shared them and XLA:CPU wrote the [N, C] array out for the value's reduction and the gradient "
         "(optax keeps them inside its YNN reduction); the JVP now subtracts lse behind an optimization "
-        "barrier: 1024x1000 forward+backward 1.05-1.06x -> 0.92-0.94x optax in scratch A/B runs (spelling it "
-        "-(lse - shifted) instead shared lse's [N, C] broadcast: 2x at 8192x1000).")),
+        "barrier below 4096 rows: 1024x1000 forward+backward 1.03-1.06x -> 0.92-0.96x optax in scratch A/B "
+        "runs, 2048x1000 0.91-1.07x -> 0.75-0.81x, 1024x8192 0.84-0.88x -> 0.70x. From 4096 rows XLA:CPU "
+        "computes the log-probabilities once in a YNN fusion for both, which the barrier split (8192x1000 "
+        "0.80-0.84x -> 0.83-0.85x), so there the program is the previous one (compared as HLO). Spelling the "
+        "JVP's subtraction -(lse - shifted) instead shared lse's [N, C] broadcast: 2x at 8192x1000.")),
     "softmax_cross_entropy_with_integer_labels": (
         "Contract: labels outside [0, C) give NaN (a bounds test and a select per row: the scattered gradient "
         "row comes from an [N] select instead of optax's broadcast constant, 4 KiB more at 1024 rows) and a "
