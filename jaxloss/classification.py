@@ -146,10 +146,14 @@ def _kl_guarded(log_p: Array, t: Array, ax: int) -> Array:
     """``sum(t (log t - log p))`` with one select: 0 where ``t = 0`` (also at ``log p = -inf``) unless ``log p`` is NaN.
 
     (A max-based floor on ``log p`` here lost a NaN ``log p`` under jit on XLA:CPU: +inf instead of NaN.)
+    At ``t = 0`` the product is NaN (``0 * -inf``) and the select replaces it. The logarithm is of ``|t|``,
+    which keeps an invalid negative target finite (the contract's edge cases; a floor ``max(t, tiny)`` did
+    too). Neither the select nor the logarithm has a constant (:func:`_numerics.is_zero`; the zero it
+    selects is ``t``), so XLA:CPU emits the loop fusion as one contiguous vectorised loop (see
+    :func:`_kl_log_targets_guarded`): 128x10 forward 0.84-0.88x optax, was 0.98-1.02x.
     """
-    tiny = jnp.finfo(t.dtype).tiny  # t log t -> 0 at t = 0 (the log is finite there)
-    zero = (t == 0) & (log_p == log_p)
-    return jnp.sum(jnp.where(zero, jnp.zeros_like(t), t * (jnp.log(jnp.maximum(t, tiny)) - log_p)), axis=ax)
+    zero = _numerics.is_zero(t) & (log_p == log_p)
+    return jnp.sum(jnp.where(zero, t, t * (jnp.log(jnp.abs(t)) - log_p)), axis=ax)
 
 
 @_kl_values.defjvp
