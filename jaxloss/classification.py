@@ -1677,8 +1677,10 @@ def _sparse_plus(x: Array) -> Array:
     differentiating the selects and the clip wrote out their tie rules (6 compares, 6 selects and 2
     divides per element; 2048x128 forward+backward 1.05x optax).
     """
-    # No clip on the quadratic branch: its overflow at large |x| is selected away, and the derivative is the JVP's.
-    return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, 0.25 * jnp.square(x + 1.0)))
+    # One select: below -1 the floor max(x, -1) makes the quadratic 0 (also at -inf), and its overflow at large
+    # x is selected away; a NaN x stays NaN (a loop fusion's maximum propagates it). Two selects, as in
+    # jax.nn.sparse_plus, measured 1.02-1.05x this form's time (32768x128 forward).
+    return jnp.where(x >= 1.0, x, 0.25 * jnp.square(jnp.maximum(x, -1.0) + 1.0))
 
 
 @_sparse_plus.defjvp
