@@ -660,7 +660,11 @@ EXPLANATIONS: dict[str, str] = {
         "the contract propagates NaN. (1 - 2y) x keeps both, so it was not adopted. Session 7: the "
         "derivative is a custom JVP, (clip(x, -1, 1) + 1) / 2 (the sparse sigmoid), where differentiating "
         "the selects and the clip had written out their tie rules (6 compares, 6 selects and 2 divides per "
-        "element): 2048x128 forward+backward 1.03-1.05x -> 0.97x in scratch A/B runs."),
+        "element): 2048x128 forward+backward 1.03-1.05x -> 0.97x in scratch A/B runs. Session 12: sparse_plus "
+        "with one select, x if x >= 1 else (max(x, -1) + 1)^2 / 4, where optax's has two: forward 0.95-0.97x "
+        "optax at 2048x128 and 32768x128 in scratch A/B runs (the previous form 0.99-1.02x). The value still "
+        "has a select, so XLA:CPU writes it out for its YNN reduction, as optax's; a select-free form "
+        "(max/min only) would fuse but drop a NaN inside the YNN fusion."),
     "perceptron_loss": (
         "Forward: the same program as optax's. Backward: the step function of relu's convention is "
         "sign(max(x, 0)) instead of a select, same kernel count at half optax's memory (other step "
