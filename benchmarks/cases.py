@@ -377,7 +377,8 @@ EXPLANATIONS: dict[str, str] = {
         "the inputs again (`regression._squared_difference`, `_numerics.elementwise`), so the value fuses into "
         "the YNN reduction and the gradient is one pass, where optax writes p - t out and reads it twice "
         "(3 vs 4 kernels): 2048x128 0.65-0.84x in scratch A/B runs, 512x512 0.80x, [2^18] 0.83x. A [N, 1] "
-        "column keeps optax's program (the other form measured 1.4x there)."),
+        "column keeps optax's program (the other form measured 1.4x there), and so does the small row "
+        "(below 2^14 elements both forms measured the same)."),
     "l2_loss": (
         "Forward: the same optimised program as optax's; any ratio away from 1 is noise. Forward+backward: "
         "as squared_error (session 12), 2048x128 0.73-0.79x in scratch A/B runs."),

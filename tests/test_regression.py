@@ -191,6 +191,41 @@ def test_written_derivatives_match_formula_and_torch(name):
         _close(gt, tt.grad.numpy(), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("name,scale", [("squared_error", 1.0), ("l2_loss", 0.5)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_squared_losses_at_the_written_derivative_sizes_match_numpy(name, scale, reduction):
+    # From 2^14 elements (last axis > 2) the derivative is a rule of its own (regression._squared_difference).
+    # Reference: NumPy transcription of optax's squared_error / l2_loss, value scale (p - t)^2 and
+    # derivatives 2 scale (p - t) for predictions, the negative for targets, with weights and where; the
+    # second derivative 2 scale; optax itself unweighted.
+    rng = np.random.default_rng(81)
+    shape = (128, 160)
+    p = rng.normal(size=shape).astype(np.float32)
+    t = rng.normal(size=shape).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
+    where = rng.uniform(size=shape) < 0.8
+    r = p.astype(np.float64) - t
+    scale_w = np.where(where, w, 0.0)
+    norm = scale_w.sum() if reduction == "mean" else 1.0
+    fn = getattr(jaxloss, name)
+
+    def loss(a, b):
+        return fn(a, b, reduction=reduction, weights=w, where=where)
+
+    expected = scale * r ** 2 * scale_w / norm
+    _close(jax.jit(loss)(p, t), expected if reduction == "none" else expected.sum())
+    if reduction == "none":
+        return
+    gp, gt = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, t)
+    _close(gp, 2 * scale * r * scale_w / norm)
+    _close(gt, -2 * scale * r * scale_w / norm)
+    diag = jax.jit(jax.grad(lambda a: jnp.sum(jax.grad(lambda x: fn(x, t, reduction="sum"))(a))))(p)
+    _close(diag, np.full(shape, 2 * scale))
+    optax_fn = getattr(optax.losses, name)
+    plain = optax_fn(p, t).mean() if reduction == "mean" else optax_fn(p, t).sum()
+    _close(jax.jit(lambda a, b: fn(a, b, reduction=reduction))(p, t), plain)
+
+
 def test_huber_delta_gradient_and_second_derivative():
     # d/d delta of the Huber value (the linear part's |r| - delta, else 0) and d2/dr2 (1 inside the
     # quadratic part, 0 outside), from the piecewise formula.
