@@ -226,6 +226,51 @@ def test_squared_losses_at_the_written_derivative_sizes_match_numpy(name, scale,
     _close(jax.jit(lambda a, b: fn(a, b, reduction=reduction))(p, t), plain)
 
 
+@pytest.mark.parametrize("per_element", [False, True])
+def test_quantile_loss_derivatives_match_numpy(per_element):
+    # The pinball loss has a derivative rule of its own (regression._pinball). Reference: NumPy transcription
+    # of max(q r, (q - 1) r), r = t - p: d/dp = -(q, q - 1, q - 1/2 at r = 0), d/dt the negative, d/dq = r;
+    # with a scalar quantile and with one per element.
+    rng = np.random.default_rng(82)
+    shape = (64, 40)
+    p = rng.normal(size=shape).astype(np.float32)
+    t = rng.normal(size=shape).astype(np.float32)
+    t[0, :3] = p[0, :3]  # r = 0: the kink
+    q = rng.uniform(0.1, 0.9, size=shape).astype(np.float32) if per_element else np.float32(0.3)
+    r = t.astype(np.float64) - p
+    slope = np.where(r > 0, q, np.where(r < 0, q - 1.0, q - 0.5))
+
+    def loss(a, b, qq):
+        return jaxloss.quantile_loss(a, b, quantile=qq, reduction="sum")
+
+    _close(jax.jit(loss)(p, t, q), np.maximum(q * r, (q - 1.0) * r).sum())
+    gp, gt, gq = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(p, t, q)
+    _close(gp, -slope)
+    _close(gt, slope)
+    _close(gq, r if per_element else r.sum(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_poisson_nll_at_the_written_derivative_sizes_matches_numpy(reduction):
+    # From 2^14 elements poisson_nll_loss (log_input=True) has a derivative rule of its own. Reference:
+    # torch's poisson_nll_loss formula exp(p) - t p transcribed in NumPy, d/dp = exp(p) - t, d/dt = -p.
+    rng = np.random.default_rng(83)
+    shape = (128, 160)
+    p = (0.5 * rng.normal(size=shape)).astype(np.float32)
+    t = rng.poisson(1.5, size=shape).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
+    scale = w / (w.sum() if reduction == "mean" else 1.0)
+
+    def loss(a, b):
+        return jaxloss.poisson_nll_loss(a, b, reduction=reduction, weights=w)
+
+    pd = p.astype(np.float64)
+    _close(jax.jit(loss)(p, t), ((np.exp(pd) - t * pd) * scale).sum())
+    gp, gt = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, t)
+    _close(gp, (np.exp(pd) - t) * scale)
+    _close(gt, -pd * scale)
+
+
 def test_huber_delta_gradient_and_second_derivative():
     # d/d delta of the Huber value (the linear part's |r| - delta, else 0) and d2/dr2 (1 inside the
     # quadratic part, 0 outside), from the piecewise formula.
