@@ -392,8 +392,33 @@ def absolute_percentage_error(predictions: ArrayLike, targets: ArrayLike, *, eps
     """
     _checks.in_range("absolute_percentage_error", "epsilon", epsilon, low=0.0, low_open=True)
     p, t, where = _pair("absolute_percentage_error", predictions, targets, where)
-    values = 100.0 * _abs(t - p) / jnp.maximum(jnp.abs(t), jnp.asarray(epsilon, p.dtype))
+    eps = jnp.asarray(epsilon, p.dtype)
+    if p.size >= 1 << 14:
+        # The derivatives in a rule of their own (_numerics.elementwise), so the value stays inside XLA:CPU's
+        # fused sum instead of r and its sign being written out for the gradient (2048x128 forward 0.84-0.87x,
+        # value and gradient 0.76-0.80x; 32768x128 0.85x and 0.26-0.29x the autodiff form; at 32x128 the same).
+        values = _percentage_error(p, t, eps)
+    else:
+        values = 100.0 * _abs(t - p) / jnp.maximum(jnp.abs(t), eps)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="absolute_percentage_error")
+
+
+def _percentage_error_value(p: Array, t: Array, eps: Array) -> Array:
+    return 100.0 * jnp.abs(t - p) / jnp.maximum(jnp.abs(t), eps)
+
+
+def _percentage_error_partials(p: Array, t: Array, eps: Array) -> tuple[Array, Array, Array]:
+    # |r| differentiates to sign(r) (0 at r = 0, torch's l1 convention); max(|t|, eps) to sign(t) above eps,
+    # 0 below and half of each at the tie (jnp.maximum's rule), and to eps the other way round.
+    r = t - p
+    den = jnp.maximum(jnp.abs(t), eps)
+    above = 0.5 + 0.5 * jnp.sign(jnp.abs(t) - eps)
+    slope = 100.0 * jnp.sign(r) / den
+    quotient = 100.0 * jnp.abs(r) / (den * den)
+    return -slope, slope - quotient * jnp.sign(t) * above, -quotient * (1.0 - above)
+
+
+_percentage_error = _numerics.elementwise(_percentage_error_value, _percentage_error_partials)
 
 
 @_registry.builtin(aliases=("msle", "mean_squared_logarithmic_error"), tags=("regression",))

@@ -271,6 +271,30 @@ def test_poisson_nll_at_the_written_derivative_sizes_matches_numpy(reduction):
     _close(gt, -pd * scale)
 
 
+def test_absolute_percentage_error_at_the_written_derivative_sizes_matches_numpy():
+    # From 2^14 elements the derivatives are a rule of their own (regression._percentage_error). Reference:
+    # NumPy transcription of Keras' MAPE 100 |t - p| / max(|t|, eps): d/dp = -100 sign(r) / den, d/dt =
+    # 100 sign(r) / den - 100 |r| sign(t) 1[|t| > eps] / den^2, with zero targets, targets below eps and r = 0.
+    rng = np.random.default_rng(84)
+    shape = (128, 160)
+    p = rng.normal(size=shape).astype(np.float32)
+    t = rng.normal(size=shape).astype(np.float32)
+    t[0, :3] = [0.0, 1e-3, -2e-3]
+    p[0, 3] = t[0, 3]
+    eps = 1e-2
+
+    def loss(a, b):
+        return jaxloss.absolute_percentage_error(a, b, epsilon=eps, reduction="sum")
+
+    r = t.astype(np.float64) - p
+    den = np.maximum(np.abs(t), eps)
+    _close(jax.jit(loss)(p, t), (100.0 * np.abs(r) / den).sum())
+    gp, gt = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, t)
+    _close(gp, -100.0 * np.sign(r) / den)
+    # float32: the two terms of d/dt are each ~100 / den and cancel where |r| ~ |t|, hence the absolute tolerance.
+    _close(gt, 100.0 * np.sign(r) / den - 100.0 * np.abs(r) * np.sign(t) * (np.abs(t) > eps) / den ** 2, atol=1e-3)
+
+
 def test_huber_delta_gradient_and_second_derivative():
     # d/d delta of the Huber value (the linear part's |r| - delta, else 0) and d2/dr2 (1 inside the
     # quadratic part, 0 outside), from the piecewise formula.
