@@ -152,8 +152,7 @@ def _kl_guarded(log_p: Array, t: Array, ax: int) -> Array:
     selects is ``t``), so XLA:CPU emits the loop fusion as one contiguous vectorised loop (see
     :func:`_kl_log_targets_guarded`): 128x10 forward 0.84-0.88x optax, was 0.98-1.02x.
     """
-    zero = _numerics.is_zero(t) & (log_p == log_p)
-    return jnp.sum(jnp.where(zero, t, t * (jnp.log(jnp.abs(t)) - log_p)), axis=ax)
+    return jnp.sum(_target_weighted_log_ratio(t, jnp.log(jnp.abs(t)), log_p), axis=ax)
 
 
 @_kl_values.defjvp
@@ -182,8 +181,17 @@ def _kl_log_targets_guarded(log_p: Array, log_t: Array, ax: int) -> Array:
     rows 10 elements apart (forward 1.12-1.16x optax's time, 1.01-1.06x now).
     """
     t = jnp.exp(log_t)
-    zero = _numerics.is_zero(t) & (log_p == log_p)  # log_p == log_p: not NaN
-    return jnp.sum(jnp.where(zero, t, t * (log_t - log_p)), axis=ax)
+    return jnp.sum(_target_weighted_log_ratio(t, log_t, log_p), axis=ax)
+
+
+def _target_weighted_log_ratio(t: Array, log_t: Array, log_p: Array) -> Array:
+    """``t (log t - log p)`` per element, 0 where ``t = 0`` unless ``log p`` is NaN: the KL guards' one select.
+
+    The test and the selected zero have no constant (:func:`_numerics.is_zero`; the zero is ``t``), so the
+    loop fusion has no broadcast (see :func:`_kl_log_targets_guarded`); ``log_p == log_p`` is "not NaN".
+    """
+    zero = _numerics.is_zero(t) & (log_p == log_p)
+    return jnp.where(zero, t, t * (log_t - log_p))
 
 
 # XLA:CPU hands a reduction over >= 4096 elements to a YNNPACK fusion that takes exp, log, add, subtract,
@@ -534,15 +542,11 @@ def _relu_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Arr
     return out, dx * jnp.sign(out)
 
 
-# From this many elements a summed hinge is reduced as minus the sum of min(y s - margin, 0) (below, the
-# plain relu is as fast: 32x128 value and gradient 1.03-1.06x with the sum form).
-_HINGE_SUM_MIN_ELEMENTS = 1 << 14
-
-
 def _reduce_hinge(s: Array, y: Array, margin: bool, *, reduction: str, weights: Any, where: Any, fn: str) -> Array:
     """``reduce(max(m - y s, 0))`` for the binary hinge (``m = 1``) and perceptron (``m = 0``) losses.
 
-    For ``"sum"``/``"mean"`` from ``_HINGE_SUM_MIN_ELEMENTS`` elements it is
+    For ``"sum"``/``"mean"`` from ``_numerics.SPLIT_DERIVATIVE_MIN_SIZE`` elements (below, the plain relu
+    is as fast: 32x128 value and gradient 1.03-1.06x with this form) it is
     ``0 - reduce(min(y s - m, 0))`` (:func:`_hinge_negative_part`), the same
     numbers (``min(y s - m, 0) = -max(m - y s, 0)`` exactly; ``0 - x`` keeps a
     zero loss ``+0``). XLA:CPU's YNN reduction fusion runs a minimum against 0
@@ -553,7 +557,7 @@ def _reduce_hinge(s: Array, y: Array, margin: bool, *, reduction: str, weights: 
     optax writes the ``[N, D]`` hinge for its reduction and reads it back
     (2048x128 value and gradient 0.85x, 32768x128 0.76-0.81x).
     """
-    if reduction == "none" or s.size < _HINGE_SUM_MIN_ELEMENTS:
+    if reduction == "none" or s.size < _numerics.SPLIT_DERIVATIVE_MIN_SIZE:
         values = _relu(1.0 - y * s) if margin else _relu(-y * s)
         return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
     negative = _hinge_negative_part(s, y, margin)
