@@ -538,7 +538,15 @@ EXPLANATIONS: dict[str, str] = {
         "(XLA:CPU wrote that select out and read it back) and skips the logit sum without label "
         "smoothing: 1.01 -> 0.95x naive in a scratch A/B, memory unchanged. Tried and not kept: h^T "
         "transposed once so that the weight-gradient product runs in YNN instead of Eigen (its left operand "
-        "is transposed): -2.5% time but 16 MiB more (0.056x naive memory); transposed per tile: 1.16x."),
+        "is transposed): -2.5% time but 16 MiB more (0.056x naive memory); transposed per tile: 1.16x. "
+        "Session 13 (a freshly started VM): 0.790 in the full run, with a wide interval (0.59-1.05). The naive "
+        "path's 2.1 GiB of temporaries are above glibc's 32 MiB mmap ceiling (harness.fix_allocator), so "
+        "every call maps them afresh and faults their pages in, as a training loop with glibc's defaults "
+        "does; the fused path's 38 MiB of temporaries are reused from the heap. What a page fault costs "
+        "depends on the machine: in scratch runs there the naive path took 7.3 s (fused 3.8-4.0 s), and "
+        "with no mmap at all (--allocator no-mmap: no faults after warm-up) 4.32 s against fused 3.78 s "
+        "(0.87x, 7 repeats); the earlier runs' 0.99-1.08x were on machines where the naive path took "
+        "3.6-3.7 s. The tile products are the same on both (about 1 s per full-size product on 2 cores)."),
     "cosine_distance": (
         "Issue 15: for a positive epsilon (the default 1e-8) each clipped norm is at least sqrt(epsilon), so "
         "the cosine is a plain <p, t> / sqrt(max(|p|^2, eps) max(|t|^2, eps)) with no select; XLA:CPU fuses it "
