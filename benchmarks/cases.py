@@ -506,12 +506,13 @@ EXPLANATIONS: dict[str, str] = {
         "forward+backward at 1024x1000 instead of 0.83x; taking them there from an unfloored log-sum-exp, to "
         "keep a NaN also in value_and_grad, 1.26-1.35x at 8192x1000). Re-measured: 8192x1000 1.00x forward, "
         "0.99x forward+backward. Session 13: the forward value is optax's formula over the log-probabilities, "
-        "-sum(q log p) and sum(q (1 - exp(log p))), instead of sharing the log-sum-exp's exponential "
-        "(sum(q) - sum(q e^s) / sum(e^s)): sharing it made XLA:CPU write out the shifted logits and their "
-        "exponential, two [N, C] arrays, which from 4M elements pass glibc's 32 MiB mmap threshold and are "
-        "faulted in afresh on every call. Forward 8192x1000 0.97-1.01x -> 0.50-0.54x optax, 1024x8192 "
-        "1.00-1.05x -> 0.66x, 128x10 7 -> 5 kernels (2-9% faster in five A/B runs); 1024x1000, where both "
-        "arrays fit, 0.83-0.89x -> 0.89-0.96x (scratch runs). The derivative pass is unchanged."),
+        "-sum(q log p) and sum(q (1 - exp(log p))): two sums, at most one [N, C] intermediate. The form before "
+        "shared the log-sum-exp's exponential (sum(q) - sum(q e^s) / sum(e^s)), and XLA:CPU either wrote out "
+        "the shifted logits and their exponential (two [N, C] arrays; 32 MiB at 2048x2048, past glibc's mmap "
+        "threshold) or fused it all into one YNN reduction with three sums and a division per row (8192x1000). "
+        "Forward 8192x1000 0.97-1.01x -> 0.50-0.54x optax, 1024x8192 1.00-1.05x -> 0.66x, 128x10 7 -> 5 kernels "
+        "(2-9% faster in five A/B runs); 1024x1000 0.83-0.89x -> 0.89-0.96x (scratch runs). The derivative "
+        "pass is unchanged."),
     "multiclass_hinge_loss": (
         "Contract: out-of-range labels give NaN, now as an [N] factor (1 or NaN) on the per-example values "
         "instead of a NaN one-hot row (a select per [N, C] element). The label's score is a gather whose "

@@ -476,15 +476,17 @@ def _xent_and_one_minus_pt_rows(x: Array, q: Array, ax: int, guard: bool) -> Arr
     """Both values of :func:`_xent_and_one_minus_pt` stacked on a last axis, with or without the ``-inf`` guard.
 
     ``-sum(q log p)`` and ``sum(q (1 - exp(log p)))`` over the log-probabilities
-    (optax's formula). The exponential of the log-sum-exp's pass is not shared:
-    sharing it (``sum(q) - sum(q e^s) / sum(e^s)``, the form before) made
-    XLA:CPU write out two ``[N, C]`` arrays, the shifted logits and their
-    exponential, and from 4M elements that temporary buffer passes glibc's
-    32 MiB mmap threshold, so every call faulted it in afresh: forward
-    0.97-1.05x optax (once 1.53x) at 8192x1000, 2048x2048 and 1024x8192,
-    against 0.50-0.54x, 0.44-0.74x and 0.66-0.67x this way. At 128x10 it is 5
-    kernels instead of 7, 2-9% faster in each of five A/B runs; at 1024x1000
-    (where the two arrays fit) 0.83-0.89x -> 0.89-0.96x optax (scratch runs).
+    (optax's formula): two sums, at most one ``[N, C]`` intermediate. The form
+    before shared the log-sum-exp's exponential, ``sum(q) - sum(q e^s) /
+    sum(e^s)``; XLA:CPU then either wrote out the shifted logits and their
+    exponential (two ``[N, C]`` arrays: 32 MiB at 2048x2048, 64 MiB at
+    1024x8192, past glibc's 32 MiB mmap threshold) or fused it all into one YNN
+    reduction with three sums and a division per row (4096x1000, 8192x1000).
+    Forward against optax, scratch A/B runs: 8192x1000 0.97-1.01x -> 0.50-0.54x,
+    2048x2048 0.98-1.53x -> 0.44-0.74x, 1024x8192 1.00-1.05x -> 0.66-0.67x,
+    4096x1000 0.97x -> 0.89-0.92x; 128x10 5 kernels instead of 7, 2-9% faster
+    in each of five runs; 1024x1000, the one size that lost, 0.83-0.89x ->
+    0.89-0.96x.
 
     Unguarded, a ``-inf`` logit at ``q = 0`` gives NaN (``0 * -inf``); ``guard``
     replaces the ``-inf`` shifted logits by the lowest finite float with a
