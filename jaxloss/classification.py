@@ -520,7 +520,9 @@ def _xent_and_one_minus_pt_jvp(ax: int, mode: str, primals: tuple[Array, Array],
     log_p = shifted - lse
     p = jnp.exp(log_p)
     xent = -jnp.sum(q * log_p, axis=ax)
-    one_minus_pt = jnp.sum(q, axis=ax) - jnp.sum(q * p, axis=ax)
+    # sum(q (1 - p)), the forward's formula: as sum(q) - sum(q p), a third sum, XLA:CPU's value-and-gradient
+    # program took 0.96-1.01x optax's time at 8192x1000 instead of 0.75-0.78x (1024x1000 0.84-0.86x either way).
+    one_minus_pt = jnp.sum(q * (1.0 - p), axis=ax)
     guarded_log_p = jnp.where((q == 0) & (x == -jnp.inf), jnp.zeros_like(log_p), log_p)
     d_logits = dx - jnp.sum(p * dx, axis=ax, keepdims=True)  # d log_softmax
     d_xent = -jnp.sum(q * d_logits + guarded_log_p * dq, axis=ax)
