@@ -198,6 +198,46 @@ def test_multiclass_sparsemax_loss_matches_optax(scale):
     _close(grad, theirs)
 
 
+def _simplex_rows(name, rng):
+    c = 300
+    rows = {"normal": rng.normal(size=(6, c)), "tiny scale": rng.normal(size=(6, c)) * 1e-3,
+            "large scale": rng.normal(size=(6, c)) * 50.0, "uniform": rng.uniform(size=(6, c)),
+            "exponential": rng.exponential(size=(6, c)), "linear": -np.arange(c)[None].repeat(2, 0) * 0.01,
+            "geometric": -(1.5 ** np.minimum(np.arange(c), 60))[None].repeat(2, 0),
+            "harmonic": (1.0 / (1.0 + np.arange(c)))[None].repeat(2, 0),
+            "ties": np.repeat(rng.normal(size=(6, c // 10)), 10, axis=1),
+            "one large": np.eye(c)[:3] * 100.0}[name]
+    return np.asarray(rows, np.float32)
+
+
+@pytest.mark.parametrize("name", ["normal", "tiny scale", "large scale", "uniform", "exponential", "linear",
+                                  "geometric", "harmonic", "ties", "one large"])
+def test_sparsemax_threshold_without_sorting_equals_the_sorting_algorithm(name):
+    # _sparsemax finds the threshold by Michelot's iteration instead of sorting each row; the projection must be
+    # the sort-based one (np_projection_simplex: optax's and Martins & Astudillo's algorithm) on rows whose
+    # support the iteration reaches in few passes (normal) and in many (geometric: 16 passes at 1000 scores).
+    x = _simplex_rows(name, _rng(11))
+    ours = np.asarray(cl._sparsemax(jnp.asarray(x)), F64)
+    expected = np.stack([np_projection_simplex(r) for r in x.astype(F64)])
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ours > 0, expected > 1e-6)  # the same support
+    np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_sparsemax_threshold_edge_rows():
+    x = jnp.array([[0.0, -jnp.inf, 1.0, 1.0], [jnp.nan, 0.0, 1.0, 2.0], [5.0, 5.0, 5.0, 5.0],
+                   [1e4, -1e4, 1e4 - 0.5, 0.0]], jnp.float32)
+    out = np.asarray(jax.jit(cl._sparsemax)(x))
+    np.testing.assert_allclose(out[0], [0.0, 0.0, 0.5, 0.5])
+    assert np.isnan(out[1]).all()  # NaN propagates (the iteration stops at once)
+    np.testing.assert_allclose(out[2], [0.25] * 4)
+    np.testing.assert_allclose(out[3], [0.75, 0.0, 0.25, 0.0])
+    # Under vmap the rows' iterations run together until the slowest row's support is found.
+    rows = jnp.asarray(_simplex_rows("geometric", _rng(12))[:1].repeat(3, 0) * np.array([[1.0], [0.1], [10.0]],
+                                                                                        np.float32))
+    np.testing.assert_allclose(jax.vmap(cl._sparsemax)(rows), cl._sparsemax(rows), rtol=1e-6)
+
+
 def test_multiclass_sparsemax_loss_large_scores_and_batch_axes():
     rng = _rng(4)
     scores = _scores(rng, (2, 3, 5), 1.0)
