@@ -224,6 +224,19 @@ def test_sparsemax_threshold_without_sorting_equals_the_sorting_algorithm(name):
     np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-5)
 
 
+def test_sparsemax_threshold_falls_back_to_sorting_after_its_pass_cap(monkeypatch):
+    # Geometric rows need 16 passes: with a cap of 3 the batch is sorted instead, and the projection is unchanged,
+    # also under vmap (the fallback's condition stays one scalar there).
+    x = _simplex_rows("geometric", _rng(13))
+    expected = np.stack([np_projection_simplex(r) for r in x.astype(F64)])
+    monkeypatch.setattr(cl, "_SIMPLEX_MAX_PASSES", 3)
+    np.testing.assert_allclose(jax.jit(cl._sparsemax)(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.vmap(cl._sparsemax))(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-6)
+    labels = jnp.zeros(2, jnp.int32)
+    grad = jax.grad(lambda s: cl.multiclass_sparsemax_loss(s, labels, reduction="sum"))(jnp.asarray(x))
+    np.testing.assert_allclose(grad, expected - np.eye(x.shape[-1])[[0, 0]], rtol=1e-5, atol=1e-6)
+
+
 def test_sparsemax_threshold_edge_rows():
     x = jnp.array([[0.0, -jnp.inf, 1.0, 1.0], [jnp.nan, 0.0, 1.0, 2.0], [5.0, 5.0, 5.0, 5.0],
                    [1e4, -1e4, 1e4 - 0.5, 0.0]], jnp.float32)
