@@ -530,8 +530,8 @@ EXPLANATIONS: dict[str, str] = {
         "mask, its mean, a select per element) on top of p: 8192x1000 forward+backward memory 187.6 -> "
         "127.3 MiB (optax 156.5 MiB), time 1.01 -> 0.97-0.99x in scratch A/B runs (the sort dominates). "
         "Session 13: no sort. The threshold comes from Michelot's iteration (`_simplex_threshold`: average the "
-        "support, drop the entries at or below it, repeat; exact, at most C passes, 6-16 on the distributions "
-        "tried), one fused pass over the scores each: 1024x1000 122 -> 7.7 ms, 0.06x optax forward and "
+        "support, drop the entries at or below it, repeat; exact; 6-16 passes on the distributions tried, a sort "
+        "after 64), one fused pass over the scores each: 1024x1000 122 -> 7.7 ms, 0.06x optax forward and "
         "forward+backward, 8192x1000 0.08-0.09x, 128x10 0.62x."),
     "convex_kl_divergence": ("Shares kl_divergence's guards, custom JVP and scalar-reduction guard, plus "
                              "sum(p - t). The small size (128x10) is below the 4096-element threshold of "
