@@ -299,16 +299,25 @@ def _on_cpu_unless_nonfinite(fast: _PerExample, guarded: _PerExample, a: Array, 
     return out
 
 
-@jax.custom_batching.custom_vmap
-def _all_finite(x: Array) -> Array:
-    """``all(isfinite(x))``, one scalar also under ``vmap`` (a batched ``lax.cond`` predicate runs both branches)."""
-    return jnp.all(jnp.isfinite(x))
+def _batch_wide(reduce: Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """``reduce`` (to a scalar), over the batch axis too under ``vmap``: a ``lax.cond`` predicate that stays one scalar.
+
+    A batched predicate would turn the ``lax.cond`` into a select that runs both branches.
+    """
+    @jax.custom_batching.custom_vmap
+    def whole(x: Array) -> Array:
+        return reduce(x)
+
+    @whole.def_vmap
+    def _whole_vmap(axis_size: int, in_batched: list[bool], x: Array) -> tuple[Array, bool]:
+        del axis_size, in_batched
+        return reduce(x), False
+
+    return whole
 
 
-@_all_finite.def_vmap
-def _all_finite_vmap(axis_size: int, in_batched: list[bool], x: Array) -> tuple[Array, bool]:
-    del axis_size, in_batched
-    return jnp.all(jnp.isfinite(x)), False
+_all_finite = _batch_wide(lambda x: jnp.all(jnp.isfinite(x)))  # the CPU guards' "no edge case in the batch"
+_any_true = _batch_wide(jnp.any)  # the simplex threshold's "some row still changing"
 
 
 @jax.custom_jvp
@@ -1898,17 +1907,6 @@ def _sorted_simplex_threshold(x: Array, _: Array) -> Array:
     support = jnp.sum((1.0 + k * u > cumsum).astype(jnp.int32), axis=-1, keepdims=True)  # >= 1
     return (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(x.dtype)
 
-
-@jax.custom_batching.custom_vmap
-def _any_true(x: Array) -> Array:
-    """``any(x)``, one scalar also under ``vmap`` (a batched ``lax.cond`` predicate runs both branches)."""
-    return jnp.any(x)
-
-
-@_any_true.def_vmap
-def _any_true_vmap(axis_size: int, in_batched: list[bool], x: Array) -> tuple[Array, bool]:
-    del axis_size, in_batched
-    return jnp.any(x), False
 
 
 @_sparsemax.defjvp
