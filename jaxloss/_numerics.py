@@ -107,6 +107,20 @@ def reduction_input(values: jax.Array, *, max_last: int | None = 2, min_size: in
     return computed_apart(values)
 
 
+def distinct(value: Any, copy: int) -> Any:
+    """``value`` (an array or a tuple of arrays) behind ``copy`` optimization barriers: equal, kept apart by XLA.
+
+    XLA's CSE merges equal expressions, and on XLA:CPU an ``[N, ...]``
+    broadcast or difference shared by two reduction fusions is written out
+    and read back by both instead of being recomputed inside each (see
+    ``embedding._shifted_distance``, ``classification._target_pair_hinges``).
+    Each use that must stay in its own fusion takes a different ``copy``.
+    """
+    for _ in range(copy):
+        value = jax.lax.optimization_barrier(value)
+    return value
+
+
 @jax.custom_jvp
 def computed_apart(x: jax.Array) -> jax.Array:
     """``x``, computed by its own loop fusion rather than inside the YNN fusion of a reduction that reads it.

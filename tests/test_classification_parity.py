@@ -143,6 +143,29 @@ def np_multilabel_margin_loss(scores, labels):
     return np.array(out).reshape(s.shape[:-1])
 
 
+def np_multilabel_margin_loss_grad(scores, labels):
+    # aten/src/ATen/native/LossMultiLabelMargin.cpp (multilabel_margin_loss_backward_out_frame): for each
+    # listed target j and non-target i with 1 - (x[j] - x[i]) > 0, grad[j] -= 1/C and grad[i] += 1/C.
+    s = np.asarray(scores, F64)
+    flat_s, flat_y = s.reshape(-1, s.shape[-1]), np.asarray(labels).reshape(-1, s.shape[-1])
+    grad = np.zeros_like(flat_s)
+    for x, y, g in zip(flat_s, flat_y, grad):
+        c = x.shape[0]
+        listed = []
+        for v in y:
+            if v < 0:
+                break
+            listed.append(int(v))
+        is_target = np.zeros(c, bool)
+        is_target[listed] = True
+        for j in listed:
+            for i in range(c):
+                if not is_target[i] and 1.0 - (x[j] - x[i]) > 0:
+                    g[j] -= 1.0 / c
+                    g[i] += 1.0 / c
+    return grad.reshape(s.shape)
+
+
 def _target_lists(rng, n, c):
     rows = []
     for _ in range(n):
@@ -426,6 +449,45 @@ def test_multilabel_margin_loss_select_free_value(jit):
         fd = (np_multilabel_margin_loss(up[row:row + 1], labels[row:row + 1])
               - np_multilabel_margin_loss(down[row:row + 1], labels[row:row + 1])) / (2 * eps)
         _close(grad[row, i], fd[0], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("counted_from", [None, 1], ids=["selected", "counted"])
+def test_multilabel_margin_loss_select_free_gradient(counted_from, monkeypatch):
+    # From 2^22 pairs the select-free value's derivative counts each score's pairs with a positive hinge
+    # (classification._pair_counts) instead of differentiating the selected form; "counted" lowers that
+    # threshold to test it at this size. Both must give torch's gradient (the NumPy transcription of
+    # its backward), with duplicates, empty and full lists, a large target score, batch axes, where, vmap,
+    # forward mode, and finite gradients for finite scores.
+    if counted_from is not None:
+        monkeypatch.setattr(cl, "_COUNTED_DERIVATIVE_PAIRS", counted_from)
+    rng = _rng(13)
+    n, c = 300, 24                                    # 172800 pairs: the select-free value
+    scores = _scores(rng, (n, c), 1.0)
+    labels = _target_lists(rng, n, c)
+    labels[0, :3] = [2, 2, -1]                        # a class listed twice counts twice
+    labels[1, 0] = -1                                 # no target: gradient 0
+    labels[2] = rng.permutation(c)                    # every class a target: gradient 0
+    scores[3, labels[3, 0]] = 1e4                     # a large target score: its hinges are 0
+    scores[4, 5] = -1e30                              # a very low non-target score
+    expect = np_multilabel_margin_loss_grad(scores, labels)
+    grad = jax.jit(jax.grad(lambda s: jnp.sum(cl.multilabel_margin_loss(s, labels, reduction="none"))))(scores)
+    _close(grad, expect)
+    assert not np.asarray(grad[1:3]).any()
+    # Batch axes and vmap: the same numbers.
+    batched = jax.grad(lambda s: jnp.sum(cl.multilabel_margin_loss(s, labels.reshape(3, 100, c),
+                                                                   reduction="none")))(scores.reshape(3, 100, c))
+    _close(batched.reshape(n, c), expect)
+    per_row = jax.vmap(jax.grad(lambda s, y: cl.multilabel_margin_loss(s[None], y[None], reduction="sum")))
+    _close(per_row(scores, labels), expect)
+    # where: masked rows get gradient 0, the mean is over the others.
+    where = np.ones(n, bool)
+    where[::2] = False
+    masked = jax.grad(lambda s: cl.multilabel_margin_loss(s, labels, where=where))(scores)
+    _close(masked, np.where(where[:, None], expect, 0.0) / where.sum())
+    # Forward mode agrees with reverse mode.
+    tangent = _scores(rng, (n, c), 1.0)
+    _, jvp = jax.jvp(lambda s: cl.multilabel_margin_loss(s, labels, reduction="sum"), (scores,), (tangent,))
+    _close(jvp, np.sum(expect * tangent), rtol=1e-5, atol=1e-4)
 
 
 def test_multilabel_margin_loss_bad_labels_give_nan():
