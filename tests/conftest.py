@@ -60,7 +60,9 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 #   which runs the same masked program, and every family's own where tests);
 # * two compile-bound tests of 1.8-3 s each whose property the quick run checks elsewhere: the
 #   `checked` settings on every registered loss (test_toolkit's other `checked` tests) and 256x256
-#   half-precision segmentation (the invariants' 16-bit edge check at the specs' sizes).
+#   half-precision segmentation (the invariants' 16-bit edge check at the specs' sizes);
+# * the memory plans of the guarded divergences compiled at 2048 and 4096 rows (production sizes, as
+#   the Gemma-2 plan above) and the text metrics' eager-vs-jit check (op by op, as the invariants' "jit").
 _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab_sharded.py",
                "test_self_supervised_sharded.py", "test_examples.py", "test_kernels.py")
 _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
@@ -70,7 +72,9 @@ _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",
                "test_only_the_listed_losses_drop_a_nan_under_xla_cpu_ynn_fusions",
                "test_the_listed_losses_keep_a_nan_with_ynn_fusions_off",
                "test_checked_masked_and_padded_settings_do_not_crash",
-               "test_256x256_half_precision_finite_and_accurate")
+               "test_256x256_half_precision_finite_and_accurate",
+               "test_guarded_recomputation_needs_no_more_memory_than_optax",
+               "test_metric_jit_equals_eager_and_vmap_equals_batched")
 _SLOW_INVARIANTS = ("jit", "where")
 
 
