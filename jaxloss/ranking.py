@@ -863,18 +863,24 @@ def listmle_loss(scores: ArrayLike, labels: ArrayLike, *, segments: ArrayLike | 
         suffix_lse = _masked_logsumexp(_rows(s), suffix)[..., 0]
         values = -_unit_sum(s - suffix_lse, lists) + _unit_label_nan(lists)
         return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
-    invalid = jnp.zeros(s.shape, jnp.int32) if valid is None else (~valid).astype(jnp.int32)
     index = jax.lax.broadcasted_iota(jnp.int32, s.shape, s.ndim - 1)
-    # Valid items first, then by decreasing label; lax.sort is stable, so ties
-    # keep their order in the list (rax's sort_by without a key).
-    _, _, order = jax.lax.sort((invalid, -y, index), dimension=s.ndim - 1, num_keys=2)
+    # Valid items first, then by decreasing label; the sort is stable, so ties
+    # keep their order in the list (rax's sort_by without a key). Without a
+    # mask, one key (XLA:CPU's sort: 1024x64 7.3 -> 6.1 ms).
+    if valid is None:
+        _, order = jax.lax.sort((-y, index), dimension=s.ndim - 1, num_keys=1, is_stable=True)
+    else:
+        _, _, order = jax.lax.sort(((~valid).astype(jnp.int32), -y, index), dimension=s.ndim - 1, num_keys=2,
+                                   is_stable=True)
     s_sorted = jnp.take_along_axis(s, order, axis=-1)
     v_sorted = None if valid is None else jnp.take_along_axis(valid, order, axis=-1)
     # Invalid items sit at the end; the lowest finite value keeps them out of
     # every suffix logsumexp (exp underflows to exactly 0) with finite gradients.
     fill = jnp.finfo(s.dtype).min
     x = s_sorted if v_sorted is None else jnp.where(v_sorted, s_sorted, jnp.asarray(fill, s.dtype))
-    suffix_lse = jax.lax.cumlogsumexp(x, axis=s.ndim - 1, reverse=True)
+    # The suffix log-sum-exps as a parallel scan of logaddexp: XLA:CPU runs lax.cumlogsumexp's
+    # reduce-window one element at a time (1024x64: 9.8 -> 1.7 ms); the gradient is the same program.
+    suffix_lse = jax.lax.associative_scan(jnp.logaddexp, x, reverse=True, axis=s.ndim - 1)
     values = -_masked_sum(s_sorted - suffix_lse, v_sorted) + _label_nan(y, valid)
     return reduce_values(values, reduction=reduction, weights=weights, where=lists.unit_valid, fn=fn)
 
