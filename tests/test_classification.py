@@ -709,6 +709,60 @@ def test_binary_cross_entropy_clip_closed_form():
 
 
 # ================================================================ focal losses
+def np_softmax_focal(q, logits, alpha, gamma):
+    """-sum_c alpha_c q_c (1 - p_c)^gamma log p_c in float64 (Lin et al.'s focal term over a softmax), with
+    0 log 0 = 0 where q_c = 0 (the contract's convention; Keras clips p instead, see np_keras_categorical_focal)."""
+    log_p = np_log_softmax(logits)
+    q = np.asarray(q, F64) * np.asarray(alpha, F64)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(q == 0, 0.0, -q * (-np.expm1(log_p)) ** gamma * log_p)
+    return terms.sum(-1)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+def test_softmax_focal_fused_cpu_path_matches_transcription(gamma):
+    # From 4096 elements the CPU computes the unguarded focal terms in one fused pass and recomputes the
+    # batch guarded only when a row is not finite (classification._softmax_focal_rows). Values against the
+    # float64 transcription with soft labels and a class weight vector, a batch with a -inf logit of weight 0
+    # (the guarded recomputation: finite, 0 log 0 = 0) and a NaN row; gradients (forward and reverse mode)
+    # against float64 autodiff of the textbook formula.
+    rng = _rng(53)
+    n, c = 64, 100                                    # 6400 elements
+    logits = _logits(rng, (n, c))
+    q = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+    alpha = rng.uniform(0.5, 1.5, size=c).astype(np.float32)
+    fn = jax.jit(lambda x, y: jaxloss.softmax_focal_loss(x, y, alpha=alpha, gamma=gamma, reduction="none"))
+    _close(fn(logits, q), np_softmax_focal(q, logits, alpha, gamma))
+    _close(jax.jit(lambda x, y: jaxloss.softmax_focal_loss(x, y, alpha=alpha, gamma=gamma))(logits, q),
+           np_softmax_focal(q, logits, alpha, gamma).mean())
+    edge, q_edge = logits.copy(), q.copy()
+    edge[3, 7], q_edge[3, 7] = -np.inf, 0.0
+    q_edge[3] /= q_edge[3].sum()
+    got = np.asarray(fn(edge, q_edge))
+    assert np.isfinite(got).all()
+    _close(got, np_softmax_focal(q_edge, edge, alpha, gamma))
+    nan = logits.copy()
+    nan[5, 2] = np.nan
+    got = np.asarray(fn(nan, q))
+    assert np.isnan(got[5]) and np.isfinite(np.delete(got, 5)).all()
+    _close(np.delete(got, 5), np.delete(np_softmax_focal(q, logits, alpha, gamma), 5))
+
+    def reference(x, y):
+        p = jax.nn.softmax(x)
+        return jnp.sum(-jnp.asarray(alpha, x.dtype)[None, :] * y * (1.0 - p) ** gamma * jnp.log(p))
+
+    grads = jax.grad(lambda x, y: jaxloss.softmax_focal_loss(x, y, alpha=alpha, gamma=gamma, reduction="sum"),
+                     argnums=(0, 1))(logits, q)
+    with jax.enable_x64(True):
+        expected = jax.grad(reference, argnums=(0, 1))(jnp.asarray(logits, F64), jnp.asarray(q, F64))
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(np.asarray(g, F64), np.asarray(e), rtol=1e-4, atol=1e-5)
+    tangent = _logits(rng, (n, c))
+    _, jvp = jax.jvp(lambda x: jaxloss.softmax_focal_loss(x, q, alpha=alpha, gamma=gamma, reduction="sum"),
+                     (logits,), (tangent,))
+    np.testing.assert_allclose(float(jvp), float(np.sum(np.asarray(expected[0]) * tangent)), rtol=1e-4)
+
+
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (None, 2.0), (0.6, 0.5), (0.25, 0.0), (None, 3.0)])
 def test_sigmoid_focal_matches_torchvision_formula(alpha, gamma):
     # Reference: torchvision.ops.sigmoid_focal_loss, transcribed in NumPy (alpha=None <-> alpha=-1).
