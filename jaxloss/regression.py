@@ -413,8 +413,11 @@ def _percentage_error_partials(p: Array, t: Array, eps: Array) -> tuple[Array, A
     r = t - p
     den = jnp.maximum(jnp.abs(t), eps)
     above = 0.5 + 0.5 * jnp.sign(jnp.abs(t) - eps)
-    slope = 100.0 * jnp.sign(r) / den
-    quotient = 100.0 * jnp.abs(r) / (den * den)
+    # The percent as a division by 0.01: a constant 100 here would be the same broadcast as the value's,
+    # which XLA:CPU then wrote out for both (32768x128 value and gradient: a 16 MiB array of 100s).
+    hundredth_den = 0.01 * den
+    slope = jnp.sign(r) / hundredth_den
+    quotient = jnp.abs(r) / (hundredth_den * den)
     return -slope, slope - quotient * jnp.sign(t) * above, -quotient * (1.0 - above)
 
 
