@@ -358,7 +358,7 @@ def build_cases() -> list[Case]:
 # Shared by the explanations of the two losses whose rare guarded branch runs in row blocks.
 _GUARDED_IN_BLOCKS = (
     " Session 7: the rare guarded recomputation runs in row blocks of 16384 elements "
-    "(`_guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: "
+    "(`_numerics.guarded_in_blocks`), so the compiled program has no [N, C] temporary of its own (8192x1000: "
     "forward temporaries 62.5 MiB -> 0.2 MiB, forward+backward memory 1.50x -> 1.00x optax's). Before, "
     "that temporary made XLA:CPU's per-call temporary buffer larger than glibc's 32 MiB mmap ceiling, so "
     "every call mapped it afresh and faulted in 31 MiB of pages: forward+backward then measured "
@@ -463,7 +463,7 @@ EXPLANATIONS: dict[str, str] = {
         "(scipy's rel_entr, tested); NaN propagates. Issue 15: on CPU the value is optax's unguarded "
         "sum(exp(log t) (log t - log p)) (one fused reduction, 3 operations per element). Every edge case "
         "shows up as a non-finite row, and only then a lax.cond recomputes the batch with one select per "
-        "element (`_unless_nonfinite`; custom_vmap keeps the condition scalar under vmap). The extra "
+        "element (`_numerics.unless_nonfinite`; custom_vmap keeps the condition scalar under vmap). The extra "
         "kernels are [N]-sized (the finiteness test and the conditional). The memory column counts the "
         "guarded branch's [N, C] temporary, which is not written for batches without edge cases. Below "
         "4096 elements the select version is one XLA loop fusion. The former select-free floors did 8 "

@@ -9,6 +9,8 @@ into gradients.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, NamedTuple, overload
 
@@ -105,6 +107,134 @@ def reduction_input(values: jax.Array, *, max_last: int | None = 2, min_size: in
     if values.ndim < 2 or values.size < min_size or (max_last is not None and values.shape[-1] > max_last):
         return values
     return computed_apart(values)
+
+
+# ------------------------------------------------------------ CPU edge-case guards
+# XLA:CPU hands a reduction over >= 4096 elements to a YNNPACK fusion that takes exp, log, add, subtract,
+# multiply, max and min but no compare or select: a select on the [N, C] product is written to memory by a
+# separate loop and read back (1.1-1.3x optax's time), and select-free guards built from max/min floors cost
+# several operations per element (1.7x for the log-target KL) and, under jit, dropped a NaN in their first
+# operand (a NaN log-probability gave +inf). So on CPU the value is the peer's unguarded formula, whose
+# edge cases (0 * inf) all show up as a non-finite row, and only then is the guarded one computed.
+YNN_MIN_ELEMENTS = 4096
+PerExample = Callable[[jax.Array, jax.Array, int], jax.Array]  # (a, b, class axis) -> per-example values
+# Elements of one row block of the rare guarded recomputation (64 KiB of float32 per [rows, C] array).
+GUARD_BLOCK_ELEMENTS = 1 << 14
+
+
+def guarded_in_blocks(guarded: PerExample, a: jax.Array, b: jax.Array, ax: int) -> jax.Array:
+    """``guarded(a, b, ax)``, computed one block of rows at a time (the rare branch of the CPU guards).
+
+    A ``lax.cond`` branch gets temporaries of its own: the guarded recomputation's
+    ``[N, C]`` select doubled the compiled program's temporary memory, although it
+    runs only for a batch with an edge case (softmax cross-entropy 8192x1000,
+    forward+backward: 93.8 MiB against optax's 62.5 MiB). On CPU, XLA allocates
+    the temporaries in one buffer per call, and glibc serves one over 32 MiB with
+    a fresh ``mmap`` whose pages fault in on first touch every call (31 MiB of
+    faults per call there, up to 1.6x optax's time). Blocks of rows keep the
+    branch's temporaries at ``[rows, C]``; the last block is clamped to end at the
+    last row (it recomputes a few rows and writes the same values). Inputs of
+    different shapes, or too few rows, are computed whole.
+    """
+    ax = ax % a.ndim if a.ndim else 0
+    if a.shape != b.shape or a.ndim == 0:
+        return guarded(a, b, ax - a.ndim)
+    classes = a.shape[ax]
+    row_shape = a.shape[:ax] + a.shape[ax + 1:]
+    rows = math.prod(row_shape)
+    block = max(1, GUARD_BLOCK_ELEMENTS // max(classes, 1))
+    if rows <= block:
+        return guarded(a, b, ax - a.ndim)
+    whole = jax.eval_shape(lambda a, b: guarded(a, b, ax - a.ndim), a, b)
+    extra = whole.shape[len(row_shape):]
+    if whole.shape[:len(row_shape)] != row_shape:
+        return guarded(a, b, ax - a.ndim)
+    a2 = jnp.moveaxis(a, ax, -1).reshape(rows, classes)
+    b2 = jnp.moveaxis(b, ax, -1).reshape(rows, classes)
+
+    def body(k: jax.Array, out: jax.Array) -> jax.Array:
+        start = jnp.minimum(k * block, rows - block)
+        values = guarded(jax.lax.dynamic_slice_in_dim(a2, start, block), jax.lax.dynamic_slice_in_dim(b2, start, block),
+                         -1)
+        return jax.lax.dynamic_update_slice_in_dim(out, values, start, 0)
+
+    out: jax.Array = jax.lax.fori_loop(0, -(-rows // block), body, jnp.zeros((rows, *extra), whole.dtype))
+    return out.reshape(whole.shape)
+
+
+@functools.lru_cache(maxsize=None)
+def unless_nonfinite(fast: PerExample, guarded: PerExample, ax: int) -> Any:
+    """``(a, b) -> fast(a, b, ax)``, recomputed as ``guarded(a, b, ax)`` when any row of it is not finite.
+
+    The test is the finiteness of the rows' sum (any non-finite row makes it
+    NaN or infinite; a sum of finite rows that overflows only costs the
+    recomputation, whose finite rows are the same): one ``[N]`` reduction,
+    where a per-row test took four kernels. The optimization barrier keeps
+    XLA from fusing that sum into the ``[N, C]`` pass, which it then ran twice.
+
+    ``fast`` is an unguarded per-example formula that equals ``guarded`` on every
+    finite row; ``guarded`` keeps the conventions (``0 log 0 = 0``, NaN
+    propagation, ...) at the edge cases, where ``fast`` gives NaN or ``inf``.
+    The ``lax.cond`` runs one branch, so a batch without edge cases costs
+    ``fast`` alone and the rare other one both. Below ``YNN_MIN_ELEMENTS``
+    ``guarded`` is taken directly (XLA's own loop fusion takes its select).
+    Under ``vmap`` the batch axis joins the rows (``custom_vmap``), so the
+    condition stays one scalar instead of a select that runs both branches.
+    ``ax`` is negative, so it names the same axis with a batch axis in front.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def values(a: jax.Array, b: jax.Array) -> jax.Array:
+        if max(a.size, b.size) < YNN_MIN_ELEMENTS:
+            return guarded(a, b, ax)
+        first = jax.lax.optimization_barrier(fast(a, b, ax))
+        out: jax.Array = jax.lax.cond(~jnp.isfinite(jnp.sum(first)),
+                                      lambda a, b, _: guarded_in_blocks(guarded, a, b, ax),
+                                      lambda a, b, f: f, a, b, first)
+        return out
+
+    @values.def_vmap
+    def _values_vmap(axis_size: int, in_batched: list[bool], a: jax.Array, b: jax.Array) -> tuple[jax.Array, bool]:
+        a, b = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape)) for x, batched in zip((a, b), in_batched))
+        return values(a, b), True
+
+    return values
+
+
+def on_cpu_unless_nonfinite(fast: PerExample, guarded: PerExample, a: jax.Array, b: jax.Array, ax: int,
+                             mode: str = "auto") -> jax.Array:
+    """:func:`unless_nonfinite` on CPU; ``guarded`` (whose selects fuse) on other backends.
+
+    ``mode="fast"``: ``fast`` alone on CPU (the caller tests the reduced value,
+    :func:`jaxloss.classification._reduce_unless_nonfinite`); ``mode="guarded"``: ``guarded`` everywhere.
+    """
+    ax = ax - a.ndim if ax >= 0 else ax
+    if mode == "guarded":
+        return guarded(a, b, ax)
+    cpu = unless_nonfinite(fast, guarded, ax) if mode == "auto" else (lambda a, b: fast(a, b, ax))
+    out: jax.Array = jax.lax.platform_dependent(a, b, cpu=cpu, default=lambda a, b: guarded(a, b, ax))
+    return out
+
+
+def batch_wide(reduce: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``reduce`` (to a scalar), over the batch axis too under ``vmap``: a ``lax.cond`` predicate that stays one scalar.
+
+    A batched predicate would turn the ``lax.cond`` into a select that runs both branches.
+    """
+    @jax.custom_batching.custom_vmap
+    def whole(x: jax.Array) -> jax.Array:
+        return reduce(x)
+
+    @whole.def_vmap
+    def _whole_vmap(axis_size: int, in_batched: list[bool], x: jax.Array) -> tuple[jax.Array, bool]:
+        del axis_size, in_batched
+        return reduce(x), False
+
+    return whole
+
+
+all_finite = batch_wide(lambda x: jnp.all(jnp.isfinite(x)))  # the CPU guards' "no edge case in the batch"
+any_true = batch_wide(jnp.any)  # the simplex threshold's "some row still changing"
 
 
 def distinct(value: Any, copy: int) -> Any:

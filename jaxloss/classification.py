@@ -135,7 +135,7 @@ def _kl_values(log_p: Array, t: Array, ax: int, mode: str = "auto") -> Array:
     ``+inf``. Gradients: ``-t`` for ``log_p``; ``log t + 1 - log p`` for ``t > 0``
     and ``-log p`` (0 where ``log p = -inf``) at ``t = 0``.
     """
-    return _on_cpu_unless_nonfinite(_kl_fast, _kl_guarded, log_p, t, ax, mode)
+    return _numerics.on_cpu_unless_nonfinite(_kl_fast, _kl_guarded, log_p, t, ax, mode)
 
 
 def _kl_fast(log_p: Array, t: Array, ax: int) -> Array:
@@ -195,130 +195,6 @@ def _target_weighted_log_ratio(t: Array, log_t: Array, log_p: Array) -> Array:
     return jnp.where(zero, t, t * (log_t - log_p))
 
 
-# XLA:CPU hands a reduction over >= 4096 elements to a YNNPACK fusion that takes exp, log, add, subtract,
-# multiply, max and min but no compare or select: a select on the [N, C] product is written to memory by a
-# separate loop and read back (1.1-1.3x optax's time), and select-free guards built from max/min floors cost
-# several operations per element (1.7x for the log-target KL) and, under jit, dropped a NaN in their first
-# operand (a NaN log-probability gave +inf). So on CPU the value is the peer's unguarded formula, whose
-# edge cases (0 * inf) all show up as a non-finite row, and only then is the guarded one computed.
-_YNN_MIN_ELEMENTS = 4096
-_PerExample = Callable[[Array, Array, int], Array]  # (a, b, class axis) -> per-example values
-# Elements of one row block of the rare guarded recomputation (64 KiB of float32 per [rows, C] array).
-_GUARD_BLOCK_ELEMENTS = 1 << 14
-
-
-def _guarded_in_blocks(guarded: _PerExample, a: Array, b: Array, ax: int) -> Array:
-    """``guarded(a, b, ax)``, computed one block of rows at a time (the rare branch of the CPU guards).
-
-    A ``lax.cond`` branch gets temporaries of its own: the guarded recomputation's
-    ``[N, C]`` select doubled the compiled program's temporary memory, although it
-    runs only for a batch with an edge case (softmax cross-entropy 8192x1000,
-    forward+backward: 93.8 MiB against optax's 62.5 MiB). On CPU, XLA allocates
-    the temporaries in one buffer per call, and glibc serves one over 32 MiB with
-    a fresh ``mmap`` whose pages fault in on first touch every call (31 MiB of
-    faults per call there, up to 1.6x optax's time). Blocks of rows keep the
-    branch's temporaries at ``[rows, C]``; the last block is clamped to end at the
-    last row (it recomputes a few rows and writes the same values). Inputs of
-    different shapes, or too few rows, are computed whole.
-    """
-    ax = ax % a.ndim if a.ndim else 0
-    if a.shape != b.shape or a.ndim == 0:
-        return guarded(a, b, ax - a.ndim)
-    classes = a.shape[ax]
-    row_shape = a.shape[:ax] + a.shape[ax + 1:]
-    rows = math.prod(row_shape)
-    block = max(1, _GUARD_BLOCK_ELEMENTS // max(classes, 1))
-    if rows <= block:
-        return guarded(a, b, ax - a.ndim)
-    whole = jax.eval_shape(lambda a, b: guarded(a, b, ax - a.ndim), a, b)
-    extra = whole.shape[len(row_shape):]
-    if whole.shape[:len(row_shape)] != row_shape:
-        return guarded(a, b, ax - a.ndim)
-    a2 = jnp.moveaxis(a, ax, -1).reshape(rows, classes)
-    b2 = jnp.moveaxis(b, ax, -1).reshape(rows, classes)
-
-    def body(k: Array, out: Array) -> Array:
-        start = jnp.minimum(k * block, rows - block)
-        values = guarded(jax.lax.dynamic_slice_in_dim(a2, start, block), jax.lax.dynamic_slice_in_dim(b2, start, block),
-                         -1)
-        return jax.lax.dynamic_update_slice_in_dim(out, values, start, 0)
-
-    out: Array = jax.lax.fori_loop(0, -(-rows // block), body, jnp.zeros((rows, *extra), whole.dtype))
-    return out.reshape(whole.shape)
-
-
-@functools.lru_cache(maxsize=None)
-def _unless_nonfinite(fast: _PerExample, guarded: _PerExample, ax: int) -> Any:
-    """``(a, b) -> fast(a, b, ax)``, recomputed as ``guarded(a, b, ax)`` when any row of it is not finite.
-
-    The test is the finiteness of the rows' sum (any non-finite row makes it
-    NaN or infinite; a sum of finite rows that overflows only costs the
-    recomputation, whose finite rows are the same): one ``[N]`` reduction,
-    where a per-row test took four kernels. The optimization barrier keeps
-    XLA from fusing that sum into the ``[N, C]`` pass, which it then ran twice.
-
-    ``fast`` is an unguarded per-example formula that equals ``guarded`` on every
-    finite row; ``guarded`` keeps the conventions (``0 log 0 = 0``, NaN
-    propagation, ...) at the edge cases, where ``fast`` gives NaN or ``inf``.
-    The ``lax.cond`` runs one branch, so a batch without edge cases costs
-    ``fast`` alone and the rare other one both. Below ``_YNN_MIN_ELEMENTS``
-    ``guarded`` is taken directly (XLA's own loop fusion takes its select).
-    Under ``vmap`` the batch axis joins the rows (``custom_vmap``), so the
-    condition stays one scalar instead of a select that runs both branches.
-    ``ax`` is negative, so it names the same axis with a batch axis in front.
-    """
-
-    @jax.custom_batching.custom_vmap
-    def values(a: Array, b: Array) -> Array:
-        if max(a.size, b.size) < _YNN_MIN_ELEMENTS:
-            return guarded(a, b, ax)
-        first = jax.lax.optimization_barrier(fast(a, b, ax))
-        out: Array = jax.lax.cond(~jnp.isfinite(jnp.sum(first)), lambda a, b, _: _guarded_in_blocks(guarded, a, b, ax),
-                                  lambda a, b, f: f, a, b, first)
-        return out
-
-    @values.def_vmap
-    def _values_vmap(axis_size: int, in_batched: list[bool], a: Array, b: Array) -> tuple[Array, bool]:
-        a, b = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape)) for x, batched in zip((a, b), in_batched))
-        return values(a, b), True
-
-    return values
-
-
-def _on_cpu_unless_nonfinite(fast: _PerExample, guarded: _PerExample, a: Array, b: Array, ax: int,
-                             mode: str = "auto") -> Array:
-    """:func:`_unless_nonfinite` on CPU; ``guarded`` (whose selects fuse) on other backends.
-
-    ``mode="fast"``: ``fast`` alone on CPU (the caller tests the reduced value,
-    :func:`_reduce_unless_nonfinite`); ``mode="guarded"``: ``guarded`` everywhere.
-    """
-    ax = ax - a.ndim if ax >= 0 else ax
-    if mode == "guarded":
-        return guarded(a, b, ax)
-    cpu = _unless_nonfinite(fast, guarded, ax) if mode == "auto" else (lambda a, b: fast(a, b, ax))
-    out: Array = jax.lax.platform_dependent(a, b, cpu=cpu, default=lambda a, b: guarded(a, b, ax))
-    return out
-
-
-def _batch_wide(reduce: Callable[[Array], Array]) -> Callable[[Array], Array]:
-    """``reduce`` (to a scalar), over the batch axis too under ``vmap``: a ``lax.cond`` predicate that stays one scalar.
-
-    A batched predicate would turn the ``lax.cond`` into a select that runs both branches.
-    """
-    @jax.custom_batching.custom_vmap
-    def whole(x: Array) -> Array:
-        return reduce(x)
-
-    @whole.def_vmap
-    def _whole_vmap(axis_size: int, in_batched: list[bool], x: Array) -> tuple[Array, bool]:
-        del axis_size, in_batched
-        return reduce(x), False
-
-    return whole
-
-
-_all_finite = _batch_wide(lambda x: jnp.all(jnp.isfinite(x)))  # the CPU guards' "no edge case in the batch"
-_any_true = _batch_wide(jnp.any)  # the simplex threshold's "some row still changing"
 
 
 @jax.custom_jvp
@@ -344,19 +220,19 @@ def _reduce_unless_nonfinite(per_example: Callable[..., Array], a: Array, b: Arr
     only costs the recomputation (its value is 0 either way). The gradient is
     the custom JVP's, which is guarded in every mode. With ``weights`` (whose
     gradient is the rows themselves), ``"none"`` or small inputs, the rows are
-    guarded as in :func:`_unless_nonfinite`.
+    guarded as in :func:`_numerics.unless_nonfinite`.
     """
     def reduce(values: Array) -> Array:
         return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
-    if reduction == "none" or weights is not None or max(a.size, b.size) < _YNN_MIN_ELEMENTS:
+    if reduction == "none" or weights is not None or max(a.size, b.size) < _numerics.YNN_MIN_ELEMENTS:
         return reduce(per_example(a, b, ax, "auto"))
     fast = reduce(per_example(a, b, ax, "fast"))  # carries the (guarded) tangent
     a0, b0, fast0 = (jax.lax.stop_gradient(x) for x in (a, b, fast))
 
     def on_cpu(a0: Array, b0: Array, fast0: Array) -> Array:
-        out: Array = jax.lax.cond(_all_finite(fast0), lambda a0, b0, f: f,
-                                  lambda a0, b0, f: reduce(_guarded_in_blocks(
+        out: Array = jax.lax.cond(_numerics.all_finite(fast0), lambda a0, b0, f: f,
+                                  lambda a0, b0, f: reduce(_numerics.guarded_in_blocks(
                                       lambda a, b, ax: per_example(a, b, ax, "guarded"), a0, b0, ax)), a0, b0, fast0)
         return out
 
@@ -378,20 +254,20 @@ def _kl_log_targets_values(log_p: Array, log_t: Array, ax: int, mode: str = "aut
     to the value and every gradient, even at ``log_p = -inf``; a positive target
     at ``log_p = -inf`` gives ``+inf``; NaN in either input gives NaN. On CPU
     the value is optax's unguarded formula unless a row is not finite
-    (:func:`_unless_nonfinite`), else :func:`_kl_log_targets_guarded`. Gradients:
+    (:func:`_numerics.unless_nonfinite`), else :func:`_kl_log_targets_guarded`. Gradients:
     ``-t`` for ``log_p``; ``t (log t + 1 - log p)`` for ``log_t`` (0 where ``t = 0``).
     """
-    return _on_cpu_unless_nonfinite(_kl_log_targets_fast, _kl_log_targets_guarded, log_p, log_t, ax, mode)
+    return _numerics.on_cpu_unless_nonfinite(_kl_log_targets_fast, _kl_log_targets_guarded, log_p, log_t, ax, mode)
 
 
 @_kl_log_targets_values.defjvp
 def _kl_log_targets_values_jvp(ax: int, mode: str, primals: tuple[Array, Array],
                                tangents: tuple[Array, Array]) -> tuple[Array, Array]:
     (log_p, log_t), (d_log_p, d_log_t) = primals, tangents
-    # From _YNN_MIN_ELEMENTS, exp of log_t behind an optimization barrier: the same numbers, but CSE does not
+    # From _numerics.YNN_MIN_ELEMENTS, exp of log_t behind an optimization barrier: the same numbers, but CSE does not
     # share the [N, C] exponential with the value, which then stays inside its YNN reduction instead of being
     # written out (1024x1000 value and gradient 0.74-0.87x optax; at 128x10 the barrier cost 1.04x).
-    t = jnp.exp(jax.lax.optimization_barrier(log_t) if log_t.size >= _YNN_MIN_ELEMENTS else log_t)
+    t = jnp.exp(jax.lax.optimization_barrier(log_t) if log_t.size >= _numerics.YNN_MIN_ELEMENTS else log_t)
     positive = ~(t <= 0)  # NaN propagates
     d_t_coef = jnp.where(positive, t * (log_t + 1.0 - log_p), jnp.zeros_like(t))
     tangent = jnp.sum(-t * d_log_p + d_t_coef * d_log_t, axis=ax)
@@ -443,11 +319,11 @@ def _softmax_xent(x: Array, q: Array, ax: int, mode: str = "auto") -> Array:
     weight adds ``0 log 0 = 0`` to the value and every gradient. A positive
     weight on such a class gives a huge finite value (``q * 3.4e38`` in
     float32) rather than ``inf``; NaN propagates. On CPU the value is optax's
-    unguarded formula unless a row is not finite (:func:`_unless_nonfinite`),
+    unguarded formula unless a row is not finite (:func:`_numerics.unless_nonfinite`),
     else :func:`_softmax_xent_guarded`. Gradients: ``sum(q) softmax(x) - q`` for
     the logits, ``-log softmax(x)`` for ``q`` (0 where ``q = 0`` and ``x = -inf``).
     """
-    return _on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax, mode)
+    return _numerics.on_cpu_unless_nonfinite(_softmax_xent_fast, _softmax_xent_guarded, x, q, ax, mode)
 
 
 @_softmax_xent.defjvp
@@ -474,11 +350,12 @@ def _xent_and_one_minus_pt(x: Array, q: Array, ax: int, mode: str = "auto") -> t
 
     Both values are sums over the log-probabilities ``log p = s - lse``
     (:func:`_xent_and_one_minus_pt_rows`). The edge cases are guarded as the
-    cross-entropy's (:func:`_on_cpu_unless_nonfinite`; ``mode`` as there); the
+    cross-entropy's (:func:`_numerics.on_cpu_unless_nonfinite`; ``mode`` as there); the
     two values travel stacked on a last axis. Gradients of the second output:
     ``-p (q - sum(q p))`` for the logits, ``1 - p`` for ``q``.
     """
-    both = _on_cpu_unless_nonfinite(_xent_and_one_minus_pt_fast, _xent_and_one_minus_pt_guarded, x, q, ax, mode)
+    both = _numerics.on_cpu_unless_nonfinite(_xent_and_one_minus_pt_fast, _xent_and_one_minus_pt_guarded, x, q, ax,
+                                             mode)
     return both[..., 0], both[..., 1]
 
 
@@ -1077,7 +954,7 @@ def _softmax_focal_rows(gamma: float) -> Callable[[Array, Array, int], Array]:
     log-probabilities and its two selects (three ``[N, C]`` arrays; 8192x1000
     forward 31-39 ms, Keras 13 ms). The unguarded form (no select; a whole
     ``gamma`` multiplied out) is one pass (6.6 ms), and only a batch with a
-    non-finite row is recomputed guarded (:func:`_on_cpu_unless_nonfinite`).
+    non-finite row is recomputed guarded (:func:`_numerics.on_cpu_unless_nonfinite`).
     The derivative is the guarded form's.
     """
     def fast(x: Array, q: Array, ax: int) -> Array:
@@ -1093,7 +970,7 @@ def _softmax_focal_rows(gamma: float) -> Callable[[Array, Array, int], Array]:
 
     @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
     def rows(x: Array, q: Array, ax: int) -> Array:
-        return _on_cpu_unless_nonfinite(fast, guarded, x, q, ax)
+        return _numerics.on_cpu_unless_nonfinite(fast, guarded, x, q, ax)
 
     @rows.defjvp
     def _rows_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
@@ -1931,7 +1808,7 @@ def _simplex_threshold(x: Array) -> Array:
         return tau
     # A row built so that each pass drops few entries: the sort bounds the cost (taken for the whole batch,
     # only when some row is still changing; the predicate stays one scalar under vmap).
-    out: Array = jax.lax.cond(_any_true(changing), _sorted_simplex_threshold, lambda x, t: t, x, tau)
+    out: Array = jax.lax.cond(_numerics.any_true(changing), _sorted_simplex_threshold, lambda x, t: t, x, tau)
     return out
 
 

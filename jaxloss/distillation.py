@@ -115,10 +115,11 @@ def _kl_logits(p: Array, q: Array, axis: int, inv_t: Array) -> Array:
 
     # The second sum gets its own copy of 1/T (equal, but distinct to XLA's CSE): a constant broadcast shared
     # by two reduction fusions is written out as an [N, C] array.
-    lse_p, lse_q = lse(p, inv_t), lse(q, jax.lax.optimization_barrier(inv_t))
+    lse_p, lse_q = lse(p, inv_t), lse(q, _numerics.distinct(inv_t, 1))
     zero = p == -jnp.inf
     safe_p = jnp.where(zero, jnp.zeros_like(p), p)
     safe_q = jnp.where(zero, jnp.zeros_like(q), q)
+    inv_t = _numerics.distinct(inv_t, 2)
     terms = jnp.where(zero, jnp.zeros_like(p), jnp.exp(safe_p * inv_t - lse_p) * ((safe_p - safe_q) * inv_t))
     return jnp.sum(terms, axis=axis) + jnp.squeeze(lse_q - lse_p, axis)
 

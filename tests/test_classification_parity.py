@@ -31,6 +31,7 @@ import pytest
 import scipy.special
 
 import jaxloss
+from jaxloss import _numerics
 from jaxloss import classification as cl
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -539,7 +540,7 @@ def test_guarded_divergences_forward_and_reverse_mode_agree():
         _close(gb, np.log(q) + 1.0 - log_p, rtol=1e-10)
 
 
-@pytest.mark.parametrize("shape", [(4, 5), (16, 512)])  # below and above _YNN_MIN_ELEMENTS (the JVP's barrier)
+@pytest.mark.parametrize("shape", [(4, 5), (16, 512)])  # below and above _numerics.YNN_MIN_ELEMENTS (the JVP's barrier)
 def test_kl_divergence_with_log_targets_forward_and_reverse_mode_agree(shape):
     # Its custom JVP (`_kl_log_targets_values`): forward-mode jvp equals the reverse-mode gradient, and both
     # equal the closed forms of optax's exp(log t) (log t - log p) (optax/losses/_classification.py):
@@ -693,7 +694,7 @@ def test_scalar_reduction_guard_tests_the_reduced_value(name, block_elements, mo
     # "row_blocks": the guarded recomputation runs 3 rows of 300 classes at a time, 16 rows in 6 blocks, the
     # last one clamped to end at the last row (rows 13-15, two of them recomputed).
     if block_elements is not None:
-        monkeypatch.setattr(cl, "_GUARD_BLOCK_ELEMENTS", block_elements)
+        monkeypatch.setattr(_numerics, "GUARD_BLOCK_ELEMENTS", block_elements)
     loss, (a, b), rows = _scalar_guard_cases(_rng(5))[name]
     np.testing.assert_allclose(np.asarray(jax.jit(lambda a, b: loss(a, b, reduction="none"))(a, b)), rows, rtol=RTOL)
     for reduction, reduce_rows in (("mean", np.mean), ("sum", np.sum)):
@@ -729,8 +730,8 @@ def _compiled_memory(fn, x):
 @pytest.mark.parametrize("rows", [2048, 4096])
 @pytest.mark.parametrize("name", sorted(_OPTAX_GUARDED_PEERS))
 def test_guarded_recomputation_needs_no_more_memory_than_optax(name, rows):
-    # The rare guarded branch of the CPU conditional runs in row blocks (_guarded_in_blocks), so the compiled
-    # program needs no more temporary and output memory than optax's unguarded one, forward and
+    # The rare guarded branch of the CPU conditional runs in row blocks (_numerics.guarded_in_blocks), so the
+    # compiled program needs no more temporary and output memory than optax's unguarded one, forward and
     # forward+backward (compile only), but for the blocks. Before, the branch's [N, C] select was one more [N, C] temporary,
     # and at 8192x1000 it made XLA:CPU's temporary buffer a fresh 62.5 MiB mmap with 31 MiB of page faults
     # every call.
