@@ -954,8 +954,8 @@ def _softmax_focal_rows(gamma: float) -> Callable[[Array, Array, int], Array]:
     log-probabilities and its two selects (three ``[N, C]`` arrays; 8192x1000
     forward 31-39 ms, Keras 13 ms). The unguarded form (no select; a whole
     ``gamma`` multiplied out) is one pass (6.6 ms), and only a batch with a
-    non-finite row is recomputed guarded (:func:`_numerics.on_cpu_unless_nonfinite`).
-    The derivative is the guarded form's.
+    non-finite row is recomputed guarded (:func:`jaxloss._numerics.on_cpu_unless_nonfinite`).
+    Under differentiation the value and the derivative are the guarded form's.
     """
     def fast(x: Array, q: Array, ax: int) -> Array:
         shifted, lse = _shift_and_lse(x, ax)
@@ -974,7 +974,8 @@ def _softmax_focal_rows(gamma: float) -> Callable[[Array, Array, int], Array]:
 
     @rows.defjvp
     def _rows_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
-        return rows(*primals, ax), jax.jvp(lambda x, q: guarded(x, q, ax), primals, tangents)[1]
+        out: tuple[Array, Array] = jax.jvp(lambda x, q: guarded(x, q, ax), primals, tangents)
+        return out
 
     return rows
 

@@ -232,6 +232,40 @@ def test_teacher_with_minus_inf_logits():
         assert _all_finite(value) and _all_finite(grads)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_kl_from_logits_fused_cpu_path(temperature):
+    # From 4096 elements, with a concrete temperature, the CPU sums the unguarded terms in one fused pass and
+    # recomputes the batch guarded only when a row is not finite (distillation._kl_logits_rows). Values
+    # against RepDistiller's and TRL's formulas (NumPy, float64), a batch with a teacher -inf logit (the
+    # guarded recomputation: finite, 0 log 0 = 0) and one with a NaN row; values and gradients equal to a
+    # traced temperature's (the guarded form).
+    rng = np.random.default_rng(8)
+    s, t = _logits(rng, (64, 100)), _logits(rng, (64, 100))          # 6400 elements
+    kd = jax.jit(lambda s, t: distill.knowledge_distillation_loss(s, t, temperature=temperature, reduction="none"))
+    rkl = jax.jit(lambda s, t: distill.generalized_jsd_loss(s, t, beta=1.0, temperature=temperature,
+                                                             reduction="none"))
+    _close(kd(s, t), np_distill_kl(s, t, temperature))
+    _close(rkl(s, t), np_trl_generalized_jsd(s, t, 1.0, temperature))
+    t_inf = t.copy()
+    t_inf[3, 7] = -np.inf
+    got = np.asarray(kd(s, t_inf))
+    assert np.isfinite(got).all()
+    log_p_t, log_p_s = np_log_softmax(t_inf / temperature), np_log_softmax(s / temperature)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(np.isneginf(log_p_t), 0.0, np.exp(log_p_t) * (log_p_t - log_p_s))
+    _close(got, terms.sum(-1) * temperature ** 2)
+    s_nan = s.copy()
+    s_nan[5, 2] = np.nan
+    got = np.asarray(kd(s_nan, t))
+    assert np.isnan(got[5]) and np.isfinite(np.delete(got, 5)).all()
+    _close(np.delete(got, 5), np.delete(np_distill_kl(s, t, temperature), 5))
+    concrete = jax.value_and_grad(lambda s, t: distill.knowledge_distillation_loss(s, t, temperature=temperature),
+                                  argnums=(0, 1))(s, t)
+    traced = jax.jit(jax.value_and_grad(lambda s, t, temp: distill.knowledge_distillation_loss(s, t, temperature=temp),
+                                        argnums=(0, 1)))(s, t, np.float32(temperature))
+    jax.tree_util.tree_map(lambda a, b: _close(a, b), concrete, traced)
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
 def test_traced_beta_and_temperature_equal_concrete(beta):
     rng = np.random.default_rng(6)
