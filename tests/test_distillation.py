@@ -266,6 +266,38 @@ def test_kl_from_logits_fused_cpu_path(temperature):
     jax.tree_util.tree_map(lambda a, b: _close(a, b), concrete, traced)
 
 
+@pytest.mark.parametrize("beta,temperature", [(0.5, 1.0), (0.1, 2.0), (0.9, 1.0)])
+def test_generalized_jsd_fused_cpu_path(beta, temperature):
+    # From 4096 elements, with concrete beta and temperature, the CPU sums the unguarded mixture terms in one
+    # fused pass (distillation._skewed_jsd_rows). Values against TRL's formula (NumPy, float64), a batch with
+    # a teacher -inf logit (guarded recomputation: finite) and one with a NaN row; values and gradients equal
+    # to a traced temperature's (the guarded form).
+    rng = np.random.default_rng(9)
+    s, t = _logits(rng, (64, 100)), _logits(rng, (64, 100))
+    jsd = jax.jit(lambda s, t: distill.generalized_jsd_loss(s, t, beta=beta, temperature=temperature,
+                                                             reduction="none"))
+    _close(jsd(s, t), np_trl_generalized_jsd(s, t, beta, temperature))
+    t_inf = t.copy()
+    t_inf[3, 7] = -np.inf
+    got = np.asarray(jsd(s, t_inf))
+    assert np.isfinite(got).all()
+    log_s, log_t = np_log_softmax(s / temperature), np_log_softmax(t_inf / temperature)
+    log_m = np.logaddexp(log_s + np.log1p(-beta), log_t + np.log(beta))
+    with np.errstate(invalid="ignore"):
+        kl_t = np.where(np.isneginf(log_t), 0.0, np.exp(log_t) * (log_t - log_m)).sum(-1)
+    _close(got, beta * kl_t + (1 - beta) * (np.exp(log_s) * (log_s - log_m)).sum(-1))
+    s_nan = s.copy()
+    s_nan[5, 2] = np.nan
+    got = np.asarray(jsd(s_nan, t))
+    assert np.isnan(got[5]) and np.isfinite(np.delete(got, 5)).all()
+    concrete = jax.value_and_grad(lambda s, t: distill.generalized_jsd_loss(s, t, beta=beta, temperature=temperature),
+                                  argnums=(0, 1))(s, t)
+    traced = jax.jit(jax.value_and_grad(
+        lambda s, t, temp: distill.generalized_jsd_loss(s, t, beta=beta, temperature=temp), argnums=(0, 1)))(
+        s, t, np.float32(temperature))
+    jax.tree_util.tree_map(lambda a, b: _close(a, b), concrete, traced)
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
 def test_traced_beta_and_temperature_equal_concrete(beta):
     rng = np.random.default_rng(6)
