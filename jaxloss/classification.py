@@ -641,7 +641,9 @@ def _clipped_bce_value(p: Array, y: Array, eps: Array) -> Array:
 def _clipped_bce_partials(p: Array, y: Array, eps: Array) -> tuple[Array, Array, None]:
     clipped = jnp.clip(p, eps, 1.0 - eps)
     inside = ~((p < eps) | (p > 1.0 - eps))  # the clip passes the gradient (TF's clip_by_value); NaN stays NaN
-    slope = jnp.where(inside, (clipped - y) / (clipped * (1.0 - clipped)), jnp.zeros_like(p))
+    # c (1 - c) as c - c^2: a constant 1 here is the same broadcast as the value's (1 - y), which XLA:CPU then
+    # wrote out for both (32768x128 value and gradient: a 16 MiB array of ones, 10.9 -> 7.0-8.5 ms).
+    slope = jnp.where(inside, (clipped - y) / (clipped - clipped * clipped), jnp.zeros_like(p))
     return slope, jnp.log1p(-clipped) - jnp.log(clipped), None
 
 
