@@ -1042,9 +1042,7 @@ def dice_focal_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: 
     if x.shape[-1] != prep.probs.shape[-1]:   # include_background=False: the focal part drops class 0 too
         x, y = x[..., 1:], y[..., 1:]
     dtype = x.dtype
-    # MONAI sigmoid_focal_loss: BCE-with-logits times sigmoid(-x (2y - 1))**gamma, the power taken in log space.
-    bce = _numerics.bce_with_logits(x, y)
-    focal = jnp.exp(jnp.asarray(gamma, dtype) * jax.nn.log_sigmoid(-x * (2.0 * y - 1.0))) * bce
+    focal = _monai_sigmoid_focal(x, y, jnp.asarray(gamma, dtype))
     if alpha is not None:
         a = jnp.asarray(alpha, dtype)
         focal = (y * a + (1.0 - y) * (1.0 - a)) * focal
@@ -1055,6 +1053,35 @@ def dice_focal_loss(predictions: ArrayLike, targets: ArrayLike, *, lambda_dice: 
     focal_mean = _pixel_mean(per_pixel, jnp.full(per_pixel.shape, kept, dtype), prep, batch_dice, apart=True)
     values = jnp.asarray(lambda_dice, dtype) * dice + jnp.asarray(lambda_focal, dtype) * focal_mean
     return reduce_values(values, reduction=reduction, weights=weights, where=prep.example, fn=fn)
+
+
+def _monai_sigmoid_focal_value(x: Array, y: Array, gamma: Array) -> Array:
+    """MONAI's ``sigmoid_focal_loss``: BCE-with-logits times ``sigmoid(-w)**gamma``, ``w = x (2y - 1)``.
+
+    The power is taken in log space, as MONAI does: ``exp(-gamma softplus(w))``,
+    with the select-free softplus (``jax.nn.log_sigmoid``'s selects kept
+    XLA:CPU from fusing the pass: 16x128x128x8 forward 45 -> 10 ms).
+    """
+    return jnp.exp(-gamma * _numerics.softplus_both(x * (2.0 * y - 1.0))[0]) * _numerics.bce_with_logits(x, y)
+
+
+def _monai_sigmoid_focal_partials(x: Array, y: Array, gamma: Array) -> tuple[Array, Array, Array]:
+    # f = m(w) b with m = exp(-gamma softplus(w)), m' = -gamma sigmoid(w) m, b = bce(x, y):
+    # df/dx = m' (2y - 1) b + m (sigmoid(x) - y), df/dy = m' 2x b - m x, df/dgamma = -softplus(w) m b.
+    # Constants of their own (:func:`jaxloss._numerics.distinct`): the value's, shared, are written out.
+    two, one = _numerics.distinct((jnp.asarray(2.0, x.dtype), jnp.asarray(1.0, x.dtype)), 1)
+    sign = two * y - one
+    w = x * sign
+    softplus_w = _numerics.softplus_both(w)[0]
+    m = jnp.exp(-gamma * softplus_w)
+    b = _numerics.bce_with_logits(x, y)
+    slope_w = -gamma * jax.nn.sigmoid(w) * m * b
+    return slope_w * sign + m * (jax.nn.sigmoid(x) - y), slope_w * (two * x) - m * x, -softplus_w * m * b
+
+
+# Written derivatives (:func:`jaxloss._numerics.elementwise`): autodiff through the log-space power wrote out
+# eleven [..., C] arrays (16x128x128x8 value and gradient 85-99 ms).
+_monai_sigmoid_focal = _numerics.elementwise(_monai_sigmoid_focal_value, _monai_sigmoid_focal_partials)
 
 
 # ------------------------------------------------- topology and boundaries
