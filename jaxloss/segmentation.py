@@ -311,8 +311,15 @@ def _tversky_per_class(fn: str, predictions: ArrayLike, targets: ArrayLike, *, a
     m = 1.0 if prep.pixel is None else prep.pixel
     dtype = p.dtype
     tp = _pool(p * g, batch_dice, prep.fold)
-    fp = _pool(p * (m - g), batch_dice, prep.fold)          # p (1 - g) over kept pixels
-    fn_ = _pool((m - p) * g, batch_dice, prep.fold)         # (1 - p) g over kept pixels
+    if prep.pixel is None:
+        # sum p (1 - g) = sum p - tp and sum (1 - p) g = sum g - tp: no constant 1 broadcast, which XLA:CPU
+        # shared between the sums and wrote out (16x128x128x8: forward 8.8 -> 5.9 ms, value and gradient
+        # 20.8 -> 8.3 ms, as the Dice loss).
+        fp = _pool(p, batch_dice, prep.fold) - tp
+        fn_ = _pool(g, batch_dice, prep.fold) - tp
+    else:
+        fp = _pool(p * (m - g), batch_dice, prep.fold)      # p (1 - g) over kept pixels
+        fn_ = _pool((m - p) * g, batch_dice, prep.fold)     # (1 - p) g over kept pixels
     nr, dr = jnp.asarray(smooth_nr, dtype), jnp.asarray(smooth_dr, dtype)
     index = _ratio(tp + nr, tp + jnp.asarray(alpha, dtype) * fp + jnp.asarray(beta, dtype) * fn_ + dr)
     return 1.0 - index, prep
