@@ -538,7 +538,11 @@ EXPLANATIONS: dict[str, str] = {
                              "the guard: one select-carrying XLA loop fusion, ~1.02-1.04x in scratch runs."),
     "multilabel_margin_loss": (
         "jaxloss compares every target with every class at once ([N, C, C] pairs, memory quadratic in C); "
-        "torch loops over the targets of each row."),
+        "torch loops over the targets of each row. Session 14: from 2^22 pairs the gradient counts each "
+        "score's pairs with a positive hinge in two select-free fused reductions (`_pair_counts`) instead of "
+        "autodiff through the selected pairs, which wrote out two [N, C, C] arrays: 4096x64 forward+backward "
+        "43 -> 13 ms (1.55 -> 0.50x torch), memory 132 -> 21 MiB. The small size's forward+backward (3.4x "
+        "torch, 0.13 ms) is XLA:CPU's launch cost: 17 kernels against torch's one eager call."),
     "linear_softmax_cross_entropy": (
         "the fused path does four matrix products where the naive one does three. The backward recomputes "
         "each tile's logits, since the softmax needs the whole vocabulary's log-sum-exp first. The naive "
