@@ -62,7 +62,9 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 #   `checked` settings on every registered loss (test_toolkit's other `checked` tests) and 256x256
 #   half-precision segmentation (the invariants' 16-bit edge check at the specs' sizes);
 # * the memory plans of the guarded divergences compiled at 2048 and 4096 rows (production sizes, as
-#   the Gemma-2 plan above) and the text metrics' eager-vs-jit check (op by op, as the invariants' "jit").
+#   the Gemma-2 plan above) and the text metrics' eager-vs-jit check (op by op, as the invariants' "jit");
+# * a few parametrizations marked in place (`pytest.param(..., marks=pytest.mark.slow)`), each a variant
+#   of a test whose other variants stay in the quick run.
 _SLOW_FILES = ("test_sharded.py", "test_embedding_sharded.py", "test_large_vocab_sharded.py",
                "test_self_supervised_sharded.py", "test_examples.py", "test_kernels.py")
 _SLOW_TESTS = ("test_sdist_and_wheel_build_check_and_install",

@@ -719,7 +719,8 @@ def np_softmax_focal(q, logits, alpha, gamma):
     return terms.sum(-1)
 
 
-@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+@pytest.mark.parametrize("gamma", [pytest.param(0.0, marks=pytest.mark.slow), 0.5, 2.0,
+                                   pytest.param(3.0, marks=pytest.mark.slow)])  # 0 and 3: full suite only
 def test_softmax_focal_fused_cpu_path_matches_transcription(gamma):
     # From 4096 elements the CPU computes the unguarded focal terms in one fused pass and recomputes the
     # batch guarded only when a row is not finite (classification._softmax_focal_rows). Values against the

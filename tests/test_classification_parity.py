@@ -452,7 +452,8 @@ def test_multilabel_margin_loss_select_free_value(jit):
         _close(grad[row, i], fd[0], rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("counted_from", [None, 1], ids=["selected", "counted"])
+# "selected" (the derivative below the threshold, as before) runs in the full suite only (slow).
+@pytest.mark.parametrize("counted_from", [pytest.param(None, marks=pytest.mark.slow), 1], ids=["selected", "counted"])
 def test_multilabel_margin_loss_select_free_gradient(counted_from, monkeypatch):
     # From 2^22 pairs the select-free value's derivative counts each score's pairs with a positive hinge
     # (classification._pair_counts) instead of differentiating the selected form; "counted" lowers that
