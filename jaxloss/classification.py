@@ -970,16 +970,7 @@ def _softmax_focal_rows(gamma: float) -> Callable[[Array, Array, int], Array]:
     def guarded(x: Array, q: Array, ax: int) -> Array:
         return _softmax_focal_guarded(x, q, ax, gamma)
 
-    @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-    def rows(x: Array, q: Array, ax: int) -> Array:
-        return _numerics.on_cpu_unless_nonfinite(fast, guarded, x, q, ax)
-
-    @rows.defjvp
-    def _rows_jvp(ax: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
-        out: tuple[Array, Array] = jax.jvp(lambda x, q: guarded(x, q, ax), primals, tangents)
-        return out
-
-    return rows
+    return _numerics.fast_unless_nonfinite(fast, guarded)
 
 
 @_registry.builtin(tags=("distribution_labels",))

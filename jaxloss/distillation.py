@@ -167,18 +167,7 @@ def _kl_logits_rows(temperature: float) -> Callable[[Array, Array, int], Array]:
     def guarded(p: Array, q: Array, axis: int) -> Array:
         return _kl_logits_guarded(p, q, axis, 1.0 / jnp.asarray(temperature, p.dtype))
 
-    @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-    def rows(p: Array, q: Array, axis: int) -> Array:
-        out: Array = _numerics.on_cpu_unless_nonfinite(fast, guarded, p, q, axis)
-        return out
-
-    @rows.defjvp
-    def _rows_jvp(axis: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
-        # Differentiated, value and tangent come from the guarded form (one linearisation, as before).
-        out: tuple[Array, Array] = jax.jvp(lambda p, q: guarded(p, q, axis), primals, tangents)
-        return out
-
-    return rows
+    return _numerics.fast_unless_nonfinite(fast, guarded)
 
 
 def _skewed_jsd(log_s: Array, log_t: Array, beta: Array, axis: int) -> Array:
@@ -223,17 +212,7 @@ def _skewed_jsd_rows(temperature: float, beta: float) -> Callable[[Array, Array,
         log_s, log_t = jax.nn.log_softmax(s * inv_t, axis=axis), jax.nn.log_softmax(t * inv_t, axis=axis)
         return _skewed_jsd(log_s, log_t, jnp.asarray(beta, s.dtype), axis)
 
-    @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-    def rows(s: Array, t: Array, axis: int) -> Array:
-        out: Array = _numerics.on_cpu_unless_nonfinite(fast, guarded, s, t, axis)
-        return out
-
-    @rows.defjvp
-    def _rows_jvp(axis: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]) -> tuple[Array, Array]:
-        out: tuple[Array, Array] = jax.jvp(lambda s, t: guarded(s, t, axis), primals, tangents)
-        return out
-
-    return rows
+    return _numerics.fast_unless_nonfinite(fast, guarded)
 
 
 # -------------------------------------------------------------------- losses

@@ -121,6 +121,18 @@ def np_generalized_cross_entropy(logits, labels, q):
     return (1.0 - p_y ** q) / q
 
 
+def _listed_targets(y, c):
+    """torch's target list of one row: the classes before the first -1, and the [C] mask of them."""
+    listed = []
+    for v in y:
+        if v < 0:
+            break
+        listed.append(int(v))
+    is_target = np.zeros(c, bool)
+    is_target[listed] = True
+    return listed, is_target
+
+
 def np_multilabel_margin_loss(scores, labels):
     # aten/src/ATen/native/LossMultiLabelMargin.cpp: for each row, is_target marks the classes listed
     # before the first -1; sum over listed targets j and non-target i of max(0, 1 - (x[j] - x[i])), / C.
@@ -128,13 +140,7 @@ def np_multilabel_margin_loss(scores, labels):
     out = []
     for x, y in zip(s.reshape(-1, s.shape[-1]), labels.reshape(-1, s.shape[-1])):
         c = x.shape[0]
-        listed = []
-        for v in y:
-            if v < 0:
-                break
-            listed.append(int(v))
-        is_target = np.zeros(c, bool)
-        is_target[listed] = True
+        listed, is_target = _listed_targets(y, c)
         total = 0.0
         for j in listed:
             for i in range(c):
@@ -152,13 +158,7 @@ def np_multilabel_margin_loss_grad(scores, labels):
     grad = np.zeros_like(flat_s)
     for x, y, g in zip(flat_s, flat_y, grad):
         c = x.shape[0]
-        listed = []
-        for v in y:
-            if v < 0:
-                break
-            listed.append(int(v))
-        is_target = np.zeros(c, bool)
-        is_target[listed] = True
+        listed, is_target = _listed_targets(y, c)
         for j in listed:
             for i in range(c):
                 if not is_target[i] and 1.0 - (x[j] - x[i]) > 0:
