@@ -98,6 +98,23 @@ def _smooth_l1_partials(p: Array, t: Array, beta: Array) -> tuple[Array, Array, 
 _smooth_l1 = _numerics.elementwise(_smooth_l1_value, _smooth_l1_partials)
 
 
+def _poisson_value(p: Array, t: Array, eps: Array) -> Array:
+    return p - t * jnp.log(jnp.maximum(p + eps, eps))
+
+
+def _poisson_partials(p: Array, t: Array, eps: Array) -> tuple[Array, Array, Array]:
+    # jnp.maximum's derivative: 1 to the larger argument, half to each at a tie (p = 0); d/deps is 1 either way.
+    floor = jnp.maximum(p + eps, eps)
+    ratio = t / floor
+    above = jnp.where(p > 0, jnp.ones_like(p), jnp.where(p == 0, jnp.full_like(p, 0.5), jnp.zeros_like(p)))
+    return 1.0 - ratio * above, -jnp.log(floor), -ratio
+
+
+# Written derivatives (:func:`jaxloss._numerics.elementwise`): autodiff shared the floor and its log with the
+# value, which XLA:CPU wrote out (32768x128 value and gradient 5.3 -> 3.3 ms; Keras 5.8 ms).
+_poisson = _numerics.elementwise(_poisson_value, _poisson_partials)
+
+
 def _log_cosh_value(p: Array, t: Array) -> Array:
     # log cosh is even: with a = |r|, log cosh r = a + log1p(exp(-2a)) - log 2. exp(-2a) <= 1 never
     # overflows, and the whole expression fuses into the reduction (no [...]-sized temporary).
@@ -599,7 +616,7 @@ def poisson_loss(predictions: ArrayLike, targets: ArrayLike, *, epsilon: ArrayLi
     p, t, where = _pair("poisson_loss", predictions, targets, where)
     eps = jnp.asarray(epsilon, p.dtype)
     # Floor the log argument at epsilon: Keras gives NaN for predictions < -eps.
-    values = p - t * jnp.log(jnp.maximum(p + eps, eps))
+    values = _poisson(p, t, eps)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="poisson_loss")
 
 

@@ -141,6 +141,24 @@ def test_smooth_l1_gradients_match_torch_backward(beta):
     _close(d_beta, traced[1])
 
 
+def test_poisson_gradients_equal_autodiff_of_the_formula_at_the_floor():
+    # poisson_loss has written derivatives (regression._poisson); they must be autodiff's of
+    # p - t log(max(p + eps, eps)) (jnp.maximum's half-and-half at p = 0) for predictions below, at and above
+    # the floor, for p, t and epsilon.
+    p = np.array([-1.0, -1e-8, 0.0, 1e-9, 0.5, 2.0], np.float32)
+    t = np.array([1.0, 2.0, 3.0, 0.0, 1.5, 4.0], np.float32)
+    eps = np.float32(1e-7)
+
+    def formula(p, t, eps):
+        return jnp.sum(p - t * jnp.log(jnp.maximum(p + eps, eps)))
+
+    expected = jax.grad(formula, argnums=(0, 1, 2))(p, t, eps)
+    got = jax.grad(lambda p, t, eps: jnp.sum(regression._poisson(p, t, eps)), argnums=(0, 1, 2))(p, t, eps)
+    for g, e in zip(got, expected):
+        _close(g, e)
+    _close(jax.grad(lambda x: jaxloss.poisson_loss(x, t, reduction="sum"))(p), expected[0])
+
+
 def test_smooth_l1_hand_values():
     # Closed form with beta = 2: |r| = 1 < 2 -> 0.5 * 1 / 2; |r| = 3 -> 3 - 0.5 * 2.
     values = jaxloss.smooth_l1_loss(jnp.array([1.0, -3.0]), jnp.zeros(2), beta=2.0, reduction="none")
