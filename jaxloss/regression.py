@@ -502,9 +502,33 @@ def squared_log_error(predictions: ArrayLike, targets: ArrayLike, *, epsilon: Ar
     """
     _checks.in_range("squared_log_error", "epsilon", epsilon, low=0.0, low_open=True)
     p, t, where = _pair("squared_log_error", predictions, targets, where)
-    eps = jnp.asarray(epsilon, p.dtype)
-    values = jnp.square(jnp.log1p(_numerics.floor_keeping_nan(p, eps)) - jnp.log1p(_numerics.floor_keeping_nan(t, eps)))
+    values = _squared_log(p, t, jnp.asarray(epsilon, p.dtype))
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn="squared_log_error")
+
+
+def _squared_log_guarded(p: Array, t: Array, eps: Array) -> Array:
+    """``(log1p(max(p, eps)) - log1p(max(t, eps)))^2`` with floors that keep a NaN inside XLA:CPU's fused sums."""
+    return jnp.square(jnp.log1p(_numerics.floor_keeping_nan(p, eps)) - jnp.log1p(_numerics.floor_keeping_nan(t, eps)))
+
+
+@jax.custom_jvp
+def _squared_log(p: Array, t: Array, eps: Array) -> Array:
+    """:func:`_squared_log_guarded`, its value computed with plain floors and the NaNs put back at the end.
+
+    The guarded floors' two selects were written out before the fused sum
+    (32768x128 forward 8.4 -> 4.7 ms, 32 -> 16 MiB of temporaries).
+    Differentiated, value and derivative are the guarded form's, whose value
+    and gradient program writes nothing out (7.6 ms; this value's 13 ms).
+    """
+    v = jnp.square(jnp.log1p(jnp.maximum(p, eps)) - jnp.log1p(jnp.maximum(t, eps)))
+    return jnp.where(jnp.isnan(p) | jnp.isnan(t), jnp.asarray(jnp.nan, p.dtype), v)
+
+
+@_squared_log.defjvp
+def _squared_log_jvp(primals: tuple[Array, Array, Array], tangents: tuple[Array, Array, Array]
+                     ) -> tuple[Array, Array]:
+    out: tuple[Array, Array] = jax.jvp(_squared_log_guarded, primals, tangents)
+    return out
 
 
 @_registry.builtin(aliases=("pinball_loss",), tags=("regression",))
