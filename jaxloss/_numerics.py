@@ -225,14 +225,17 @@ def fast_unless_nonfinite(fast: PerExample, guarded: PerExample) -> Callable[[ja
     are the guarded form's (one linearisation, as without the fast pass).
     """
     @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-    def rows(a: jax.Array, b: jax.Array, ax: int) -> jax.Array:
+    def negative_axis_rows(a: jax.Array, b: jax.Array, ax: int) -> jax.Array:
         return on_cpu_unless_nonfinite(fast, guarded, a, b, ax)
 
-    @rows.defjvp
+    @negative_axis_rows.defjvp
     def _rows_jvp(ax: int, primals: tuple[jax.Array, jax.Array],
                   tangents: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         out: tuple[jax.Array, jax.Array] = jax.jvp(lambda a, b: guarded(a, b, ax), primals, tangents)
         return out
+
+    def rows(a: jax.Array, b: jax.Array, ax: int) -> jax.Array:
+        return negative_axis_rows(a, b, ax - a.ndim if ax >= 0 else ax)
 
     return rows
 
@@ -415,7 +418,19 @@ def xlogx(x: jax.Array) -> jax.Array:
     return x * safe_log(x)
 
 
-_INTEGER_POW_MAX = 8  # whole exponents up to this one are multiplied out by safe_pow
+_INTEGER_POW_MAX = 8  # whole exponents up to this one are multiplied out (whole_exponent)
+
+
+def whole_exponent(exponent: Any) -> int | None:
+    """``exponent`` as an ``int`` when it is a Python number with a whole value in ``[0, 8]``, else ``None``.
+
+    Such powers are taken by repeated multiplication (``lax.integer_pow``)
+    instead of XLA's ``pow`` (an ``exp`` and a ``log`` per element; the focal
+    losses' default ``gamma = 2``).
+    """
+    if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 0 <= exponent <= _INTEGER_POW_MAX:
+        return int(exponent)
+    return None
 
 
 def safe_pow(base: jax.Array, exponent: Any) -> jax.Array:
@@ -426,10 +441,10 @@ def safe_pow(base: jax.Array, exponent: Any) -> jax.Array:
     losses for ``gamma < 1``.
     """
     positive = ~(base <= 0)  # NaN propagates
-    if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 1 <= exponent <= _INTEGER_POW_MAX:
-        # A whole exponent (the focal losses' default gamma = 2): repeated multiplication instead of XLA's pow
-        # (an exp and a log per element; sigmoid focal 32768x128 value and gradient 19.9 -> 18.7 ms).
-        return jax.lax.integer_pow(jnp.where(positive, base, jnp.zeros_like(base)), int(exponent))
+    whole = whole_exponent(exponent)
+    if whole is not None and whole >= 1:
+        # Multiplied out (sigmoid focal 32768x128 value and gradient 19.9 -> 18.7 ms).
+        return jax.lax.integer_pow(jnp.where(positive, base, jnp.zeros_like(base)), whole)
     exponent = jnp.asarray(exponent, base.dtype)
     safe_base = jnp.where(positive, base, jnp.ones_like(base))
     at_zero = jnp.where(exponent == 0, jnp.ones_like(base), jnp.zeros_like(base))

@@ -937,7 +937,7 @@ def _softmax_focal_values(x: Array, q: Array, ax: int, alpha: Any, gamma: Any, f
         q = q * _along(_class_vector(fn, "alpha", alpha, x.shape[ax], x.dtype), ax, x.ndim)
     if not _checks.is_concrete(gamma):
         return _softmax_focal_guarded(x, q, ax, gamma)
-    return _softmax_focal_rows(float(np.asarray(gamma)))(x, q, ax - x.ndim if ax >= 0 else ax)
+    return _softmax_focal_rows(float(np.asarray(gamma)))(x, q, ax)
 
 
 def _softmax_focal_guarded(x: Array, q: Array, ax: int, gamma: Any) -> Array:
@@ -963,7 +963,8 @@ def _softmax_focal_rows(gamma: float) -> Callable[[Array, Array, int], Array]:
         shifted, lse = _shift_and_lse(x, ax)
         log_p = shifted - lse
         one_minus_p = jnp.maximum(-jnp.expm1(log_p), jnp.zeros((), x.dtype))
-        modulating = (jax.lax.integer_pow(one_minus_p, int(gamma)) if gamma.is_integer() and gamma <= 8
+        whole = _numerics.whole_exponent(gamma)
+        modulating = (jax.lax.integer_pow(one_minus_p, whole) if whole is not None
                       else one_minus_p ** jnp.asarray(gamma, x.dtype))
         return -jnp.sum(q * modulating * log_p, axis=ax)
 

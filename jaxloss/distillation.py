@@ -98,7 +98,7 @@ def _kl(log_p: Array, log_q: Array, axis: int) -> Array:
     return jnp.sum(terms, axis=axis)
 
 
-def _kl_logits(p: Array, q: Array, axis: int, inv_t: Array, temperature: Any) -> Array:
+def _kl_logits(p: Array, q: Array, axis: int, temperature: Any) -> Array:
     """``KL(softmax(p / T) || softmax(q / T))`` from logits, as ``lse(q') - lse(p') + sum softmax(p') (p' - q')``.
 
     The same divergence as :func:`_kl` of the two log-softmaxes (``p' = p / T``
@@ -113,8 +113,8 @@ def _kl_logits(p: Array, q: Array, axis: int, inv_t: Array, temperature: Any) ->
     With a concrete ``temperature``, the CPU takes :func:`_kl_logits_rows`.
     """
     if _checks.is_concrete(temperature):
-        return _kl_logits_rows(float(np.asarray(temperature)))(p, q, axis - p.ndim if axis >= 0 else axis)
-    return _kl_logits_guarded(p, q, axis, inv_t)
+        return _kl_logits_rows(float(np.asarray(temperature)))(p, q, axis)
+    return _kl_logits_guarded(p, q, axis, 1.0 / jnp.asarray(temperature).astype(p.dtype))
 
 
 def _logits_lse(x: Array, scale: Array, axis: int) -> Array:
@@ -267,9 +267,9 @@ def knowledge_distillation_loss(student_logits: Any, teacher_logits: Any, *, tem
       (RepDistiller ``distiller_zoo/KD.py``), 2020, https://github.com/HobbitLong/RepDistiller
     """
     fn = "knowledge_distillation_loss"
-    s, t, where, ax, inv_t = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
-                                         log_softmax=False)
-    values = jnp.square(jnp.asarray(temperature).astype(s.dtype)) * _kl_logits(t, s, ax, inv_t, temperature)
+    s, t, where, ax, _ = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
+                                     log_softmax=False)
+    values = jnp.square(jnp.asarray(temperature).astype(s.dtype)) * _kl_logits(t, s, ax, temperature)
     return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
 
 
@@ -338,16 +338,15 @@ def generalized_jsd_loss(student_logits: Any, teacher_logits: Any, *, beta: Any 
     _checks.in_range(fn, "beta", beta, low=0.0, high=1.0)
     mode = _jsd_mode(beta)
     if mode in ("forward_kl", "reverse_kl"):  # the ends are plain KLs, computed from the logits
-        s, t, where, ax, inv_t = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
-                                             log_softmax=False)
+        s, t, where, ax, _ = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
+                                         log_softmax=False)
         p, q = (t, s) if mode == "forward_kl" else (s, t)
-        values = _kl_logits(p, q, ax, inv_t, temperature)
+        values = _kl_logits(p, q, ax, temperature)
         return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
     if mode == "jsd" and _checks.is_concrete(temperature):
         s, t, where, ax, _ = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature,
                                          log_softmax=False)
-        values = _skewed_jsd_rows(float(np.asarray(temperature)), float(np.asarray(beta)))(
-            s, t, ax - s.ndim if ax >= 0 else ax)
+        values = _skewed_jsd_rows(float(np.asarray(temperature)), float(np.asarray(beta)))(s, t, ax)
         return reduce_values(values, reduction=reduction, weights=weights, where=where, fn=fn)
     log_s, log_t, where, ax, _ = _logit_pair(fn, student_logits, teacher_logits, axis, where, temperature)
     if mode == "jsd":

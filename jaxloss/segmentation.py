@@ -308,7 +308,6 @@ def _tversky_per_class(fn: str, predictions: ArrayLike, targets: ArrayLike, *, a
                     include_background=include_background, class_weights=class_weights,
                     channel_axis=channel_axis, ignore_index=ignore_index)
     p, g = prep.probs, prep.onehot
-    m = 1.0 if prep.pixel is None else prep.pixel
     dtype = p.dtype
     tp = _pool(p * g, batch_dice, prep.fold)
     if prep.pixel is None:
@@ -318,6 +317,7 @@ def _tversky_per_class(fn: str, predictions: ArrayLike, targets: ArrayLike, *, a
         fp = _pool(p, batch_dice, prep.fold) - tp
         fn_ = _pool(g, batch_dice, prep.fold) - tp
     else:
+        m = prep.pixel
         fp = _pool(p * (m - g), batch_dice, prep.fold)      # p (1 - g) over kept pixels
         fn_ = _pool((m - p) * g, batch_dice, prep.fold)     # (1 - p) g over kept pixels
     nr, dr = jnp.asarray(smooth_nr, dtype), jnp.asarray(smooth_dr, dtype)
